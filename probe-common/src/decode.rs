@@ -1,0 +1,131 @@
+//! Checked decoding of ring-buffer records: length first, then the tag, then
+//! a copy out of the byte slice. The bytes are never trusted.
+
+use crate::{EventHeader, EventKind, ModuleEvent};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than the {need}-byte event header")]
+    TooShortForHeader { len: usize, need: usize },
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+    #[error("{kind:?} record has {len} bytes, expected {need}")]
+    WrongLength { kind: EventKind, len: usize, need: usize },
+}
+
+/// A decoded record.
+#[derive(Clone, Copy)]
+pub enum Event {
+    ModuleLoad(ModuleEvent),
+    ModuleFree(ModuleEvent),
+}
+
+/// Copies a `T` out of `bytes`, which must be exactly `size_of::<T>()` long.
+fn read_exact<T: Copy>(bytes: &[u8]) -> T {
+    assert_eq!(bytes.len(), core::mem::size_of::<T>());
+    // SAFETY: the length is checked above; read_unaligned copes with the
+    // ring buffer's 8-byte alignment; T is one of this crate's repr(C)
+    // integer-only types, valid for every bit pattern.
+    unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
+}
+
+impl TryFrom<&[u8]> for Event {
+    type Error = DecodeError;
+
+    fn try_from(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let need = core::mem::size_of::<EventHeader>();
+        if bytes.len() < need {
+            return Err(DecodeError::TooShortForHeader { len: bytes.len(), need });
+        }
+        let header: EventHeader = read_exact(&bytes[..need]);
+        let kind = EventKind::try_from(header.kind).map_err(DecodeError::UnknownKind)?;
+        let need = match kind {
+            EventKind::ModuleLoad | EventKind::ModuleFree => core::mem::size_of::<ModuleEvent>(),
+        };
+        if bytes.len() != need {
+            return Err(DecodeError::WrongLength { kind, len: bytes.len(), need });
+        }
+        let event: ModuleEvent = read_exact(bytes);
+        Ok(match kind {
+            EventKind::ModuleLoad => Event::ModuleLoad(event),
+            EventKind::ModuleFree => Event::ModuleFree(event),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ModuleName, ModuleRecord};
+
+    fn as_bytes(ev: &ModuleEvent) -> &[u8] {
+        // SAFETY: ModuleEvent is repr(C) and fully initialised, padding included.
+        unsafe {
+            core::slice::from_raw_parts(
+                (ev as *const ModuleEvent).cast::<u8>(),
+                core::mem::size_of::<ModuleEvent>(),
+            )
+        }
+    }
+
+    fn sample(kind: EventKind) -> ModuleEvent {
+        let mut record = ModuleRecord::zeroed();
+        record.name = ModuleName::from_bytes(b"hello");
+        record.taints = 0b11;
+        record.core_text_base = 0xffff_ffff_c000_0000;
+        record.core_text_size = 4096;
+        ModuleEvent {
+            header: EventHeader { kind: kind as u32, cpu: 1, ts_ns: 42 },
+            record,
+        }
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        for kind in [EventKind::ModuleLoad, EventKind::ModuleFree] {
+            let ev = sample(kind);
+            let decoded = Event::try_from(as_bytes(&ev)).unwrap();
+            let (got_kind, got) = match decoded {
+                Event::ModuleLoad(e) => (EventKind::ModuleLoad, e),
+                Event::ModuleFree(e) => (EventKind::ModuleFree, e),
+            };
+            assert_eq!(got_kind, kind);
+            assert_eq!(got.record.name.as_bytes(), b"hello");
+            assert_eq!(got.record.taints, 0b11);
+            assert_eq!(got.record.core_text_base, 0xffff_ffff_c000_0000);
+            assert_eq!(got.header.ts_ns, 42);
+        }
+    }
+
+    #[test]
+    fn short_record_is_rejected_before_the_tag_is_read() {
+        let ev = sample(EventKind::ModuleLoad);
+        let err = Event::try_from(&as_bytes(&ev)[..8]).err().unwrap();
+        assert_eq!(err, DecodeError::TooShortForHeader { len: 8, need: 16 });
+    }
+
+    #[test]
+    fn unknown_tag_is_an_error_not_a_transmute() {
+        let mut ev = sample(EventKind::ModuleLoad);
+        ev.header.kind = 99;
+        assert_eq!(Event::try_from(as_bytes(&ev)).err(), Some(DecodeError::UnknownKind(99)));
+    }
+
+    #[test]
+    fn truncated_payload_is_rejected() {
+        let ev = sample(EventKind::ModuleFree);
+        let bytes = as_bytes(&ev);
+        let err = Event::try_from(&bytes[..bytes.len() - 1]).err().unwrap();
+        assert_eq!(
+            err,
+            DecodeError::WrongLength { kind: EventKind::ModuleFree, len: 135, need: 136 }
+        );
+    }
+
+    #[test]
+    fn name_is_truncated_like_the_kernel() {
+        let long = [b'a'; 80];
+        let name = ModuleName::from_bytes(&long);
+        assert_eq!(name.as_bytes().len(), 55);
+    }
+}

@@ -1,0 +1,28 @@
+//! Every type that crosses the boundary between modscope's eBPF programs and
+//! its userspace lives here, `#[repr(C)]` and `Copy`, so both sides compile
+//! against one definition. Sizes are pinned with `const` asserts: a layout
+//! change that would silently desynchronise the two sides fails the build.
+#![no_std]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod event;
+pub mod layout;
+pub mod module;
+
+#[cfg(feature = "user")]
+pub mod decode;
+
+#[cfg(feature = "user")]
+mod pod;
+
+pub use event::{EventHeader, EventKind, ModuleEvent};
+pub use layout::ModuleLayout;
+pub use module::{MODULE_NAME_LEN, ModuleName, ModuleRecord, RecordFlags};
+
+/// Slots of the per-CPU `COUNTERS` array.
+pub const LOST_EVENTS: u32 = 0;
+pub const READ_ERRORS: u32 = 1;
+pub const REGISTRY_FULL: u32 = 2;
+pub const COUNTER_SLOTS: u32 = 3;

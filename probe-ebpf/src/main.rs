@@ -1,0 +1,19 @@
+//! modscope's eBPF programs. Each program is a thin shell over a `try_*`
+//! function that returns `Result`; errors are counted, never fatal.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod module_registry;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach here.
+    loop {}
+}
+
+// bpf_probe_read_kernel and the ring buffer helpers are GPL-only.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

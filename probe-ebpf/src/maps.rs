@@ -1,0 +1,51 @@
+//! Maps shared by the programs, and the load-time globals userspace fills in.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+use probe_common::{ModuleLayout, ModuleName, ModuleRecord};
+
+/// Offsets inside `struct module`, read from the running kernel's BTF by
+/// userspace and written here before the programs load.
+#[unsafe(no_mangle)]
+pub static MODULE_LAYOUT: ModuleLayout = ModuleLayout::UNSET;
+
+/// Upper bound on modules tracked at once; Debian kernels run with ~100.
+pub const MAX_MODULES: u32 = 4096;
+
+/// The in-kernel module registry: every loaded module's text ranges, keyed
+/// by name. Later probes attribute calls by looking return addresses up here.
+#[map]
+pub static MODULES: HashMap<ModuleName, ModuleRecord> = HashMap::with_max_entries(MAX_MODULES, 0);
+
+/// One record's worth of per-CPU scratch space: a `ModuleRecord` is too
+/// large to build on the 512-byte BPF stack next to the ring-buffer event.
+#[map]
+pub static SCRATCH: PerCpuArray<ModuleRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Load, free and (later) anomaly records for userspace.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// Counters userspace reports: index [`LOST_EVENTS`] counts records dropped
+/// because the ring buffer was full, [`READ_ERRORS`] failed kernel reads,
+/// [`REGISTRY_FULL`] modules the registry could not hold.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(probe_common::COUNTER_SLOTS, 0);
+
+pub use probe_common::{LOST_EVENTS, READ_ERRORS, REGISTRY_FULL};
+
+pub fn bump(slot: u32) {
+    if let Some(counter) = COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU slot; no other context writes it concurrently
+        // on this CPU while this program runs.
+        unsafe { *counter += 1 };
+    }
+}
+
+pub fn layout() -> ModuleLayout {
+    // SAFETY: a global the loader rewrites before load; the volatile read
+    // keeps the compiler from folding in the UNSET initialiser.
+    unsafe { core::ptr::read_volatile(&MODULE_LAYOUT) }
+}

@@ -1,0 +1,11 @@
+//! modscope's userspace: loading the probes, reading the kernel's own
+//! descriptions of itself (BTF, /proc/modules, taints), and turning probe
+//! records into events for people and scripts.
+
+pub mod btf_layout;
+pub mod clock;
+pub mod event;
+pub mod kernel_features;
+pub mod probe;
+pub mod proc_modules;
+pub mod taint;

@@ -1,0 +1,149 @@
+//! Loading and attaching the module-registry programs, and reading back
+//! what they keep in the kernel.
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint},
+};
+use probe_common::{ModuleLayout, ModuleName, ModuleRecord};
+
+/// The eBPF object built from probe-ebpf by build.rs; empty when the build
+/// was made with AYA_BUILD_SKIP=1.
+static PROBE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modscope-probe"));
+
+/// `BPF_NOEXIST`: insert only when the key is absent.
+const BPF_NOEXIST: u64 = 1;
+
+/// Raw tracepoints and the programs attached to them.
+const TRACEPOINTS: [(&str, &str); 2] = [("module_load", "module_load"), ("module_free", "module_free")];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "this modscope binary was built with AYA_BUILD_SKIP=1 and carries no eBPF programs; \
+         rebuild it after `cargo xtask setup`"
+    )]
+    NotEmbedded,
+    #[error("loading modscope's eBPF programs into the kernel: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("the eBPF object has no {0}; it does not match this modscope build")]
+    Missing(&'static str),
+    #[error("attaching {program} to raw tracepoint {tracepoint}: {source}")]
+    Attach { program: &'static str, tracepoint: &'static str, source: ProgramError },
+    #[error("eBPF map {map}: {source}")]
+    Map { map: &'static str, source: MapError },
+}
+
+/// Per-CPU counters summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub lost_events: u64,
+    pub read_errors: u64,
+    pub registry_full: u64,
+}
+
+pub struct ModuleProbe {
+    ebpf: Ebpf,
+    attached: Vec<String>,
+}
+
+impl ModuleProbe {
+    /// Loads the programs with `layout` written into their global, before
+    /// the verifier sees them.
+    pub fn load(layout: &ModuleLayout) -> Result<Self, ProbeError> {
+        if PROBE_OBJECT.is_empty() {
+            return Err(ProbeError::NotEmbedded);
+        }
+        raise_memlock_limit();
+        let ebpf = EbpfLoader::new()
+            .override_global("MODULE_LAYOUT", layout, true)
+            .load(PROBE_OBJECT)
+            .map_err(ProbeError::Load)?;
+        Ok(Self { ebpf, attached: Vec::new() })
+    }
+
+    /// Hands out the ring buffer, so the consumer can start before attach.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::Missing("EVENTS map"))?;
+        RingBuf::try_from(map).map_err(|source| ProbeError::Map { map: "EVENTS", source })
+    }
+
+    pub fn attach(&mut self) -> Result<(), ProbeError> {
+        for (program, tracepoint) in TRACEPOINTS {
+            let prog: &mut RawTracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::Missing("a module_load/module_free program"))?
+                .try_into()
+                .map_err(|source| ProbeError::Attach { program, tracepoint, source })?;
+            prog.load().map_err(|source| ProbeError::Attach { program, tracepoint, source })?;
+            prog.attach(tracepoint).map_err(|source| ProbeError::Attach { program, tracepoint, source })?;
+            self.attached.push(format!("raw_tracepoint/{tracepoint}"));
+        }
+        Ok(())
+    }
+
+    /// What is attached, for status lines.
+    pub fn attached(&self) -> &[String] {
+        &self.attached
+    }
+
+    /// Adds modules that were loaded before the probes attached. A module
+    /// the probes already recorded (loaded in the meantime) is left alone.
+    /// Returns the records actually inserted.
+    pub fn seed(&mut self, records: &[ModuleRecord]) -> Result<Vec<ModuleRecord>, ProbeError> {
+        let mut map: HashMap<_, ModuleName, ModuleRecord> = self.registry_map_mut()?;
+        let mut inserted = Vec::new();
+        for r in records {
+            match map.insert(r.name, *r, BPF_NOEXIST) {
+                Ok(()) => inserted.push(*r),
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(source) => return Err(ProbeError::Map { map: "MODULES", source }),
+            }
+        }
+        Ok(inserted)
+    }
+
+    /// The registry as the kernel holds it now.
+    pub fn registry(&self) -> Result<Vec<ModuleRecord>, ProbeError> {
+        let map = self.ebpf.map("MODULES").ok_or(ProbeError::Missing("MODULES map"))?;
+        let map: HashMap<_, ModuleName, ModuleRecord> =
+            HashMap::try_from(map).map_err(|source| ProbeError::Map { map: "MODULES", source })?;
+        let mut out = Vec::new();
+        for entry in map.iter() {
+            let (_, record) = entry.map_err(|source| ProbeError::Map { map: "MODULES", source })?;
+            out.push(record);
+        }
+        out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        Ok(out)
+    }
+
+    pub fn counters(&self) -> Result<Counters, ProbeError> {
+        let map = self.ebpf.map("COUNTERS").ok_or(ProbeError::Missing("COUNTERS map"))?;
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|source| ProbeError::Map { map: "COUNTERS", source })?;
+        let sum = |slot: u32| -> Result<u64, ProbeError> {
+            let values = map.get(&slot, 0).map_err(|source| ProbeError::Map { map: "COUNTERS", source })?;
+            Ok(values.iter().sum())
+        };
+        Ok(Counters {
+            lost_events: sum(probe_common::LOST_EVENTS)?,
+            read_errors: sum(probe_common::READ_ERRORS)?,
+            registry_full: sum(probe_common::REGISTRY_FULL)?,
+        })
+    }
+
+    fn registry_map_mut(&mut self) -> Result<HashMap<&mut MapData, ModuleName, ModuleRecord>, ProbeError> {
+        let map = self.ebpf.map_mut("MODULES").ok_or(ProbeError::Missing("MODULES map"))?;
+        HashMap::try_from(map).map_err(|source| ProbeError::Map { map: "MODULES", source })
+    }
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones use
+/// memcg and ignore it. Failure is harmless either way.
+fn raise_memlock_limit() {
+    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: a valid rlimit struct for the duration of the call.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+}
