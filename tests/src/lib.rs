@@ -1,1 +1,226 @@
+//! Helpers for tests that run inside a guest kernel: the modscope binary
+//! under test, the test modules built for this kernel, insmod/rmmod, and
+//! what the kernel itself says (/proc/modules, /sys/module).
+//!
+//! Helpers panic on failure, with what was running and what it printed, so
+//! a failing test keeps its backtrace.
 
+use std::{
+    io::{BufRead as _, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+fn env_path(var: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{var} is not set: these tests run inside the VM, through `cargo xtask test`"))
+}
+
+pub fn modscope_bin() -> PathBuf {
+    env_path("MODSCOPE_BIN")
+}
+
+pub fn module_file(name: &str) -> PathBuf {
+    env_path("MODSCOPE_TEST_MODULES").join(format!("{name}.ko"))
+}
+
+pub fn flavour() -> String {
+    std::env::var("MODSCOPE_KERNEL_FLAVOUR").unwrap_or_default()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A loaded test module, unloaded when dropped (also when a test panics).
+pub struct Loaded {
+    pub name: String,
+    unloaded: bool,
+}
+
+impl Loaded {
+    pub fn unload(mut self) {
+        rmmod(&self.name);
+        self.unloaded = true;
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        if !self.unloaded {
+            let _ = Command::new("rmmod").arg(&self.name).output();
+        }
+    }
+}
+
+/// `insmod [flags] <module>.ko`; panics with insmod's message on failure.
+pub fn insmod(name: &str, flags: &[&str]) -> Loaded {
+    // A leftover from an earlier failed test would make insmod fail.
+    let _ = Command::new("rmmod").arg(name).output();
+    run_ok(Command::new("insmod").args(flags).arg(module_file(name)));
+    Loaded { name: name.to_owned(), unloaded: false }
+}
+
+pub fn rmmod(name: &str) {
+    run_ok(Command::new("rmmod").arg(name));
+}
+
+/// The core base /proc/modules shows for `name`.
+pub fn proc_modules_address(name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/modules").expect("reading /proc/modules");
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} is not in /proc/modules:\n{text}"));
+    let addr = line.split_whitespace().nth(5).expect("address field");
+    parse_hex(addr)
+}
+
+pub fn parse_hex(s: &str) -> u64 {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|e| panic!("{s:?} is not hex: {e}"))
+}
+
+/// `/sys/module/<name>/<file>`, trimmed.
+pub fn sys_module(name: &str, file: &str) -> String {
+    let path = format!("/sys/module/{name}/{file}");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}")).trim().to_owned()
+}
+
+pub fn module_param_u64(name: &str, param: &str) -> u64 {
+    let text = sys_module(name, &format!("parameters/{param}"));
+    text.parse().unwrap_or_else(|e| panic!("{name}.{param} = {text:?}: {e}"))
+}
+
+/// `modscope events --json` running in the background.
+pub struct EventStream {
+    child: Child,
+    events: Arc<Mutex<Vec<Value>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl EventStream {
+    /// Starts modscope and waits for its `ready` event: from then on every
+    /// module load is seen.
+    pub fn start() -> Self {
+        let mut child = Command::new(modscope_bin())
+            .args(["events", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting modscope events");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (out, err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+        let sink = events.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let value: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("modscope printed non-JSON {line:?}: {e}"));
+                sink.lock().unwrap().push(value);
+            }
+        });
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut stream = Self { child, events, stderr };
+        stream.wait_for(Duration::from_secs(120), |e| e["type"] == "ready");
+        stream
+    }
+
+    /// Waits until an event matching `pred` has arrived; returns it.
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let events = self.wait_until(timeout, |events| events.iter().any(&pred));
+        events.into_iter().find(|e| pred(e)).expect("wait_until checked it")
+    }
+
+    /// Waits until the events so far satisfy `pred`; returns them.
+    pub fn wait_until(&mut self, timeout: Duration, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            {
+                let events = self.events.lock().unwrap();
+                if pred(&events) {
+                    return events.clone();
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("modscope exited ({status}) early; stderr:\n{}", self.stderr.lock().unwrap());
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "condition not met after {timeout:?}; events so far:\n{:#?}\nstderr:\n{}",
+                self.events.lock().unwrap(),
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGINT, then every event it printed, the final registry included.
+    pub fn stop(mut self) -> Vec<Value> {
+        // SAFETY: signals our own child, which has not been reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().expect("waiting for modscope");
+        // Let the reader threads drain the pipes.
+        let start = Instant::now();
+        while !self.events.lock().unwrap().iter().any(|e| e["type"] == "registry") {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "modscope ended ({status}) without its registry event; stderr:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(status.success(), "modscope exited {status}; stderr:\n{}", self.stderr.lock().unwrap());
+        self.events.lock().unwrap().clone()
+    }
+}
+
+/// Events of `kind` about module `name`.
+pub fn events_for<'a>(events: &'a [Value], kind: &str, name: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind && e["name"] == name).collect()
+}
+
+/// The registry entries for `name` in the final `registry` event.
+pub fn registry_entries<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+    let registry = events.iter().rev().find(|e| e["type"] == "registry").expect("a registry event");
+    registry["modules"].as_array().expect("modules array").iter().filter(|m| m["name"] == name).collect()
+}
+
+pub fn hex_field(v: &Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    parse_hex(cur.as_str().unwrap_or_else(|| panic!("{path:?} is not a string in {v}")))
+}
+
+/// Runs modscope as an unprivileged user with no capabilities.
+pub fn modscope_unprivileged(args: &[&str]) -> Output {
+    run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .arg(modscope_bin())
+        .args(args))
+}

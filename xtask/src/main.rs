@@ -1,1 +1,39 @@
-fn main() {}
+//! `cargo xtask`: what cargo alone cannot do for modscope: install the
+//! toolchain pieces and Debian kernels it needs, run the VM test suite on
+//! real kernels, and run modscope where the host kernel cannot.
+
+mod artifacts;
+mod kernels;
+mod run;
+mod setup;
+mod shell;
+mod test;
+mod vm;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what modscope needs (idempotent; each step says what it does).
+    Setup,
+    /// Set up, run the host unit tests, then the VM suite on every installed Debian kernel.
+    Test(test::TestArgs),
+    /// Set up, build, and run modscope: on this kernel when it has modules,
+    /// otherwise in a VM running a Debian kernel, with sample modules loading.
+    Run(run::RunArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup => setup::run(),
+        Command::Test(args) => test::run(args),
+        Command::Run(args) => run::run(args),
+    }
+}

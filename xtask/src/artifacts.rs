@@ -1,0 +1,90 @@
+//! Building what the VM needs: the modscope binary, the in-guest test
+//! binaries, and the test modules against each guest kernel's headers.
+
+use std::{
+    io::BufRead as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{kernels::Kernel, shell};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds `modscope` (release: the guest runs under software emulation).
+pub fn modscope() -> anyhow::Result<PathBuf> {
+    shell::step("building modscope (release, with its eBPF programs)");
+    shell::run(
+        "building modscope",
+        Command::new("cargo").args(["build", "--release", "--package", "probe-user", "--bin", "modscope"]),
+    )?;
+    Ok(target_dir().join("release/modscope"))
+}
+
+/// Builds the VM test binaries without running them; returns their paths.
+pub fn vm_test_binaries() -> anyhow::Result<Vec<PathBuf>> {
+    shell::step("building the VM test binaries");
+    let mut child = Command::new("cargo")
+        .args(["test", "--release", "--package", "vm-tests", "--no-run", "--message-format=json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting cargo test --no-run")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut binaries = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo's output")?;
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let is_test = msg["profile"]["test"].as_bool() == Some(true);
+        if let (Some(exe), true) = (msg["executable"].as_str(), is_test) {
+            binaries.push(PathBuf::from(exe));
+        }
+    }
+    if !child.wait().context("waiting for cargo")?.success() {
+        bail!("building the VM test binaries failed");
+    }
+    binaries.retain(|b| b.file_name().is_some_and(|n| !n.to_string_lossy().starts_with("vm_tests-")));
+    if binaries.is_empty() {
+        bail!("cargo built no VM test binaries");
+    }
+    Ok(binaries)
+}
+
+/// Builds the test modules in tests/modules against `kernel`'s headers, in
+/// a directory of their own, and returns it.
+pub fn test_modules(kernel: &Kernel) -> anyhow::Result<PathBuf> {
+    let src = workspace_root().join("tests/modules");
+    let out = target_dir().join("vm/modules").join(&kernel.release);
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    for entry in std::fs::read_dir(&src).with_context(|| format!("listing {}", src.display()))? {
+        let path = entry?.path();
+        if path.is_file() {
+            let dest = out.join(path.file_name().expect("file has a name"));
+            std::fs::copy(&path, &dest).with_context(|| format!("copying {}", path.display()))?;
+        }
+    }
+    let log = out.join("build.log");
+    let log_file = std::fs::File::create(&log)?;
+    let status = Command::new("make")
+        .arg("-C")
+        .arg(&kernel.build_dir)
+        .arg(format!("M={}", out.display()))
+        .arg("modules")
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .status()
+        .context("starting make")?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        bail!("building the test modules for {} failed:\n{text}", kernel.release);
+    }
+    Ok(out)
+}

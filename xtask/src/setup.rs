@@ -1,0 +1,202 @@
+//! `cargo xtask setup`: installs, idempotently, everything the README's two
+//! commands need on a fresh Debian 12 machine with rustup's stable and
+//! nightly toolchains. Each step checks first and says what it does.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::shell::{self, skip, step};
+
+/// Debian packages: qemu and the kernels the VM suite boots (generic,
+/// PREEMPT_RT and the 6.12 backport that Debian 12 ships, each with its
+/// headers for building test modules), plus what the guest scenarios use.
+pub const APT_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "linux-image-amd64",
+    "linux-headers-amd64",
+    "linux-image-rt-amd64",
+    "linux-headers-rt-amd64",
+    "linux-image-6.12-amd64",
+    "linux-headers-6.12-amd64",
+    "kmod",
+    "busybox-static",
+    "cpio",
+    "bpftool",
+    "util-linux",
+    "make",
+    "gcc",
+];
+
+/// virtme-ng boots the host's own root filesystem over 9p in the guest.
+const VIRTME_NG: &str = "virtme-ng==1.42";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn run() -> anyhow::Result<()> {
+    require_root()?;
+    apt_packages()?;
+    rust_src()?;
+    bpf_linker()?;
+    virtme_ng()?;
+    tracefs()?;
+    eprintln!("==> set-up complete");
+    Ok(())
+}
+
+fn require_root() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "set-up: installing Debian packages and mounting tracefs needs root; run `sudo cargo xtask setup` \
+             once, or install by hand: apt-get install {}",
+            APT_PACKAGES.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn missing_packages() -> Vec<&'static str> {
+    APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let status = shell::output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]));
+            status.as_deref() != Some("install ok installed")
+        })
+        .collect()
+}
+
+fn apt_packages() -> anyhow::Result<()> {
+    step("Debian packages (qemu, generic/rt/6.12 kernels and headers, kmod, bpftool)");
+    let missing = missing_packages();
+    if missing.is_empty() {
+        skip("all packages");
+        return Ok(());
+    }
+    eprintln!("    installing: {}", missing.join(" "));
+    shell::run(
+        "set-up step `apt-get update` (is Debian's package registry reachable?)",
+        Command::new("apt-get").args(["update", "-q"]),
+    )?;
+    shell::run(
+        "set-up step `apt-get install`",
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    step("rust-src for the nightly toolchain (eBPF builds use -Z build-std=core)");
+    let installed = shell::output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))
+        .context("set-up step rust-src: `rustup component list --toolchain nightly` failed; is the nightly toolchain installed?")?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        skip("rust-src");
+        return Ok(());
+    }
+    shell::run(
+        "set-up step rust-src",
+        Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
+    )
+}
+
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cargo"))
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into())
+}
+
+/// bpf-linker must use the LLVM that nightly rustc uses (22 here), which
+/// Debian does not ship: it is linked against the toolchain's own libLLVM,
+/// through a stable symlink the binary keeps as its rpath.
+fn bpf_linker() -> anyhow::Result<()> {
+    step(&format!("bpf-linker {BPF_LINKER_VERSION}, linked against nightly's own libLLVM"));
+    let linker = cargo_home().join("bin/bpf-linker");
+    let version = shell::output(Command::new(&linker).arg("--version")).unwrap_or_default();
+    if version.contains(BPF_LINKER_VERSION) {
+        skip(&format!("bpf-linker ({})", version.trim()));
+        return Ok(());
+    }
+    let sysroot = shell::output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))
+        .context("set-up step bpf-linker: `rustc +nightly --print sysroot` failed")?;
+    let libdir = Path::new(sysroot.trim()).join("lib");
+    let libllvm = std::fs::read_dir(&libdir)
+        .with_context(|| format!("set-up step bpf-linker: reading {}", libdir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.")))
+        .with_context(|| format!("set-up step bpf-linker: no libLLVM.so.* in {}", libdir.display()))?;
+    let major = libllvm
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("libLLVM.so."))
+        .and_then(|v| v.split('.').next())
+        .map(str::to_owned)
+        .context("set-up step bpf-linker: cannot read the LLVM version from libLLVM's file name")?;
+    let prefix = home().join(".cache/modscope/llvm");
+    let link = prefix.join("lib/libLLVM.so");
+    std::fs::create_dir_all(prefix.join("lib")).with_context(|| format!("creating {}", prefix.display()))?;
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&libllvm, &link)
+        .with_context(|| format!("set-up step bpf-linker: linking {} to {}", link.display(), libllvm.display()))?;
+    eprintln!("    building bpf-linker against {} (LLVM {major}; about 3 minutes)", libllvm.display());
+    shell::run(
+        "set-up step bpf-linker (is crates.io reachable?)",
+        Command::new("cargo")
+            .args(["+nightly", "install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features"])
+            .args(["--features", &format!("llvm-{major}")])
+            .env("LLVM_PREFIX", &prefix),
+    )
+}
+
+fn virtme_ng() -> anyhow::Result<()> {
+    step("virtme-ng (boots the Debian kernels with this machine's root filesystem)");
+    if shell::output(Command::new(vng()).arg("--version")).is_some() {
+        skip("vng");
+        return Ok(());
+    }
+    shell::run(
+        "set-up step virtme-ng (is PyPI reachable?)",
+        Command::new("python3").args(["-m", "pip", "install", "--quiet", VIRTME_NG]),
+    )
+}
+
+/// The live probe's kprobes are managed through tracefs, which this kind
+/// of machine does not mount by default.
+fn tracefs() -> anyhow::Result<()> {
+    step("tracefs at /sys/kernel/tracing");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if mounts.lines().any(|l| l.split_whitespace().nth(2) == Some("tracefs")) {
+        skip("tracefs");
+        return Ok(());
+    }
+    let supported = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !supported.lines().any(|l| l.trim_end().ends_with("tracefs")) {
+        eprintln!("    this kernel has no tracefs; live probes run in the VM instead");
+        return Ok(());
+    }
+    shell::run(
+        "set-up step tracefs",
+        Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]),
+    )
+}
+
+/// The `vng` to run: pip's scripts directory for this python3 first (a
+/// fresh pyenv install may not have its shim yet), then PATH.
+pub fn vng() -> PathBuf {
+    let scripts = shell::output(
+        Command::new("python3").args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"]),
+    );
+    match scripts.map(|dir| Path::new(dir.trim()).join("vng")) {
+        Some(path) if path.exists() => path,
+        _ => "vng".into(),
+    }
+}

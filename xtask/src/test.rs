@@ -1,0 +1,232 @@
+//! `cargo xtask test`: the whole suite. Host unit tests first, then, for
+//! each required Debian kernel, the test modules built against its headers
+//! and the VM test binaries run inside it; a pass/fail per test is read
+//! back from the console.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::bail;
+
+use crate::{artifacts, kernels, setup, shell, vm};
+
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// Only the host unit tests.
+    #[arg(long, conflicts_with = "vm_only")]
+    host_only: bool,
+    /// Only the VM suite.
+    #[arg(long)]
+    vm_only: bool,
+    /// Only this kernel release (default: the generic, PREEMPT_RT and 6.4+ kernels).
+    #[arg(long, value_name = "RELEASE")]
+    kernel: Vec<String>,
+    /// Only VM tests whose name contains this string.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Per-kernel time limit in seconds, boot included.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+}
+
+/// One test's result as the guest reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    pub name: String,
+    pub passed: bool,
+}
+
+/// Parses libtest's `test NAME ... ok|FAILED` lines and our own markers.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GuestReport {
+    pub tests: Vec<TestResult>,
+    pub binaries_failed: Vec<String>,
+    pub finished: bool,
+}
+
+pub fn parse_console(lines: &[String]) -> GuestReport {
+    let mut report = GuestReport::default();
+    for line in lines {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("test ") {
+            if let Some(name) = rest.strip_suffix(" ... ok") {
+                report.tests.push(TestResult { name: name.to_owned(), passed: true });
+            } else if let Some(name) = rest.strip_suffix(" ... FAILED") {
+                report.tests.push(TestResult { name: name.to_owned(), passed: false });
+            }
+        } else if let Some(rest) = line.strip_prefix("MODSCOPE-VM-EXIT ") {
+            if let Some((bin, code)) = rest.rsplit_once(' ') {
+                if code != "0" {
+                    report.binaries_failed.push(format!("{bin} exited {code}"));
+                }
+            }
+        } else if line == "MODSCOPE-VM-END" {
+            report.finished = true;
+        }
+    }
+    report
+}
+
+pub fn run(args: TestArgs) -> anyhow::Result<()> {
+    setup::run()?;
+    if !args.vm_only {
+        shell::step("host unit tests");
+        shell::run("host unit tests", Command::new("cargo").args(["test", "--workspace", "--exclude", "probe-ebpf", "--exclude", "vm-tests"]))?;
+    }
+    if args.host_only {
+        return Ok(());
+    }
+    vm_suite(&args)
+}
+
+fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
+    let suite_start = Instant::now();
+    let all = kernels::installed(Path::new("/boot"), Path::new("/lib/modules"))?;
+    let selected = if args.kernel.is_empty() {
+        kernels::required_set(&all)?
+    } else {
+        let picked: Vec<_> = all.into_iter().filter(|k| args.kernel.contains(&k.release)).collect();
+        if picked.len() != args.kernel.len() {
+            bail!("--kernel {:?}: not all of these are installed with headers", args.kernel);
+        }
+        picked
+    };
+    let modscope = artifacts::modscope()?;
+    let binaries = artifacts::vm_test_binaries()?;
+    let mut summary = Vec::new();
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for kernel in &selected {
+        shell::step(&format!("VM suite on {}", kernel.describe()));
+        let modules = artifacts::test_modules(kernel)?;
+        let work = vm::work_dir("runs", kernel)?;
+        let script = work.join("guest.sh");
+        std::fs::write(&script, guest_script(kernel, &modscope, &modules, &work, &binaries, args.filter.as_deref()))?;
+        let log = work.join("console.log");
+        let outcome = vm::run(&vm::Boot {
+            kernel,
+            script: &script,
+            rw_dir: &work,
+            timeout: Duration::from_secs(args.timeout),
+            log: &log,
+            echo: false,
+        })?;
+        let report = parse_console(&outcome.lines);
+        for t in &report.tests {
+            eprintln!("    {} {}", if t.passed { "ok    " } else { "FAILED" }, t.name);
+        }
+        let ok_count = report.tests.iter().filter(|t| t.passed).count();
+        let bad_count = report.tests.len() - ok_count;
+        let mut problems: Vec<String> = report.binaries_failed.clone();
+        if outcome.panicked {
+            problems.push("the guest kernel panicked".into());
+        }
+        if outcome.timed_out {
+            problems.push(format!("timed out after {} s; the guest was killed", args.timeout));
+        }
+        if !report.finished && !outcome.timed_out && !outcome.panicked {
+            problems.push("the guest stopped before the suite finished".into());
+        }
+        if report.tests.is_empty() {
+            problems.push("no test ran".into());
+        }
+        passed += ok_count;
+        failed += bad_count + usize::from(bad_count == 0 && !problems.is_empty());
+        summary.push(format!(
+            "{:<34} {:>3} passed {:>3} failed {:>6.1} s{}{}",
+            kernel.describe(),
+            ok_count,
+            bad_count,
+            outcome.wall.as_secs_f64(),
+            if problems.is_empty() { String::new() } else { format!("  [{}]", problems.join("; ")) },
+            if bad_count > 0 || !problems.is_empty() { format!("  (console: {})", log.display()) } else { String::new() },
+        ));
+    }
+    eprintln!("\nVM suite, {:.0} s in all:", suite_start.elapsed().as_secs_f64());
+    for line in &summary {
+        eprintln!("  {line}");
+    }
+    println!("vm: {passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("the VM suite failed");
+    }
+    Ok(())
+}
+
+fn guest_script(
+    kernel: &kernels::Kernel,
+    modscope: &Path,
+    modules: &Path,
+    work: &Path,
+    binaries: &[PathBuf],
+    filter: Option<&str>,
+) -> String {
+    let flavour = match kernel.flavour {
+        kernels::Flavour::Generic => "generic",
+        kernels::Flavour::PreemptRt => "rt",
+    };
+    let mut s = format!(
+        "#!/bin/sh\n\
+         # Written by `cargo xtask test`; runs inside the guest.\n\
+         export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
+         export MODSCOPE_BIN='{}'\n\
+         export MODSCOPE_TEST_MODULES='{}'\n\
+         export MODSCOPE_KERNEL_FLAVOUR={flavour}\n\
+         export MODSCOPE_VM_OUT='{}'\n\
+         export RUST_BACKTRACE=1\n\
+         echo \"MODSCOPE-VM-BEGIN $(uname -r)\"\n",
+        modscope.display(),
+        modules.display(),
+        work.display(),
+    );
+    for bin in binaries {
+        let name = bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        s.push_str(&format!(
+            "'{}' --test-threads=1 {}\necho \"MODSCOPE-VM-EXIT {name} $?\"\n",
+            bin.display(),
+            filter.map(|f| format!("'{f}'")).unwrap_or_default()
+        ));
+    }
+    s.push_str("echo MODSCOPE-VM-END\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn reads_results_through_kernel_noise() {
+        let report = parse_console(&lines(
+            "[    3.1] virtme-ng-init: ...\n\
+             MODSCOPE-VM-BEGIN 6.1.0-56-amd64\n\
+             test events::load_then_unload ... ok\n\
+             [    9.9] modscope_hello: loaded\n\
+             test events::taints_match ... FAILED\n\
+             MODSCOPE-VM-EXIT module_events-123 101\n\
+             MODSCOPE-VM-END\n",
+        ));
+        assert_eq!(
+            report.tests,
+            vec![
+                TestResult { name: "events::load_then_unload".into(), passed: true },
+                TestResult { name: "events::taints_match".into(), passed: false },
+            ]
+        );
+        assert_eq!(report.binaries_failed, vec!["module_events-123 exited 101".to_owned()]);
+        assert!(report.finished);
+    }
+
+    #[test]
+    fn a_guest_that_died_is_not_finished() {
+        let report = parse_console(&lines("test a ... ok\n[ 5.0] Kernel panic - not syncing\n"));
+        assert!(!report.finished);
+        assert_eq!(report.tests.len(), 1);
+    }
+}

@@ -1,0 +1,161 @@
+//! Booting a Debian kernel under qemu (software emulation) with virtme-ng,
+//! running one script in it, and reading the console back. The host's root
+//! filesystem is the guest's, over 9p, so the guest runs the host's
+//! modscope, kmod and test binaries as they are.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use crate::{kernels::Kernel, setup};
+
+/// What the console said, and how the guest ended.
+pub struct Outcome {
+    pub lines: Vec<String>,
+    pub timed_out: bool,
+    pub panicked: bool,
+    pub wall: Duration,
+}
+
+/// Console lines that mean the guest is gone for good.
+fn is_fatal(line: &str) -> bool {
+    line.contains("Kernel panic - not syncing") || line.contains("---[ end Kernel panic")
+}
+
+pub struct Boot<'a> {
+    pub kernel: &'a Kernel,
+    pub script: &'a Path,
+    /// A host directory the guest may write to.
+    pub rw_dir: &'a Path,
+    pub timeout: Duration,
+    /// Every console line goes here as it arrives.
+    pub log: &'a Path,
+    /// Echo console lines to the terminal (the demo); otherwise only to the log.
+    pub echo: bool,
+}
+
+fn vng_command(boot: &Boot) -> Command {
+    let mut cmd = Command::new(setup::vng());
+    cmd.arg("--run")
+        .arg(&boot.kernel.image)
+        .args(["--disable-kvm", "--force-9p", "--memory", "1G", "--cpus", "2"])
+        .arg("--rwdir")
+        .arg(boot.rw_dir)
+        .arg("--exec")
+        .arg(format!("sh {}", boot.script.display()));
+    // Kernel messages on the console, so a panic or oops is in the log.
+    cmd.arg("--verbose");
+    cmd
+}
+
+/// Boots, runs the script, and returns the console. The guest (qemu and
+/// everything vng started) is killed on timeout or on a kernel panic.
+pub fn run(boot: &Boot) -> anyhow::Result<Outcome> {
+    let start = Instant::now();
+    let mut cmd = vng_command(boot);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+    let pgid = child.id() as i32;
+    let (tx, rx) = mpsc::channel::<String>();
+    for stream in [
+        Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("piped")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut log = std::fs::File::create(boot.log).with_context(|| format!("creating {}", boot.log.display()))?;
+    let mut outcome = Outcome { lines: Vec::new(), timed_out: false, panicked: false, wall: Duration::ZERO };
+    loop {
+        let left = boot.timeout.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left.min(Duration::from_secs(1))) {
+            Ok(line) => {
+                let line = strip_ansi(&line);
+                writeln!(log, "{line}").ok();
+                if boot.echo {
+                    println!("{line}");
+                }
+                if is_fatal(&line) {
+                    outcome.panicked = true;
+                }
+                outcome.lines.push(line);
+                if outcome.panicked {
+                    kill_group(pgid);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if start.elapsed() >= boot.timeout => {
+                outcome.timed_out = true;
+                kill_group(pgid);
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = child.wait();
+    outcome.wall = start.elapsed();
+    Ok(outcome)
+}
+
+fn kill_group(pgid: i32) {
+    // SAFETY: kill(2) with a negative pid signals the process group we
+    // created for vng; no memory is involved.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+}
+
+/// Console output carries terminal colour codes; the log should not.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Where per-run files go: target/vm/<what>/<release>.
+pub fn work_dir(what: &str, kernel: &Kernel) -> anyhow::Result<PathBuf> {
+    let dir = crate::artifacts::target_dir().join("vm").join(what).join(&kernel.release);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_colour_codes_and_carriage_returns() {
+        assert_eq!(strip_ansi("\x1b[1;32mtest a ... ok\x1b[0m\r"), "test a ... ok");
+    }
+
+    #[test]
+    fn panic_lines_are_fatal() {
+        assert!(is_fatal("[   12.3] Kernel panic - not syncing: Fatal exception"));
+        assert!(!is_fatal("test panics_are_reported ... ok"));
+    }
+}
