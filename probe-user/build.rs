@@ -13,7 +13,8 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     let skip = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     if skip {
-        fs::write(&placeholder, []).with_context(|| format!("writing {}", placeholder.display()))?;
+        fs::write(&placeholder, [])
+            .with_context(|| format!("writing {}", placeholder.display()))?;
         return Ok(());
     }
     let metadata = cargo_metadata::MetadataCommand::new()
@@ -32,7 +33,11 @@ fn main() -> anyhow::Result<()> {
         .as_str()
         .to_owned();
     aya_build::build_ebpf(
-        [aya_build::Package { name: "probe-ebpf", root_dir: &root_dir, ..Default::default() }],
+        [aya_build::Package {
+            name: "probe-ebpf",
+            root_dir: &root_dir,
+            ..Default::default()
+        }],
         aya_build::Toolchain::default(),
     )
 }

@@ -10,7 +10,11 @@ pub enum DecodeError {
     #[error("unknown event kind {0}")]
     UnknownKind(u32),
     #[error("{kind:?} record has {len} bytes, expected {need}")]
-    WrongLength { kind: EventKind, len: usize, need: usize },
+    WrongLength {
+        kind: EventKind,
+        len: usize,
+        need: usize,
+    },
 }
 
 /// A decoded record.
@@ -35,7 +39,10 @@ impl TryFrom<&[u8]> for Event {
     fn try_from(bytes: &[u8]) -> Result<Self, DecodeError> {
         let need = core::mem::size_of::<EventHeader>();
         if bytes.len() < need {
-            return Err(DecodeError::TooShortForHeader { len: bytes.len(), need });
+            return Err(DecodeError::TooShortForHeader {
+                len: bytes.len(),
+                need,
+            });
         }
         let header: EventHeader = read_exact(&bytes[..need]);
         let kind = EventKind::try_from(header.kind).map_err(DecodeError::UnknownKind)?;
@@ -43,7 +50,11 @@ impl TryFrom<&[u8]> for Event {
             EventKind::ModuleLoad | EventKind::ModuleFree => core::mem::size_of::<ModuleEvent>(),
         };
         if bytes.len() != need {
-            return Err(DecodeError::WrongLength { kind, len: bytes.len(), need });
+            return Err(DecodeError::WrongLength {
+                kind,
+                len: bytes.len(),
+                need,
+            });
         }
         let event: ModuleEvent = read_exact(bytes);
         Ok(match kind {
@@ -75,7 +86,11 @@ mod tests {
         record.core_text_base = 0xffff_ffff_c000_0000;
         record.core_text_size = 4096;
         ModuleEvent {
-            header: EventHeader { kind: kind as u32, cpu: 1, ts_ns: 42 },
+            header: EventHeader {
+                kind: kind as u32,
+                cpu: 1,
+                ts_ns: 42,
+            },
             record,
         }
     }
@@ -108,7 +123,10 @@ mod tests {
     fn unknown_tag_is_an_error_not_a_transmute() {
         let mut ev = sample(EventKind::ModuleLoad);
         ev.header.kind = 99;
-        assert_eq!(Event::try_from(as_bytes(&ev)).err(), Some(DecodeError::UnknownKind(99)));
+        assert_eq!(
+            Event::try_from(as_bytes(&ev)).err(),
+            Some(DecodeError::UnknownKind(99))
+        );
     }
 
     #[test]
@@ -118,7 +136,11 @@ mod tests {
         let err = Event::try_from(&bytes[..bytes.len() - 1]).err().unwrap();
         assert_eq!(
             err,
-            DecodeError::WrongLength { kind: EventKind::ModuleFree, len: 135, need: 136 }
+            DecodeError::WrongLength {
+                kind: EventKind::ModuleFree,
+                len: 135,
+                need: 136
+            }
         );
     }
 

@@ -23,7 +23,11 @@ impl ModuleName {
 
     /// The bytes up to the first NUL.
     pub fn as_bytes(&self) -> &[u8] {
-        let end = self.0.iter().position(|&b| b == 0).unwrap_or(MODULE_NAME_LEN);
+        let end = self
+            .0
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(MODULE_NAME_LEN);
         &self.0[..end]
     }
 }

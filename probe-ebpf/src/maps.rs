@@ -32,7 +32,8 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 /// because the ring buffer was full, [`READ_ERRORS`] failed kernel reads,
 /// [`REGISTRY_FULL`] modules the registry could not hold.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(probe_common::COUNTER_SLOTS, 0);
+pub static COUNTERS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(probe_common::COUNTER_SLOTS, 0);
 
 pub use probe_common::{LOST_EVENTS, READ_ERRORS, REGISTRY_FULL};
 

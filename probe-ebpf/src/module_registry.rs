@@ -7,7 +7,10 @@
 //! the ring buffer from there, keeping the BPF stack small.
 
 use aya_ebpf::{
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf},
+    helpers::{
+        bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_buf,
+    },
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
@@ -44,7 +47,9 @@ fn try_module_load(ctx: &RawTracePointContext) -> Result<(), u32> {
     let record: &ModuleRecord = record;
     // A stale entry under the same name (a module whose free we missed)
     // is replaced: the newest incarnation is the one whose text is live.
-    MODULES.insert(&record.name, record, 0).map_err(|_| REGISTRY_FULL)?;
+    MODULES
+        .insert(&record.name, record, 0)
+        .map_err(|_| REGISTRY_FULL)?;
     emit(EventKind::ModuleLoad, now, record)
 }
 
@@ -86,7 +91,11 @@ fn read<T>(addr: u64) -> Result<T, u32> {
 
 #[inline(always)]
 fn read_size(addr: u64, width: u32) -> Result<u64, u32> {
-    if width == 8 { read::<u64>(addr) } else { read::<u32>(addr).map(u64::from) }
+    if width == 8 {
+        read::<u64>(addr)
+    } else {
+        read::<u32>(addr).map(u64::from)
+    }
 }
 
 #[inline(always)]
@@ -97,14 +106,25 @@ fn read_name(module: u64, layout: &ModuleLayout, record: &mut ModuleRecord) -> R
 }
 
 #[inline(always)]
-fn read_record(module: u64, layout: &ModuleLayout, now: u64, record: &mut ModuleRecord) -> Result<(), u32> {
+fn read_record(
+    module: u64,
+    layout: &ModuleLayout,
+    now: u64,
+    record: &mut ModuleRecord,
+) -> Result<(), u32> {
     read_name(module, layout, record)?;
     record.taints = read(module + layout.taints as u64)?;
     record.module_addr = module;
     record.core_text_base = read(module + layout.core_text_base as u64)?;
-    record.core_text_size = read_size(module + layout.core_text_size as u64, layout.text_size_width)?;
+    record.core_text_size = read_size(
+        module + layout.core_text_size as u64,
+        layout.text_size_width,
+    )?;
     record.init_text_base = read(module + layout.init_text_base as u64)?;
-    record.init_text_size = read_size(module + layout.init_text_size as u64, layout.text_size_width)?;
+    record.init_text_size = read_size(
+        module + layout.init_text_size as u64,
+        layout.text_size_width,
+    )?;
     record.load_ns = now;
     record.flags = 0;
     record._pad = 0;

@@ -20,7 +20,11 @@ pub enum BtfLayoutError {
     #[error("the kernel's BTF has no {0}")]
     Missing(String),
     #[error("{what} in the kernel's BTF is a {found}, expected {expected}")]
-    Unexpected { what: String, found: &'static str, expected: &'static str },
+    Unexpected {
+        what: String,
+        found: &'static str,
+        expected: &'static str,
+    },
     #[error(
         "struct module has neither core_layout/init_layout (before 6.4) nor mem[] (6.4 and later)"
     )]
@@ -28,8 +32,10 @@ pub enum BtfLayoutError {
 }
 
 pub fn module_layout_from_file(path: &Path) -> Result<ModuleLayout, BtfLayoutError> {
-    let btf = Btf::from_file(path)
-        .map_err(|source| BtfLayoutError::Open { path: path.display().to_string(), source })?;
+    let btf = Btf::from_file(path).map_err(|source| BtfLayoutError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
     module_layout(&btf)
 }
 
@@ -66,7 +72,13 @@ fn legacy_layout(btf: &Btf, module: &btf_rs::Struct) -> Result<Ranges, BtfLayout
     let (base, _) = member(btf, &layout, "module_layout", "base")?;
     let (text_size, size_ty) = member(btf, &layout, "module_layout", "text_size")?;
     let width = scalar_width(&size_ty, "module_layout.text_size")?;
-    Ok((core + base, core + text_size, init + base, init + text_size, width))
+    Ok((
+        core + base,
+        core + text_size,
+        init + base,
+        init + text_size,
+        width,
+    ))
 }
 
 fn mem_layout(btf: &Btf, module: &btf_rs::Struct) -> Result<Ranges, BtfLayoutError> {
@@ -82,7 +94,13 @@ fn mem_layout(btf: &Btf, module: &btf_rs::Struct) -> Result<Ranges, BtfLayoutErr
     let text = enum_value(btf, "mod_mem_type", "MOD_TEXT")?;
     let init_text = enum_value(btf, "mod_mem_type", "MOD_INIT_TEXT")?;
     let at = |index: u32| mem + index * stride;
-    Ok((at(text) + base, at(text) + size, at(init_text) + base, at(init_text) + size, width))
+    Ok((
+        at(text) + base,
+        at(text) + size,
+        at(init_text) + base,
+        at(init_text) + size,
+        width,
+    ))
 }
 
 fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct, BtfLayoutError> {
@@ -103,7 +121,9 @@ fn resolve(btf: &Btf, ty: &dyn BtfType) -> Result<Type, BtfLayoutError> {
     loop {
         t = match &t {
             Type::Typedef(x) => btf.resolve_chained_type(x)?,
-            Type::Const(x) | Type::Volatile(x) | Type::Restrict(x) => btf.resolve_chained_type(x)?,
+            Type::Const(x) | Type::Volatile(x) | Type::Restrict(x) => {
+                btf.resolve_chained_type(x)?
+            }
             Type::TypeTag(x) => btf.resolve_chained_type(x)?,
             _ => return Ok(t),
         };
@@ -112,19 +132,22 @@ fn resolve(btf: &Btf, ty: &dyn BtfType) -> Result<Type, BtfLayoutError> {
 
 /// Byte offset and resolved type of `name` in `s`, looking through
 /// anonymous struct and union members as C does.
-fn find_member(btf: &Btf, s: &btf_rs::Struct, name: &str) -> Result<Option<(u32, Type)>, BtfLayoutError> {
+fn find_member(
+    btf: &Btf,
+    s: &btf_rs::Struct,
+    name: &str,
+) -> Result<Option<(u32, Type)>, BtfLayoutError> {
     for m in &s.members {
         let member_name = btf.resolve_name(m).unwrap_or_default();
         let ty = resolve(btf, m)?;
         if member_name == name {
             return Ok(Some((m.bit_offset() / 8, ty)));
         }
-        if member_name.is_empty() {
-            if let Type::Struct(inner) | Type::Union(inner) = &ty {
-                if let Some((off, t)) = find_member(btf, inner, name)? {
-                    return Ok(Some((m.bit_offset() / 8 + off, t)));
-                }
-            }
+        if member_name.is_empty()
+            && let Type::Struct(inner) | Type::Union(inner) = &ty
+            && let Some((off, t)) = find_member(btf, inner, name)?
+        {
+            return Ok(Some((m.bit_offset() / 8 + off, t)));
         }
     }
     Ok(None)
@@ -134,7 +157,12 @@ fn has_member(btf: &Btf, s: &btf_rs::Struct, name: &str) -> Result<bool, BtfLayo
     Ok(find_member(btf, s, name)?.is_some())
 }
 
-fn member(btf: &Btf, s: &btf_rs::Struct, owner: &str, name: &str) -> Result<(u32, Type), BtfLayoutError> {
+fn member(
+    btf: &Btf,
+    s: &btf_rs::Struct,
+    owner: &str,
+    name: &str,
+) -> Result<(u32, Type), BtfLayoutError> {
     find_member(btf, s, name)?.ok_or_else(|| BtfLayoutError::Missing(format!("{owner}.{name}")))
 }
 
@@ -162,11 +190,17 @@ fn enum_value(btf: &Btf, enum_name: &str, value: &str) -> Result<u32, BtfLayoutE
             }
         }
     }
-    Err(BtfLayoutError::Missing(format!("enum {enum_name} value {value}")))
+    Err(BtfLayoutError::Missing(format!(
+        "enum {enum_name} value {value}"
+    )))
 }
 
 fn unexpected(what: &str, found: &Type, expected: &'static str) -> BtfLayoutError {
-    BtfLayoutError::Unexpected { what: what.to_owned(), found: found.name(), expected }
+    BtfLayoutError::Unexpected {
+        what: what.to_owned(),
+        found: found.name(),
+        expected,
+    }
 }
 
 #[cfg(test)]

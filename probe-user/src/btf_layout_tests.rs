@@ -19,7 +19,10 @@ const ENUM: u32 = 6;
 
 impl BtfBuilder {
     fn new() -> Self {
-        Self { strings: vec![0], ..Default::default() }
+        Self {
+            strings: vec![0],
+            ..Default::default()
+        }
     }
     fn str(&mut self, s: &str) -> u32 {
         if s.is_empty() {
@@ -75,7 +78,13 @@ impl BtfBuilder {
         let mut out = Vec::new();
         out.extend_from_slice(&0xeb9fu16.to_le_bytes());
         out.extend_from_slice(&[1, 0]);
-        for w in [24u32, 0, self.types.len() as u32, self.types.len() as u32, self.strings.len() as u32] {
+        for w in [
+            24u32,
+            0,
+            self.types.len() as u32,
+            self.types.len() as u32,
+            self.strings.len() as u32,
+        ] {
             out.extend_from_slice(&w.to_le_bytes());
         }
         out.extend_from_slice(&self.types);
@@ -95,12 +104,22 @@ fn legacy_core_layout_offsets() {
     let layout = b.strukt(
         "module_layout",
         64,
-        &[("base", void_ptr, 0), ("size", u32_, 8), ("text_size", u32_, 12)],
+        &[
+            ("base", void_ptr, 0),
+            ("size", u32_, 8),
+            ("text_size", u32_, 12),
+        ],
     );
     b.strukt(
         "module",
         1024,
-        &[("state", u32_, 0), ("name", name, 24), ("core_layout", layout, 320), ("init_layout", layout, 384), ("taints", u64_, 600)],
+        &[
+            ("state", u32_, 0),
+            ("name", name, 24),
+            ("core_layout", layout, 320),
+            ("init_layout", layout, 384),
+            ("taints", u64_, 600),
+        ],
     );
     let got = module_layout(&b.build()).unwrap();
     assert_eq!(
@@ -126,13 +145,21 @@ fn mem_array_layout_uses_enum_values_from_btf() {
     let char_ = b.int("char", 1);
     let void_ptr = b.ptr(0);
     let name = b.array(char_, u32_, 56);
-    let mem_elem = b.strukt("module_memory", 80, &[("base", void_ptr, 0), ("size", u32_, 8)]);
+    let mem_elem = b.strukt(
+        "module_memory",
+        80,
+        &[("base", void_ptr, 0), ("size", u32_, 8)],
+    );
     let mem = b.array(mem_elem, u32_, 7);
     // Deliberately not the kernel's numbering: the test proves the values are read.
     b.enumeration("mod_mem_type", &[("MOD_INIT_TEXT", 2), ("MOD_TEXT", 5)]);
     // `name` sits inside an anonymous union, as C allows.
     let anon = b.strukt("", 56, &[("name", name, 0)]);
-    b.strukt("module", 2048, &[("", anon, 16), ("mem", mem, 400), ("taints", u64_, 1200)]);
+    b.strukt(
+        "module",
+        2048,
+        &[("", anon, 16), ("mem", mem, 400), ("taints", u64_, 1200)],
+    );
     let got = module_layout(&b.build()).unwrap();
     assert_eq!(got.name, 16);
     assert_eq!(got.taints, 1200);

@@ -4,7 +4,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid, writable timespec; both clocks always exist on Linux.
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime({clock}) failed");
@@ -26,7 +29,9 @@ pub struct WallClock {
 impl WallClock {
     pub fn sample() -> Self {
         let wall = clock_ns(libc::CLOCK_REALTIME);
-        Self { epoch_at_boot_ns: wall.saturating_sub(boot_ns()) }
+        Self {
+            epoch_at_boot_ns: wall.saturating_sub(boot_ns()),
+        }
     }
 
     pub fn at(&self, boot_ns: u64) -> SystemTime {
@@ -80,7 +85,10 @@ mod tests {
         let clock = WallClock::sample();
         let now = boot_ns();
         assert!(clock.at(now + 1_000) > clock.at(now));
-        let drift = clock.at(now).duration_since(SystemTime::now()).unwrap_or_else(|e| e.duration());
+        let drift = clock
+            .at(now)
+            .duration_since(SystemTime::now())
+            .unwrap_or_else(|e| e.duration());
         assert!(drift < Duration::from_secs(1), "{drift:?}");
     }
 }

@@ -17,7 +17,10 @@ pub struct TextRange {
 
 impl TextRange {
     fn new(base: u64, size: u64) -> Self {
-        Self { base: hex(base), size }
+        Self {
+            base: hex(base),
+            size,
+        }
     }
 }
 
@@ -72,17 +75,39 @@ pub struct Stats {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A module loaded before modscope started, now in the registry.
-    Present { time: String, #[serde(flatten)] module: ModuleInfo },
+    Present {
+        time: String,
+        #[serde(flatten)]
+        module: ModuleInfo,
+    },
     /// Probes are attached: every load from here on is seen before its init.
-    Ready { time: String, kernel: String, probes: Vec<String> },
-    Load { time: String, ktime_ns: u64, #[serde(flatten)] module: ModuleInfo },
-    Unload { time: String, ktime_ns: u64, #[serde(flatten)] module: ModuleInfo },
+    Ready {
+        time: String,
+        kernel: String,
+        probes: Vec<String>,
+    },
+    Load {
+        time: String,
+        ktime_ns: u64,
+        #[serde(flatten)]
+        module: ModuleInfo,
+    },
+    Unload {
+        time: String,
+        ktime_ns: u64,
+        #[serde(flatten)]
+        module: ModuleInfo,
+    },
     /// Records the kernel could not deliver (ring buffer full) since the last report.
     Lost { time: String, count: u64 },
     /// A ring-buffer record that failed to decode.
     DecodeError { time: String, error: String },
     /// At exit: the registry as the kernel held it, and the counters.
-    Registry { time: String, modules: Vec<ModuleInfo>, stats: Stats },
+    Registry {
+        time: String,
+        modules: Vec<ModuleInfo>,
+        stats: Stats,
+    },
 }
 
 impl Event {
@@ -108,14 +133,33 @@ impl Event {
         };
         match self {
             Event::Present { time, module: m } => module("present", time, m),
-            Event::Ready { time, kernel, probes } => {
-                format!("{time} ready   kernel {kernel}, attached {}", probes.join(", "))
+            Event::Ready {
+                time,
+                kernel,
+                probes,
+            } => {
+                format!(
+                    "{time} ready   kernel {kernel}, attached {}",
+                    probes.join(", ")
+                )
             }
-            Event::Load { time, module: m, .. } => module("load", time, m),
-            Event::Unload { time, module: m, .. } => module("unload", time, m),
-            Event::Lost { time, count } => format!("{time} lost    {count} events (ring buffer full)"),
-            Event::DecodeError { time, error } => format!("{time} error   undecodable record: {error}"),
-            Event::Registry { time, modules, stats } => format!(
+            Event::Load {
+                time, module: m, ..
+            } => module("load", time, m),
+            Event::Unload {
+                time, module: m, ..
+            } => module("unload", time, m),
+            Event::Lost { time, count } => {
+                format!("{time} lost    {count} events (ring buffer full)")
+            }
+            Event::DecodeError { time, error } => {
+                format!("{time} error   undecodable record: {error}")
+            }
+            Event::Registry {
+                time,
+                modules,
+                stats,
+            } => format!(
                 "{time} exit    {} modules in the registry; lost {}, read errors {}, registry full {}, \
                  decode errors {}",
                 modules.len(),
@@ -130,7 +174,9 @@ impl Event {
 
 /// Replaces control characters so a hostile name cannot drive the terminal.
 pub fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -153,7 +199,11 @@ mod tests {
 
     #[test]
     fn load_event_json_shape() {
-        let ev = Event::Load { time: "T".into(), ktime_ns: 77, module: ModuleInfo::from(&record()) };
+        let ev = Event::Load {
+            time: "T".into(),
+            ktime_ns: 77,
+            module: ModuleInfo::from(&record()),
+        };
         let v: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap();
         assert_eq!(v["type"], "load");
         assert_eq!(v["name"], "modscope_hello");
@@ -170,7 +220,11 @@ mod tests {
     fn text_line_escapes_control_characters() {
         let mut r = record();
         r.name = ModuleName::from_bytes(b"evil\x1b[2Jname");
-        let ev = Event::Unload { time: "T".into(), ktime_ns: 1, module: ModuleInfo::from(&r) };
+        let ev = Event::Unload {
+            time: "T".into(),
+            ktime_ns: 1,
+            module: ModuleInfo::from(&r),
+        };
         let line = ev.to_text();
         assert!(!line.contains('\x1b'), "{line:?}");
         assert!(line.contains("evil\u{fffd}[2Jname"), "{line:?}");

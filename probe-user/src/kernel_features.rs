@@ -16,7 +16,10 @@ pub enum Unsupported {
          are no loadable modules to watch here. `cargo xtask run` boots a Debian kernel with \
          modules in a VM and runs modscope there"
     )]
-    NoModules { release: String, proc_modules: String },
+    NoModules {
+        release: String,
+        proc_modules: String,
+    },
     #[error(
         "kernel {release} has no BTF at {path} (CONFIG_DEBUG_INFO_BTF): modscope reads struct \
          module's layout from it"
@@ -89,12 +92,17 @@ pub fn check_live_probe(paths: &KernelPaths) -> Result<(), Unsupported> {
         });
     }
     if !exists(&paths.vmlinux_btf) {
-        return Err(Unsupported::NoBtf { release, path: paths.vmlinux_btf.display().to_string() });
+        return Err(Unsupported::NoBtf {
+            release,
+            path: paths.vmlinux_btf.display().to_string(),
+        });
     }
     let status = std::fs::read_to_string(&paths.proc_status).unwrap_or_default();
     let missing = missing_tracing_caps(effective_caps(&status).unwrap_or(0));
     if !missing.is_empty() {
-        return Err(Unsupported::MissingCapability { missing: missing.join(" and ") });
+        return Err(Unsupported::MissingCapability {
+            missing: missing.join(" and "),
+        });
     }
     Ok(())
 }
@@ -115,7 +123,11 @@ mod tests {
             osrelease: dir.join("osrelease"),
         };
         std::fs::write(&paths.osrelease, "6.1.0-test\n").unwrap();
-        std::fs::write(&paths.proc_status, format!("Name:\tx\nCapEff:\t{cap_eff}\n")).unwrap();
+        std::fs::write(
+            &paths.proc_status,
+            format!("Name:\tx\nCapEff:\t{cap_eff}\n"),
+        )
+        .unwrap();
         if modules {
             std::fs::write(&paths.proc_modules, "").unwrap();
         }
@@ -135,7 +147,9 @@ mod tests {
     fn kernel_without_modules_is_reported_first() {
         let d = tmpdir("nomod");
         let err = check_live_probe(&fake(&d, false, false, "0")).unwrap_err();
-        assert!(matches!(err, Unsupported::NoModules { ref release, .. } if release == "6.1.0-test"));
+        assert!(
+            matches!(err, Unsupported::NoModules { ref release, .. } if release == "6.1.0-test")
+        );
         assert!(err.to_string().contains("CONFIG_MODULES"));
     }
 
@@ -143,18 +157,34 @@ mod tests {
     fn unprivileged_process_is_told_which_capability() {
         let d = tmpdir("nocap");
         let err = check_live_probe(&fake(&d, true, true, "0000000000000000")).unwrap_err();
-        assert_eq!(err, Unsupported::MissingCapability { missing: "CAP_BPF and CAP_PERFMON".into() });
+        assert_eq!(
+            err,
+            Unsupported::MissingCapability {
+                missing: "CAP_BPF and CAP_PERFMON".into()
+            }
+        );
         let only_bpf = format!("{:016x}", 1u64 << CAP_BPF);
         let err = check_live_probe(&fake(&d, true, true, &only_bpf)).unwrap_err();
-        assert_eq!(err, Unsupported::MissingCapability { missing: "CAP_PERFMON".into() });
+        assert_eq!(
+            err,
+            Unsupported::MissingCapability {
+                missing: "CAP_PERFMON".into()
+            }
+        );
     }
 
     #[test]
     fn root_with_modules_and_btf_passes() {
         let d = tmpdir("ok");
-        assert_eq!(check_live_probe(&fake(&d, true, true, "000001ffffffffff")), Ok(()));
+        assert_eq!(
+            check_live_probe(&fake(&d, true, true, "000001ffffffffff")),
+            Ok(())
+        );
         let sys_admin_only = format!("{:016x}", 1u64 << CAP_SYS_ADMIN);
-        assert_eq!(check_live_probe(&fake(&d, true, true, &sys_admin_only)), Ok(()));
+        assert_eq!(
+            check_live_probe(&fake(&d, true, true, &sys_admin_only)),
+            Ok(())
+        );
     }
 
     #[test]

@@ -15,7 +15,11 @@ mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "modscope", version, about = "Watch what Linux kernel modules actually do, and flag the unsafe ones.")]
+#[command(
+    name = "modscope",
+    version,
+    about = "Watch what Linux kernel modules actually do, and flag the unsafe ones."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +33,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("modscope: starting the async runtime: {e}");

@@ -10,13 +10,17 @@ use probe_common::{ModuleLayout, ModuleName, ModuleRecord};
 
 /// The eBPF object built from probe-ebpf by build.rs; empty when the build
 /// was made with AYA_BUILD_SKIP=1.
-static PROBE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modscope-probe"));
+static PROBE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/modscope-probe"));
 
 /// `BPF_NOEXIST`: insert only when the key is absent.
 const BPF_NOEXIST: u64 = 1;
 
 /// Raw tracepoints and the programs attached to them.
-const TRACEPOINTS: [(&str, &str); 2] = [("module_load", "module_load"), ("module_free", "module_free")];
+const TRACEPOINTS: [(&str, &str); 2] = [
+    ("module_load", "module_load"),
+    ("module_free", "module_free"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -30,7 +34,11 @@ pub enum ProbeError {
     #[error("the eBPF object has no {0}; it does not match this modscope build")]
     Missing(&'static str),
     #[error("attaching {program} to raw tracepoint {tracepoint}: {source}")]
-    Attach { program: &'static str, tracepoint: &'static str, source: ProgramError },
+    Attach {
+        program: &'static str,
+        tracepoint: &'static str,
+        source: ProgramError,
+    },
     #[error("eBPF map {map}: {source}")]
     Map { map: &'static str, source: MapError },
 }
@@ -60,13 +68,22 @@ impl ModuleProbe {
             .override_global("MODULE_LAYOUT", layout, true)
             .load(PROBE_OBJECT)
             .map_err(ProbeError::Load)?;
-        Ok(Self { ebpf, attached: Vec::new() })
+        Ok(Self {
+            ebpf,
+            attached: Vec::new(),
+        })
     }
 
     /// Hands out the ring buffer, so the consumer can start before attach.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
-        let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::Missing("EVENTS map"))?;
-        RingBuf::try_from(map).map_err(|source| ProbeError::Map { map: "EVENTS", source })
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or(ProbeError::Missing("EVENTS map"))?;
+        RingBuf::try_from(map).map_err(|source| ProbeError::Map {
+            map: "EVENTS",
+            source,
+        })
     }
 
     pub fn attach(&mut self) -> Result<(), ProbeError> {
@@ -76,9 +93,22 @@ impl ModuleProbe {
                 .program_mut(program)
                 .ok_or(ProbeError::Missing("a module_load/module_free program"))?
                 .try_into()
-                .map_err(|source| ProbeError::Attach { program, tracepoint, source })?;
-            prog.load().map_err(|source| ProbeError::Attach { program, tracepoint, source })?;
-            prog.attach(tracepoint).map_err(|source| ProbeError::Attach { program, tracepoint, source })?;
+                .map_err(|source| ProbeError::Attach {
+                    program,
+                    tracepoint,
+                    source,
+                })?;
+            prog.load().map_err(|source| ProbeError::Attach {
+                program,
+                tracepoint,
+                source,
+            })?;
+            prog.attach(tracepoint)
+                .map_err(|source| ProbeError::Attach {
+                    program,
+                    tracepoint,
+                    source,
+                })?;
             self.attached.push(format!("raw_tracepoint/{tracepoint}"));
         }
         Ok(())
@@ -98,8 +128,14 @@ impl ModuleProbe {
         for r in records {
             match map.insert(r.name, *r, BPF_NOEXIST) {
                 Ok(()) => inserted.push(*r),
-                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
-                Err(source) => return Err(ProbeError::Map { map: "MODULES", source }),
+                Err(MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(source) => {
+                    return Err(ProbeError::Map {
+                        map: "MODULES",
+                        source,
+                    });
+                }
             }
         }
         Ok(inserted)
@@ -107,12 +143,21 @@ impl ModuleProbe {
 
     /// The registry as the kernel holds it now.
     pub fn registry(&self) -> Result<Vec<ModuleRecord>, ProbeError> {
-        let map = self.ebpf.map("MODULES").ok_or(ProbeError::Missing("MODULES map"))?;
+        let map = self
+            .ebpf
+            .map("MODULES")
+            .ok_or(ProbeError::Missing("MODULES map"))?;
         let map: HashMap<_, ModuleName, ModuleRecord> =
-            HashMap::try_from(map).map_err(|source| ProbeError::Map { map: "MODULES", source })?;
+            HashMap::try_from(map).map_err(|source| ProbeError::Map {
+                map: "MODULES",
+                source,
+            })?;
         let mut out = Vec::new();
         for entry in map.iter() {
-            let (_, record) = entry.map_err(|source| ProbeError::Map { map: "MODULES", source })?;
+            let (_, record) = entry.map_err(|source| ProbeError::Map {
+                map: "MODULES",
+                source,
+            })?;
             out.push(record);
         }
         out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
@@ -120,11 +165,20 @@ impl ModuleProbe {
     }
 
     pub fn counters(&self) -> Result<Counters, ProbeError> {
-        let map = self.ebpf.map("COUNTERS").ok_or(ProbeError::Missing("COUNTERS map"))?;
+        let map = self
+            .ebpf
+            .map("COUNTERS")
+            .ok_or(ProbeError::Missing("COUNTERS map"))?;
         let map: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(map).map_err(|source| ProbeError::Map { map: "COUNTERS", source })?;
+            PerCpuArray::try_from(map).map_err(|source| ProbeError::Map {
+                map: "COUNTERS",
+                source,
+            })?;
         let sum = |slot: u32| -> Result<u64, ProbeError> {
-            let values = map.get(&slot, 0).map_err(|source| ProbeError::Map { map: "COUNTERS", source })?;
+            let values = map.get(&slot, 0).map_err(|source| ProbeError::Map {
+                map: "COUNTERS",
+                source,
+            })?;
             Ok(values.iter().sum())
         };
         Ok(Counters {
@@ -134,16 +188,27 @@ impl ModuleProbe {
         })
     }
 
-    fn registry_map_mut(&mut self) -> Result<HashMap<&mut MapData, ModuleName, ModuleRecord>, ProbeError> {
-        let map = self.ebpf.map_mut("MODULES").ok_or(ProbeError::Missing("MODULES map"))?;
-        HashMap::try_from(map).map_err(|source| ProbeError::Map { map: "MODULES", source })
+    fn registry_map_mut(
+        &mut self,
+    ) -> Result<HashMap<&mut MapData, ModuleName, ModuleRecord>, ProbeError> {
+        let map = self
+            .ebpf
+            .map_mut("MODULES")
+            .ok_or(ProbeError::Missing("MODULES map"))?;
+        HashMap::try_from(map).map_err(|source| ProbeError::Map {
+            map: "MODULES",
+            source,
+        })
     }
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones use
 /// memcg and ignore it. Failure is harmless either way.
 fn raise_memlock_limit() {
-    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: a valid rlimit struct for the duration of the call.
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
 }

@@ -7,9 +7,17 @@ use crate::taint;
 #[derive(Debug, thiserror::Error)]
 pub enum ProcModulesError {
     #[error("reading {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} line {line}: {why}: {text:?}")]
-    Malformed { path: String, line: usize, why: &'static str, text: String },
+    Malformed {
+        path: String,
+        line: usize,
+        why: &'static str,
+        text: String,
+    },
 }
 
 /// One line: `name size refcount deps state address [(taints)]`.
@@ -28,12 +36,14 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<LoadedModule>, ProcModulesErr
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, line)| parse_line(line).map_err(|why| ProcModulesError::Malformed {
-            path: path.to_owned(),
-            line: i + 1,
-            why,
-            text: line.to_owned(),
-        }))
+        .map(|(i, line)| {
+            parse_line(line).map_err(|why| ProcModulesError::Malformed {
+                path: path.to_owned(),
+                line: i + 1,
+                why,
+                text: line.to_owned(),
+            })
+        })
         .collect()
 }
 
@@ -49,13 +59,21 @@ fn parse_line(line: &str) -> Result<LoadedModule, &'static str> {
         .get(6)
         .map(|t| taint::mask_from_letters(t.trim_matches(|c| c == '(' || c == ')')))
         .unwrap_or(0);
-    Ok(LoadedModule { name: fields[0].to_owned(), size, state: fields[4].to_owned(), address, taints })
+    Ok(LoadedModule {
+        name: fields[0].to_owned(),
+        size,
+        state: fields[4].to_owned(),
+        address,
+        taints,
+    })
 }
 
 pub fn read(path: &Path) -> Result<Vec<LoadedModule>, ProcModulesError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ProcModulesError::Read { path: shown.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ProcModulesError::Read {
+        path: shown.clone(),
+        source,
+    })?;
     parse(&text, &shown)
 }
 

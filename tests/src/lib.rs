@@ -16,9 +16,9 @@ use std::{
 use serde_json::Value;
 
 fn env_path(var: &str) -> PathBuf {
-    std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("{var} is not set: these tests run inside the VM, through `cargo xtask test`"))
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("{var} is not set: these tests run inside the VM, through `cargo xtask test`")
+    })
 }
 
 pub fn modscope_bin() -> PathBuf {
@@ -34,7 +34,8 @@ pub fn flavour() -> String {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
 }
 
 fn run_ok(cmd: &mut Command) -> Output {
@@ -75,7 +76,10 @@ pub fn insmod(name: &str, flags: &[&str]) -> Loaded {
     // A leftover from an earlier failed test would make insmod fail.
     let _ = Command::new("rmmod").arg(name).output();
     run_ok(Command::new("insmod").args(flags).arg(module_file(name)));
-    Loaded { name: name.to_owned(), unloaded: false }
+    Loaded {
+        name: name.to_owned(),
+        unloaded: false,
+    }
 }
 
 pub fn rmmod(name: &str) {
@@ -94,18 +98,23 @@ pub fn proc_modules_address(name: &str) -> u64 {
 }
 
 pub fn parse_hex(s: &str) -> u64 {
-    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|e| panic!("{s:?} is not hex: {e}"))
+    u64::from_str_radix(s.trim_start_matches("0x"), 16)
+        .unwrap_or_else(|e| panic!("{s:?} is not hex: {e}"))
 }
 
 /// `/sys/module/<name>/<file>`, trimmed.
 pub fn sys_module(name: &str, file: &str) -> String {
     let path = format!("/sys/module/{name}/{file}");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}")).trim().to_owned()
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+        .trim()
+        .to_owned()
 }
 
 pub fn module_param_u64(name: &str, param: &str) -> u64 {
     let text = sys_module(name, &format!("parameters/{param}"));
-    text.parse().unwrap_or_else(|e| panic!("{name}.{param} = {text:?}: {e}"))
+    text.parse()
+        .unwrap_or_else(|e| panic!("{name}.{param} = {text:?}: {e}"))
 }
 
 /// `modscope events --json` running in the background.
@@ -127,12 +136,15 @@ impl EventStream {
             .expect("starting modscope events");
         let events = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
-        let (out, err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+        let (out, err) = (
+            child.stdout.take().expect("piped"),
+            child.stderr.take().expect("piped"),
+        );
         let sink = events.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let value: Value =
-                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("modscope printed non-JSON {line:?}: {e}"));
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("modscope printed non-JSON {line:?}: {e}"));
                 sink.lock().unwrap().push(value);
             }
         });
@@ -144,7 +156,11 @@ impl EventStream {
                 s.push('\n');
             }
         });
-        let mut stream = Self { child, events, stderr };
+        let mut stream = Self {
+            child,
+            events,
+            stderr,
+        };
         stream.wait_for(Duration::from_secs(120), |e| e["type"] == "ready");
         stream
     }
@@ -152,7 +168,10 @@ impl EventStream {
     /// Waits until an event matching `pred` has arrived; returns it.
     pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let events = self.wait_until(timeout, |events| events.iter().any(&pred));
-        events.into_iter().find(|e| pred(e)).expect("wait_until checked it")
+        events
+            .into_iter()
+            .find(|e| pred(e))
+            .expect("wait_until checked it")
     }
 
     /// Waits until the events so far satisfy `pred`; returns them.
@@ -166,7 +185,10 @@ impl EventStream {
                 }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("modscope exited ({status}) early; stderr:\n{}", self.stderr.lock().unwrap());
+                panic!(
+                    "modscope exited ({status}) early; stderr:\n{}",
+                    self.stderr.lock().unwrap()
+                );
             }
             assert!(
                 start.elapsed() < timeout,
@@ -185,7 +207,13 @@ impl EventStream {
         let status = self.child.wait().expect("waiting for modscope");
         // Let the reader threads drain the pipes.
         let start = Instant::now();
-        while !self.events.lock().unwrap().iter().any(|e| e["type"] == "registry") {
+        while !self
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "registry")
+        {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "modscope ended ({status}) without its registry event; stderr:\n{}",
@@ -193,20 +221,36 @@ impl EventStream {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(status.success(), "modscope exited {status}; stderr:\n{}", self.stderr.lock().unwrap());
+        assert!(
+            status.success(),
+            "modscope exited {status}; stderr:\n{}",
+            self.stderr.lock().unwrap()
+        );
         self.events.lock().unwrap().clone()
     }
 }
 
 /// Events of `kind` about module `name`.
 pub fn events_for<'a>(events: &'a [Value], kind: &str, name: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["type"] == kind && e["name"] == name).collect()
+    events
+        .iter()
+        .filter(|e| e["type"] == kind && e["name"] == name)
+        .collect()
 }
 
 /// The registry entries for `name` in the final `registry` event.
 pub fn registry_entries<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
-    let registry = events.iter().rev().find(|e| e["type"] == "registry").expect("a registry event");
-    registry["modules"].as_array().expect("modules array").iter().filter(|m| m["name"] == name).collect()
+    let registry = events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "registry")
+        .expect("a registry event");
+    registry["modules"]
+        .as_array()
+        .expect("modules array")
+        .iter()
+        .filter(|m| m["name"] == name)
+        .collect()
 }
 
 pub fn hex_field(v: &Value, path: &[&str]) -> u64 {
@@ -214,13 +258,22 @@ pub fn hex_field(v: &Value, path: &[&str]) -> u64 {
     for p in path {
         cur = &cur[*p];
     }
-    parse_hex(cur.as_str().unwrap_or_else(|| panic!("{path:?} is not a string in {v}")))
+    parse_hex(
+        cur.as_str()
+            .unwrap_or_else(|| panic!("{path:?} is not a string in {v}")),
+    )
 }
 
 /// Runs modscope as an unprivileged user with no capabilities.
 pub fn modscope_unprivileged(args: &[&str]) -> Output {
     run(Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
         .arg(modscope_bin())
         .args(args))
 }

@@ -28,7 +28,10 @@ fn one_load_and_one_unload_event_with_the_proc_modules_address() {
     assert_eq!(unloads[0]["struct_module"], loads[0]["struct_module"]);
     assert_eq!(unloads[0]["loaded_ktime_ns"], loads[0]["ktime_ns"]);
     assert!(unloads[0]["ktime_ns"].as_u64() > loads[0]["ktime_ns"].as_u64());
-    assert!(registry_entries(&events, HELLO).is_empty(), "unloaded module left in the registry");
+    assert!(
+        registry_entries(&events, HELLO).is_empty(),
+        "unloaded module left in the registry"
+    );
 }
 
 #[test]
@@ -43,7 +46,10 @@ fn ranges_are_registered_before_init_runs() {
     stream.stop();
 
     let seen_ns = load["ktime_ns"].as_u64().unwrap();
-    assert!(seen_ns < init_ran_ns, "load seen at {seen_ns}, init ran at {init_ran_ns}: not before init");
+    assert!(
+        seen_ns < init_ran_ns,
+        "load seen at {seen_ns}, init ran at {init_ran_ns}: not before init"
+    );
     let within = |addr: u64, range: &str| {
         let base = hex_field(&load, &[range, "base"]);
         let size = load[range]["size"].as_u64().unwrap();
@@ -71,9 +77,15 @@ fn taint_letters_match_the_kernel() {
 
     assert_eq!(load["taints"], kernel_says.as_str());
     // Out of tree (O) and, with a non-GPL licence, proprietary (P).
-    assert!(kernel_says.contains('P') && kernel_says.contains('O'), "{kernel_says}");
+    assert!(
+        kernel_says.contains('P') && kernel_says.contains('O'),
+        "{kernel_says}"
+    );
     assert_eq!(forced_load["taints"], kernel_says_forced.as_str());
-    assert!(kernel_says_forced.contains('F'), "insmod -f did not taint F: {kernel_says_forced}");
+    assert!(
+        kernel_says_forced.contains('F'),
+        "insmod -f did not taint F: {kernel_says_forced}"
+    );
 }
 
 #[test]
@@ -96,11 +108,18 @@ fn reload_keeps_the_registry_correct() {
     assert_eq!(hex_field(loads[1], &["core_text", "base"]), second_address);
     let entries = registry_entries(&events, HELLO);
     assert_eq!(entries.len(), 1, "{entries:#?}");
-    assert_eq!(hex_field(entries[0], &["core_text", "base"]), second_address);
+    assert_eq!(
+        hex_field(entries[0], &["core_text", "base"]),
+        second_address
+    );
     assert_eq!(entries[0]["loaded_ktime_ns"], loads[1]["ktime_ns"]);
     eprintln!(
         "address {} on reload ({first_address:#x} then {second_address:#x})",
-        if first_address == second_address { "reused" } else { "not reused" }
+        if first_address == second_address {
+            "reused"
+        } else {
+            "not reused"
+        }
     );
 }
 

@@ -12,11 +12,16 @@ use anyhow::{Context as _, bail};
 use crate::{kernels::Kernel, shell};
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
 }
 
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// Builds `modscope` (release: the guest runs under software emulation).
@@ -24,7 +29,14 @@ pub fn modscope() -> anyhow::Result<PathBuf> {
     shell::step("building modscope (release, with its eBPF programs)");
     shell::run(
         "building modscope",
-        Command::new("cargo").args(["build", "--release", "--package", "probe-user", "--bin", "modscope"]),
+        Command::new("cargo").args([
+            "build",
+            "--release",
+            "--package",
+            "probe-user",
+            "--bin",
+            "modscope",
+        ]),
     )?;
     Ok(target_dir().join("release/modscope"))
 }
@@ -33,7 +45,14 @@ pub fn modscope() -> anyhow::Result<PathBuf> {
 pub fn vm_test_binaries() -> anyhow::Result<Vec<PathBuf>> {
     shell::step("building the VM test binaries");
     let mut child = Command::new("cargo")
-        .args(["test", "--release", "--package", "vm-tests", "--no-run", "--message-format=json"])
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "vm-tests",
+            "--no-run",
+            "--message-format=json",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .context("starting cargo test --no-run")?;
@@ -41,7 +60,9 @@ pub fn vm_test_binaries() -> anyhow::Result<Vec<PathBuf>> {
     let mut binaries = Vec::new();
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line.context("reading cargo's output")?;
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         let is_test = msg["profile"]["test"].as_bool() == Some(true);
         if let (Some(exe), true) = (msg["executable"].as_str(), is_test) {
             binaries.push(PathBuf::from(exe));
@@ -50,7 +71,10 @@ pub fn vm_test_binaries() -> anyhow::Result<Vec<PathBuf>> {
     if !child.wait().context("waiting for cargo")?.success() {
         bail!("building the VM test binaries failed");
     }
-    binaries.retain(|b| b.file_name().is_some_and(|n| !n.to_string_lossy().starts_with("vm_tests-")));
+    binaries.retain(|b| {
+        b.file_name()
+            .is_some_and(|n| !n.to_string_lossy().starts_with("vm_tests-"))
+    });
     if binaries.is_empty() {
         bail!("cargo built no VM test binaries");
     }
@@ -84,7 +108,10 @@ pub fn test_modules(kernel: &Kernel) -> anyhow::Result<PathBuf> {
         .context("starting make")?;
     if !status.success() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        bail!("building the test modules for {} failed:\n{text}", kernel.release);
+        bail!(
+            "building the test modules for {} failed:\n{text}",
+            kernel.release
+        );
     }
     Ok(out)
 }

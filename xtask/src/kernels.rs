@@ -43,10 +43,14 @@ pub fn installed(boot: &Path, modules_root: &Path) -> anyhow::Result<Vec<Kernel>
     let entries = std::fs::read_dir(boot).with_context(|| format!("listing {}", boot.display()))?;
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(release) = name.strip_prefix("vmlinuz-") else { continue };
+        let Some(release) = name.strip_prefix("vmlinuz-") else {
+            continue;
+        };
         let build_dir = modules_root.join(release).join("build");
-        let config = std::fs::read_to_string(boot.join(format!("config-{release}"))).unwrap_or_default();
-        let (Some(version), true) = (version_of(release), build_dir.join("Makefile").exists()) else {
+        let config =
+            std::fs::read_to_string(boot.join(format!("config-{release}"))).unwrap_or_default();
+        let (Some(version), true) = (version_of(release), build_dir.join("Makefile").exists())
+        else {
             continue;
         };
         let flavour = if config.lines().any(|l| l == "CONFIG_PREEMPT_RT=y") {
@@ -54,7 +58,13 @@ pub fn installed(boot: &Path, modules_root: &Path) -> anyhow::Result<Vec<Kernel>
         } else {
             Flavour::Generic
         };
-        kernels.push(Kernel { release: release.to_owned(), image: entry.path(), build_dir, flavour, version });
+        kernels.push(Kernel {
+            release: release.to_owned(),
+            image: entry.path(),
+            build_dir,
+            flavour,
+            version,
+        });
     }
     kernels.sort_by(|a, b| a.version.cmp(&b.version).then(a.release.cmp(&b.release)));
     Ok(kernels)
@@ -63,9 +73,15 @@ pub fn installed(boot: &Path, modules_root: &Path) -> anyhow::Result<Vec<Kernel>
 /// The suite's required set: a generic and a PREEMPT_RT kernel of one
 /// release before 6.4, and a kernel with the `mem[]` module layout (6.4+).
 pub fn required_set(all: &[Kernel]) -> anyhow::Result<Vec<Kernel>> {
-    let generic = all.iter().filter(|k| k.flavour == Flavour::Generic && k.version < (6, 4)).last();
-    let rt = all.iter().filter(|k| k.flavour == Flavour::PreemptRt && k.version < (6, 4)).last();
-    let newer = all.iter().filter(|k| k.flavour == Flavour::Generic && k.version >= (6, 4)).last();
+    let generic = all
+        .iter()
+        .rfind(|k| k.flavour == Flavour::Generic && k.version < (6, 4));
+    let rt = all
+        .iter()
+        .rfind(|k| k.flavour == Flavour::PreemptRt && k.version < (6, 4));
+    let newer = all
+        .iter()
+        .rfind(|k| k.flavour == Flavour::Generic && k.version >= (6, 4));
     match (generic, rt, newer) {
         (Some(g), Some(r), Some(n)) => Ok(vec![g.clone(), r.clone(), n.clone()]),
         _ => bail!(
@@ -84,7 +100,11 @@ mod tests {
     fn fake_boot(dir: &Path, kernels: &[(&str, bool, bool)]) {
         for &(release, rt, headers) in kernels {
             std::fs::write(dir.join(format!("vmlinuz-{release}")), "").unwrap();
-            let config = if rt { "CONFIG_PREEMPT_RT=y\n" } else { "# CONFIG_PREEMPT_RT is not set\n" };
+            let config = if rt {
+                "CONFIG_PREEMPT_RT=y\n"
+            } else {
+                "# CONFIG_PREEMPT_RT is not set\n"
+            };
             std::fs::write(dir.join(format!("config-{release}")), config).unwrap();
             if headers {
                 let build = dir.join("lib").join(release).join("build");
@@ -111,14 +131,22 @@ mod tests {
         assert_eq!(all.len(), 3, "{all:?}");
         let set = required_set(&all).unwrap();
         let releases: Vec<_> = set.iter().map(|k| k.release.as_str()).collect();
-        assert_eq!(releases, ["6.1.0-56-amd64", "6.1.0-56-rt-amd64", "6.12.117+deb12-amd64"]);
+        assert_eq!(
+            releases,
+            [
+                "6.1.0-56-amd64",
+                "6.1.0-56-rt-amd64",
+                "6.12.117+deb12-amd64"
+            ]
+        );
         assert_eq!(set[1].flavour, Flavour::PreemptRt);
         assert_eq!(set[2].version, (6, 12));
     }
 
     #[test]
     fn missing_flavour_names_the_packages() {
-        let dir = std::env::temp_dir().join(format!("xtask-kernels-missing-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("xtask-kernels-missing-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         fake_boot(&dir, &[("6.1.0-56-amd64", false, true)]);
         let err = required_set(&installed(&dir, &dir.join("lib")).unwrap()).unwrap_err();

@@ -19,13 +19,23 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     setup::run()?;
     let modscope = artifacts::modscope()?;
-    let modscope_args = if args.args.is_empty() { vec!["events".to_owned()] } else { args.args };
+    let modscope_args = if args.args.is_empty() {
+        vec!["events".to_owned()]
+    } else {
+        args.args
+    };
     if Path::new("/proc/modules").exists() {
-        shell::step(&format!("running modscope {} on this kernel", modscope_args.join(" ")));
+        shell::step(&format!(
+            "running modscope {} on this kernel",
+            modscope_args.join(" ")
+        ));
         return shell::run("modscope", Command::new(&modscope).args(&modscope_args));
     }
     let all = kernels::installed(Path::new("/boot"), Path::new("/lib/modules"))?;
-    let kernel = kernels::required_set(&all)?.into_iter().next().context("no kernel to boot")?;
+    let kernel = kernels::required_set(&all)?
+        .into_iter()
+        .next()
+        .context("no kernel to boot")?;
     shell::step(&format!(
         "this kernel has no module support; booting {} in a VM (software emulation, ~20 s) to run modscope there",
         kernel.describe()
@@ -43,7 +53,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         echo: true,
     })?;
     if outcome.timed_out || outcome.panicked {
-        anyhow::bail!("the demo VM did not finish cleanly; console in {}", work.display());
+        anyhow::bail!(
+            "the demo VM did not finish cleanly; console in {}",
+            work.display()
+        );
     }
     Ok(())
 }
@@ -51,7 +64,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 /// modscope in the background, sample modules loading and unloading in
 /// front of it, then a clean stop.
 fn demo_script(modscope: &Path, args: &[String], modules: &Path) -> String {
-    let quoted: Vec<String> = args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
     format!(
         r#"#!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin

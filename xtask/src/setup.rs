@@ -111,14 +111,18 @@ fn cargo_home() -> PathBuf {
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into())
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into())
 }
 
 /// bpf-linker must use the LLVM that nightly rustc uses (22 here), which
 /// Debian does not ship: it is linked against the toolchain's own libLLVM,
 /// through a stable symlink the binary keeps as its rpath.
 fn bpf_linker() -> anyhow::Result<()> {
-    step(&format!("bpf-linker {BPF_LINKER_VERSION}, linked against nightly's own libLLVM"));
+    step(&format!(
+        "bpf-linker {BPF_LINKER_VERSION}, linked against nightly's own libLLVM"
+    ));
     let linker = cargo_home().join("bin/bpf-linker");
     let version = shell::output(Command::new(&linker).arg("--version")).unwrap_or_default();
     if version.contains(BPF_LINKER_VERSION) {
@@ -132,8 +136,17 @@ fn bpf_linker() -> anyhow::Result<()> {
         .with_context(|| format!("set-up step bpf-linker: reading {}", libdir.display()))?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.")))
-        .with_context(|| format!("set-up step bpf-linker: no libLLVM.so.* in {}", libdir.display()))?;
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
+        .with_context(|| {
+            format!(
+                "set-up step bpf-linker: no libLLVM.so.* in {}",
+                libdir.display()
+            )
+        })?;
     let major = libllvm
         .file_name()
         .and_then(|n| n.to_str())
@@ -143,15 +156,31 @@ fn bpf_linker() -> anyhow::Result<()> {
         .context("set-up step bpf-linker: cannot read the LLVM version from libLLVM's file name")?;
     let prefix = home().join(".cache/modscope/llvm");
     let link = prefix.join("lib/libLLVM.so");
-    std::fs::create_dir_all(prefix.join("lib")).with_context(|| format!("creating {}", prefix.display()))?;
+    std::fs::create_dir_all(prefix.join("lib"))
+        .with_context(|| format!("creating {}", prefix.display()))?;
     let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&libllvm, &link)
-        .with_context(|| format!("set-up step bpf-linker: linking {} to {}", link.display(), libllvm.display()))?;
-    eprintln!("    building bpf-linker against {} (LLVM {major}; about 3 minutes)", libllvm.display());
+    std::os::unix::fs::symlink(&libllvm, &link).with_context(|| {
+        format!(
+            "set-up step bpf-linker: linking {} to {}",
+            link.display(),
+            libllvm.display()
+        )
+    })?;
+    eprintln!(
+        "    building bpf-linker against {} (LLVM {major}; about 3 minutes)",
+        libllvm.display()
+    );
     shell::run(
         "set-up step bpf-linker (is crates.io reachable?)",
         Command::new("cargo")
-            .args(["+nightly", "install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features"])
+            .args([
+                "+nightly",
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+            ])
             .args(["--features", &format!("llvm-{major}")])
             .env("LLVM_PREFIX", &prefix),
     )
@@ -174,7 +203,10 @@ fn virtme_ng() -> anyhow::Result<()> {
 fn tracefs() -> anyhow::Result<()> {
     step("tracefs at /sys/kernel/tracing");
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    if mounts.lines().any(|l| l.split_whitespace().nth(2) == Some("tracefs")) {
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("tracefs"))
+    {
         skip("tracefs");
         return Ok(());
     }
@@ -192,9 +224,10 @@ fn tracefs() -> anyhow::Result<()> {
 /// The `vng` to run: pip's scripts directory for this python3 first (a
 /// fresh pyenv install may not have its shim yet), then PATH.
 pub fn vng() -> PathBuf {
-    let scripts = shell::output(
-        Command::new("python3").args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"]),
-    );
+    let scripts = shell::output(Command::new("python3").args([
+        "-c",
+        "import sysconfig; print(sysconfig.get_path('scripts'))",
+    ]));
     match scripts.map(|dir| Path::new(dir.trim()).join("vng")) {
         Some(path) if path.exists() => path,
         _ => "vng".into(),

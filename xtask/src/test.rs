@@ -53,15 +53,21 @@ pub fn parse_console(lines: &[String]) -> GuestReport {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("test ") {
             if let Some(name) = rest.strip_suffix(" ... ok") {
-                report.tests.push(TestResult { name: name.to_owned(), passed: true });
+                report.tests.push(TestResult {
+                    name: name.to_owned(),
+                    passed: true,
+                });
             } else if let Some(name) = rest.strip_suffix(" ... FAILED") {
-                report.tests.push(TestResult { name: name.to_owned(), passed: false });
+                report.tests.push(TestResult {
+                    name: name.to_owned(),
+                    passed: false,
+                });
             }
         } else if let Some(rest) = line.strip_prefix("MODSCOPE-VM-EXIT ") {
-            if let Some((bin, code)) = rest.rsplit_once(' ') {
-                if code != "0" {
-                    report.binaries_failed.push(format!("{bin} exited {code}"));
-                }
+            if let Some((bin, code)) = rest.rsplit_once(' ')
+                && code != "0"
+            {
+                report.binaries_failed.push(format!("{bin} exited {code}"));
             }
         } else if line == "MODSCOPE-VM-END" {
             report.finished = true;
@@ -74,7 +80,17 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     setup::run()?;
     if !args.vm_only {
         shell::step("host unit tests");
-        shell::run("host unit tests", Command::new("cargo").args(["test", "--workspace", "--exclude", "probe-ebpf", "--exclude", "vm-tests"]))?;
+        shell::run(
+            "host unit tests",
+            Command::new("cargo").args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "probe-ebpf",
+                "--exclude",
+                "vm-tests",
+            ]),
+        )?;
     }
     if args.host_only {
         return Ok(());
@@ -88,9 +104,15 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
     let selected = if args.kernel.is_empty() {
         kernels::required_set(&all)?
     } else {
-        let picked: Vec<_> = all.into_iter().filter(|k| args.kernel.contains(&k.release)).collect();
+        let picked: Vec<_> = all
+            .into_iter()
+            .filter(|k| args.kernel.contains(&k.release))
+            .collect();
         if picked.len() != args.kernel.len() {
-            bail!("--kernel {:?}: not all of these are installed with headers", args.kernel);
+            bail!(
+                "--kernel {:?}: not all of these are installed with headers",
+                args.kernel
+            );
         }
         picked
     };
@@ -103,7 +125,17 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
         let modules = artifacts::test_modules(kernel)?;
         let work = vm::work_dir("runs", kernel)?;
         let script = work.join("guest.sh");
-        std::fs::write(&script, guest_script(kernel, &modscope, &modules, &work, &binaries, args.filter.as_deref()))?;
+        std::fs::write(
+            &script,
+            guest_script(
+                kernel,
+                &modscope,
+                &modules,
+                &work,
+                &binaries,
+                args.filter.as_deref(),
+            ),
+        )?;
         let log = work.join("console.log");
         let outcome = vm::run(&vm::Boot {
             kernel,
@@ -115,7 +147,11 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
         })?;
         let report = parse_console(&outcome.lines);
         for t in &report.tests {
-            eprintln!("    {} {}", if t.passed { "ok    " } else { "FAILED" }, t.name);
+            eprintln!(
+                "    {} {}",
+                if t.passed { "ok    " } else { "FAILED" },
+                t.name
+            );
         }
         let ok_count = report.tests.iter().filter(|t| t.passed).count();
         let bad_count = report.tests.len() - ok_count;
@@ -124,7 +160,10 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
             problems.push("the guest kernel panicked".into());
         }
         if outcome.timed_out {
-            problems.push(format!("timed out after {} s; the guest was killed", args.timeout));
+            problems.push(format!(
+                "timed out after {} s; the guest was killed",
+                args.timeout
+            ));
         }
         if !report.finished && !outcome.timed_out && !outcome.panicked {
             problems.push("the guest stopped before the suite finished".into());
@@ -140,11 +179,22 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
             ok_count,
             bad_count,
             outcome.wall.as_secs_f64(),
-            if problems.is_empty() { String::new() } else { format!("  [{}]", problems.join("; ")) },
-            if bad_count > 0 || !problems.is_empty() { format!("  (console: {})", log.display()) } else { String::new() },
+            if problems.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", problems.join("; "))
+            },
+            if bad_count > 0 || !problems.is_empty() {
+                format!("  (console: {})", log.display())
+            } else {
+                String::new()
+            },
         ));
     }
-    eprintln!("\nVM suite, {:.0} s in all:", suite_start.elapsed().as_secs_f64());
+    eprintln!(
+        "\nVM suite, {:.0} s in all:",
+        suite_start.elapsed().as_secs_f64()
+    );
     for line in &summary {
         eprintln!("  {line}");
     }
@@ -182,7 +232,10 @@ fn guest_script(
         work.display(),
     );
     for bin in binaries {
-        let name = bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = bin
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         s.push_str(&format!(
             "'{}' --test-threads=1 {}\necho \"MODSCOPE-VM-EXIT {name} $?\"\n",
             bin.display(),
@@ -215,11 +268,20 @@ mod tests {
         assert_eq!(
             report.tests,
             vec![
-                TestResult { name: "events::load_then_unload".into(), passed: true },
-                TestResult { name: "events::taints_match".into(), passed: false },
+                TestResult {
+                    name: "events::load_then_unload".into(),
+                    passed: true
+                },
+                TestResult {
+                    name: "events::taints_match".into(),
+                    passed: false
+                },
             ]
         );
-        assert_eq!(report.binaries_failed, vec!["module_events-123 exited 101".to_owned()]);
+        assert_eq!(
+            report.binaries_failed,
+            vec!["module_events-123 exited 101".to_owned()]
+        );
         assert!(report.finished);
     }
 

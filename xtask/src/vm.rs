@@ -45,7 +45,14 @@ fn vng_command(boot: &Boot) -> Command {
     let mut cmd = Command::new(setup::vng());
     cmd.arg("--run")
         .arg(&boot.kernel.image)
-        .args(["--disable-kvm", "--force-9p", "--memory", "1G", "--cpus", "2"])
+        .args([
+            "--disable-kvm",
+            "--force-9p",
+            "--memory",
+            "1G",
+            "--cpus",
+            "2",
+        ])
         .arg("--rwdir")
         .arg(boot.rw_dir)
         .arg("--exec")
@@ -60,7 +67,10 @@ fn vng_command(boot: &Boot) -> Command {
 pub fn run(boot: &Boot) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let mut cmd = vng_command(boot);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
     let pgid = child.id() as i32;
     let (tx, rx) = mpsc::channel::<String>();
@@ -78,8 +88,14 @@ pub fn run(boot: &Boot) -> anyhow::Result<Outcome> {
         });
     }
     drop(tx);
-    let mut log = std::fs::File::create(boot.log).with_context(|| format!("creating {}", boot.log.display()))?;
-    let mut outcome = Outcome { lines: Vec::new(), timed_out: false, panicked: false, wall: Duration::ZERO };
+    let mut log = std::fs::File::create(boot.log)
+        .with_context(|| format!("creating {}", boot.log.display()))?;
+    let mut outcome = Outcome {
+        lines: Vec::new(),
+        timed_out: false,
+        panicked: false,
+        wall: Duration::ZERO,
+    };
     loop {
         let left = boot.timeout.saturating_sub(start.elapsed());
         match rx.recv_timeout(left.min(Duration::from_secs(1))) {
@@ -138,7 +154,10 @@ fn strip_ansi(line: &str) -> String {
 
 /// Where per-run files go: target/vm/<what>/<release>.
 pub fn work_dir(what: &str, kernel: &Kernel) -> anyhow::Result<PathBuf> {
-    let dir = crate::artifacts::target_dir().join("vm").join(what).join(&kernel.release);
+    let dir = crate::artifacts::target_dir()
+        .join("vm")
+        .join(what)
+        .join(&kernel.release);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
@@ -150,12 +169,17 @@ mod tests {
 
     #[test]
     fn strips_colour_codes_and_carriage_returns() {
-        assert_eq!(strip_ansi("\x1b[1;32mtest a ... ok\x1b[0m\r"), "test a ... ok");
+        assert_eq!(
+            strip_ansi("\x1b[1;32mtest a ... ok\x1b[0m\r"),
+            "test a ... ok"
+        );
     }
 
     #[test]
     fn panic_lines_are_fatal() {
-        assert!(is_fatal("[   12.3] Kernel panic - not syncing: Fatal exception"));
+        assert!(is_fatal(
+            "[   12.3] Kernel panic - not syncing: Fatal exception"
+        ));
         assert!(!is_fatal("test panics_are_reported ... ok"));
     }
 }

@@ -37,9 +37,15 @@ struct Output {
 
 impl Output {
     fn emit(&mut self, event: &Event) -> anyhow::Result<()> {
-        let line = if self.json { event.to_json() } else { event.to_text() };
+        let line = if self.json {
+            event.to_json()
+        } else {
+            event.to_text()
+        };
         let mut out = io::stdout().lock();
-        writeln!(out, "{line}").and_then(|()| out.flush()).context("writing to standard output")
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .context("writing to standard output")
     }
 }
 
@@ -57,9 +63,15 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         .context("polling the EVENTS ring buffer")?;
     probe.attach()?;
 
-    let mut out = Output { json: args.json, stats: Stats::default() };
+    let mut out = Output {
+        json: args.json,
+        stats: Stats::default(),
+    };
     for record in probe.seed(&preexisting_modules(&paths)?)? {
-        out.emit(&Event::Present { time: Event::now(), module: ModuleInfo::from(&record) })?;
+        out.emit(&Event::Present {
+            time: Event::now(),
+            module: ModuleInfo::from(&record),
+        })?;
     }
     out.emit(&Event::Ready {
         time: Event::now(),
@@ -105,10 +117,18 @@ async fn stream(
     out.stats.registry_full = counters.registry_full;
     let modules = probe.registry()?.iter().map(ModuleInfo::from).collect();
     let stats = out.stats.clone();
-    out.emit(&Event::Registry { time: Event::now(), modules, stats })
+    out.emit(&Event::Registry {
+        time: Event::now(),
+        modules,
+        stats,
+    })
 }
 
-fn drain(ring: &mut RingBuf<MapData>, out: &mut Output, clock: &clock::WallClock) -> anyhow::Result<()> {
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    out: &mut Output,
+    clock: &clock::WallClock,
+) -> anyhow::Result<()> {
     while let Some(item) = ring.next() {
         let event = match decode::Event::try_from(&*item) {
             Ok(decode::Event::ModuleLoad(e)) => Event::Load {
@@ -123,7 +143,10 @@ fn drain(ring: &mut RingBuf<MapData>, out: &mut Output, clock: &clock::WallClock
             },
             Err(err) => {
                 out.stats.decode_errors += 1;
-                Event::DecodeError { time: Event::now(), error: err.to_string() }
+                Event::DecodeError {
+                    time: Event::now(),
+                    error: err.to_string(),
+                }
             }
         };
         drop(item);
@@ -136,7 +159,10 @@ fn drain(ring: &mut RingBuf<MapData>, out: &mut Output, clock: &clock::WallClock
 fn report_lost(probe: &ModuleProbe, out: &mut Output, reported: u64) -> anyhow::Result<u64> {
     let lost = probe.counters()?.lost_events;
     if lost > reported {
-        out.emit(&Event::Lost { time: Event::now(), count: lost - reported })?;
+        out.emit(&Event::Lost {
+            time: Event::now(),
+            count: lost - reported,
+        })?;
     }
     Ok(lost)
 }
