@@ -103,7 +103,12 @@ fn mem_layout(btf: &Btf, module: &btf_rs::Struct) -> Result<Ranges, BtfLayoutErr
     ))
 }
 
-fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct, BtfLayoutError> {
+/// `sizeof(struct name)`, when BTF has the struct.
+pub fn struct_size(btf: &Btf, name: &str) -> Option<u64> {
+    find_struct(btf, name).ok().map(|s| s.size() as u64)
+}
+
+pub(crate) fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct, BtfLayoutError> {
     btf.resolve_types_by_name(name)
         .ok()
         .into_iter()

@@ -2,6 +2,7 @@
 //! descriptions of itself (BTF, /proc/modules, taints), and turning probe
 //! records into events for people and scripts.
 
+pub mod analysis;
 pub mod btf_layout;
 pub mod clock;
 pub mod event;

@@ -29,9 +29,15 @@ struct Cli {
 enum Command {
     /// Stream module load and unload events as the kernel sees them.
     Events(commands::events::EventsArgs),
+    /// Check module files against a kernel: would it load them, and are they safe there?
+    Check(commands::check::CheckArgs),
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`modscope check … | head`) ends the program quietly,
+    // as it does for other command-line tools, instead of panicking in print.
+    // SAFETY: restoring a default signal disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -43,13 +49,12 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Events(args) => commands::events::run(args).await,
-        }
-    });
+    let result = match cli.command {
+        Command::Events(args) => runtime.block_on(commands::events::run(args)).map(|()| 0),
+        Command::Check(args) => commands::check::run(args),
+    };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(err) => {
             eprintln!("modscope: {err:#}");
             ExitCode::from(exit_status(&err))

@@ -1,0 +1,199 @@
+//! Reading one kernel module file: decompressing it, checking it is an
+//! x86-64 relocatable module, and extracting what the compatibility checks
+//! need. Nothing in the file is trusted: every failure is a [`KoError`]
+//! naming the problem.
+
+use std::path::Path;
+
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+
+use super::modinfo::Modinfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KoError {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad {format} compression: {detail}")]
+    Compression { format: &'static str, detail: String },
+    #[error("not an ELF file")]
+    NotElf,
+    #[error("corrupt ELF: {0}")]
+    Elf(String),
+    #[error("not a kernel module: {0}")]
+    NotAModule(&'static str),
+    #[error("built for {found}, not {expected}")]
+    WrongArchitecture { found: String, expected: &'static str },
+}
+
+/// An import with the CRC the module was built against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedImport {
+    pub name: String,
+    pub crc: u32,
+}
+
+/// Everything `check` reads from a module.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleFacts {
+    pub modinfo: Modinfo,
+    /// `__versions` (or the extended modversions sections of newer kernels).
+    pub versions: Vec<VersionedImport>,
+    /// Whether the module has a symbol-version table at all (`same_magic`'s `has_crcs`).
+    pub has_versions: bool,
+    /// Undefined symbols: what the loader must resolve.
+    pub imports: Vec<String>,
+    /// Size of `.gnu.linkonce.this_module`: the module's compiled-in `struct module`.
+    pub this_module_size: u64,
+    /// Size of the module's own `.BTF` section (0: none).
+    pub btf_size: u64,
+    /// Entries in `__mcount_loc` / `__patchable_function_entries`: ftrace call sites.
+    pub ftrace_sites: u64,
+    /// Tracepoints the module defines (`__tracepoint_*` symbols in `__tracepoints`).
+    pub defined_tracepoints: Vec<String>,
+    /// A module signature is appended (`~Module signature appended~`).
+    pub signed: bool,
+}
+
+impl ModuleFacts {
+    pub fn name(&self) -> Option<&str> {
+        self.modinfo.get("name")
+    }
+}
+
+/// Reads and decompresses `path`.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, KoError> {
+    let raw = std::fs::read(path)?;
+    decompress(raw)
+}
+
+/// Decompresses by magic number, not by file name: a `.ko.xz` that is not
+/// xz is reported as such.
+pub fn decompress(raw: Vec<u8>) -> Result<Vec<u8>, KoError> {
+    use std::io::Read as _;
+    let mut out = Vec::with_capacity(raw.len() * 3);
+    if raw.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        liblzma::read::XzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| KoError::Compression { format: "xz", detail: e.to_string() })?;
+    } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        ruzstd::decoding::StreamingDecoder::new(&raw[..])
+            .map_err(|e| KoError::Compression { format: "zstd", detail: e.to_string() })?
+            .read_to_end(&mut out)
+            .map_err(|e| KoError::Compression { format: "zstd", detail: e.to_string() })?;
+    } else if raw.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| KoError::Compression { format: "gzip", detail: e.to_string() })?;
+    } else {
+        return Ok(raw);
+    }
+    Ok(out)
+}
+
+/// Reads `path`: uncompressed modules are mapped, not copied, so only the
+/// pages of the sections parsed are touched.
+pub fn read(path: &Path) -> Result<ModuleFacts, KoError> {
+    let file = std::fs::File::open(path)?;
+    // SAFETY: the mapping is read-only and private; a module file changing
+    // underneath us could only make parsing fail, which is handled.
+    let map = unsafe { memmap2::Mmap::map(&file) }?;
+    if map.starts_with(b"\x7fELF") {
+        return parse(&map);
+    }
+    parse(&decompress(map.to_vec())?)
+}
+
+/// Parses an (uncompressed) module image.
+pub fn parse(data: &[u8]) -> Result<ModuleFacts, KoError> {
+    if !data.starts_with(b"\x7fELF") {
+        return Err(KoError::NotElf);
+    }
+    let file = object::File::parse(data).map_err(|e| KoError::Elf(e.to_string()))?;
+    if file.architecture() != object::Architecture::X86_64 {
+        return Err(KoError::WrongArchitecture { found: format!("{:?}", file.architecture()), expected: "X86_64" });
+    }
+    if file.kind() != object::ObjectKind::Relocatable {
+        return Err(KoError::NotAModule("not a relocatable object (ET_REL)"));
+    }
+    let section_data = |name: &str| -> Result<Option<&[u8]>, KoError> {
+        match file.section_by_name(name) {
+            Some(s) => s.data().map(Some).map_err(|e| KoError::Elf(format!("section {name}: {e}"))),
+            None => Ok(None),
+        }
+    };
+    let modinfo = Modinfo::parse(section_data(".modinfo")?.ok_or(KoError::NotAModule("no .modinfo section"))?);
+    let this_module = file
+        .section_by_name(".gnu.linkonce.this_module")
+        .ok_or(KoError::NotAModule("no .gnu.linkonce.this_module section"))?;
+    let (versions, has_versions) = match (section_data("__version_ext_names")?, section_data("__version_ext_crcs")?) {
+        (Some(names), Some(crcs)) => (extended_versions(names, crcs)?, true),
+        _ => match section_data("__versions")? {
+            Some(v) => (classic_versions(v)?, true),
+            None => (Vec::new(), false),
+        },
+    };
+    let imports = file
+        .symbols()
+        .filter(|s| s.is_undefined())
+        .filter_map(|s| s.name().ok().filter(|n| !n.is_empty()).map(str::to_owned))
+        .collect();
+    let ftrace_sites = ["__mcount_loc", "__patchable_function_entries"]
+        .iter()
+        .filter_map(|n| file.section_by_name(n))
+        .map(|s| s.size() / 8)
+        .sum();
+    let tracepoints_index = file.section_by_name("__tracepoints").map(|s| s.index());
+    let defined_tracepoints = file
+        .symbols()
+        .filter(|s| tracepoints_index.is_some() && s.section_index() == tracepoints_index)
+        .filter_map(|s| s.name().ok().and_then(|n| n.strip_prefix("__tracepoint_")).map(str::to_owned))
+        .collect();
+    Ok(ModuleFacts {
+        modinfo,
+        versions,
+        has_versions,
+        imports,
+        this_module_size: this_module.size(),
+        btf_size: file.section_by_name(".BTF").map_or(0, |s| s.size()),
+        ftrace_sites,
+        defined_tracepoints,
+        signed: data.ends_with(b"~Module signature appended~\n"),
+    })
+}
+
+/// `struct modversion_info { unsigned long crc; char name[56]; }`, 64 bytes.
+fn classic_versions(section: &[u8]) -> Result<Vec<VersionedImport>, KoError> {
+    const ENTRY: usize = 64;
+    if section.len() % ENTRY != 0 {
+        return Err(KoError::Elf(format!("__versions is {} bytes, not a multiple of {ENTRY}", section.len())));
+    }
+    Ok(section
+        .chunks_exact(ENTRY)
+        .map(|e| {
+            let crc = u64::from_le_bytes(e[..8].try_into().expect("8 bytes")) as u32;
+            VersionedImport { name: c_string(&e[8..]), crc }
+        })
+        .collect())
+}
+
+/// Extended modversions (6.13+): NUL-separated names, and one u32 CRC each.
+fn extended_versions(names: &[u8], crcs: &[u8]) -> Result<Vec<VersionedImport>, KoError> {
+    let names: Vec<String> = names.split(|&b| b == 0).filter(|n| !n.is_empty()).map(|n| String::from_utf8_lossy(n).into_owned()).collect();
+    if crcs.len() != names.len() * 4 {
+        return Err(KoError::Elf(format!(
+            "__version_ext_crcs holds {} bytes for {} names in __version_ext_names",
+            crcs.len(),
+            names.len()
+        )));
+    }
+    Ok(names
+        .into_iter()
+        .zip(crcs.chunks_exact(4))
+        .map(|(name, crc)| VersionedImport { name, crc: u32::from_le_bytes(crc.try_into().expect("4 bytes")) })
+        .collect())
+}
+
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}

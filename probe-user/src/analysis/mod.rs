@@ -1,0 +1,109 @@
+//! Static compatibility analysis of `.ko` files against a target kernel:
+//! no root, no eBPF. `check` and `diff` are built on it, and the live probe
+//! reuses it for modules it sees load.
+
+pub mod feature_symbols;
+pub mod kconfig;
+pub mod kernel_btf;
+pub mod ko_file;
+pub mod modinfo;
+pub mod rules;
+pub mod symvers;
+pub mod target;
+pub mod verdict;
+pub mod vermagic;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use self::{
+    target::TargetKernel,
+    verdict::{LoaderAnswer, Reason, Verdict},
+};
+
+/// One module's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleReport {
+    pub path: String,
+    pub name: String,
+    pub verdict: Verdict,
+    /// Plain `insmod` would fail.
+    pub kernel_would_refuse: bool,
+    pub loader: LoaderAnswer,
+    pub imports: usize,
+    pub versioned_imports: usize,
+    pub reasons: Vec<Reason>,
+}
+
+/// A file that could not be analysed, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileError {
+    pub path: String,
+    pub error: String,
+}
+
+pub fn check_file(path: &Path, target: &TargetKernel) -> Result<ModuleReport, FileError> {
+    let facts = ko_file::read(path).map_err(|e| FileError { path: path.display().to_string(), error: e.to_string() })?;
+    Ok(report(path, &facts, target))
+}
+
+pub fn report(path: &Path, facts: &ko_file::ModuleFacts, target: &TargetKernel) -> ModuleReport {
+    let (mut reasons, loader) = rules::check(facts, target);
+    reasons.sort_by(|a, b| b.severity.cmp(&a.severity));
+    ModuleReport {
+        path: path.display().to_string(),
+        name: facts.name().map(str::to_owned).unwrap_or_else(|| module_name_from_path(path)),
+        verdict: Verdict::from_reasons(&reasons),
+        kernel_would_refuse: loader.refuses(),
+        loader,
+        imports: facts.imports.len(),
+        versioned_imports: facts.versions.len(),
+        reasons,
+    }
+}
+
+fn module_name_from_path(path: &Path) -> String {
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    file.split(".ko").next().unwrap_or(&file).replace('-', "_")
+}
+
+/// Is this a module file name (`.ko`, `.ko.xz`, `.ko.zst`, `.ko.gz`)?
+pub fn is_module_file(path: &Path) -> bool {
+    let name = path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default();
+    [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().any(|ext| name.ends_with(ext))
+}
+
+/// Expands directories into the module files under them, sorted. Paths
+/// that do not exist are returned as errors.
+pub fn expand_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<FileError>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => walk(p, &mut files, &mut errors),
+            Ok(_) => files.push(p.clone()),
+            Err(e) => errors.push(FileError { path: p.display().to_string(), error: format!("cannot read: {e}") }),
+        }
+    }
+    (files, errors)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<FileError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(FileError { path: dir.display().to_string(), error: format!("cannot list: {e}") });
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    for p in paths {
+        if p.is_dir() {
+            walk(&p, files, errors);
+        } else if is_module_file(&p) {
+            files.push(p);
+        }
+    }
+}

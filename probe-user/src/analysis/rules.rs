@@ -1,0 +1,210 @@
+//! The compatibility rules: one module's facts held against one target
+//! kernel, with the loader's own semantics (kernel/module/main.c and
+//! version.c of 6.1–6.12). The loader's order matters for what `insmod`
+//! prints: signature, `struct module` size, `module_layout` CRC, vermagic,
+//! then each undefined symbol in symbol-table order.
+
+use super::{
+    feature_symbols,
+    ko_file::ModuleFacts,
+    modinfo::license_is_gpl_compatible,
+    symvers::ExportKind,
+    target::TargetKernel,
+    verdict::{Code, LoaderAnswer, Reason, Severity},
+    vermagic::Vermagic,
+};
+
+/// kmod's messages for the errnos the loader returns.
+const ENOEXEC: &str = "Invalid module format";
+const ENOENT: &str = "Unknown symbol in module";
+const EINVAL: &str = "Invalid argument";
+const EKEYREJECTED: &str = "Key was rejected by service";
+
+/// Where the loader stops, with and without `-f`.
+#[derive(Default)]
+struct Loader {
+    plain: Option<&'static str>,
+    forced: Option<&'static str>,
+}
+
+impl Loader {
+    /// A failure that `-f` does not bypass.
+    fn hard(&mut self, msg: &'static str) {
+        self.plain.get_or_insert(msg);
+        self.forced.get_or_insert(msg);
+    }
+    /// A failure that `-f` bypasses (vermagic, symbol versions).
+    fn soft(&mut self, msg: &'static str) {
+        self.plain.get_or_insert(msg);
+    }
+}
+
+pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, LoaderAnswer) {
+    let mut reasons = Vec::new();
+    let mut loader = Loader::default();
+    let cfg = &target.config;
+
+    // 1. Signature.
+    if !facts.signed {
+        if cfg.builtin("MODULE_SIG_FORCE") {
+            loader.hard(EKEYREJECTED);
+            reasons.push(Reason::new(Code::SignatureRequired, Severity::Incompatible,
+                "the module is unsigned and the target enforces signatures (MODULE_SIG_FORCE)").config("MODULE_SIG_FORCE"));
+        } else if cfg.builtin("MODULE_SIG") {
+            reasons.push(Reason::new(Code::Unsigned, Severity::Info,
+                "unsigned: loading taints the kernel with E").config("MODULE_SIG"));
+        }
+    }
+
+    // 2. The compiled-in struct module must match the kernel's exactly.
+    match target.struct_module_size {
+        Some(size) if size != facts.this_module_size => {
+            loader.hard(ENOEXEC);
+            reasons.push(Reason::new(Code::ThisModuleSize, Severity::Incompatible, format!(
+                "the module's compiled struct module is {} bytes, the target's is {size}: the loader rejects it even with -f, \
+                 and a debug option that changes struct module's layout (lockdep, tracing, kprobes, PREEMPT_RT) is the usual cause",
+                facts.this_module_size)).struct_name("module"));
+        }
+        Some(_) => {}
+        None => reasons.push(Reason::new(Code::BtfUnavailable, Severity::Info, format!(
+            "no BTF for the target ({}): struct module's size was not checked", target.btf_path))),
+    }
+
+    // 3. module_layout's CRC summarises struct module and friends.
+    if let Some(v) = facts.versions.iter().find(|v| v.name == "module_layout")
+        && let Some(export) = target.symvers.get("module_layout")
+        && export.crc != v.crc
+    {
+        loader.soft(ENOEXEC);
+        reasons.push(Reason::new(Code::StructModuleCrc, Severity::Warning, format!(
+            "module_layout CRC {:#010x} differs from the target's {:#010x}: struct module or a struct it embeds changed; \
+             the loader refuses without -f",
+            v.crc, export.crc)).symbol("module_layout").struct_name("module"));
+    }
+
+    // 4. Version magic.
+    let kernel_magic = &target.vermagic;
+    match facts.modinfo.get("vermagic") {
+        None => {
+            if cfg.builtin("MODULE_FORCE_LOAD") {
+                loader.soft(ENOEXEC);
+            } else {
+                loader.hard(ENOEXEC);
+            }
+            reasons.push(Reason::new(Code::VermagicMissing, Severity::Warning,
+                "no vermagic in .modinfo: the loader treats it as a forced load"));
+        }
+        Some(magic) if !Vermagic::same_magic(magic, &kernel_magic.raw, facts.has_versions) => {
+            loader.soft(ENOEXEC);
+            let module_magic = Vermagic::parse(magic);
+            for (field, mine, theirs) in module_magic.differences(kernel_magic) {
+                if field == "release" && facts.has_versions {
+                    continue; // same_magic skips the release when CRCs exist
+                }
+                // Without CRCs nothing backs a forced load; with them, the per-symbol
+                // checks below decide, and the mismatch itself means "needs -f".
+                let severity = if field == "release" || facts.has_versions { Severity::Warning } else { Severity::Incompatible };
+                let show = |w: &Option<String>| w.clone().unwrap_or_else(|| "(absent)".into());
+                let mut r = Reason::new(Code::VermagicMismatch, severity, format!(
+                    "vermagic {field}: module has {}, target has {}; insmod refuses without -f",
+                    show(&mine), show(&theirs)));
+                if field == "preempt model" {
+                    r = r.config(if theirs.as_deref() == Some("preempt_rt") || mine.as_deref() == Some("preempt_rt") { "PREEMPT_RT" } else { "PREEMPT_BUILD" });
+                }
+                reasons.push(r);
+            }
+        }
+        Some(_) => {}
+    }
+    if cfg.builtin("RETPOLINE") && facts.modinfo.get("retpoline") != Some("Y") {
+        reasons.push(Reason::new(Code::RetpolineMissing, Severity::Warning,
+            "not built with a retpoline compiler while the target uses retpolines: the kernel warns that the module may be vulnerable to Spectre v2").config("RETPOLINE"));
+    }
+
+    // 5. Licence, tree.
+    let license = facts.modinfo.get("license").unwrap_or("");
+    let gpl_ok = license_is_gpl_compatible(license);
+    if !gpl_ok {
+        reasons.push(Reason::new(Code::NotGplCompatible, Severity::Info,
+            format!("licence {license:?} is not GPL-compatible: loading taints the kernel with P, and GPL-only exports are unavailable")));
+    }
+    if facts.modinfo.get("intree") != Some("Y") {
+        reasons.push(Reason::new(Code::OutOfTree, Severity::Info, "built out of tree: loading taints the kernel with O"));
+    }
+
+    // 6. Every import, in the order the loader resolves them.
+    let imported_ns: Vec<&str> = facts.modinfo.all("import_ns").collect();
+    let versions: std::collections::HashMap<&str, u32> =
+        facts.versions.iter().map(|v| (v.name.as_str(), v.crc)).collect();
+    for sym in &facts.imports {
+        let version = versions.get(sym.as_str()).copied();
+        let feature = feature_symbols::feature_of(sym);
+        let Some(export) = target.symvers.get(sym) else {
+            loader.hard(ENOENT);
+            reasons.push(match feature {
+                Some(f) if !cfg.enabled(f.option) => Reason::new(Code::NeedsConfig, Severity::Incompatible, format!(
+                    "{sym} comes with {} (CONFIG_{}), which the target lacks: insmod reports \"Unknown symbol\"",
+                    f.what, f.option)).config(f.option),
+                _ => Reason::new(Code::UnknownSymbol, Severity::Incompatible,
+                    format!("{sym} is not exported by the target kernel or its modules")),
+            }.symbol(sym));
+            continue;
+        };
+        if export.kind == ExportKind::GplOnly && !gpl_ok {
+            loader.hard(ENOENT);
+            reasons.push(Reason::new(Code::GplOnlySymbol, Severity::Incompatible, format!(
+                "{sym} is exported GPL-only and the module's licence is {license:?}")).symbol(sym));
+            continue;
+        }
+        match version {
+            Some(crc) if crc != export.crc => {
+                loader.soft(EINVAL);
+                let mut r = Reason::new(Code::CrcMismatch, Severity::Incompatible, format!(
+                    "{sym}: CRC {crc:#010x} in the module, {:#010x} on the target: its prototype or a struct it takes changed",
+                    export.crc)).symbol(sym);
+                if let Some(options) = feature_symbols::lock_layout_options(sym) {
+                    let on: Vec<&str> = options.iter().copied().filter(|o| cfg.enabled(o)).collect();
+                    r.message.push_str(&match on.as_slice() {
+                        [] => " (a lock API: lock structs differ with PREEMPT_RT and lock debugging, which the target has off)".to_owned(),
+                        on => format!(" (a lock API: the target has CONFIG_{}, which changes the lock structs)", on.join(", CONFIG_")),
+                    });
+                    if let Some(first) = on.first() {
+                        r = r.config(first);
+                    }
+                }
+                reasons.push(r);
+            }
+            None if facts.has_versions => reasons.push(Reason::new(Code::NoSymbolVersion, Severity::Warning,
+                format!("{sym} has no CRC in __versions: the loader only warns, so a changed prototype would go unnoticed")).symbol(sym)),
+            _ => {}
+        }
+        if let Some(ns) = &export.namespace
+            && !imported_ns.contains(&ns.as_str())
+            && !cfg.builtin("MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS")
+        {
+            loader.hard(EINVAL);
+            reasons.push(Reason::new(Code::MissingNamespaceImport, Severity::Incompatible, format!(
+                "{sym} is in symbol namespace {ns}, which the module does not import (MODULE_IMPORT_NS)")).symbol(sym));
+        }
+        if let Some(f) = feature {
+            let code = if f.option == "TRACEPOINTS" || f.option == "EVENT_TRACING" { Code::TracepointImport } else { Code::DebugFeatureImport };
+            let severity = if code == Code::TracepointImport && !gpl_ok { Severity::Warning } else { Severity::Info };
+            reasons.push(Reason::new(code, severity, format!(
+                "{sym} belongs to {} (CONFIG_{}): the module depends on that feature staying configured", f.what, f.option))
+                .symbol(sym).config(f.option));
+        }
+    }
+    if facts.ftrace_sites > 0 {
+        reasons.push(Reason::new(Code::FtraceSites, Severity::Info, format!(
+            "{} ftrace call sites: built with function tracing", facts.ftrace_sites)).config("FUNCTION_TRACER"));
+    }
+    if !facts.defined_tracepoints.is_empty() {
+        let severity = if gpl_ok { Severity::Info } else { Severity::Warning };
+        reasons.push(Reason::new(Code::TracepointDefined, severity, format!(
+            "defines {} tracepoint(s) ({}){}", facts.defined_tracepoints.len(),
+            facts.defined_tracepoints.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if gpl_ok { String::new() } else { format!("; licence {license:?}: tracepoints in non-GPL modules taint and may be disabled") }))
+            .config("TRACEPOINTS"));
+    }
+    (reasons, LoaderAnswer { insmod: loader.plain.map(str::to_owned), insmod_force: loader.forced.map(str::to_owned) })
+}

@@ -1,0 +1,294 @@
+//! `modscope check`: static compatibility of module files with a kernel.
+
+use std::{io::IsTerminal as _, path::PathBuf};
+
+use anyhow::Context as _;
+use modscope::{
+    analysis::{
+        self, FileError, ModuleReport,
+        target::{self, TargetKernel, TargetSpec},
+        verdict::{Severity, Verdict},
+    },
+    event::sanitize,
+};
+use serde::Serialize;
+
+use super::style::Style;
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// Module files (.ko, .ko.xz, .ko.zst, .ko.gz) or directories to search.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Target kernel release (default: the running kernel).
+    #[arg(long, value_name = "RELEASE", conflicts_with = "all_kernels")]
+    kernel: Option<String>,
+    /// Check against every kernel installed in /boot: one column per kernel.
+    #[arg(long)]
+    all_kernels: bool,
+    /// The target's .config (default: /proc/config.gz or /boot/config-RELEASE).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The target's Module.symvers (default: /lib/modules/RELEASE/build/Module.symvers).
+    #[arg(long, value_name = "FILE")]
+    symvers: Option<PathBuf>,
+    /// The target's vmlinux BTF (default: /sys/kernel/btf/vmlinux, or taken out of /boot/vmlinuz-RELEASE).
+    #[arg(long, value_name = "FILE")]
+    btf: Option<PathBuf>,
+    /// JSON for scripts (schema in the README).
+    #[arg(long)]
+    json: bool,
+    /// Also list compatible modules and informational reasons.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+/// Exit statuses of `check` (README).
+pub mod status {
+    pub const ALL_COMPATIBLE: u8 = 0;
+    pub const SOME_INCOMPATIBLE: u8 = 5;
+    pub const BAD_INPUT: u8 = 6;
+}
+
+#[derive(Serialize)]
+struct TargetJson<'a> {
+    release: &'a str,
+    config: &'a str,
+    symvers: &'a str,
+    btf: &'a str,
+    btf_error: Option<&'a str>,
+    vermagic: &'a str,
+    struct_module_size: Option<u64>,
+}
+
+impl<'a> TargetJson<'a> {
+    fn of(t: &'a TargetKernel) -> Self {
+        Self {
+            release: &t.release,
+            config: &t.config_path,
+            symvers: &t.symvers_path,
+            btf: &t.btf_path,
+            btf_error: t.btf.as_ref().err().map(String::as_str),
+            vermagic: t.vermagic.raw.trim_end(),
+            struct_module_size: t.struct_module_size,
+        }
+    }
+}
+
+#[derive(Serialize, Default)]
+struct Summary {
+    compatible: usize,
+    warning: usize,
+    incompatible: usize,
+    unreadable: usize,
+}
+
+impl Summary {
+    fn of(reports: &[ModuleReport], errors: &[FileError]) -> Self {
+        let count = |v| reports.iter().filter(|r| r.verdict == v).count();
+        Self {
+            compatible: count(Verdict::Compatible),
+            warning: count(Verdict::Warning),
+            incompatible: count(Verdict::Incompatible),
+            unreadable: errors.len(),
+        }
+    }
+
+    fn status(&self) -> u8 {
+        if self.unreadable > 0 {
+            status::BAD_INPUT
+        } else if self.incompatible > 0 {
+            status::SOME_INCOMPATIBLE
+        } else {
+            status::ALL_COMPATIBLE
+        }
+    }
+}
+
+/// Analyses every file against `target` on all cores; results in input order.
+pub fn analyse(files: &[PathBuf], target: &TargetKernel) -> (Vec<ModuleReport>, Vec<FileError>) {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len().max(1));
+    let chunk = files.len().div_ceil(workers).max(1);
+    let results: Vec<Result<ModuleReport, FileError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|f| analysis::check_file(f, target)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("analysis threads do not panic")).collect()
+    });
+    let mut reports = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(report) => reports.push(report),
+            Err(e) => errors.push(e),
+        }
+    }
+    (reports, errors)
+}
+
+fn spec(args: &CheckArgs, release: Option<String>) -> TargetSpec {
+    TargetSpec {
+        release,
+        config: args.config.clone(),
+        symvers: args.symvers.clone(),
+        btf: args.btf.clone(),
+        root: None,
+    }
+}
+
+/// Returns the exit status.
+pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
+    let (files, mut errors) = analysis::expand_paths(&args.paths);
+    if args.all_kernels {
+        return run_matrix(&args, &files, errors);
+    }
+    let target = match target::resolve(&spec(&args, args.kernel.clone())) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("modscope: target kernel: {e}");
+            return Ok(status::BAD_INPUT);
+        }
+    };
+    let (reports, more_errors) = analyse(&files, &target);
+    errors.extend(more_errors);
+    let summary = Summary::of(&reports, &errors);
+    if args.json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            schema: u32,
+            target: TargetJson<'a>,
+            modules: &'a [ModuleReport],
+            errors: &'a [FileError],
+            summary: &'a Summary,
+        }
+        let out = Out { schema: 1, target: TargetJson::of(&target), modules: &reports, errors: &errors, summary: &summary };
+        println!("{}", serde_json::to_string_pretty(&out).context("serialising the report")?);
+    } else {
+        print_text(&target, &reports, &errors, &summary, args.verbose);
+    }
+    Ok(summary.status())
+}
+
+fn print_text(target: &TargetKernel, reports: &[ModuleReport], errors: &[FileError], summary: &Summary, verbose: bool) {
+    let st = Style::detect(std::io::stdout().is_terminal());
+    println!("{} {}", st.bold("target"), target.release);
+    println!("  config {}  symvers {} ({} exports)", target.config_path, target.symvers_path, target.symvers.len());
+    match (&target.btf, target.struct_module_size) {
+        (Ok(_), Some(size)) => println!("  BTF {}  sizeof(struct module) = {size}", target.btf_path),
+        (Ok(_), None) => println!("  BTF {} (no struct module in it)", target.btf_path),
+        (Err(e), _) => println!("  BTF unavailable: {e}"),
+    }
+    println!("  vermagic {:?}", target.vermagic.raw.trim_end());
+    for verdict in [Verdict::Incompatible, Verdict::Warning, Verdict::Compatible] {
+        let group: Vec<&ModuleReport> = reports.iter().filter(|r| r.verdict == verdict).collect();
+        if group.is_empty() || (verdict == Verdict::Compatible && !verbose) {
+            continue;
+        }
+        println!();
+        for r in group {
+            let loader = match (&r.loader.insmod, &r.loader.insmod_force) {
+                (None, _) => "loads".to_owned(),
+                (Some(e), None) => format!("insmod: {e}; insmod -f: loads (taints F)"),
+                (Some(e), Some(f)) => format!("insmod: {e}; insmod -f: {f}"),
+            };
+            println!("{} {}  {}  [{}]", st.verdict(verdict), st.bold(&sanitize(&r.name)), sanitize(&r.path), loader);
+            for reason in r.reasons.iter().filter(|x| verbose || x.severity > Severity::Info) {
+                println!("    {} {:<24} {}", st.severity(reason.severity), reason.code.as_str(), sanitize(&reason.message));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        println!();
+        for e in errors {
+            println!("{} {}: {}", st.red("error"), sanitize(&e.path), sanitize(&e.error));
+        }
+    }
+    println!(
+        "\n{} compatible, {} warning, {} incompatible, {} unreadable{}",
+        summary.compatible,
+        summary.warning,
+        summary.incompatible,
+        summary.unreadable,
+        if verbose || summary.compatible == 0 { "" } else { " (--verbose lists the compatible ones)" }
+    );
+}
+
+fn run_matrix(args: &CheckArgs, files: &[PathBuf], mut errors: Vec<FileError>) -> anyhow::Result<u8> {
+    let releases = target::installed_releases(None);
+    let mut columns = Vec::new();
+    for release in &releases {
+        match target::resolve(&spec(args, Some(release.clone()))) {
+            Ok(t) => {
+                let (reports, errs) = analyse(files, &t);
+                if columns.is_empty() {
+                    errors.extend(errs);
+                }
+                columns.push((release.clone(), reports, None));
+            }
+            Err(e) => columns.push((release.clone(), Vec::new(), Some(e.to_string()))),
+        }
+    }
+    let paths: Vec<String> = columns.iter().find(|c| c.2.is_none()).map(|c| c.1.iter().map(|r| r.path.clone()).collect()).unwrap_or_default();
+    let mut any_incompatible = false;
+    #[derive(Serialize)]
+    struct Cell<'a> {
+        kernel: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        report: Option<&'a ModuleReport>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+    }
+    let mut rows = Vec::new();
+    for path in &paths {
+        let cells: Vec<Cell> = columns
+            .iter()
+            .map(|(k, reports, err)| Cell { kernel: k, report: reports.iter().find(|r| &r.path == path), error: err.as_deref() })
+            .collect();
+        any_incompatible |= cells.iter().any(|c| c.report.is_some_and(|r| r.verdict == Verdict::Incompatible));
+        rows.push((path.clone(), cells));
+    }
+    if args.json {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            path: &'a str,
+            results: &'a [Cell<'a>],
+        }
+        #[derive(Serialize)]
+        struct Out<'a> {
+            schema: u32,
+            kernels: &'a [String],
+            modules: Vec<Row<'a>>,
+            errors: &'a [FileError],
+        }
+        let modules = rows.iter().map(|(p, c)| Row { path: p, results: c }).collect();
+        println!("{}", serde_json::to_string_pretty(&Out { schema: 1, kernels: &releases, modules, errors: &errors })?);
+    } else {
+        let st = Style::detect(std::io::stdout().is_terminal());
+        for (path, cells) in &rows {
+            let name = cells.iter().find_map(|c| c.report.map(|r| r.name.clone())).unwrap_or_default();
+            println!("{}  {}", st.bold(&sanitize(&name)), sanitize(path));
+            for c in cells {
+                match (c.report, c.error) {
+                    (Some(r), _) => {
+                        let why = r.reasons.iter().find(|x| x.severity > Severity::Info).map(|x| sanitize(&x.message)).unwrap_or_default();
+                        let refuse = if r.kernel_would_refuse { "insmod refuses" } else { "insmod loads" };
+                        println!("  {:<28} {} {:<15} {}", c.kernel, st.verdict(r.verdict), refuse, why);
+                    }
+                    (None, Some(e)) => println!("  {:<28} {} {}", c.kernel, st.red("error"), e),
+                    (None, None) => {}
+                }
+            }
+        }
+        for e in &errors {
+            println!("{} {}: {}", st.red("error"), sanitize(&e.path), sanitize(&e.error));
+        }
+    }
+    Ok(if !errors.is_empty() {
+        status::BAD_INPUT
+    } else if any_incompatible {
+        status::SOME_INCOMPATIBLE
+    } else {
+        status::ALL_COMPATIBLE
+    })
+}
