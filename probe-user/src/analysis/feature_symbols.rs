@@ -17,66 +17,426 @@ pub struct Feature {
 
 /// (match, feature); a match ending in `*` is a prefix.
 const CATALOGUE: &[(&str, Feature)] = &[
-    ("__fentry__", Feature { option: "FUNCTION_TRACER", what: "ftrace function entry hooks" }),
-    ("mcount", Feature { option: "FUNCTION_TRACER", what: "ftrace function entry hooks (mcount)" }),
-    ("__x86_return_thunk", Feature { option: "RETHUNK", what: "return-thunk speculative-execution mitigation" }),
-    ("__x86_indirect_thunk_*", Feature { option: "RETPOLINE", what: "retpoline indirect-branch mitigation" }),
-    ("__x86_indirect_call_thunk_*", Feature { option: "CALL_THUNKS", what: "call-depth tracking thunks" }),
-    ("__x86_indirect_jump_thunk_*", Feature { option: "CALL_THUNKS", what: "call-depth tracking thunks" }),
-    ("lockdep_init_map*", Feature { option: "LOCKDEP", what: "lock dependency validator (lockdep)" }),
-    ("lock_acquire", Feature { option: "LOCKDEP", what: "lock dependency validator (lockdep)" }),
-    ("lock_release", Feature { option: "LOCKDEP", what: "lock dependency validator (lockdep)" }),
-    ("lock_is_held_type", Feature { option: "LOCKDEP", what: "lock dependency validator (lockdep)" }),
-    ("lockdep_*", Feature { option: "LOCKDEP", what: "lock dependency validator (lockdep)" }),
-    ("__lockdep_*", Feature { option: "LOCKDEP", what: "lock dependency validator (lockdep)" }),
-    ("debug_lockdep_rcu_enabled", Feature { option: "DEBUG_LOCK_ALLOC", what: "RCU lockdep checking" }),
-    ("rcu_read_lock_held*", Feature { option: "DEBUG_LOCK_ALLOC", what: "RCU lockdep checking" }),
-    ("mutex_lock_nested", Feature { option: "DEBUG_LOCK_ALLOC", what: "lock class annotations" }),
-    ("mutex_lock_interruptible_nested", Feature { option: "DEBUG_LOCK_ALLOC", what: "lock class annotations" }),
-    ("mutex_lock_killable_nested", Feature { option: "DEBUG_LOCK_ALLOC", what: "lock class annotations" }),
-    ("_raw_spin_lock_nested", Feature { option: "DEBUG_LOCK_ALLOC", what: "lock class annotations" }),
-    ("_raw_spin_lock_irqsave_nested", Feature { option: "DEBUG_LOCK_ALLOC", what: "lock class annotations" }),
-    ("down_read_nested", Feature { option: "DEBUG_LOCK_ALLOC", what: "lock class annotations" }),
-    ("down_write_nested", Feature { option: "DEBUG_LOCK_ALLOC", what: "lock class annotations" }),
-    ("__raw_spin_lock_init", Feature { option: "DEBUG_SPINLOCK", what: "spinlock debugging" }),
-    ("do_raw_spin_lock", Feature { option: "DEBUG_SPINLOCK", what: "spinlock debugging" }),
-    ("do_raw_spin_unlock", Feature { option: "DEBUG_SPINLOCK", what: "spinlock debugging" }),
-    ("__rwlock_init", Feature { option: "DEBUG_SPINLOCK", what: "rwlock debugging" }),
-    ("mutex_destroy", Feature { option: "DEBUG_MUTEXES", what: "mutex debugging" }),
-    ("rt_spin_*", Feature { option: "PREEMPT_RT", what: "PREEMPT_RT sleeping spinlocks" }),
-    ("__rt_spin_lock_init", Feature { option: "PREEMPT_RT", what: "PREEMPT_RT sleeping spinlocks" }),
-    ("rt_read_*", Feature { option: "PREEMPT_RT", what: "PREEMPT_RT rwlocks" }),
-    ("rt_write_*", Feature { option: "PREEMPT_RT", what: "PREEMPT_RT rwlocks" }),
-    ("__rt_rwlock_init", Feature { option: "PREEMPT_RT", what: "PREEMPT_RT rwlocks" }),
-    ("__rt_mutex_init", Feature { option: "RT_MUTEXES", what: "rt-mutexes" }),
-    ("__asan_*", Feature { option: "KASAN", what: "kernel address sanitizer" }),
-    ("__kasan_*", Feature { option: "KASAN", what: "kernel address sanitizer" }),
-    ("__ubsan_handle_*", Feature { option: "UBSAN", what: "undefined-behaviour sanitizer" }),
-    ("__sanitizer_cov_*", Feature { option: "KCOV", what: "coverage collection (kcov)" }),
-    ("__tsan_*", Feature { option: "KCSAN", what: "concurrency sanitizer" }),
-    ("__kcsan_*", Feature { option: "KCSAN", what: "concurrency sanitizer" }),
-    ("__msan_*", Feature { option: "KMSAN", what: "memory sanitizer" }),
-    ("__gcov_*", Feature { option: "GCOV_KERNEL", what: "gcov coverage" }),
-    ("__stack_chk_fail", Feature { option: "STACKPROTECTOR", what: "stack protector" }),
-    ("__check_object_size", Feature { option: "HARDENED_USERCOPY", what: "hardened usercopy" }),
-    ("fortify_panic", Feature { option: "FORTIFY_SOURCE", what: "fortified string functions" }),
-    ("__fortify_panic", Feature { option: "FORTIFY_SOURCE", what: "fortified string functions" }),
-    ("__tracepoint_*", Feature { option: "TRACEPOINTS", what: "static tracepoints" }),
-    ("__SCK__tp_func_*", Feature { option: "TRACEPOINTS", what: "static tracepoints (static calls)" }),
-    ("__SCT__tp_func_*", Feature { option: "TRACEPOINTS", what: "static tracepoints (static calls)" }),
-    ("tracepoint_probe_register*", Feature { option: "TRACEPOINTS", what: "tracepoint probe registration" }),
-    ("tracepoint_probe_unregister", Feature { option: "TRACEPOINTS", what: "tracepoint probe registration" }),
-    ("trace_event_*", Feature { option: "EVENT_TRACING", what: "trace events" }),
-    ("trace_raw_output_prep", Feature { option: "EVENT_TRACING", what: "trace events" }),
-    ("trace_handle_return", Feature { option: "EVENT_TRACING", what: "trace events" }),
-    ("event_triggers_call", Feature { option: "EVENT_TRACING", what: "trace events" }),
-    ("perf_trace_*", Feature { option: "PERF_EVENTS", what: "perf trace events" }),
-    ("perf_event_*", Feature { option: "PERF_EVENTS", what: "perf events" }),
-    ("register_kprobe*", Feature { option: "KPROBES", what: "kprobes" }),
-    ("unregister_kprobe*", Feature { option: "KPROBES", what: "kprobes" }),
-    ("register_kretprobe*", Feature { option: "KRETPROBES", what: "kretprobes" }),
-    ("register_ftrace_function", Feature { option: "FUNCTION_TRACER", what: "ftrace function hooks" }),
-    ("ftrace_set_filter*", Feature { option: "DYNAMIC_FTRACE", what: "dynamic ftrace" }),
+    (
+        "__fentry__",
+        Feature {
+            option: "FUNCTION_TRACER",
+            what: "ftrace function entry hooks",
+        },
+    ),
+    (
+        "mcount",
+        Feature {
+            option: "FUNCTION_TRACER",
+            what: "ftrace function entry hooks (mcount)",
+        },
+    ),
+    (
+        "__x86_return_thunk",
+        Feature {
+            option: "RETHUNK",
+            what: "return-thunk speculative-execution mitigation",
+        },
+    ),
+    (
+        "__x86_indirect_thunk_*",
+        Feature {
+            option: "RETPOLINE",
+            what: "retpoline indirect-branch mitigation",
+        },
+    ),
+    (
+        "__x86_indirect_call_thunk_*",
+        Feature {
+            option: "CALL_THUNKS",
+            what: "call-depth tracking thunks",
+        },
+    ),
+    (
+        "__x86_indirect_jump_thunk_*",
+        Feature {
+            option: "CALL_THUNKS",
+            what: "call-depth tracking thunks",
+        },
+    ),
+    (
+        "lockdep_init_map*",
+        Feature {
+            option: "LOCKDEP",
+            what: "lock dependency validator (lockdep)",
+        },
+    ),
+    (
+        "lock_acquire",
+        Feature {
+            option: "LOCKDEP",
+            what: "lock dependency validator (lockdep)",
+        },
+    ),
+    (
+        "lock_release",
+        Feature {
+            option: "LOCKDEP",
+            what: "lock dependency validator (lockdep)",
+        },
+    ),
+    (
+        "lock_is_held_type",
+        Feature {
+            option: "LOCKDEP",
+            what: "lock dependency validator (lockdep)",
+        },
+    ),
+    (
+        "lockdep_*",
+        Feature {
+            option: "LOCKDEP",
+            what: "lock dependency validator (lockdep)",
+        },
+    ),
+    (
+        "__lockdep_*",
+        Feature {
+            option: "LOCKDEP",
+            what: "lock dependency validator (lockdep)",
+        },
+    ),
+    (
+        "debug_lockdep_rcu_enabled",
+        Feature {
+            option: "DEBUG_LOCK_ALLOC",
+            what: "RCU lockdep checking",
+        },
+    ),
+    (
+        "rcu_read_lock_held*",
+        Feature {
+            option: "DEBUG_LOCK_ALLOC",
+            what: "RCU lockdep checking",
+        },
+    ),
+    (
+        "mutex_lock_nested",
+        Feature {
+            option: "DEBUG_LOCK_ALLOC",
+            what: "lock class annotations",
+        },
+    ),
+    (
+        "mutex_lock_interruptible_nested",
+        Feature {
+            option: "DEBUG_LOCK_ALLOC",
+            what: "lock class annotations",
+        },
+    ),
+    (
+        "mutex_lock_killable_nested",
+        Feature {
+            option: "DEBUG_LOCK_ALLOC",
+            what: "lock class annotations",
+        },
+    ),
+    (
+        "_raw_spin_lock_nested",
+        Feature {
+            option: "DEBUG_LOCK_ALLOC",
+            what: "lock class annotations",
+        },
+    ),
+    (
+        "_raw_spin_lock_irqsave_nested",
+        Feature {
+            option: "DEBUG_LOCK_ALLOC",
+            what: "lock class annotations",
+        },
+    ),
+    (
+        "down_read_nested",
+        Feature {
+            option: "DEBUG_LOCK_ALLOC",
+            what: "lock class annotations",
+        },
+    ),
+    (
+        "down_write_nested",
+        Feature {
+            option: "DEBUG_LOCK_ALLOC",
+            what: "lock class annotations",
+        },
+    ),
+    (
+        "__raw_spin_lock_init",
+        Feature {
+            option: "DEBUG_SPINLOCK",
+            what: "spinlock debugging",
+        },
+    ),
+    (
+        "do_raw_spin_lock",
+        Feature {
+            option: "DEBUG_SPINLOCK",
+            what: "spinlock debugging",
+        },
+    ),
+    (
+        "do_raw_spin_unlock",
+        Feature {
+            option: "DEBUG_SPINLOCK",
+            what: "spinlock debugging",
+        },
+    ),
+    (
+        "__rwlock_init",
+        Feature {
+            option: "DEBUG_SPINLOCK",
+            what: "rwlock debugging",
+        },
+    ),
+    (
+        "mutex_destroy",
+        Feature {
+            option: "DEBUG_MUTEXES",
+            what: "mutex debugging",
+        },
+    ),
+    (
+        "rt_spin_*",
+        Feature {
+            option: "PREEMPT_RT",
+            what: "PREEMPT_RT sleeping spinlocks",
+        },
+    ),
+    (
+        "__rt_spin_lock_init",
+        Feature {
+            option: "PREEMPT_RT",
+            what: "PREEMPT_RT sleeping spinlocks",
+        },
+    ),
+    (
+        "rt_read_*",
+        Feature {
+            option: "PREEMPT_RT",
+            what: "PREEMPT_RT rwlocks",
+        },
+    ),
+    (
+        "rt_write_*",
+        Feature {
+            option: "PREEMPT_RT",
+            what: "PREEMPT_RT rwlocks",
+        },
+    ),
+    (
+        "__rt_rwlock_init",
+        Feature {
+            option: "PREEMPT_RT",
+            what: "PREEMPT_RT rwlocks",
+        },
+    ),
+    (
+        "__rt_mutex_init",
+        Feature {
+            option: "RT_MUTEXES",
+            what: "rt-mutexes",
+        },
+    ),
+    (
+        "__asan_*",
+        Feature {
+            option: "KASAN",
+            what: "kernel address sanitizer",
+        },
+    ),
+    (
+        "__kasan_*",
+        Feature {
+            option: "KASAN",
+            what: "kernel address sanitizer",
+        },
+    ),
+    (
+        "__ubsan_handle_*",
+        Feature {
+            option: "UBSAN",
+            what: "undefined-behaviour sanitizer",
+        },
+    ),
+    (
+        "__sanitizer_cov_*",
+        Feature {
+            option: "KCOV",
+            what: "coverage collection (kcov)",
+        },
+    ),
+    (
+        "__tsan_*",
+        Feature {
+            option: "KCSAN",
+            what: "concurrency sanitizer",
+        },
+    ),
+    (
+        "__kcsan_*",
+        Feature {
+            option: "KCSAN",
+            what: "concurrency sanitizer",
+        },
+    ),
+    (
+        "__msan_*",
+        Feature {
+            option: "KMSAN",
+            what: "memory sanitizer",
+        },
+    ),
+    (
+        "__gcov_*",
+        Feature {
+            option: "GCOV_KERNEL",
+            what: "gcov coverage",
+        },
+    ),
+    (
+        "__stack_chk_fail",
+        Feature {
+            option: "STACKPROTECTOR",
+            what: "stack protector",
+        },
+    ),
+    (
+        "__check_object_size",
+        Feature {
+            option: "HARDENED_USERCOPY",
+            what: "hardened usercopy",
+        },
+    ),
+    (
+        "fortify_panic",
+        Feature {
+            option: "FORTIFY_SOURCE",
+            what: "fortified string functions",
+        },
+    ),
+    (
+        "__fortify_panic",
+        Feature {
+            option: "FORTIFY_SOURCE",
+            what: "fortified string functions",
+        },
+    ),
+    (
+        "__tracepoint_*",
+        Feature {
+            option: "TRACEPOINTS",
+            what: "static tracepoints",
+        },
+    ),
+    (
+        "__SCK__tp_func_*",
+        Feature {
+            option: "TRACEPOINTS",
+            what: "static tracepoints (static calls)",
+        },
+    ),
+    (
+        "__SCT__tp_func_*",
+        Feature {
+            option: "TRACEPOINTS",
+            what: "static tracepoints (static calls)",
+        },
+    ),
+    (
+        "tracepoint_probe_register*",
+        Feature {
+            option: "TRACEPOINTS",
+            what: "tracepoint probe registration",
+        },
+    ),
+    (
+        "tracepoint_probe_unregister",
+        Feature {
+            option: "TRACEPOINTS",
+            what: "tracepoint probe registration",
+        },
+    ),
+    (
+        "trace_event_*",
+        Feature {
+            option: "EVENT_TRACING",
+            what: "trace events",
+        },
+    ),
+    (
+        "trace_raw_output_prep",
+        Feature {
+            option: "EVENT_TRACING",
+            what: "trace events",
+        },
+    ),
+    (
+        "trace_handle_return",
+        Feature {
+            option: "EVENT_TRACING",
+            what: "trace events",
+        },
+    ),
+    (
+        "event_triggers_call",
+        Feature {
+            option: "EVENT_TRACING",
+            what: "trace events",
+        },
+    ),
+    (
+        "perf_trace_*",
+        Feature {
+            option: "PERF_EVENTS",
+            what: "perf trace events",
+        },
+    ),
+    (
+        "perf_event_*",
+        Feature {
+            option: "PERF_EVENTS",
+            what: "perf events",
+        },
+    ),
+    (
+        "register_kprobe*",
+        Feature {
+            option: "KPROBES",
+            what: "kprobes",
+        },
+    ),
+    (
+        "unregister_kprobe*",
+        Feature {
+            option: "KPROBES",
+            what: "kprobes",
+        },
+    ),
+    (
+        "register_kretprobe*",
+        Feature {
+            option: "KRETPROBES",
+            what: "kretprobes",
+        },
+    ),
+    (
+        "register_ftrace_function",
+        Feature {
+            option: "FUNCTION_TRACER",
+            what: "ftrace function hooks",
+        },
+    ),
+    (
+        "ftrace_set_filter*",
+        Feature {
+            option: "DYNAMIC_FTRACE",
+            what: "dynamic ftrace",
+        },
+    ),
 ];
 
 fn matches(pattern: &str, symbol: &str) -> bool {
@@ -88,29 +448,60 @@ fn matches(pattern: &str, symbol: &str) -> bool {
 
 /// The feature that provides `symbol`, if it is one of the catalogued ones.
 pub fn feature_of(symbol: &str) -> Option<Feature> {
-    CATALOGUE.iter().find(|(p, _)| matches(p, symbol)).map(|&(_, f)| f)
+    CATALOGUE
+        .iter()
+        .find(|(p, _)| matches(p, symbol))
+        .map(|&(_, f)| f)
 }
 
 /// Lock APIs whose argument structs (spinlock_t, struct mutex,
 /// rw_semaphore, …) change layout with these options; a CRC change on one
 /// of them points at lock debugging or PREEMPT_RT.
-const LOCK_LAYOUT_OPTIONS: &[&str] =
-    &["PREEMPT_RT", "DEBUG_SPINLOCK", "DEBUG_MUTEXES", "DEBUG_LOCK_ALLOC", "DEBUG_RWSEMS", "LOCKDEP"];
+const LOCK_LAYOUT_OPTIONS: &[&str] = &[
+    "PREEMPT_RT",
+    "DEBUG_SPINLOCK",
+    "DEBUG_MUTEXES",
+    "DEBUG_LOCK_ALLOC",
+    "DEBUG_RWSEMS",
+    "LOCKDEP",
+];
 
 const LOCK_API: &[&str] = &[
-    "mutex_*", "__mutex_init", "_raw_spin_*", "_raw_read_*", "_raw_write_*", "down_*", "up_*", "__init_rwsem",
-    "__init_waitqueue_head", "__wake_up*", "prepare_to_wait*", "finish_wait", "init_wait_entry", "complete*",
-    "wait_for_completion*", "rt_spin_*", "rt_mutex_*", "__rt_mutex_init",
+    "mutex_*",
+    "__mutex_init",
+    "_raw_spin_*",
+    "_raw_read_*",
+    "_raw_write_*",
+    "down_*",
+    "up_*",
+    "__init_rwsem",
+    "__init_waitqueue_head",
+    "__wake_up*",
+    "prepare_to_wait*",
+    "finish_wait",
+    "init_wait_entry",
+    "complete*",
+    "wait_for_completion*",
+    "rt_spin_*",
+    "rt_mutex_*",
+    "__rt_mutex_init",
 ];
 
 /// For a lock API symbol: the options that change the structs it takes.
 pub fn lock_layout_options(symbol: &str) -> Option<&'static [&'static str]> {
-    LOCK_API.iter().any(|p| matches(p, symbol)).then_some(LOCK_LAYOUT_OPTIONS)
+    LOCK_API
+        .iter()
+        .any(|p| matches(p, symbol))
+        .then_some(LOCK_LAYOUT_OPTIONS)
 }
 
 /// Every option the catalogue knows, for `diff` and the header of reports.
 pub fn layout_relevant_options() -> Vec<&'static str> {
-    let mut v: Vec<&str> = CATALOGUE.iter().map(|(_, f)| f.option).chain(LOCK_LAYOUT_OPTIONS.iter().copied()).collect();
+    let mut v: Vec<&str> = CATALOGUE
+        .iter()
+        .map(|(_, f)| f.option)
+        .chain(LOCK_LAYOUT_OPTIONS.iter().copied())
+        .collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -123,17 +514,34 @@ mod tests {
     #[test]
     fn classifies_exact_and_prefix_matches() {
         assert_eq!(feature_of("__fentry__").unwrap().option, "FUNCTION_TRACER");
-        assert_eq!(feature_of("__x86_indirect_thunk_rax").unwrap().option, "RETPOLINE");
-        assert_eq!(feature_of("__tracepoint_sched_switch").unwrap().option, "TRACEPOINTS");
+        assert_eq!(
+            feature_of("__x86_indirect_thunk_rax").unwrap().option,
+            "RETPOLINE"
+        );
+        assert_eq!(
+            feature_of("__tracepoint_sched_switch").unwrap().option,
+            "TRACEPOINTS"
+        );
         assert_eq!(feature_of("rt_spin_lock").unwrap().option, "PREEMPT_RT");
-        assert_eq!(feature_of("mutex_lock_nested").unwrap().option, "DEBUG_LOCK_ALLOC");
+        assert_eq!(
+            feature_of("mutex_lock_nested").unwrap().option,
+            "DEBUG_LOCK_ALLOC"
+        );
         assert_eq!(feature_of("kmalloc"), None);
-        assert_eq!(feature_of("mcount_not"), None, "exact names are not prefixes");
+        assert_eq!(
+            feature_of("mcount_not"),
+            None,
+            "exact names are not prefixes"
+        );
     }
 
     #[test]
     fn lock_api_points_at_lock_options() {
-        assert!(lock_layout_options("mutex_lock").unwrap().contains(&"PREEMPT_RT"));
+        assert!(
+            lock_layout_options("mutex_lock")
+                .unwrap()
+                .contains(&"PREEMPT_RT")
+        );
         assert!(lock_layout_options("_raw_spin_lock_irqsave").is_some());
         assert!(lock_layout_options("kfree").is_none());
     }

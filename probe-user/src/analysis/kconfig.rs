@@ -96,6 +96,9 @@ mod tests {
     fn garbage_lines_are_kept_with_their_numbers() {
         let cfg = KernelConfig::parse("CONFIG_A=y\nthis is not config\nCONFIG_=y\nCONFIG_B=m\n");
         assert_eq!(cfg.len(), 2);
-        assert_eq!(cfg.malformed, vec![(2, "this is not config".into()), (3, "CONFIG_=y".into())]);
+        assert_eq!(
+            cfg.malformed,
+            vec![(2, "this is not config".into()), (3, "CONFIG_=y".into())]
+        );
     }
 }

@@ -12,27 +12,40 @@ use super::ko_file;
 #[derive(Debug, thiserror::Error)]
 pub enum KernelBtfError {
     #[error("reading {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{path}: no compressed vmlinux with a .BTF section found in the image (kernel built without CONFIG_DEBUG_INFO_BTF?)")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: no compressed vmlinux with a .BTF section found in the image (kernel built without CONFIG_DEBUG_INFO_BTF?)"
+    )]
     NotFound { path: String },
 }
 
 /// Compression magics bzImage payloads start with, and their names.
-const MAGICS: [(&[u8], &str); 3] =
-    [(&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz"), (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"), (&[0x1f, 0x8b, 0x08], "gzip")];
+const MAGICS: [(&[u8], &str); 3] = [
+    (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz"),
+    (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+    (&[0x1f, 0x8b, 0x08], "gzip"),
+];
 
 /// The raw `.BTF` bytes of the vmlinux inside `image`.
 pub fn extract_from_image(image: &Path) -> Result<Vec<u8>, KernelBtfError> {
     let shown = image.display().to_string();
-    let data = std::fs::read(image).map_err(|source| KernelBtfError::Read { path: shown.clone(), source })?;
-    if data.starts_with(b"\x7fELF") {
-        if let Some(btf) = btf_section(&data) {
-            return Ok(btf);
-        }
+    let data = std::fs::read(image).map_err(|source| KernelBtfError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    if data.starts_with(b"\x7fELF")
+        && let Some(btf) = btf_section(&data)
+    {
+        return Ok(btf);
     }
     for (magic, _) in MAGICS {
         for offset in find_all(&data, magic) {
-            let Ok(elf) = ko_file::decompress(data[offset..].to_vec()) else { continue };
+            let Ok(elf) = ko_file::decompress(data[offset..].to_vec()) else {
+                continue;
+            };
             if let Some(btf) = btf_section(&elf) {
                 return Ok(btf);
             }
@@ -44,8 +57,17 @@ pub fn extract_from_image(image: &Path) -> Result<Vec<u8>, KernelBtfError> {
 /// `extract_from_image`, cached under `cache_dir` by image name, size and mtime.
 pub fn extract_cached(image: &Path, cache_dir: &Path) -> Result<Vec<u8>, KernelBtfError> {
     let key = std::fs::metadata(image).ok().and_then(|m| {
-        let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-        Some(format!("{}-{}-{mtime}.btf", image.file_name()?.to_string_lossy(), m.len()))
+        let mtime = m
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        Some(format!(
+            "{}-{}-{mtime}.btf",
+            image.file_name()?.to_string_lossy(),
+            m.len()
+        ))
     });
     let cached: Option<PathBuf> = key.map(|k| cache_dir.join(k));
     if let Some(bytes) = cached.as_ref().and_then(|p| std::fs::read(p).ok()) {
@@ -74,5 +96,9 @@ fn btf_section(elf: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn find_all<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-    haystack.windows(needle.len()).enumerate().filter(move |(_, w)| *w == needle).map(|(i, _)| i)
+    haystack
+        .windows(needle.len())
+        .enumerate()
+        .filter(move |(_, w)| *w == needle)
+        .map(|(i, _)| i)
 }

@@ -14,7 +14,10 @@ pub enum KoError {
     #[error("cannot read: {0}")]
     Io(#[from] std::io::Error),
     #[error("bad {format} compression: {detail}")]
-    Compression { format: &'static str, detail: String },
+    Compression {
+        format: &'static str,
+        detail: String,
+    },
     #[error("not an ELF file")]
     NotElf,
     #[error("corrupt ELF: {0}")]
@@ -22,7 +25,10 @@ pub enum KoError {
     #[error("not a kernel module: {0}")]
     NotAModule(&'static str),
     #[error("built for {found}, not {expected}")]
-    WrongArchitecture { found: String, expected: &'static str },
+    WrongArchitecture {
+        found: String,
+        expected: &'static str,
+    },
 }
 
 /// An import with the CRC the module was built against.
@@ -74,16 +80,28 @@ pub fn decompress(raw: Vec<u8>) -> Result<Vec<u8>, KoError> {
     if raw.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         liblzma::read::XzDecoder::new(&raw[..])
             .read_to_end(&mut out)
-            .map_err(|e| KoError::Compression { format: "xz", detail: e.to_string() })?;
+            .map_err(|e| KoError::Compression {
+                format: "xz",
+                detail: e.to_string(),
+            })?;
     } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         ruzstd::decoding::StreamingDecoder::new(&raw[..])
-            .map_err(|e| KoError::Compression { format: "zstd", detail: e.to_string() })?
+            .map_err(|e| KoError::Compression {
+                format: "zstd",
+                detail: e.to_string(),
+            })?
             .read_to_end(&mut out)
-            .map_err(|e| KoError::Compression { format: "zstd", detail: e.to_string() })?;
+            .map_err(|e| KoError::Compression {
+                format: "zstd",
+                detail: e.to_string(),
+            })?;
     } else if raw.starts_with(&[0x1f, 0x8b]) {
         flate2::read::GzDecoder::new(&raw[..])
             .read_to_end(&mut out)
-            .map_err(|e| KoError::Compression { format: "gzip", detail: e.to_string() })?;
+            .map_err(|e| KoError::Compression {
+                format: "gzip",
+                detail: e.to_string(),
+            })?;
     } else {
         return Ok(raw);
     }
@@ -110,22 +128,33 @@ pub fn parse(data: &[u8]) -> Result<ModuleFacts, KoError> {
     }
     let file = object::File::parse(data).map_err(|e| KoError::Elf(e.to_string()))?;
     if file.architecture() != object::Architecture::X86_64 {
-        return Err(KoError::WrongArchitecture { found: format!("{:?}", file.architecture()), expected: "X86_64" });
+        return Err(KoError::WrongArchitecture {
+            found: format!("{:?}", file.architecture()),
+            expected: "X86_64",
+        });
     }
     if file.kind() != object::ObjectKind::Relocatable {
         return Err(KoError::NotAModule("not a relocatable object (ET_REL)"));
     }
     let section_data = |name: &str| -> Result<Option<&[u8]>, KoError> {
         match file.section_by_name(name) {
-            Some(s) => s.data().map(Some).map_err(|e| KoError::Elf(format!("section {name}: {e}"))),
+            Some(s) => s
+                .data()
+                .map(Some)
+                .map_err(|e| KoError::Elf(format!("section {name}: {e}"))),
             None => Ok(None),
         }
     };
-    let modinfo = Modinfo::parse(section_data(".modinfo")?.ok_or(KoError::NotAModule("no .modinfo section"))?);
+    let modinfo = Modinfo::parse(
+        section_data(".modinfo")?.ok_or(KoError::NotAModule("no .modinfo section"))?,
+    );
     let this_module = file
         .section_by_name(".gnu.linkonce.this_module")
         .ok_or(KoError::NotAModule("no .gnu.linkonce.this_module section"))?;
-    let (versions, has_versions) = match (section_data("__version_ext_names")?, section_data("__version_ext_crcs")?) {
+    let (versions, has_versions) = match (
+        section_data("__version_ext_names")?,
+        section_data("__version_ext_crcs")?,
+    ) {
         (Some(names), Some(crcs)) => (extended_versions(names, crcs)?, true),
         _ => match section_data("__versions")? {
             Some(v) => (classic_versions(v)?, true),
@@ -146,7 +175,12 @@ pub fn parse(data: &[u8]) -> Result<ModuleFacts, KoError> {
     let defined_tracepoints = file
         .symbols()
         .filter(|s| tracepoints_index.is_some() && s.section_index() == tracepoints_index)
-        .filter_map(|s| s.name().ok().and_then(|n| n.strip_prefix("__tracepoint_")).map(str::to_owned))
+        .filter_map(|s| {
+            s.name()
+                .ok()
+                .and_then(|n| n.strip_prefix("__tracepoint_"))
+                .map(str::to_owned)
+        })
         .collect();
     Ok(ModuleFacts {
         modinfo,
@@ -164,21 +198,31 @@ pub fn parse(data: &[u8]) -> Result<ModuleFacts, KoError> {
 /// `struct modversion_info { unsigned long crc; char name[56]; }`, 64 bytes.
 fn classic_versions(section: &[u8]) -> Result<Vec<VersionedImport>, KoError> {
     const ENTRY: usize = 64;
-    if section.len() % ENTRY != 0 {
-        return Err(KoError::Elf(format!("__versions is {} bytes, not a multiple of {ENTRY}", section.len())));
+    if !section.len().is_multiple_of(ENTRY) {
+        return Err(KoError::Elf(format!(
+            "__versions is {} bytes, not a multiple of {ENTRY}",
+            section.len()
+        )));
     }
     Ok(section
         .chunks_exact(ENTRY)
         .map(|e| {
             let crc = u64::from_le_bytes(e[..8].try_into().expect("8 bytes")) as u32;
-            VersionedImport { name: c_string(&e[8..]), crc }
+            VersionedImport {
+                name: c_string(&e[8..]),
+                crc,
+            }
         })
         .collect())
 }
 
 /// Extended modversions (6.13+): NUL-separated names, and one u32 CRC each.
 fn extended_versions(names: &[u8], crcs: &[u8]) -> Result<Vec<VersionedImport>, KoError> {
-    let names: Vec<String> = names.split(|&b| b == 0).filter(|n| !n.is_empty()).map(|n| String::from_utf8_lossy(n).into_owned()).collect();
+    let names: Vec<String> = names
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
     if crcs.len() != names.len() * 4 {
         return Err(KoError::Elf(format!(
             "__version_ext_crcs holds {} bytes for {} names in __version_ext_names",
@@ -189,11 +233,41 @@ fn extended_versions(names: &[u8], crcs: &[u8]) -> Result<Vec<VersionedImport>, 
     Ok(names
         .into_iter()
         .zip(crcs.chunks_exact(4))
-        .map(|(name, crc)| VersionedImport { name, crc: u32::from_le_bytes(crc.try_into().expect("4 bytes")) })
+        .map(|(name, crc)| VersionedImport {
+            name,
+            crc: u32::from_le_bytes(crc.try_into().expect("4 bytes")),
+        })
         .collect())
 }
 
 fn c_string(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_version_tables_are_errors() {
+        let err = classic_versions(&[0u8; 65]).unwrap_err();
+        assert!(err.to_string().contains("not a multiple of 64"), "{err}");
+        let err = extended_versions(b"a\0b\0", &[0u8; 4]).unwrap_err();
+        assert!(err.to_string().contains("4 bytes for 2 names"), "{err}");
+    }
+
+    #[test]
+    fn classic_entry_reads_crc_and_name() {
+        let mut entry = [0u8; 64];
+        entry[..8].copy_from_slice(&0x1234_5678u64.to_le_bytes());
+        entry[8..13].copy_from_slice(b"kfree");
+        assert_eq!(
+            classic_versions(&entry).unwrap(),
+            vec![VersionedImport {
+                name: "kfree".into(),
+                crc: 0x1234_5678
+            }]
+        );
+    }
 }

@@ -13,6 +13,11 @@ pub mod target;
 pub mod verdict;
 pub mod vermagic;
 
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;
+
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -44,16 +49,22 @@ pub struct FileError {
 }
 
 pub fn check_file(path: &Path, target: &TargetKernel) -> Result<ModuleReport, FileError> {
-    let facts = ko_file::read(path).map_err(|e| FileError { path: path.display().to_string(), error: e.to_string() })?;
+    let facts = ko_file::read(path).map_err(|e| FileError {
+        path: path.display().to_string(),
+        error: e.to_string(),
+    })?;
     Ok(report(path, &facts, target))
 }
 
 pub fn report(path: &Path, facts: &ko_file::ModuleFacts, target: &TargetKernel) -> ModuleReport {
     let (mut reasons, loader) = rules::check(facts, target);
-    reasons.sort_by(|a, b| b.severity.cmp(&a.severity));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.severity));
     ModuleReport {
         path: path.display().to_string(),
-        name: facts.name().map(str::to_owned).unwrap_or_else(|| module_name_from_path(path)),
+        name: facts
+            .name()
+            .map(str::to_owned)
+            .unwrap_or_else(|| module_name_from_path(path)),
         verdict: Verdict::from_reasons(&reasons),
         kernel_would_refuse: loader.refuses(),
         loader,
@@ -64,14 +75,22 @@ pub fn report(path: &Path, facts: &ko_file::ModuleFacts, target: &TargetKernel) 
 }
 
 fn module_name_from_path(path: &Path) -> String {
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     file.split(".ko").next().unwrap_or(&file).replace('-', "_")
 }
 
 /// Is this a module file name (`.ko`, `.ko.xz`, `.ko.zst`, `.ko.gz`)?
 pub fn is_module_file(path: &Path) -> bool {
-    let name = path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default();
-    [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().any(|ext| name.ends_with(ext))
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy())
+        .unwrap_or_default();
+    [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
 }
 
 /// Expands directories into the module files under them, sorted. Paths
@@ -83,7 +102,10 @@ pub fn expand_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<FileError>) {
         match std::fs::metadata(p) {
             Ok(m) if m.is_dir() => walk(p, &mut files, &mut errors),
             Ok(_) => files.push(p.clone()),
-            Err(e) => errors.push(FileError { path: p.display().to_string(), error: format!("cannot read: {e}") }),
+            Err(e) => errors.push(FileError {
+                path: p.display().to_string(),
+                error: format!("cannot read: {e}"),
+            }),
         }
     }
     (files, errors)
@@ -93,7 +115,10 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<FileError>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            errors.push(FileError { path: dir.display().to_string(), error: format!("cannot list: {e}") });
+            errors.push(FileError {
+                path: dir.display().to_string(),
+                error: format!("cannot list: {e}"),
+            });
             return;
         }
     };

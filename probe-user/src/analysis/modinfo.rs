@@ -20,11 +20,17 @@ impl Modinfo {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all(&self, key: &str) -> impl Iterator<Item = &str> {
-        self.entries.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -32,7 +38,12 @@ impl Modinfo {
 pub fn license_is_gpl_compatible(license: &str) -> bool {
     matches!(
         license,
-        "GPL" | "GPL v2" | "GPL and additional rights" | "Dual BSD/GPL" | "Dual MIT/GPL" | "Dual MPL/GPL"
+        "GPL"
+            | "GPL v2"
+            | "GPL and additional rights"
+            | "Dual BSD/GPL"
+            | "Dual MIT/GPL"
+            | "Dual MPL/GPL"
     )
 }
 
@@ -42,7 +53,9 @@ mod tests {
 
     #[test]
     fn parses_repeated_keys_and_padding() {
-        let m = Modinfo::parse(b"license=GPL\0\0\0import_ns=A\0import_ns=B\0name=x\0vermagic=6.1 SMP \0");
+        let m = Modinfo::parse(
+            b"license=GPL\0\0\0import_ns=A\0import_ns=B\0name=x\0vermagic=6.1 SMP \0",
+        );
         assert_eq!(m.get("license"), Some("GPL"));
         assert_eq!(m.all("import_ns").collect::<Vec<_>>(), ["A", "B"]);
         assert_eq!(m.get("vermagic"), Some("6.1 SMP "));
@@ -53,6 +66,9 @@ mod tests {
     fn gpl_compatibility_follows_the_kernel() {
         assert!(license_is_gpl_compatible("Dual BSD/GPL"));
         assert!(!license_is_gpl_compatible("Proprietary"));
-        assert!(!license_is_gpl_compatible("GPLv2"), "not in the kernel's list");
+        assert!(
+            !license_is_gpl_compatible("GPLv2"),
+            "not in the kernel's list"
+        );
     }
 }

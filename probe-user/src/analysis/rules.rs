@@ -48,11 +48,23 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
     if !facts.signed {
         if cfg.builtin("MODULE_SIG_FORCE") {
             loader.hard(EKEYREJECTED);
-            reasons.push(Reason::new(Code::SignatureRequired, Severity::Incompatible,
-                "the module is unsigned and the target enforces signatures (MODULE_SIG_FORCE)").config("MODULE_SIG_FORCE"));
+            reasons.push(
+                Reason::new(
+                    Code::SignatureRequired,
+                    Severity::Incompatible,
+                    "the module is unsigned and the target enforces signatures (MODULE_SIG_FORCE)",
+                )
+                .config("MODULE_SIG_FORCE"),
+            );
         } else if cfg.builtin("MODULE_SIG") {
-            reasons.push(Reason::new(Code::Unsigned, Severity::Info,
-                "unsigned: loading taints the kernel with E").config("MODULE_SIG"));
+            reasons.push(
+                Reason::new(
+                    Code::Unsigned,
+                    Severity::Info,
+                    "unsigned: loading taints the kernel with E",
+                )
+                .config("MODULE_SIG"),
+            );
         }
     }
 
@@ -66,8 +78,14 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
                 facts.this_module_size)).struct_name("module"));
         }
         Some(_) => {}
-        None => reasons.push(Reason::new(Code::BtfUnavailable, Severity::Info, format!(
-            "no BTF for the target ({}): struct module's size was not checked", target.btf_path))),
+        None => reasons.push(Reason::new(
+            Code::BtfUnavailable,
+            Severity::Info,
+            format!(
+                "no BTF for the target ({}): struct module's size was not checked",
+                target.btf_path
+            ),
+        )),
     }
 
     // 3. module_layout's CRC summarises struct module and friends.
@@ -91,8 +109,11 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
             } else {
                 loader.hard(ENOEXEC);
             }
-            reasons.push(Reason::new(Code::VermagicMissing, Severity::Warning,
-                "no vermagic in .modinfo: the loader treats it as a forced load"));
+            reasons.push(Reason::new(
+                Code::VermagicMissing,
+                Severity::Warning,
+                "no vermagic in .modinfo: the loader treats it as a forced load",
+            ));
         }
         Some(magic) if !Vermagic::same_magic(magic, &kernel_magic.raw, facts.has_versions) => {
             loader.soft(ENOEXEC);
@@ -103,13 +124,31 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
                 }
                 // Without CRCs nothing backs a forced load; with them, the per-symbol
                 // checks below decide, and the mismatch itself means "needs -f".
-                let severity = if field == "release" || facts.has_versions { Severity::Warning } else { Severity::Incompatible };
+                let severity = if field == "release" || facts.has_versions {
+                    Severity::Warning
+                } else {
+                    Severity::Incompatible
+                };
                 let show = |w: &Option<String>| w.clone().unwrap_or_else(|| "(absent)".into());
-                let mut r = Reason::new(Code::VermagicMismatch, severity, format!(
-                    "vermagic {field}: module has {}, target has {}; insmod refuses without -f",
-                    show(&mine), show(&theirs)));
+                let mut r = Reason::new(
+                    Code::VermagicMismatch,
+                    severity,
+                    format!(
+                        "vermagic {field}: module has {}, target has {}; insmod refuses without -f",
+                        show(&mine),
+                        show(&theirs)
+                    ),
+                );
                 if field == "preempt model" {
-                    r = r.config(if theirs.as_deref() == Some("preempt_rt") || mine.as_deref() == Some("preempt_rt") { "PREEMPT_RT" } else { "PREEMPT_BUILD" });
+                    r = r.config(
+                        if theirs.as_deref() == Some("preempt_rt")
+                            || mine.as_deref() == Some("preempt_rt")
+                        {
+                            "PREEMPT_RT"
+                        } else {
+                            "PREEMPT_BUILD"
+                        },
+                    );
                 }
                 reasons.push(r);
             }
@@ -129,13 +168,20 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
             format!("licence {license:?} is not GPL-compatible: loading taints the kernel with P, and GPL-only exports are unavailable")));
     }
     if facts.modinfo.get("intree") != Some("Y") {
-        reasons.push(Reason::new(Code::OutOfTree, Severity::Info, "built out of tree: loading taints the kernel with O"));
+        reasons.push(Reason::new(
+            Code::OutOfTree,
+            Severity::Info,
+            "built out of tree: loading taints the kernel with O",
+        ));
     }
 
     // 6. Every import, in the order the loader resolves them.
     let imported_ns: Vec<&str> = facts.modinfo.all("import_ns").collect();
-    let versions: std::collections::HashMap<&str, u32> =
-        facts.versions.iter().map(|v| (v.name.as_str(), v.crc)).collect();
+    let versions: std::collections::HashMap<&str, u32> = facts
+        .versions
+        .iter()
+        .map(|v| (v.name.as_str(), v.crc))
+        .collect();
     for sym in &facts.imports {
         let version = versions.get(sym.as_str()).copied();
         let feature = feature_symbols::feature_of(sym);
@@ -152,8 +198,14 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
         };
         if export.kind == ExportKind::GplOnly && !gpl_ok {
             loader.hard(ENOENT);
-            reasons.push(Reason::new(Code::GplOnlySymbol, Severity::Incompatible, format!(
-                "{sym} is exported GPL-only and the module's licence is {license:?}")).symbol(sym));
+            reasons.push(
+                Reason::new(
+                    Code::GplOnlySymbol,
+                    Severity::Incompatible,
+                    format!("{sym} is exported GPL-only and the module's licence is {license:?}"),
+                )
+                .symbol(sym),
+            );
             continue;
         }
         match version {
@@ -187,24 +239,51 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
                 "{sym} is in symbol namespace {ns}, which the module does not import (MODULE_IMPORT_NS)")).symbol(sym));
         }
         if let Some(f) = feature {
-            let code = if f.option == "TRACEPOINTS" || f.option == "EVENT_TRACING" { Code::TracepointImport } else { Code::DebugFeatureImport };
-            let severity = if code == Code::TracepointImport && !gpl_ok { Severity::Warning } else { Severity::Info };
+            let code = if f.option == "TRACEPOINTS" || f.option == "EVENT_TRACING" {
+                Code::TracepointImport
+            } else {
+                Code::DebugFeatureImport
+            };
+            let severity = if code == Code::TracepointImport && !gpl_ok {
+                Severity::Warning
+            } else {
+                Severity::Info
+            };
             reasons.push(Reason::new(code, severity, format!(
                 "{sym} belongs to {} (CONFIG_{}): the module depends on that feature staying configured", f.what, f.option))
                 .symbol(sym).config(f.option));
         }
     }
     if facts.ftrace_sites > 0 {
-        reasons.push(Reason::new(Code::FtraceSites, Severity::Info, format!(
-            "{} ftrace call sites: built with function tracing", facts.ftrace_sites)).config("FUNCTION_TRACER"));
+        reasons.push(
+            Reason::new(
+                Code::FtraceSites,
+                Severity::Info,
+                format!(
+                    "{} ftrace call sites: built with function tracing",
+                    facts.ftrace_sites
+                ),
+            )
+            .config("FUNCTION_TRACER"),
+        );
     }
     if !facts.defined_tracepoints.is_empty() {
-        let severity = if gpl_ok { Severity::Info } else { Severity::Warning };
+        let severity = if gpl_ok {
+            Severity::Info
+        } else {
+            Severity::Warning
+        };
         reasons.push(Reason::new(Code::TracepointDefined, severity, format!(
             "defines {} tracepoint(s) ({}){}", facts.defined_tracepoints.len(),
             facts.defined_tracepoints.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
             if gpl_ok { String::new() } else { format!("; licence {license:?}: tracepoints in non-GPL modules taint and may be disabled") }))
             .config("TRACEPOINTS"));
     }
-    (reasons, LoaderAnswer { insmod: loader.plain.map(str::to_owned), insmod_force: loader.forced.map(str::to_owned) })
+    (
+        reasons,
+        LoaderAnswer {
+            insmod: loader.plain.map(str::to_owned),
+            insmod_force: loader.forced.map(str::to_owned),
+        },
+    )
 }

@@ -70,8 +70,20 @@ fn parse_line(line: &str) -> Option<(&str, Export)> {
         "EXPORT_SYMBOL_GPL" => ExportKind::GplOnly,
         _ => return None,
     };
-    let namespace = f.next().map(str::trim).filter(|ns| !ns.is_empty()).map(|ns| ns.trim_matches('"').to_owned());
-    Some((name, Export { crc, module, kind, namespace }))
+    let namespace = f
+        .next()
+        .map(str::trim)
+        .filter(|ns| !ns.is_empty())
+        .map(|ns| ns.trim_matches('"').to_owned());
+    Some((
+        name,
+        Export {
+            crc,
+            module,
+            kind,
+            namespace,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -96,8 +108,13 @@ mod tests {
 
     #[test]
     fn garbage_is_reported_not_fatal() {
-        let s = Symvers::parse("0xzz\tbad\tvmlinux\tEXPORT_SYMBOL\t\nnonsense\n0x1\tok\tvmlinux\tEXPORT_SYMBOL\n");
+        let s = Symvers::parse(
+            "0xzz\tbad\tvmlinux\tEXPORT_SYMBOL\t\nnonsense\n0x1\tok\tvmlinux\tEXPORT_SYMBOL\n",
+        );
         assert_eq!(s.len(), 1);
-        assert_eq!(s.malformed.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            s.malformed.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
     }
 }

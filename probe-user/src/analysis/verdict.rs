@@ -40,7 +40,10 @@ pub enum Code {
 impl Code {
     /// The stable name, as in JSON (`CRC_MISMATCH`).
     pub fn as_str(self) -> String {
-        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
     }
 }
 
@@ -59,7 +62,14 @@ pub struct Reason {
 
 impl Reason {
     pub fn new(code: Code, severity: Severity, message: impl Into<String>) -> Self {
-        Self { code, severity, symbol: None, struct_name: None, config: None, message: message.into() }
+        Self {
+            code,
+            severity,
+            symbol: None,
+            struct_name: None,
+            config: None,
+            message: message.into(),
+        }
     }
 
     pub fn symbol(mut self, s: &str) -> Self {

@@ -18,7 +18,11 @@ impl Vermagic {
     pub fn parse(raw: &str) -> Self {
         let mut words = raw.split(' ').filter(|w| !w.is_empty());
         let release = words.next().unwrap_or_default().to_owned();
-        Self { raw: raw.to_owned(), release, flags: words.map(str::to_owned).collect() }
+        Self {
+            raw: raw.to_owned(),
+            release,
+            flags: words.map(str::to_owned).collect(),
+        }
     }
 
     /// What a kernel built from `config` as `release` expects
@@ -40,7 +44,10 @@ impl Vermagic {
             raw.push_str("modversions ");
         }
         if config.builtin("RANDSTRUCT") {
-            raw.push_str(&format!("RANDSTRUCT_{} ", randstruct_hash.unwrap_or("unknown")));
+            raw.push_str(&format!(
+                "RANDSTRUCT_{} ",
+                randstruct_hash.unwrap_or("unknown")
+            ));
         }
         Self::parse(&raw)
     }
@@ -59,14 +66,23 @@ impl Vermagic {
     pub fn differences(&self, kernel: &Vermagic) -> Vec<(String, Option<String>, Option<String>)> {
         let mut out = Vec::new();
         if self.release != kernel.release {
-            out.push(("release".into(), Some(self.release.clone()), Some(kernel.release.clone())));
+            out.push((
+                "release".into(),
+                Some(self.release.clone()),
+                Some(kernel.release.clone()),
+            ));
         }
         let field = |w: &str| match w {
             "preempt" | "preempt_rt" => "preempt model".to_owned(),
             w if w.starts_with("RANDSTRUCT_") => "RANDSTRUCT".to_owned(),
             w => w.to_owned(),
         };
-        let fields = |v: &Vermagic| v.flags.iter().map(|w| (field(w), w.clone())).collect::<Vec<_>>();
+        let fields = |v: &Vermagic| {
+            v.flags
+                .iter()
+                .map(|w| (field(w), w.clone()))
+                .collect::<Vec<_>>()
+        };
         let (mine, theirs) = (fields(self), fields(kernel));
         let mut names: Vec<&String> = Vec::new();
         for (name, _) in mine.iter().chain(&theirs) {
@@ -76,7 +92,10 @@ impl Vermagic {
         }
         for name in names {
             let a = mine.iter().find(|(f, _)| f == name).map(|(_, w)| w.clone());
-            let b = theirs.iter().find(|(f, _)| f == name).map(|(_, w)| w.clone());
+            let b = theirs
+                .iter()
+                .find(|(f, _)| f == name)
+                .map(|(_, w)| w.clone());
             if a != b {
                 out.push((name.clone(), a, b));
             }
@@ -97,7 +116,10 @@ mod tests {
         let cfg = KernelConfig::parse(
             "CONFIG_SMP=y\nCONFIG_PREEMPT_BUILD=y\nCONFIG_MODULE_UNLOAD=y\nCONFIG_MODVERSIONS=y\nCONFIG_RANDSTRUCT_NONE=y\n",
         );
-        assert_eq!(Vermagic::for_kernel("6.1.0-56-amd64", &cfg, None).raw, GENERIC);
+        assert_eq!(
+            Vermagic::for_kernel("6.1.0-56-amd64", &cfg, None).raw,
+            GENERIC
+        );
         let rt = KernelConfig::parse(
             "CONFIG_SMP=y\nCONFIG_PREEMPT_RT=y\nCONFIG_MODULE_UNLOAD=y\nCONFIG_MODVERSIONS=y\n",
         );
@@ -109,7 +131,10 @@ mod tests {
         let other_release = "6.1.0-99-amd64 SMP preempt mod_unload modversions ";
         assert!(Vermagic::same_magic(other_release, GENERIC, true));
         assert!(!Vermagic::same_magic(other_release, GENERIC, false));
-        assert!(!Vermagic::same_magic(GENERIC, RT, true), "preempt model differs");
+        assert!(
+            !Vermagic::same_magic(GENERIC, RT, true),
+            "preempt model differs"
+        );
     }
 
     #[test]
@@ -118,12 +143,23 @@ mod tests {
         assert_eq!(
             d,
             vec![
-                ("release".into(), Some("6.1.0-56-amd64".into()), Some("6.1.0-56-rt-amd64".into())),
-                ("preempt model".into(), Some("preempt".into()), Some("preempt_rt".into())),
+                (
+                    "release".into(),
+                    Some("6.1.0-56-amd64".into()),
+                    Some("6.1.0-56-rt-amd64".into())
+                ),
+                (
+                    "preempt model".into(),
+                    Some("preempt".into()),
+                    Some("preempt_rt".into())
+                ),
             ]
         );
         let no_unload = Vermagic::parse("6.1.0-56-amd64 SMP preempt modversions ");
         let d = no_unload.differences(&Vermagic::parse(GENERIC));
-        assert_eq!(d, vec![("mod_unload".into(), None, Some("mod_unload".into()))]);
+        assert_eq!(
+            d,
+            vec![("mod_unload".into(), None, Some("mod_unload".into()))]
+        );
     }
 }

@@ -107,14 +107,25 @@ impl Summary {
 
 /// Analyses every file against `target` on all cores; results in input order.
 pub fn analyse(files: &[PathBuf], target: &TargetKernel) -> (Vec<ModuleReport>, Vec<FileError>) {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len().max(1));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
     let chunk = files.len().div_ceil(workers).max(1);
     let results: Vec<Result<ModuleReport, FileError>> = std::thread::scope(|s| {
         let handles: Vec<_> = files
             .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|f| analysis::check_file(f, target)).collect::<Vec<_>>()))
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|f| analysis::check_file(f, target))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("analysis threads do not panic")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("analysis threads do not panic"))
+            .collect()
     });
     let mut reports = Vec::new();
     let mut errors = Vec::new();
@@ -162,20 +173,42 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
             errors: &'a [FileError],
             summary: &'a Summary,
         }
-        let out = Out { schema: 1, target: TargetJson::of(&target), modules: &reports, errors: &errors, summary: &summary };
-        println!("{}", serde_json::to_string_pretty(&out).context("serialising the report")?);
+        let out = Out {
+            schema: 1,
+            target: TargetJson::of(&target),
+            modules: &reports,
+            errors: &errors,
+            summary: &summary,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).context("serialising the report")?
+        );
     } else {
         print_text(&target, &reports, &errors, &summary, args.verbose);
     }
     Ok(summary.status())
 }
 
-fn print_text(target: &TargetKernel, reports: &[ModuleReport], errors: &[FileError], summary: &Summary, verbose: bool) {
+fn print_text(
+    target: &TargetKernel,
+    reports: &[ModuleReport],
+    errors: &[FileError],
+    summary: &Summary,
+    verbose: bool,
+) {
     let st = Style::detect(std::io::stdout().is_terminal());
     println!("{} {}", st.bold("target"), target.release);
-    println!("  config {}  symvers {} ({} exports)", target.config_path, target.symvers_path, target.symvers.len());
+    println!(
+        "  config {}  symvers {} ({} exports)",
+        target.config_path,
+        target.symvers_path,
+        target.symvers.len()
+    );
     match (&target.btf, target.struct_module_size) {
-        (Ok(_), Some(size)) => println!("  BTF {}  sizeof(struct module) = {size}", target.btf_path),
+        (Ok(_), Some(size)) => {
+            println!("  BTF {}  sizeof(struct module) = {size}", target.btf_path)
+        }
         (Ok(_), None) => println!("  BTF {} (no struct module in it)", target.btf_path),
         (Err(e), _) => println!("  BTF unavailable: {e}"),
     }
@@ -192,16 +225,36 @@ fn print_text(target: &TargetKernel, reports: &[ModuleReport], errors: &[FileErr
                 (Some(e), None) => format!("insmod: {e}; insmod -f: loads (taints F)"),
                 (Some(e), Some(f)) => format!("insmod: {e}; insmod -f: {f}"),
             };
-            println!("{} {}  {}  [{}]", st.verdict(verdict), st.bold(&sanitize(&r.name)), sanitize(&r.path), loader);
-            for reason in r.reasons.iter().filter(|x| verbose || x.severity > Severity::Info) {
-                println!("    {} {:<24} {}", st.severity(reason.severity), reason.code.as_str(), sanitize(&reason.message));
+            println!(
+                "{} {}  {}  [{}]",
+                st.verdict(verdict),
+                st.bold(&sanitize(&r.name)),
+                sanitize(&r.path),
+                loader
+            );
+            for reason in r
+                .reasons
+                .iter()
+                .filter(|x| verbose || x.severity > Severity::Info)
+            {
+                println!(
+                    "    {} {:<24} {}",
+                    st.severity(reason.severity),
+                    reason.code.as_str(),
+                    sanitize(&reason.message)
+                );
             }
         }
     }
     if !errors.is_empty() {
         println!();
         for e in errors {
-            println!("{} {}: {}", st.red("error"), sanitize(&e.path), sanitize(&e.error));
+            println!(
+                "{} {}: {}",
+                st.red("error"),
+                sanitize(&e.path),
+                sanitize(&e.error)
+            );
         }
     }
     println!(
@@ -210,11 +263,19 @@ fn print_text(target: &TargetKernel, reports: &[ModuleReport], errors: &[FileErr
         summary.warning,
         summary.incompatible,
         summary.unreadable,
-        if verbose || summary.compatible == 0 { "" } else { " (--verbose lists the compatible ones)" }
+        if verbose || summary.compatible == 0 {
+            ""
+        } else {
+            " (--verbose lists the compatible ones)"
+        }
     );
 }
 
-fn run_matrix(args: &CheckArgs, files: &[PathBuf], mut errors: Vec<FileError>) -> anyhow::Result<u8> {
+fn run_matrix(
+    args: &CheckArgs,
+    files: &[PathBuf],
+    mut errors: Vec<FileError>,
+) -> anyhow::Result<u8> {
     let releases = target::installed_releases(None);
     let mut columns = Vec::new();
     for release in &releases {
@@ -229,7 +290,11 @@ fn run_matrix(args: &CheckArgs, files: &[PathBuf], mut errors: Vec<FileError>) -
             Err(e) => columns.push((release.clone(), Vec::new(), Some(e.to_string()))),
         }
     }
-    let paths: Vec<String> = columns.iter().find(|c| c.2.is_none()).map(|c| c.1.iter().map(|r| r.path.clone()).collect()).unwrap_or_default();
+    let paths: Vec<String> = columns
+        .iter()
+        .find(|c| c.2.is_none())
+        .map(|c| c.1.iter().map(|r| r.path.clone()).collect())
+        .unwrap_or_default();
     let mut any_incompatible = false;
     #[derive(Serialize)]
     struct Cell<'a> {
@@ -243,9 +308,15 @@ fn run_matrix(args: &CheckArgs, files: &[PathBuf], mut errors: Vec<FileError>) -
     for path in &paths {
         let cells: Vec<Cell> = columns
             .iter()
-            .map(|(k, reports, err)| Cell { kernel: k, report: reports.iter().find(|r| &r.path == path), error: err.as_deref() })
+            .map(|(k, reports, err)| Cell {
+                kernel: k,
+                report: reports.iter().find(|r| &r.path == path),
+                error: err.as_deref(),
+            })
             .collect();
-        any_incompatible |= cells.iter().any(|c| c.report.is_some_and(|r| r.verdict == Verdict::Incompatible));
+        any_incompatible |= cells
+            .iter()
+            .any(|c| c.report.is_some_and(|r| r.verdict == Verdict::Incompatible));
         rows.push((path.clone(), cells));
     }
     if args.json {
@@ -261,19 +332,51 @@ fn run_matrix(args: &CheckArgs, files: &[PathBuf], mut errors: Vec<FileError>) -
             modules: Vec<Row<'a>>,
             errors: &'a [FileError],
         }
-        let modules = rows.iter().map(|(p, c)| Row { path: p, results: c }).collect();
-        println!("{}", serde_json::to_string_pretty(&Out { schema: 1, kernels: &releases, modules, errors: &errors })?);
+        let modules = rows
+            .iter()
+            .map(|(p, c)| Row {
+                path: p,
+                results: c,
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Out {
+                schema: 1,
+                kernels: &releases,
+                modules,
+                errors: &errors
+            })?
+        );
     } else {
         let st = Style::detect(std::io::stdout().is_terminal());
         for (path, cells) in &rows {
-            let name = cells.iter().find_map(|c| c.report.map(|r| r.name.clone())).unwrap_or_default();
+            let name = cells
+                .iter()
+                .find_map(|c| c.report.map(|r| r.name.clone()))
+                .unwrap_or_default();
             println!("{}  {}", st.bold(&sanitize(&name)), sanitize(path));
             for c in cells {
                 match (c.report, c.error) {
                     (Some(r), _) => {
-                        let why = r.reasons.iter().find(|x| x.severity > Severity::Info).map(|x| sanitize(&x.message)).unwrap_or_default();
-                        let refuse = if r.kernel_would_refuse { "insmod refuses" } else { "insmod loads" };
-                        println!("  {:<28} {} {:<15} {}", c.kernel, st.verdict(r.verdict), refuse, why);
+                        let why = r
+                            .reasons
+                            .iter()
+                            .find(|x| x.severity > Severity::Info)
+                            .map(|x| sanitize(&x.message))
+                            .unwrap_or_default();
+                        let refuse = if r.kernel_would_refuse {
+                            "insmod refuses"
+                        } else {
+                            "insmod loads"
+                        };
+                        println!(
+                            "  {:<28} {} {:<15} {}",
+                            c.kernel,
+                            st.verdict(r.verdict),
+                            refuse,
+                            why
+                        );
                     }
                     (None, Some(e)) => println!("  {:<28} {} {}", c.kernel, st.red("error"), e),
                     (None, None) => {}
@@ -281,7 +384,12 @@ fn run_matrix(args: &CheckArgs, files: &[PathBuf], mut errors: Vec<FileError>) -
             }
         }
         for e in &errors {
-            println!("{} {}: {}", st.red("error"), sanitize(&e.path), sanitize(&e.error));
+            println!(
+                "{} {}: {}",
+                st.red("error"),
+                sanitize(&e.path),
+                sanitize(&e.error)
+            );
         }
     }
     Ok(if !errors.is_empty() {

@@ -10,11 +10,17 @@ pub struct Style {
 impl Style {
     pub fn detect(is_tty: bool) -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Self { colour: is_tty && !no_color }
+        Self {
+            colour: is_tty && !no_color,
+        }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
     }
 
     pub fn bold(&self, t: &str) -> String {
@@ -52,7 +58,11 @@ mod tests {
         assert_eq!(st.verdict(Verdict::Incompatible), "✗ INCOMPATIBLE");
         assert!(!st.verdict(Verdict::Warning).contains('\x1b'));
         let coloured = Style { colour: true };
-        assert!(coloured.verdict(Verdict::Compatible).contains("✓ compatible"));
+        assert!(
+            coloured
+                .verdict(Verdict::Compatible)
+                .contains("✓ compatible")
+        );
         assert!(coloured.verdict(Verdict::Compatible).starts_with('\x1b'));
     }
 }

@@ -1,0 +1,373 @@
+//! Every reason code, the loader's answers and bad input, on hand-built ELF.
+
+use std::path::Path;
+
+use object::Architecture;
+
+use super::{
+    ModuleReport,
+    fixtures::{self, CONFIG, Ko, SYMVERS},
+    ko_file::{self, KoError},
+    report,
+    verdict::{Code, Severity, Verdict},
+};
+
+fn check(ko: &Ko) -> ModuleReport {
+    check_on(ko, &fixtures::target())
+}
+
+fn check_on(ko: &Ko, target: &super::target::TargetKernel) -> ModuleReport {
+    let facts = ko_file::parse(&ko.build()).expect("fixture parses");
+    report(Path::new("fixture.ko"), &facts, target)
+}
+
+fn codes(r: &ModuleReport) -> Vec<Code> {
+    r.reasons.iter().map(|x| x.code).collect()
+}
+
+fn reason(r: &ModuleReport, code: Code) -> &super::verdict::Reason {
+    r.reasons
+        .iter()
+        .find(|x| x.code == code)
+        .unwrap_or_else(|| panic!("no {code:?} in {:#?}", r.reasons))
+}
+
+#[test]
+fn a_good_module_is_compatible_and_loads() {
+    let r = check(&Ko::good());
+    assert_eq!(r.verdict, Verdict::Compatible, "{:#?}", r.reasons);
+    assert!(r.reasons.is_empty(), "{:#?}", r.reasons);
+    assert!(!r.kernel_would_refuse);
+    assert_eq!(r.loader.insmod_force, None);
+    assert_eq!(r.name, "fixture");
+    assert_eq!((r.imports, r.versioned_imports), (1, 2));
+}
+
+#[test]
+fn vermagic_preempt_model_without_crcs_is_incompatible() {
+    let mut ko = Ko::good().set("vermagic", "6.1.0-56-amd64 SMP preempt_rt mod_unload ");
+    ko.versions.clear();
+    let r = check(&ko);
+    let v = reason(&r, Code::VermagicMismatch);
+    assert_eq!(v.severity, Severity::Incompatible);
+    assert_eq!(v.config.as_deref(), Some("CONFIG_PREEMPT_RT"));
+    assert!(v.message.contains("preempt model"), "{}", v.message);
+    assert_eq!(r.loader.insmod.as_deref(), Some("Invalid module format"));
+    assert_eq!(r.loader.insmod_force, None, "-f skips the vermagic check");
+}
+
+#[test]
+fn vermagic_release_is_ignored_when_the_module_has_crcs() {
+    let r = check(&Ko::good().set(
+        "vermagic",
+        "6.1.0-99-amd64 SMP preempt mod_unload modversions ",
+    ));
+    assert_eq!(r.verdict, Verdict::Compatible, "{:#?}", r.reasons);
+    assert!(
+        !r.kernel_would_refuse,
+        "same_magic skips the release with modversions"
+    );
+}
+
+#[test]
+fn vermagic_release_without_crcs_needs_a_forced_load() {
+    let mut ko = Ko::good().set(
+        "vermagic",
+        "6.1.0-99-amd64 SMP preempt mod_unload modversions ",
+    );
+    ko.versions.clear();
+    let r = check(&ko);
+    assert_eq!(
+        reason(&r, Code::VermagicMismatch).severity,
+        Severity::Warning
+    );
+    assert!(r.kernel_would_refuse);
+}
+
+#[test]
+fn missing_vermagic_is_a_forced_load() {
+    let r = check(&Ko::good().unset("vermagic"));
+    assert_eq!(
+        reason(&r, Code::VermagicMissing).severity,
+        Severity::Warning
+    );
+    assert_eq!(r.loader.insmod.as_deref(), Some("Invalid module format"));
+    assert_eq!(r.loader.insmod_force, None);
+}
+
+#[test]
+fn crc_mismatch_on_a_lock_api_names_the_option() {
+    let rt_config = format!("{CONFIG}CONFIG_PREEMPT_RT=y\n");
+    let target = fixtures::target_with(&rt_config, SYMVERS, Some(fixtures::STRUCT_MODULE));
+    let r = check_on(&Ko::good().import("mutex_lock", Some(0x5de130f5)), &target);
+    let crc = reason(&r, Code::CrcMismatch);
+    assert_eq!(crc.severity, Severity::Incompatible);
+    assert_eq!(crc.symbol.as_deref(), Some("mutex_lock"));
+    assert_eq!(crc.config.as_deref(), Some("CONFIG_PREEMPT_RT"));
+    assert!(
+        crc.message.contains("0x5de130f5") && crc.message.contains("0x4dfa8d4b"),
+        "{}",
+        crc.message
+    );
+    assert_eq!(r.verdict, Verdict::Incompatible);
+    assert_eq!(r.loader.insmod.as_deref(), Some("Invalid argument"));
+    assert_eq!(r.loader.insmod_force, None, "-f ignores symbol versions");
+}
+
+#[test]
+fn module_layout_crc_mismatch_is_reported() {
+    let mut ko = Ko::good();
+    ko.versions[0].1 = 0x9487079a;
+    let r = check(&ko);
+    let v = reason(&r, Code::StructModuleCrc);
+    assert_eq!(v.struct_name.as_deref(), Some("module"));
+    assert_eq!(r.loader.insmod.as_deref(), Some("Invalid module format"));
+    assert_eq!(r.loader.insmod_force, None);
+}
+
+#[test]
+fn import_without_crc_only_warns() {
+    let r = check(&Ko::good().import("mutex_lock", None));
+    assert_eq!(
+        reason(&r, Code::NoSymbolVersion).severity,
+        Severity::Warning
+    );
+    assert_eq!(r.verdict, Verdict::Warning);
+    assert!(!r.kernel_would_refuse);
+}
+
+#[test]
+fn unknown_symbol_is_refused_even_with_force() {
+    let r = check(&Ko::good().import("no_such_symbol", Some(1)));
+    assert_eq!(
+        reason(&r, Code::UnknownSymbol).symbol.as_deref(),
+        Some("no_such_symbol")
+    );
+    assert_eq!(r.loader.insmod.as_deref(), Some("Unknown symbol in module"));
+    assert_eq!(
+        r.loader.insmod_force.as_deref(),
+        Some("Unknown symbol in module")
+    );
+}
+
+#[test]
+fn debug_import_missing_on_the_target_needs_its_config() {
+    let r = check(&Ko::good().import("__raw_spin_lock_init", Some(7)));
+    let n = reason(&r, Code::NeedsConfig);
+    assert_eq!(n.config.as_deref(), Some("CONFIG_DEBUG_SPINLOCK"));
+    assert!(
+        n.message.contains("which the target lacks"),
+        "{}",
+        n.message
+    );
+    assert!(!codes(&r).contains(&Code::UnknownSymbol));
+}
+
+#[test]
+fn gpl_only_export_to_a_proprietary_module() {
+    let r = check(
+        &Ko::good()
+            .set("license", "Proprietary")
+            .import("ktime_get_boot_fast_ns", Some(0x6ef6b54f)),
+    );
+    assert_eq!(
+        reason(&r, Code::GplOnlySymbol).symbol.as_deref(),
+        Some("ktime_get_boot_fast_ns")
+    );
+    assert!(codes(&r).contains(&Code::NotGplCompatible));
+    assert_eq!(
+        r.loader.insmod_force.as_deref(),
+        Some("Unknown symbol in module")
+    );
+}
+
+#[test]
+fn namespaced_symbol_needs_its_import() {
+    let ko = Ko::good().import("usb_stor_probe1", Some(0x11111111));
+    let r = check(&ko);
+    assert!(
+        reason(&r, Code::MissingNamespaceImport)
+            .message
+            .contains("USB_STORAGE")
+    );
+    assert_eq!(r.loader.insmod_force.as_deref(), Some("Invalid argument"));
+    let r = check(&ko.set("import_ns", "USB_STORAGE"));
+    assert!(
+        !codes(&r).contains(&Code::MissingNamespaceImport),
+        "{:#?}",
+        r.reasons
+    );
+}
+
+#[test]
+fn this_module_size_mismatch_is_refused_even_with_force() {
+    let mut ko = Ko::good();
+    ko.this_module_size = 960;
+    let r = check(&ko);
+    let t = reason(&r, Code::ThisModuleSize);
+    assert!(
+        t.message.contains("960") && t.message.contains("896"),
+        "{}",
+        t.message
+    );
+    assert_eq!(
+        r.loader.insmod_force.as_deref(),
+        Some("Invalid module format")
+    );
+}
+
+#[test]
+fn debug_feature_and_tracepoint_imports_are_classified() {
+    let r = check(
+        &Ko::good()
+            .import("__fentry__", Some(0xbdfb6dbb))
+            .import("__tracepoint_sched_switch", Some(0x22222222)),
+    );
+    assert_eq!(
+        reason(&r, Code::DebugFeatureImport).config.as_deref(),
+        Some("CONFIG_FUNCTION_TRACER")
+    );
+    assert_eq!(reason(&r, Code::TracepointImport).severity, Severity::Info);
+    assert_eq!(r.verdict, Verdict::Compatible);
+}
+
+#[test]
+fn tracepoints_and_ftrace_sites_are_counted() {
+    let mut ko = Ko::good();
+    ko.tracepoints = vec!["fixture_event".into()];
+    ko.mcount_sites = 3;
+    let r = check(&ko);
+    assert!(
+        reason(&r, Code::TracepointDefined)
+            .message
+            .contains("fixture_event")
+    );
+    assert!(reason(&r, Code::FtraceSites).message.starts_with("3 "));
+    let proprietary = check(&{
+        let mut k = Ko::good().set("license", "Proprietary");
+        k.tracepoints = vec!["secret".into()];
+        k
+    });
+    assert_eq!(
+        reason(&proprietary, Code::TracepointDefined).severity,
+        Severity::Warning
+    );
+}
+
+#[test]
+fn out_of_tree_unsigned_and_retpoline() {
+    let mut ko = Ko::good().unset("intree").unset("retpoline");
+    ko.signed = false;
+    let r = check(&ko);
+    for code in [Code::OutOfTree, Code::Unsigned, Code::RetpolineMissing] {
+        assert!(
+            codes(&r).contains(&code),
+            "{code:?} missing from {:#?}",
+            r.reasons
+        );
+    }
+    assert_eq!(r.verdict, Verdict::Warning);
+    let forced = fixtures::target_with(
+        &format!("{CONFIG}CONFIG_MODULE_SIG_FORCE=y\n"),
+        SYMVERS,
+        Some(896),
+    );
+    let r = check_on(&ko, &forced);
+    assert_eq!(
+        reason(&r, Code::SignatureRequired).severity,
+        Severity::Incompatible
+    );
+    assert_eq!(
+        r.loader.insmod_force.as_deref(),
+        Some("Key was rejected by service")
+    );
+}
+
+#[test]
+fn no_target_btf_is_said() {
+    let r = check_on(&Ko::good(), &fixtures::target_with(CONFIG, SYMVERS, None));
+    assert_eq!(reason(&r, Code::BtfUnavailable).severity, Severity::Info);
+}
+
+#[test]
+fn extended_modversions_are_read() {
+    let mut ko = Ko::good().import("mutex_lock", Some(0x0bad0bad));
+    ko.extended_versions = true;
+    let facts = ko_file::parse(&ko.build()).unwrap();
+    assert!(facts.has_versions);
+    assert_eq!(facts.versions.len(), 3);
+    let r = check(&ko);
+    assert_eq!(
+        reason(&r, Code::CrcMismatch).symbol.as_deref(),
+        Some("mutex_lock")
+    );
+}
+
+#[test]
+fn compressed_modules_read_like_plain_ones() {
+    use std::io::Write as _;
+    let plain = Ko::good().build();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&plain).unwrap();
+    let gz = gz.finish().unwrap();
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(&plain).unwrap();
+    let xz = xz.finish().unwrap();
+    for data in [gz, xz] {
+        let facts = ko_file::parse(&ko_file::decompress(data).unwrap()).unwrap();
+        assert_eq!(facts.name(), Some("fixture"));
+    }
+}
+
+#[test]
+fn bad_input_is_a_named_error() {
+    let good = Ko::good().build();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() / 3].to_vec(), "corrupt ELF"),
+        ("text", b"hello, not a module".to_vec(), "not an ELF file"),
+        ("empty", Vec::new(), "not an ELF file"),
+        (
+            "arm64",
+            {
+                let mut k = Ko::good();
+                k.arch = Architecture::Aarch64;
+                k.build()
+            },
+            "built for Aarch64",
+        ),
+        (
+            "no modinfo",
+            {
+                let mut k = Ko::good();
+                k.omit_modinfo = true;
+                k.build()
+            },
+            "no .modinfo",
+        ),
+        (
+            "no this_module",
+            {
+                let mut k = Ko::good();
+                k.omit_this_module = true;
+                k.build()
+            },
+            "no .gnu.linkonce.this_module",
+        ),
+    ];
+    for (what, data, expected) in cases {
+        let err = ko_file::parse(&data)
+            .err()
+            .unwrap_or_else(|| panic!("{what} parsed"));
+        assert!(err.to_string().contains(expected), "{what}: {err}");
+    }
+    let bad_xz = [0xfd, b'7', b'z', b'X', b'Z', 0, 1, 2, 3].to_vec();
+    assert!(matches!(
+        ko_file::decompress(bad_xz),
+        Err(KoError::Compression { format: "xz", .. })
+    ));
+    let bad_zstd = [0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff].to_vec();
+    assert!(matches!(
+        ko_file::decompress(bad_zstd),
+        Err(KoError::Compression { format: "zstd", .. })
+    ));
+}
