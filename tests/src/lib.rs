@@ -277,3 +277,44 @@ pub fn modscope_unprivileged(args: &[&str]) -> Output {
         .arg(modscope_bin())
         .args(args))
 }
+
+/// `insmod [-f] path`: Ok when it loaded (and it is unloaded again), or
+/// kmod's error text (the part after the last ": ").
+pub fn try_insmod(path: &std::path::Path, force: bool) -> Result<(), String> {
+    let mut cmd = Command::new("insmod");
+    if force {
+        cmd.arg("-f");
+    }
+    let out = run(cmd.arg(path));
+    if out.status.success() {
+        let name = path
+            .file_stem()
+            .expect("module file name")
+            .to_string_lossy()
+            .replace('-', "_");
+        rmmod(&name);
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(stderr
+        .trim()
+        .rsplit(": ")
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// `modscope check --json path` against the running kernel; the module's report.
+pub fn modscope_check(path: &std::path::Path) -> Value {
+    let out = run(Command::new(modscope_bin())
+        .args(["check", "--json"])
+        .arg(path));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "modscope check printed non-JSON ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    v["modules"][0].clone()
+}

@@ -93,6 +93,13 @@ pub fn required_set(all: &[Kernel]) -> anyhow::Result<Vec<Kernel>> {
     }
 }
 
+/// The other flavour (generic <-> PREEMPT_RT) of `kernel`'s version.
+pub fn sibling<'a>(all: &'a [Kernel], kernel: &Kernel) -> Option<&'a Kernel> {
+    all.iter()
+        .filter(|k| k.version == kernel.version && k.flavour != kernel.flavour)
+        .last()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +148,15 @@ mod tests {
         );
         assert_eq!(set[1].flavour, Flavour::PreemptRt);
         assert_eq!(set[2].version, (6, 12));
+        assert_eq!(
+            sibling(&all, &set[0]).map(|k| k.release.as_str()),
+            Some("6.1.0-56-rt-amd64")
+        );
+        assert_eq!(
+            sibling(&all, &set[1]).map(|k| k.release.as_str()),
+            Some("6.1.0-56-amd64")
+        );
+        assert!(sibling(&all, &set[2]).is_none());
     }
 
     #[test]

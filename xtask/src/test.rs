@@ -79,17 +79,21 @@ pub fn parse_console(lines: &[String]) -> GuestReport {
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
     setup::run()?;
     if !args.vm_only {
-        shell::step("host unit tests");
+        // --release: the corpus test reads ~12,000 real modules.
+        shell::step("host tests (unit tests, the CLI on this kernel, the installed-module corpus)");
         shell::run(
-            "host unit tests",
-            Command::new("cargo").args([
-                "test",
-                "--workspace",
-                "--exclude",
-                "probe-ebpf",
-                "--exclude",
-                "vm-tests",
-            ]),
+            "host tests",
+            Command::new("cargo")
+                .args([
+                    "test",
+                    "--release",
+                    "--workspace",
+                    "--exclude",
+                    "probe-ebpf",
+                    "--exclude",
+                    "vm-tests",
+                ])
+                .args(["--", "--include-ignored"]),
         )?;
     }
     if args.host_only {
@@ -105,8 +109,9 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
         kernels::required_set(&all)?
     } else {
         let picked: Vec<_> = all
-            .into_iter()
+            .iter()
             .filter(|k| args.kernel.contains(&k.release))
+            .cloned()
             .collect();
         if picked.len() != args.kernel.len() {
             bail!(
@@ -123,18 +128,24 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
     for kernel in &selected {
         shell::step(&format!("VM suite on {}", kernel.describe()));
         let modules = artifacts::test_modules(kernel)?;
+        // The other flavour of the same release (generic <-> PREEMPT_RT), for
+        // cross-loading ground truth.
+        let sibling = match kernels::sibling(&all, kernel) {
+            Some(s) => Some((s.release.clone(), artifacts::test_modules(s)?)),
+            None => None,
+        };
         let work = vm::work_dir("runs", kernel)?;
         let script = work.join("guest.sh");
+        let guest = GuestEnv {
+            kernel,
+            modscope: &modscope,
+            modules: &modules,
+            sibling: sibling.as_ref(),
+            work: &work,
+        };
         std::fs::write(
             &script,
-            guest_script(
-                kernel,
-                &modscope,
-                &modules,
-                &work,
-                &binaries,
-                args.filter.as_deref(),
-            ),
+            guest_script(&guest, &binaries, args.filter.as_deref()),
         )?;
         let log = work.join("console.log");
         let outcome = vm::run(&vm::Boot {
@@ -205,18 +216,25 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn guest_script(
-    kernel: &kernels::Kernel,
-    modscope: &Path,
-    modules: &Path,
-    work: &Path,
-    binaries: &[PathBuf],
-    filter: Option<&str>,
-) -> String {
-    let flavour = match kernel.flavour {
+/// What the guest needs to know, exported as environment variables.
+struct GuestEnv<'a> {
+    kernel: &'a kernels::Kernel,
+    modscope: &'a Path,
+    modules: &'a Path,
+    /// The other flavour's release and its test modules.
+    sibling: Option<&'a (String, PathBuf)>,
+    work: &'a Path,
+}
+
+fn guest_script(env: &GuestEnv, binaries: &[PathBuf], filter: Option<&str>) -> String {
+    let flavour = match env.kernel.flavour {
         kernels::Flavour::Generic => "generic",
         kernels::Flavour::PreemptRt => "rt",
     };
+    let sibling = env
+        .sibling
+        .map(|(release, dir)| format!("export MODSCOPE_SIBLING_RELEASE='{release}'\nexport MODSCOPE_SIBLING_MODULES='{}'\n", dir.display()))
+        .unwrap_or_default();
     let mut s = format!(
         "#!/bin/sh\n\
          # Written by `cargo xtask test`; runs inside the guest.\n\
@@ -225,11 +243,12 @@ fn guest_script(
          export MODSCOPE_TEST_MODULES='{}'\n\
          export MODSCOPE_KERNEL_FLAVOUR={flavour}\n\
          export MODSCOPE_VM_OUT='{}'\n\
+         {sibling}\
          export RUST_BACKTRACE=1\n\
          echo \"MODSCOPE-VM-BEGIN $(uname -r)\"\n",
-        modscope.display(),
-        modules.display(),
-        work.display(),
+        env.modscope.display(),
+        env.modules.display(),
+        env.work.display(),
     );
     for bin in binaries {
         let name = bin
