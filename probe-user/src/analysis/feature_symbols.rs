@@ -6,6 +6,8 @@
 //! Also: lock-API symbols whose argument structs change layout with lock
 //! debugging or PREEMPT_RT, used to explain CRC mismatches.
 
+use std::{collections::HashMap, sync::OnceLock};
+
 /// What provides a symbol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Feature {
@@ -446,11 +448,54 @@ fn matches(pattern: &str, symbol: &str) -> bool {
     }
 }
 
-/// The feature that provides `symbol`, if it is one of the catalogued ones.
+/// The catalogue split for lookup: exact names hashed; prefixes grouped by
+/// their first two bytes, so a symbol meets only the few that could match.
+struct Index {
+    exact: HashMap<&'static str, Feature>,
+    prefixes: HashMap<[u8; 2], Vec<(&'static str, Feature)>>,
+}
+
+fn two_bytes(s: &str) -> Option<[u8; 2]> {
+    s.as_bytes().get(..2).map(|b| [b[0], b[1]])
+}
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut index = Index {
+            exact: HashMap::new(),
+            prefixes: HashMap::new(),
+        };
+        for &(pattern, feature) in CATALOGUE {
+            match pattern.strip_suffix('*') {
+                Some(prefix) => {
+                    let key = two_bytes(prefix).expect("catalogue prefixes have two or more bytes");
+                    index
+                        .prefixes
+                        .entry(key)
+                        .or_default()
+                        .push((prefix, feature));
+                }
+                None => {
+                    index.exact.entry(pattern).or_insert(feature);
+                }
+            }
+        }
+        index
+    })
+}
+
+/// The feature that provides `symbol`, if it is one of the catalogued ones:
+/// an exact entry first, then the first matching prefix in catalogue order.
 pub fn feature_of(symbol: &str) -> Option<Feature> {
-    CATALOGUE
+    let index = index();
+    if let Some(&f) = index.exact.get(symbol) {
+        return Some(f);
+    }
+    let candidates = index.prefixes.get(&two_bytes(symbol)?)?;
+    candidates
         .iter()
-        .find(|(p, _)| matches(p, symbol))
+        .find(|(p, _)| symbol.starts_with(p))
         .map(|&(_, f)| f)
 }
 

@@ -5,7 +5,7 @@ use object::{
     write::{Object, Symbol, SymbolSection},
 };
 
-use super::{kconfig::KernelConfig, symvers::Symvers, target::TargetKernel, vermagic::Vermagic};
+use super::{kconfig::KernelConfig, symvers::Symvers, target::TargetKernel};
 
 pub const RELEASE: &str = "6.1.0-56-amd64";
 pub const MAGIC: &str = "6.1.0-56-amd64 SMP preempt mod_unload modversions ";
@@ -174,19 +174,13 @@ pub const SYMVERS: &str = "0x9060323f\tmodule_layout\tvmlinux\tEXPORT_SYMBOL\t\n
     0x22222222\t__tracepoint_sched_switch\tvmlinux\tEXPORT_SYMBOL_GPL\t\n";
 
 pub fn target_with(config: &str, symvers: &str, struct_module_size: Option<u64>) -> TargetKernel {
-    let config = KernelConfig::parse(config);
-    let vermagic = Vermagic::for_kernel(RELEASE, &config, None);
-    TargetKernel {
-        release: RELEASE.into(),
-        config,
-        config_path: "test-config".into(),
-        symvers: Symvers::parse(symvers),
-        symvers_path: "test-symvers".into(),
-        btf: Err("no BTF in unit tests".into()),
-        btf_path: "none".into(),
-        vermagic,
+    TargetKernel::from_parts(
+        RELEASE,
+        KernelConfig::parse(config),
+        Symvers::parse(symvers),
+        Err("no BTF in unit tests".into()),
         struct_module_size,
-    }
+    )
 }
 
 pub fn target() -> TargetKernel {

@@ -54,22 +54,25 @@ pub fn extract_from_image(image: &Path) -> Result<Vec<u8>, KernelBtfError> {
     Err(KernelBtfError::NotFound { path: shown })
 }
 
+/// A cache key for a file: its name, size and mtime.
+pub fn cache_key(path: &Path) -> Option<String> {
+    let m = std::fs::metadata(path).ok()?;
+    let mtime = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(format!(
+        "{}-{}-{mtime}",
+        path.file_name()?.to_string_lossy(),
+        m.len()
+    ))
+}
+
 /// `extract_from_image`, cached under `cache_dir` by image name, size and mtime.
 pub fn extract_cached(image: &Path, cache_dir: &Path) -> Result<Vec<u8>, KernelBtfError> {
-    let key = std::fs::metadata(image).ok().and_then(|m| {
-        let mtime = m
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_secs();
-        Some(format!(
-            "{}-{}-{mtime}.btf",
-            image.file_name()?.to_string_lossy(),
-            m.len()
-        ))
-    });
-    let cached: Option<PathBuf> = key.map(|k| cache_dir.join(k));
+    let cached: Option<PathBuf> = cache_key(image).map(|k| cache_dir.join(format!("{k}.btf")));
     if let Some(bytes) = cached.as_ref().and_then(|p| std::fs::read(p).ok()) {
         return Ok(bytes);
     }

@@ -108,24 +108,46 @@ pub fn decompress(raw: Vec<u8>) -> Result<Vec<u8>, KoError> {
     Ok(out)
 }
 
-/// Reads `path`: uncompressed modules are mapped, not copied, so only the
-/// pages of the sections parsed are touched.
+/// Reads `path`. Uncompressed modules are read section by section, only
+/// the parts parsed (headers, .modinfo, version tables, symbols): a few
+/// percent of a typical module. Compressed ones are decompressed whole.
 pub fn read(path: &Path) -> Result<ModuleFacts, KoError> {
-    let file = std::fs::File::open(path)?;
-    // SAFETY: the mapping is read-only and private; a module file changing
-    // underneath us could only make parsing fail, which is handled.
-    let map = unsafe { memmap2::Mmap::map(&file) }?;
-    if map.starts_with(b"\x7fELF") {
-        return parse(&map);
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    if let Some(sparse) = super::sparse_elf::SparseFile::open(&file)? {
+        return parse(&sparse);
     }
-    parse(&decompress(map.to_vec())?)
+    let mut raw = Vec::new();
+    file.read_to_end(&mut raw)?;
+    parse(&decompress(raw)?[..])
 }
 
+/// The sections `parse` looks at.
+const SECTIONS: [&str; 9] = [
+    ".modinfo",
+    ".gnu.linkonce.this_module",
+    "__versions",
+    "__version_ext_names",
+    "__version_ext_crcs",
+    "__mcount_loc",
+    "__patchable_function_entries",
+    "__tracepoints",
+    ".BTF",
+];
+
+const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
+
 /// Parses an (uncompressed) module image.
-pub fn parse(data: &[u8]) -> Result<ModuleFacts, KoError> {
-    if !data.starts_with(b"\x7fELF") {
+pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts, KoError> {
+    let len = data
+        .len()
+        .map_err(|()| KoError::Elf("cannot read the file's length".into()))?;
+    if data.read_bytes_at(0, 4).ok() != Some(b"\x7fELF".as_slice()) {
         return Err(KoError::NotElf);
     }
+    let marker = SIGNATURE_MARKER.len() as u64;
+    let signed =
+        len >= marker && data.read_bytes_at(len - marker, marker).ok() == Some(SIGNATURE_MARKER);
     let file = object::File::parse(data).map_err(|e| KoError::Elf(e.to_string()))?;
     if file.architecture() != object::Architecture::X86_64 {
         return Err(KoError::WrongArchitecture {
@@ -136,8 +158,24 @@ pub fn parse(data: &[u8]) -> Result<ModuleFacts, KoError> {
     if file.kind() != object::ObjectKind::Relocatable {
         return Err(KoError::NotAModule("not a relocatable object (ET_REL)"));
     }
-    let section_data = |name: &str| -> Result<Option<&[u8]>, KoError> {
-        match file.section_by_name(name) {
+    // One pass over the section headers, remembering the ones we use.
+    let mut wanted: [Option<object::Section<'a, '_, R>>; SECTIONS.len()] = Default::default();
+    for section in file.sections() {
+        if let Ok(name) = section.name()
+            && let Some(i) = SECTIONS.iter().position(|s| *s == name)
+        {
+            wanted[i].get_or_insert(section);
+        }
+    }
+    let get = |name: &str| {
+        wanted[SECTIONS
+            .iter()
+            .position(|s| *s == name)
+            .expect("listed in SECTIONS")]
+        .as_ref()
+    };
+    let section_data = |name: &str| -> Result<Option<&'a [u8]>, KoError> {
+        match get(name) {
             Some(s) => s
                 .data()
                 .map(Some)
@@ -148,9 +186,9 @@ pub fn parse(data: &[u8]) -> Result<ModuleFacts, KoError> {
     let modinfo = Modinfo::parse(
         section_data(".modinfo")?.ok_or(KoError::NotAModule("no .modinfo section"))?,
     );
-    let this_module = file
-        .section_by_name(".gnu.linkonce.this_module")
-        .ok_or(KoError::NotAModule("no .gnu.linkonce.this_module section"))?;
+    let this_module_size = get(".gnu.linkonce.this_module")
+        .ok_or(KoError::NotAModule("no .gnu.linkonce.this_module section"))?
+        .size();
     let (versions, has_versions) = match (
         section_data("__version_ext_names")?,
         section_data("__version_ext_crcs")?,
@@ -168,10 +206,10 @@ pub fn parse(data: &[u8]) -> Result<ModuleFacts, KoError> {
         .collect();
     let ftrace_sites = ["__mcount_loc", "__patchable_function_entries"]
         .iter()
-        .filter_map(|n| file.section_by_name(n))
+        .filter_map(|n| get(n))
         .map(|s| s.size() / 8)
         .sum();
-    let tracepoints_index = file.section_by_name("__tracepoints").map(|s| s.index());
+    let tracepoints_index = get("__tracepoints").map(|s| s.index());
     let defined_tracepoints = file
         .symbols()
         .filter(|s| tracepoints_index.is_some() && s.section_index() == tracepoints_index)
@@ -187,11 +225,11 @@ pub fn parse(data: &[u8]) -> Result<ModuleFacts, KoError> {
         versions,
         has_versions,
         imports,
-        this_module_size: this_module.size(),
-        btf_size: file.section_by_name(".BTF").map_or(0, |s| s.size()),
+        this_module_size,
+        btf_size: get(".BTF").map_or(0, |s| s.size()),
         ftrace_sites,
         defined_tracepoints,
-        signed: data.ends_with(b"~Module signature appended~\n"),
+        signed,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod kernel_btf;
 pub mod ko_file;
 pub mod modinfo;
 pub mod rules;
+mod sparse_elf;
 pub mod symvers;
 pub mod target;
 pub mod verdict;
@@ -122,10 +123,17 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<FileError>) {
             return;
         }
     };
-    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-    paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-    for p in paths {
-        if p.is_dir() {
+    // The directory entry's type saves a stat per file.
+    let mut paths: Vec<(PathBuf, bool)> = entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            (e.path(), is_dir)
+        })
+        .collect();
+    paths.sort_unstable_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
+    for (p, is_dir) in paths {
+        if is_dir {
             walk(&p, files, errors);
         } else if is_module_file(&p) {
             files.push(p);

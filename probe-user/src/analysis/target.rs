@@ -52,7 +52,8 @@ pub struct TargetKernel {
     pub config_path: String,
     pub symvers: Symvers,
     pub symvers_path: String,
-    pub btf: Result<Btf, String>,
+    btf: std::sync::OnceLock<Result<Btf, String>>,
+    pub btf_source: BtfSource,
     pub btf_path: String,
     pub vermagic: Vermagic,
     /// `sizeof(struct module)` from BTF.
@@ -157,11 +158,10 @@ pub fn resolve(spec: &TargetSpec) -> Result<TargetKernel, TargetError> {
         symvers.len(),
     )?;
 
-    let (btf, btf_path) = load_btf(spec, &root, &release, is_running);
-    let struct_module_size = btf
-        .as_ref()
-        .ok()
-        .and_then(|b| crate::btf_layout::struct_size(b, "module"));
+    let btf_source = btf_source(spec, &root, &release, is_running);
+    let btf_path = btf_source.path.display().to_string();
+    let btf = std::sync::OnceLock::new();
+    let struct_module_size = struct_module_size(&btf_source, &btf);
     let randstruct_hash =
         std::fs::read_to_string(symvers_path.with_file_name("include/generated/randstruct_hash.h"))
             .ok()
@@ -174,31 +174,113 @@ pub fn resolve(spec: &TargetSpec) -> Result<TargetKernel, TargetError> {
         symvers,
         symvers_path: symvers_path.display().to_string(),
         btf,
+        btf_source,
         btf_path,
         vermagic,
         struct_module_size,
     })
 }
 
-fn load_btf(
-    spec: &TargetSpec,
-    root: &Path,
-    release: &str,
-    is_running: bool,
-) -> (Result<Btf, String>, String) {
-    let from_file = |p: &Path| Btf::from_file(p).map_err(|e| format!("{}: {e}", p.display()));
+/// Where a target's BTF comes from: a raw BTF file, or a kernel image to
+/// take it out of.
+#[derive(Debug, Clone)]
+pub struct BtfSource {
+    pub path: PathBuf,
+    pub in_image: bool,
+}
+
+fn btf_source(spec: &TargetSpec, root: &Path, release: &str, is_running: bool) -> BtfSource {
     if let Some(p) = &spec.btf {
-        return (from_file(p), p.display().to_string());
+        return BtfSource {
+            path: p.clone(),
+            in_image: false,
+        };
     }
     let sys = root.join("sys/kernel/btf/vmlinux");
     if is_running && sys.exists() {
-        return (from_file(&sys), sys.display().to_string());
+        return BtfSource {
+            path: sys,
+            in_image: false,
+        };
     }
-    let image = root.join(format!("boot/vmlinuz-{release}"));
-    let btf = kernel_btf::extract_cached(&image, &kernel_btf::default_cache_dir())
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| Btf::from_bytes(&bytes).map_err(|e| format!("{}: {e}", image.display())));
-    (btf, image.display().to_string())
+    BtfSource {
+        path: root.join(format!("boot/vmlinuz-{release}")),
+        in_image: true,
+    }
+}
+
+fn load_btf(source: &BtfSource) -> Result<Btf, String> {
+    let shown = source.path.display();
+    if source.in_image {
+        let bytes = kernel_btf::extract_cached(&source.path, &kernel_btf::default_cache_dir())
+            .map_err(|e| e.to_string())?;
+        Btf::from_bytes(&bytes).map_err(|e| format!("{shown}: {e}"))
+    } else {
+        Btf::from_file(&source.path).map_err(|e| format!("{shown}: {e}"))
+    }
+}
+
+/// `sizeof(struct module)`, remembered per BTF source (path, size, mtime):
+/// parsing a whole vmlinux BTF costs more than checking thousands of modules.
+fn struct_module_size(
+    source: &BtfSource,
+    btf: &std::sync::OnceLock<Result<Btf, String>>,
+) -> Option<u64> {
+    let cache = kernel_btf::cache_key(&source.path)
+        .map(|k| kernel_btf::default_cache_dir().join(format!("{k}.struct-module-size")));
+    if let Some(size) = cache
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| t.trim().parse().ok())
+    {
+        return Some(size);
+    }
+    let size = btf
+        .get_or_init(|| load_btf(source))
+        .as_ref()
+        .ok()
+        .and_then(|b| crate::btf_layout::struct_size(b, "module"))?;
+    if let Some(path) = cache {
+        let _ = std::fs::create_dir_all(kernel_btf::default_cache_dir())
+            .and_then(|()| std::fs::write(path, size.to_string()));
+    }
+    Some(size)
+}
+
+impl TargetKernel {
+    /// A target assembled from parts already in hand (tests, `diff` inputs).
+    pub fn from_parts(
+        release: &str,
+        config: KernelConfig,
+        symvers: Symvers,
+        btf: Result<Btf, String>,
+        struct_module_size: Option<u64>,
+    ) -> Self {
+        let vermagic = Vermagic::for_kernel(release, &config, None);
+        Self {
+            release: release.to_owned(),
+            config,
+            config_path: "(given)".into(),
+            symvers,
+            symvers_path: "(given)".into(),
+            btf: std::sync::OnceLock::from(btf),
+            btf_source: BtfSource {
+                path: "(given)".into(),
+                in_image: false,
+            },
+            btf_path: "(given)".into(),
+            vermagic,
+            struct_module_size,
+        }
+    }
+
+    /// The target's BTF, parsed on first use.
+    pub fn btf(&self) -> Result<&Btf, &str> {
+        self.btf
+            .get_or_init(|| load_btf(&self.btf_source))
+            .as_ref()
+            .map_err(String::as_str)
+    }
 }
 
 fn first_existing(paths: &[PathBuf]) -> Option<PathBuf> {

@@ -68,7 +68,11 @@ impl<'a> TargetJson<'a> {
             config: &t.config_path,
             symvers: &t.symvers_path,
             btf: &t.btf_path,
-            btf_error: t.btf.as_ref().err().map(String::as_str),
+            btf_error: if t.struct_module_size.is_some() {
+                None
+            } else {
+                t.btf().err()
+            },
             vermagic: t.vermagic.raw.trim_end(),
             struct_module_size: t.struct_module_size,
         }
@@ -205,7 +209,12 @@ fn print_text(
         target.symvers_path,
         target.symvers.len()
     );
-    match (&target.btf, target.struct_module_size) {
+    match (
+        target
+            .struct_module_size
+            .map_or_else(|| target.btf().map(|_| ()), |_| Ok(())),
+        target.struct_module_size,
+    ) {
         (Ok(_), Some(size)) => {
             println!("  BTF {}  sizeof(struct module) = {size}", target.btf_path)
         }
