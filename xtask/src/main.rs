@@ -3,6 +3,7 @@
 //! real kernels, and run modscope where the host kernel cannot.
 
 mod artifacts;
+mod bench;
 mod kernels;
 mod run;
 mod setup;
@@ -28,6 +29,8 @@ enum Command {
     /// Set up, build, and run modscope: on this kernel when it has modules,
     /// otherwise in a VM running a Debian kernel, with sample modules loading.
     Run(run::RunArgs),
+    /// Benchmarks that print figures (static analysis of the installed corpus vs modinfo).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +38,6 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::run(),
         Command::Test(args) => test::run(args),
         Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,82 @@
+//! `cargo xtask bench`: benchmarks that print figures, never pass/fail.
+//!
+//! check-corpus: `modscope check` over every module installed for the
+//! generic Debian kernel, against that kernel, page cache warm, compared in
+//! the same run with `modinfo` over the same files (batched by xargs), which
+//! only prints. Reports medians, the ratio and modscope's peak RSS.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{artifacts, kernels, setup, shell};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Timed runs of each command.
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+}
+
+/// Runs `cmd` to completion; wall time and the child's peak RSS in KiB.
+fn timed(cmd: &mut Command) -> anyhow::Result<(Duration, u64)> {
+    let start = Instant::now();
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {cmd:?}"))?;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our unreaped child; the pointers are valid for the call.
+    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    if rc < 0 {
+        bail!("wait4 for {cmd:?} failed");
+    }
+    Ok((wall, usage.ru_maxrss as u64))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    setup::run()?;
+    let modscope = artifacts::modscope()?;
+    let all = kernels::installed(Path::new("/boot"), Path::new("/lib/modules"))?;
+    let kernel = kernels::required_set(&all)?.into_iter().next().context("no kernel")?;
+    let corpus = format!("/lib/modules/{}", kernel.release);
+    let count = shell::output(Command::new("sh").args(["-c", &format!("find {corpus} -name '*.ko*' | wc -l")]))
+        .unwrap_or_default();
+    shell::step(&format!("bench check-corpus: {} modules under {corpus}, {} runs each", count.trim(), args.runs));
+    let check = || {
+        let mut c = Command::new(&modscope);
+        c.args(["check", "--json", "--kernel", &kernel.release, &corpus]);
+        c
+    };
+    let modinfo = || {
+        let mut c = Command::new("sh");
+        c.args(["-c", &format!("find {corpus} -name '*.ko*' -print0 | xargs -0 modinfo")]);
+        c
+    };
+    // Warm the page cache and modscope's BTF cache.
+    timed(&mut check())?;
+    timed(&mut modinfo())?;
+    let mut check_times = Vec::new();
+    let mut modinfo_times = Vec::new();
+    let mut peak_rss = 0;
+    for _ in 0..args.runs {
+        let (t, rss) = timed(&mut check())?;
+        check_times.push(t);
+        peak_rss = peak_rss.max(rss);
+        modinfo_times.push(timed(&mut modinfo())?.0);
+    }
+    let (c, m) = (median(check_times), median(modinfo_times));
+    println!("check-corpus: modscope check {:.3} s (median of {}), modinfo {:.3} s", c.as_secs_f64(), args.runs, m.as_secs_f64());
+    println!("check-corpus: ratio modscope/modinfo = {:.2} (goal <= 0.33)", c.as_secs_f64() / m.as_secs_f64());
+    println!("check-corpus: modscope peak RSS = {:.1} MB (goal <= 200 MB)", peak_rss as f64 / 1024.0);
+    Ok(())
+}
