@@ -31,6 +31,8 @@ enum Command {
     Events(commands::events::EventsArgs),
     /// Check module files against a kernel: would it load them, and are they safe there?
     Check(commands::check::CheckArgs),
+    /// What changed between two kernels, and which modules survive the move.
+    Diff(commands::diff::DiffArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Events(args) => runtime.block_on(commands::events::run(args)).map(|()| 0),
         Command::Check(args) => commands::check::run(args),
+        Command::Diff(args) => commands::diff::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(status),

@@ -58,3 +58,119 @@ fn every_installed_module_is_compatible_with_its_own_kernel() {
         );
     }
 }
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_modscope"))
+        .args(args)
+        .output()
+        .expect("running modscope");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The generic and PREEMPT_RT releases of 6.1 installed here.
+fn flavours() -> (String, String) {
+    let mut generic = None;
+    let mut rt = None;
+    for entry in std::fs::read_dir("/boot")
+        .expect("listing /boot")
+        .filter_map(Result::ok)
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(release) = name.strip_prefix("config-") else {
+            continue;
+        };
+        if !release.starts_with("6.1.") {
+            continue;
+        }
+        if release.contains("-rt-") {
+            rt = Some(release.to_owned())
+        } else {
+            generic = Some(release.to_owned())
+        }
+    }
+    (
+        generic.expect("a generic 6.1 kernel"),
+        rt.expect("a PREEMPT_RT 6.1 kernel"),
+    )
+}
+
+#[test]
+#[ignore = "needs the Debian kernels that `cargo xtask setup` installs; `cargo xtask test` runs it"]
+fn module_btf_shows_the_lock_structs_preempt_rt_changes() {
+    let (generic, rt) = flavours();
+    let fuse = format!("/lib/modules/{generic}/kernel/fs/fuse/fuse.ko");
+    let v = json(&["check", "--json", "--kernel", &rt, &fuse]);
+    let m = &v["modules"][0];
+    assert_eq!(m["verdict"], "incompatible");
+    let mutex = m["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["code"] == "BTF_STRUCT_LAYOUT" && r["struct"] == "mutex")
+        .unwrap_or_else(|| panic!("no struct mutex layout reason: {:#}", m["reasons"]));
+    assert_eq!(
+        mutex["severity"], "incompatible",
+        "fuse embeds a mutex by value: {mutex}"
+    );
+    assert!(
+        mutex["message"].as_str().unwrap().contains("PREEMPT_RT"),
+        "{mutex}"
+    );
+    // Against its own kernel the same file is clean.
+    let own = json(&["check", "--json", "--kernel", &generic, &fuse]);
+    assert_eq!(
+        own["modules"][0]["verdict"], "compatible",
+        "{:#}",
+        own["modules"][0]
+    );
+}
+
+#[test]
+#[ignore = "needs the Debian kernels that `cargo xtask setup` installs; `cargo xtask test` runs it"]
+fn diff_generic_to_rt_explains_itself() {
+    let (generic, rt) = flavours();
+    let v = json(&[
+        "diff",
+        "--json",
+        &generic,
+        &rt,
+        &format!("/lib/modules/{generic}/kernel/fs/fuse"),
+    ]);
+    let d = &v["diff"];
+    let preempt_rt = d["config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["option"] == "CONFIG_PREEMPT_RT")
+        .expect("PREEMPT_RT differs");
+    assert_eq!(preempt_rt["b"], "y");
+    assert_eq!(preempt_rt["layout_relevant"], true);
+    assert!(
+        d["crc_changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["symbol"] == "mutex_lock")
+    );
+    assert!(
+        d["symbols_gone"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "__mutex_init")
+    );
+    let structs = d["structs_changed"].as_array().unwrap();
+    assert_eq!(structs[0]["name"], "spinlock", "watched structs come first");
+    assert!(structs.iter().any(|s| s["name"] == "mutex"));
+    assert_eq!(v["modules"]["safe_to_reuse"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        v["modules"]["affected"].as_array().unwrap().len(),
+        3,
+        "cuse, fuse and virtiofs"
+    );
+}

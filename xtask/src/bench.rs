@@ -25,7 +25,11 @@ pub struct BenchArgs {
 /// Runs `cmd` to completion; wall time and the child's peak RSS in KiB.
 fn timed(cmd: &mut Command) -> anyhow::Result<(Duration, u64)> {
     let start = Instant::now();
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {cmd:?}"))?;
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
     let mut status = 0;
     // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -47,11 +51,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     setup::run()?;
     let modscope = artifacts::modscope()?;
     let all = kernels::installed(Path::new("/boot"), Path::new("/lib/modules"))?;
-    let kernel = kernels::required_set(&all)?.into_iter().next().context("no kernel")?;
+    let kernel = kernels::required_set(&all)?
+        .into_iter()
+        .next()
+        .context("no kernel")?;
     let corpus = format!("/lib/modules/{}", kernel.release);
-    let count = shell::output(Command::new("sh").args(["-c", &format!("find {corpus} -name '*.ko*' | wc -l")]))
-        .unwrap_or_default();
-    shell::step(&format!("bench check-corpus: {} modules under {corpus}, {} runs each", count.trim(), args.runs));
+    let count = shell::output(
+        Command::new("sh").args(["-c", &format!("find {corpus} -name '*.ko*' | wc -l")]),
+    )
+    .unwrap_or_default();
+    shell::step(&format!(
+        "bench check-corpus: {} modules under {corpus}, {} runs each",
+        count.trim(),
+        args.runs
+    ));
     let check = || {
         let mut c = Command::new(&modscope);
         c.args(["check", "--json", "--kernel", &kernel.release, &corpus]);
@@ -59,7 +72,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let modinfo = || {
         let mut c = Command::new("sh");
-        c.args(["-c", &format!("find {corpus} -name '*.ko*' -print0 | xargs -0 modinfo")]);
+        c.args([
+            "-c",
+            &format!("find {corpus} -name '*.ko*' -print0 | xargs -0 modinfo"),
+        ]);
         c
     };
     // Warm the page cache and modscope's BTF cache.
@@ -75,8 +91,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         modinfo_times.push(timed(&mut modinfo())?.0);
     }
     let (c, m) = (median(check_times), median(modinfo_times));
-    println!("check-corpus: modscope check {:.3} s (median of {}), modinfo {:.3} s", c.as_secs_f64(), args.runs, m.as_secs_f64());
-    println!("check-corpus: ratio modscope/modinfo = {:.2} (goal <= 0.33)", c.as_secs_f64() / m.as_secs_f64());
-    println!("check-corpus: modscope peak RSS = {:.1} MB (goal <= 200 MB)", peak_rss as f64 / 1024.0);
+    println!(
+        "check-corpus: modscope check {:.3} s (median of {}), modinfo {:.3} s",
+        c.as_secs_f64(),
+        args.runs,
+        m.as_secs_f64()
+    );
+    println!(
+        "check-corpus: ratio modscope/modinfo = {:.2} (goal <= 0.33)",
+        c.as_secs_f64() / m.as_secs_f64()
+    );
+    println!(
+        "check-corpus: modscope peak RSS = {:.1} MB (goal <= 200 MB)",
+        peak_rss as f64 / 1024.0
+    );
     Ok(())
 }

@@ -96,8 +96,7 @@ pub fn required_set(all: &[Kernel]) -> anyhow::Result<Vec<Kernel>> {
 /// The other flavour (generic <-> PREEMPT_RT) of `kernel`'s version.
 pub fn sibling<'a>(all: &'a [Kernel], kernel: &Kernel) -> Option<&'a Kernel> {
     all.iter()
-        .filter(|k| k.version == kernel.version && k.flavour != kernel.flavour)
-        .last()
+        .rfind(|k| k.version == kernel.version && k.flavour != kernel.flavour)
 }
 
 #[cfg(test)]

@@ -540,12 +540,70 @@ pub fn lock_layout_options(symbol: &str) -> Option<&'static [&'static str]> {
         .then_some(LOCK_LAYOUT_OPTIONS)
 }
 
+/// Kernel structs whose layout debug and locking options change, with those
+/// options: the structs the first seed article is about. Reports list them
+/// first.
+pub const WATCHED_STRUCTS: &[(&str, &[&str])] = &[
+    ("raw_spinlock", &["DEBUG_SPINLOCK", "DEBUG_LOCK_ALLOC"]),
+    (
+        "spinlock",
+        &["DEBUG_SPINLOCK", "DEBUG_LOCK_ALLOC", "PREEMPT_RT"],
+    ),
+    (
+        "mutex",
+        &[
+            "DEBUG_MUTEXES",
+            "DEBUG_LOCK_ALLOC",
+            "PREEMPT_RT",
+            "MUTEX_SPIN_ON_OWNER",
+        ],
+    ),
+    (
+        "rw_semaphore",
+        &[
+            "DEBUG_RWSEMS",
+            "DEBUG_LOCK_ALLOC",
+            "PREEMPT_RT",
+            "RWSEM_SPIN_ON_OWNER",
+        ],
+    ),
+    (
+        "wait_queue_head",
+        &["DEBUG_SPINLOCK", "DEBUG_LOCK_ALLOC", "PREEMPT_RT"],
+    ),
+    (
+        "completion",
+        &["DEBUG_SPINLOCK", "DEBUG_LOCK_ALLOC", "PREEMPT_RT"],
+    ),
+    ("lockdep_map", &["LOCKDEP", "LOCK_STAT"]),
+    ("timer_list", &["LOCKDEP"]),
+    ("work_struct", &["LOCKDEP"]),
+    (
+        "module",
+        &[
+            "FUNCTION_TRACER",
+            "TRACEPOINTS",
+            "KPROBES",
+            "EVENT_TRACING",
+            "BPF_EVENTS",
+            "LIVEPATCH",
+            "PREEMPT_RT",
+        ],
+    ),
+];
+
+/// Where `name` sits in [`WATCHED_STRUCTS`], for ordering reports.
+pub fn watched_rank(name: &str) -> Option<usize> {
+    WATCHED_STRUCTS.iter().position(|(s, _)| *s == name)
+}
+
 /// Every option the catalogue knows, for `diff` and the header of reports.
 pub fn layout_relevant_options() -> Vec<&'static str> {
     let mut v: Vec<&str> = CATALOGUE
         .iter()
         .map(|(_, f)| f.option)
         .chain(LOCK_LAYOUT_OPTIONS.iter().copied())
+        .chain(WATCHED_STRUCTS.iter().flat_map(|(_, o)| o.iter().copied()))
         .collect();
     v.sort_unstable();
     v.dedup();

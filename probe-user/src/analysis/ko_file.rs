@@ -135,6 +135,19 @@ const SECTIONS: [&str; 9] = [
     ".BTF",
 ];
 
+/// One section's contents, reading (and decompressing) the whole file.
+pub fn read_section(path: &Path, name: &str) -> Result<Option<Vec<u8>>, KoError> {
+    let data = read_bytes(path)?;
+    let file = object::File::parse(&data[..]).map_err(|e| KoError::Elf(e.to_string()))?;
+    match file.section_by_name(name) {
+        Some(s) => s
+            .data()
+            .map(|d| Some(d.to_vec()))
+            .map_err(|e| KoError::Elf(format!("section {name}: {e}"))),
+        None => Ok(None),
+    }
+}
+
 const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
 
 /// Parses an (uncompressed) module image.

@@ -5,10 +5,13 @@
 pub mod feature_symbols;
 pub mod kconfig;
 pub mod kernel_btf;
+pub mod kernel_diff;
 pub mod ko_file;
 pub mod modinfo;
+pub mod module_btf;
 pub mod rules;
 mod sparse_elf;
+pub mod struct_layout;
 pub mod symvers;
 pub mod target;
 pub mod verdict;
@@ -50,11 +53,31 @@ pub struct FileError {
 }
 
 pub fn check_file(path: &Path, target: &TargetKernel) -> Result<ModuleReport, FileError> {
-    let facts = ko_file::read(path).map_err(|e| FileError {
+    let error = |e: ko_file::KoError| FileError {
         path: path.display().to_string(),
         error: e.to_string(),
-    })?;
-    Ok(report(path, &facts, target))
+    };
+    let facts = ko_file::read(path).map_err(error)?;
+    let mut report = report(path, &facts, target);
+    // A module built for another kernel, with BTF: compare the kernel
+    // structs it uses between that kernel and the target.
+    let build_release = facts
+        .modinfo
+        .get("vermagic")
+        .map(|v| vermagic::Vermagic::parse(v).release);
+    if let Some(release) = build_release.filter(|r| facts.btf_size > 0 && *r != target.release) {
+        let btf = ko_file::read_section(path, ".BTF")
+            .map_err(error)?
+            .unwrap_or_default();
+        report
+            .reasons
+            .extend(module_btf::reasons(&btf, &release, target));
+        report
+            .reasons
+            .sort_by_key(|r| std::cmp::Reverse(r.severity));
+        report.verdict = Verdict::from_reasons(&report.reasons);
+    }
+    Ok(report)
 }
 
 pub fn report(path: &Path, facts: &ko_file::ModuleFacts, target: &TargetKernel) -> ModuleReport {

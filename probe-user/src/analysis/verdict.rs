@@ -35,6 +35,8 @@ pub enum Code {
     SignatureRequired,
     RetpolineMissing,
     BtfUnavailable,
+    BtfStructLayout,
+    BtfBaseUnavailable,
 }
 
 impl Code {

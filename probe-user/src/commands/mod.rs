@@ -1,3 +1,4 @@
 pub mod check;
+pub mod diff;
 pub mod events;
 pub mod style;
