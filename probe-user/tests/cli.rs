@@ -36,3 +36,120 @@ fn unknown_subcommand_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
 }
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("modscope-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn check_reports_bad_files_and_keeps_going() {
+    let dir = tmp("bad");
+    let mut config: String = (0..20).map(|i| format!("CONFIG_OPTION_{i}=y\n")).collect();
+    config.insert_str(0, "CONFIG_SMP=y\nCONFIG_MODVERSIONS=y\ngarbage here\n");
+    std::fs::write(dir.join("config"), config).unwrap();
+    std::fs::write(
+        dir.join("symvers"),
+        "0x92997ed8\t_printk\tvmlinux\tEXPORT_SYMBOL\t\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("truncated.ko"), b"\x7fELF\x02\x01\x01").unwrap();
+    std::fs::write(dir.join("text.ko"), b"not a module").unwrap();
+    std::fs::write(
+        dir.join("bad.ko.xz"),
+        [0xfd, b'7', b'z', b'X', b'Z', 0, 9, 9],
+    )
+    .unwrap();
+    let out = modscope(&[
+        "check",
+        "--json",
+        "--kernel",
+        "6.1.0-test",
+        "--config",
+        dir.join("config").to_str().unwrap(),
+        "--symvers",
+        dir.join("symvers").to_str().unwrap(),
+        "--btf",
+        "/nonexistent",
+        dir.to_str().unwrap(),
+        "/nonexistent/module.ko",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "bad input is its own exit status"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = v["errors"].as_array().unwrap();
+    let find = |name: &str| {
+        errors
+            .iter()
+            .find(|e| e["path"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("no error for {name}: {errors:#?}"))["error"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(find("truncated.ko").contains("corrupt ELF"));
+    assert_eq!(find("text.ko"), "not an ELF file");
+    assert!(find("bad.ko.xz").contains("bad xz compression"));
+    assert!(find("module.ko").contains("cannot read"));
+    assert_eq!(v["summary"]["unreadable"], 4);
+    let warnings = v["target"]["warnings"].as_array().unwrap();
+    assert!(
+        warnings[0].as_str().unwrap().contains("line 3"),
+        "{warnings:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("malformed line"));
+}
+
+#[test]
+fn check_with_a_missing_symvers_names_it() {
+    let dir = tmp("nosymvers");
+    std::fs::write(dir.join("config"), "CONFIG_SMP=y\n").unwrap();
+    let out = modscope(&[
+        "check",
+        "--config",
+        dir.join("config").to_str().unwrap(),
+        "--symvers",
+        dir.join("missing").to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(6));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Module.symvers") && stderr.contains("missing"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_config_that_is_mostly_garbage_is_refused() {
+    let dir = tmp("garbage");
+    std::fs::write(
+        dir.join("config"),
+        "CONFIG_SMP=y\n\x01\x02garbage\nmore garbage\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("symvers"),
+        "0x92997ed8\t_printk\tvmlinux\tEXPORT_SYMBOL\t\n",
+    )
+    .unwrap();
+    let out = modscope(&[
+        "check",
+        "--json",
+        "--config",
+        dir.join("config").to_str().unwrap(),
+        "--symvers",
+        dir.join("symvers").to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(6));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON even on error");
+    assert!(
+        v["error"].as_str().unwrap().contains("2 malformed lines"),
+        "{v}"
+    );
+}

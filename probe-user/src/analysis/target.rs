@@ -274,6 +274,29 @@ impl TargetKernel {
         }
     }
 
+    /// Lines of the config or Module.symvers that were skipped as malformed,
+    /// one sentence per file.
+    pub fn warnings(&self) -> Vec<String> {
+        [
+            ("config", &self.config_path, &self.config.malformed),
+            (
+                "Module.symvers",
+                &self.symvers_path,
+                &self.symvers.malformed,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(what, path, bad)| {
+            let (line, text) = bad.first()?;
+            Some(format!(
+                "{what} {path}: {} malformed line(s) ignored (first, line {line}: {:?})",
+                bad.len(),
+                text.chars().take(60).collect::<String>()
+            ))
+        })
+        .collect()
+    }
+
     /// The target's BTF, parsed on first use.
     pub fn btf(&self) -> Result<&Btf, &str> {
         self.btf

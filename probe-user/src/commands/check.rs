@@ -59,6 +59,7 @@ struct TargetJson<'a> {
     btf_error: Option<&'a str>,
     vermagic: &'a str,
     struct_module_size: Option<u64>,
+    warnings: Vec<String>,
 }
 
 impl<'a> TargetJson<'a> {
@@ -75,6 +76,7 @@ impl<'a> TargetJson<'a> {
             },
             vermagic: t.vermagic.raw.trim_end(),
             struct_module_size: t.struct_module_size,
+            warnings: t.warnings(),
         }
     }
 }
@@ -162,9 +164,18 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         Ok(t) => t,
         Err(e) => {
             eprintln!("modscope: target kernel: {e}");
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "schema": 1, "error": format!("target kernel: {e}") })
+                );
+            }
             return Ok(status::BAD_INPUT);
         }
     };
+    for w in target.warnings() {
+        eprintln!("modscope: warning: {w}");
+    }
     let (reports, more_errors) = analyse(&files, &target);
     errors.extend(more_errors);
     let summary = Summary::of(&reports, &errors);

@@ -63,6 +63,9 @@ pub fn run(args: DiffArgs) -> anyhow::Result<u8> {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("modscope: {e}");
+            if args.json {
+                println!("{}", serde_json::json!({ "schema": 1, "error": e }));
+            }
             return Ok(check::status::BAD_INPUT);
         }
     };
@@ -73,6 +76,9 @@ pub fn run(args: DiffArgs) -> anyhow::Result<u8> {
     };
     let (files, mut errors) = analysis::expand_paths(&paths);
     let d = kernel_diff::diff(&a, &b);
+    for w in a.warnings().into_iter().chain(b.warnings()) {
+        eprintln!("modscope: warning: {w}");
+    }
     let (reports, more) = check::analyse(&files, &b);
     errors.extend(more);
     let any_incompatible = reports.iter().any(|r| r.verdict == Verdict::Incompatible);
