@@ -174,3 +174,40 @@ fn diff_generic_to_rt_explains_itself() {
         "cuse, fuse and virtiofs"
     );
 }
+
+#[test]
+#[ignore = "needs the Debian kernels that `cargo xtask setup` installs; `cargo xtask test` runs it"]
+fn all_kernels_matrix_has_one_verdict_per_installed_kernel() {
+    let (generic, rt) = flavours();
+    let cuse = format!("/lib/modules/{generic}/kernel/fs/fuse/cuse.ko");
+    let v = json(&["check", "--json", "--all-kernels", &cuse]);
+    let kernels: Vec<String> = v["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        kernels.contains(&generic) && kernels.contains(&rt),
+        "{kernels:?}"
+    );
+    let results = v["modules"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), kernels.len());
+    let verdict =
+        |k: &str| results.iter().find(|r| r["kernel"] == k).unwrap()["report"]["verdict"].clone();
+    assert_eq!(verdict(&generic), "compatible");
+    assert_eq!(verdict(&rt), "incompatible");
+    // 6.4+ kernels have a bigger struct module: the loader refuses even with -f.
+    for newer in kernels.iter().filter(|k| !k.starts_with("6.1.")) {
+        let report = &results.iter().find(|r| &r["kernel"] == newer).unwrap()["report"];
+        assert_eq!(report["verdict"], "incompatible", "{newer}");
+        assert!(
+            report["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["code"] == "THIS_MODULE_SIZE"),
+            "{newer}: {report:#}"
+        );
+    }
+}
