@@ -3,7 +3,7 @@
 //! need. Nothing in the file is trusted: every failure is a [`KoError`]
 //! naming the problem.
 
-use std::path::Path;
+use std::{borrow::Cow, path::Path};
 
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
@@ -33,21 +33,21 @@ pub enum KoError {
 
 /// An import with the CRC the module was built against.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionedImport {
-    pub name: String,
+pub struct VersionedImport<'a> {
+    pub name: Cow<'a, str>,
     pub crc: u32,
 }
 
 /// Everything `check` reads from a module.
 #[derive(Debug, Clone, Default)]
-pub struct ModuleFacts {
-    pub modinfo: Modinfo,
+pub struct ModuleFacts<'a> {
+    pub modinfo: Modinfo<'a>,
     /// `__versions` (or the extended modversions sections of newer kernels).
-    pub versions: Vec<VersionedImport>,
+    pub versions: Vec<VersionedImport<'a>>,
     /// Whether the module has a symbol-version table at all (`same_magic`'s `has_crcs`).
     pub has_versions: bool,
     /// Undefined symbols: what the loader must resolve.
-    pub imports: Vec<String>,
+    pub imports: Vec<&'a str>,
     /// Size of `.gnu.linkonce.this_module`: the module's compiled-in `struct module`.
     pub this_module_size: u64,
     /// Size of the module's own `.BTF` section (0: none).
@@ -55,12 +55,12 @@ pub struct ModuleFacts {
     /// Entries in `__mcount_loc` / `__patchable_function_entries`: ftrace call sites.
     pub ftrace_sites: u64,
     /// Tracepoints the module defines (`__tracepoint_*` symbols in `__tracepoints`).
-    pub defined_tracepoints: Vec<String>,
+    pub defined_tracepoints: Vec<&'a str>,
     /// A module signature is appended (`~Module signature appended~`).
     pub signed: bool,
 }
 
-impl ModuleFacts {
+impl ModuleFacts<'_> {
     pub fn name(&self) -> Option<&str> {
         self.modinfo.get("name")
     }
@@ -108,18 +108,34 @@ pub fn decompress(raw: Vec<u8>) -> Result<Vec<u8>, KoError> {
     Ok(out)
 }
 
-/// Reads `path`. Uncompressed modules are read section by section, only
-/// the parts parsed (headers, .modinfo, version tables, symbols): a few
-/// percent of a typical module. Compressed ones are decompressed whole.
-pub fn read(path: &Path) -> Result<ModuleFacts, KoError> {
+/// Reads `path` and hands its facts to `f`. Uncompressed modules are read
+/// section by section, only the parts parsed (headers, .modinfo, version
+/// tables, symbols): a few percent of a typical module. Compressed ones are
+/// decompressed whole. The facts borrow from what was read, so they live
+/// only as long as the call.
+pub fn with_module<T>(path: &Path, f: impl FnOnce(&ModuleFacts<'_>) -> T) -> Result<T, KoError> {
     use std::io::Read as _;
     let mut file = std::fs::File::open(path)?;
     if let Some(sparse) = super::sparse_elf::SparseFile::open(&file)? {
-        return parse(&sparse);
+        return Ok(f(&parse(&sparse)?));
     }
     let mut raw = Vec::new();
     file.read_to_end(&mut raw)?;
-    parse(&decompress(raw)?[..])
+    let data = decompress(raw)?;
+    Ok(f(&parse(&data[..])?))
+}
+
+/// One section's contents, reading (and decompressing) the whole file.
+pub fn read_section(path: &Path, name: &str) -> Result<Option<Vec<u8>>, KoError> {
+    let data = read_bytes(path)?;
+    let file = object::File::parse(&data[..]).map_err(|e| KoError::Elf(e.to_string()))?;
+    match file.section_by_name(name) {
+        Some(s) => s
+            .data()
+            .map(|d| Some(d.to_vec()))
+            .map_err(|e| KoError::Elf(format!("section {name}: {e}"))),
+        None => Ok(None),
+    }
 }
 
 /// The sections `parse` looks at.
@@ -135,23 +151,10 @@ const SECTIONS: [&str; 9] = [
     ".BTF",
 ];
 
-/// One section's contents, reading (and decompressing) the whole file.
-pub fn read_section(path: &Path, name: &str) -> Result<Option<Vec<u8>>, KoError> {
-    let data = read_bytes(path)?;
-    let file = object::File::parse(&data[..]).map_err(|e| KoError::Elf(e.to_string()))?;
-    match file.section_by_name(name) {
-        Some(s) => s
-            .data()
-            .map(|d| Some(d.to_vec()))
-            .map_err(|e| KoError::Elf(format!("section {name}: {e}"))),
-        None => Ok(None),
-    }
-}
-
 const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
 
 /// Parses an (uncompressed) module image.
-pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts, KoError> {
+pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts<'a>, KoError> {
     let len = data
         .len()
         .map_err(|()| KoError::Elf("cannot read the file's length".into()))?;
@@ -215,7 +218,7 @@ pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts, KoError
     let imports = file
         .symbols()
         .filter(|s| s.is_undefined())
-        .filter_map(|s| s.name().ok().filter(|n| !n.is_empty()).map(str::to_owned))
+        .filter_map(|s| s.name().ok().filter(|n| !n.is_empty()))
         .collect();
     let ftrace_sites = ["__mcount_loc", "__patchable_function_entries"]
         .iter()
@@ -226,12 +229,7 @@ pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts, KoError
     let defined_tracepoints = file
         .symbols()
         .filter(|s| tracepoints_index.is_some() && s.section_index() == tracepoints_index)
-        .filter_map(|s| {
-            s.name()
-                .ok()
-                .and_then(|n| n.strip_prefix("__tracepoint_"))
-                .map(str::to_owned)
-        })
+        .filter_map(|s| s.name().ok().and_then(|n| n.strip_prefix("__tracepoint_")))
         .collect();
     Ok(ModuleFacts {
         modinfo,
@@ -247,7 +245,7 @@ pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts, KoError
 }
 
 /// `struct modversion_info { unsigned long crc; char name[56]; }`, 64 bytes.
-fn classic_versions(section: &[u8]) -> Result<Vec<VersionedImport>, KoError> {
+fn classic_versions(section: &[u8]) -> Result<Vec<VersionedImport<'_>>, KoError> {
     const ENTRY: usize = 64;
     if !section.len().is_multiple_of(ENTRY) {
         return Err(KoError::Elf(format!(
@@ -268,11 +266,14 @@ fn classic_versions(section: &[u8]) -> Result<Vec<VersionedImport>, KoError> {
 }
 
 /// Extended modversions (6.13+): NUL-separated names, and one u32 CRC each.
-fn extended_versions(names: &[u8], crcs: &[u8]) -> Result<Vec<VersionedImport>, KoError> {
-    let names: Vec<String> = names
+fn extended_versions<'a>(
+    names: &'a [u8],
+    crcs: &[u8],
+) -> Result<Vec<VersionedImport<'a>>, KoError> {
+    let names: Vec<Cow<'a, str>> = names
         .split(|&b| b == 0)
         .filter(|n| !n.is_empty())
-        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .map(String::from_utf8_lossy)
         .collect();
     if crcs.len() != names.len() * 4 {
         return Err(KoError::Elf(format!(
@@ -291,9 +292,9 @@ fn extended_versions(names: &[u8], crcs: &[u8]) -> Result<Vec<VersionedImport>, 
         .collect())
 }
 
-fn c_string(bytes: &[u8]) -> String {
+fn c_string(bytes: &[u8]) -> Cow<'_, str> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    String::from_utf8_lossy(&bytes[..end])
 }
 
 #[cfg(test)]

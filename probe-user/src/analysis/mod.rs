@@ -57,15 +57,18 @@ pub fn check_file(path: &Path, target: &TargetKernel) -> Result<ModuleReport, Fi
         path: path.display().to_string(),
         error: e.to_string(),
     };
-    let facts = ko_file::read(path).map_err(error)?;
-    let mut report = report(path, &facts, target);
-    // A module built for another kernel, with BTF: compare the kernel
-    // structs it uses between that kernel and the target.
-    let build_release = facts
-        .modinfo
-        .get("vermagic")
-        .map(|v| vermagic::Vermagic::parse(v).release);
-    if let Some(release) = build_release.filter(|r| facts.btf_size > 0 && *r != target.release) {
+    let (mut report, btf_from) = ko_file::with_module(path, |facts| {
+        // Built for another kernel, with BTF: the kernel structs it uses are
+        // compared between that kernel and the target below.
+        let build_release = facts
+            .modinfo
+            .get("vermagic")
+            .map(|v| vermagic::Vermagic::parse(v).release);
+        let btf_from = build_release.filter(|r| facts.btf_size > 0 && *r != target.release);
+        (report(path, facts, target), btf_from)
+    })
+    .map_err(error)?;
+    if let Some(release) = btf_from {
         let btf = ko_file::read_section(path, ".BTF")
             .map_err(error)?
             .unwrap_or_default();

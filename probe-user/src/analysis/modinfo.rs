@@ -1,19 +1,24 @@
 //! `.modinfo`: NUL-separated `key=value` strings (name, vermagic, license,
 //! depends, srcversion, retpoline, intree, import_ns, …). Keys may repeat.
 
+use std::borrow::Cow;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Modinfo {
-    entries: Vec<(String, String)>,
+pub struct Modinfo<'a> {
+    entries: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
-impl Modinfo {
-    pub fn parse(section: &[u8]) -> Self {
+impl<'a> Modinfo<'a> {
+    pub fn parse(section: &'a [u8]) -> Self {
         let entries = section
             .split(|&b| b == 0)
             .filter(|s| !s.is_empty())
             .filter_map(|s| {
-                let s = String::from_utf8_lossy(s);
-                s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))
+                let eq = s.iter().position(|&b| b == b'=')?;
+                Some((
+                    String::from_utf8_lossy(&s[..eq]),
+                    String::from_utf8_lossy(&s[eq + 1..]),
+                ))
             })
             .collect();
         Self { entries }
@@ -23,14 +28,14 @@ impl Modinfo {
         self.entries
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     pub fn all(&self, key: &str) -> impl Iterator<Item = &str> {
         self.entries
             .iter()
             .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 

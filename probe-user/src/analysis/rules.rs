@@ -177,13 +177,13 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
 
     // 6. Every import, in the order the loader resolves them.
     let imported_ns: Vec<&str> = facts.modinfo.all("import_ns").collect();
-    let versions: std::collections::HashMap<&str, u32> = facts
+    let versions: rustc_hash::FxHashMap<&str, u32> = facts
         .versions
         .iter()
-        .map(|v| (v.name.as_str(), v.crc))
+        .map(|v| (v.name.as_ref(), v.crc))
         .collect();
     for sym in &facts.imports {
-        let version = versions.get(sym.as_str()).copied();
+        let version = versions.get(sym).copied();
         let feature = feature_symbols::feature_of(sym);
         let Some(export) = target.symvers.get(sym) else {
             loader.hard(ENOENT);

@@ -2,7 +2,7 @@
 //! its CRC, exporter, export type and namespace:
 //! `0xCRC<TAB>symbol<TAB>module<TAB>EXPORT_SYMBOL[_GPL]<TAB>[namespace]`.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportKind {
@@ -21,7 +21,7 @@ pub struct Export {
 
 #[derive(Debug, Clone, Default)]
 pub struct Symvers {
-    exports: HashMap<String, Export>,
+    exports: FxHashMap<Box<str>, Export>,
     pub malformed: Vec<(usize, String)>,
 }
 
@@ -35,7 +35,7 @@ impl Symvers {
             }
             match parse_line(line) {
                 Some((name, export)) => {
-                    out.exports.insert(name.to_owned(), export);
+                    out.exports.insert(name.into(), export);
                 }
                 None => out.malformed.push((i + 1, line.to_owned())),
             }
@@ -48,7 +48,7 @@ impl Symvers {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Export)> {
-        self.exports.iter().map(|(k, v)| (k.as_str(), v))
+        self.exports.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
     pub fn len(&self) -> usize {

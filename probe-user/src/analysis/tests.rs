@@ -17,7 +17,8 @@ fn check(ko: &Ko) -> ModuleReport {
 }
 
 fn check_on(ko: &Ko, target: &super::target::TargetKernel) -> ModuleReport {
-    let facts = ko_file::parse(&ko.build()[..]).expect("fixture parses");
+    let bytes = ko.build();
+    let facts = ko_file::parse(&bytes[..]).expect("fixture parses");
     report(Path::new("fixture.ko"), &facts, target)
 }
 
@@ -293,7 +294,8 @@ fn no_target_btf_is_said() {
 fn extended_modversions_are_read() {
     let mut ko = Ko::good().import("mutex_lock", Some(0x0bad0bad));
     ko.extended_versions = true;
-    let facts = ko_file::parse(&ko.build()[..]).unwrap();
+    let bytes = ko.build();
+    let facts = ko_file::parse(&bytes[..]).unwrap();
     assert!(facts.has_versions);
     assert_eq!(facts.versions.len(), 3);
     let r = check(&ko);
@@ -314,7 +316,8 @@ fn compressed_modules_read_like_plain_ones() {
     xz.write_all(&plain).unwrap();
     let xz = xz.finish().unwrap();
     for data in [gz, xz] {
-        let facts = ko_file::parse(&ko_file::decompress(data).unwrap()[..]).unwrap();
+        let plain = ko_file::decompress(data).unwrap();
+        let facts = ko_file::parse(&plain[..]).unwrap();
         assert_eq!(facts.name(), Some("fixture"));
     }
 }
