@@ -36,7 +36,6 @@ const VIRTME_NG: &str = "virtme-ng==1.42";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn run() -> anyhow::Result<()> {
-    require_root()?;
     apt_packages()?;
     rust_src()?;
     bpf_linker()?;
@@ -46,13 +45,12 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn require_root() -> anyhow::Result<()> {
+/// Steps that change the system need root; say which step and what it would do.
+fn require_root(step: &str, instead: &str) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         bail!(
-            "set-up: installing Debian packages and mounting tracefs needs root; run `sudo cargo xtask setup` \
-             once, or install by hand: apt-get install {}",
-            APT_PACKAGES.join(" ")
+            "set-up step {step} needs root: run `sudo cargo xtask setup` once, or by hand: {instead}"
         );
     }
     Ok(())
@@ -76,6 +74,10 @@ fn apt_packages() -> anyhow::Result<()> {
         skip("all packages");
         return Ok(());
     }
+    require_root(
+        "`apt-get install`",
+        &format!("apt-get install {}", missing.join(" ")),
+    )?;
     eprintln!("    installing: {}", missing.join(" "));
     shell::run(
         "set-up step `apt-get update` (is Debian's package registry reachable?)",
@@ -215,6 +217,7 @@ fn tracefs() -> anyhow::Result<()> {
         eprintln!("    this kernel has no tracefs; live probes run in the VM instead");
         return Ok(());
     }
+    require_root("tracefs", "mount -t tracefs tracefs /sys/kernel/tracing")?;
     shell::run(
         "set-up step tracefs",
         Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]),
