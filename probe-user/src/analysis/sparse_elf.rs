@@ -111,7 +111,11 @@ impl SparseFile {
 
     /// Reads `size` bytes at `offset` into a new piece and returns a copy of them.
     fn fetch(&mut self, file: &std::fs::File, offset: u64, size: u64) -> std::io::Result<Vec<u8>> {
-        let mut words = vec![0u64; size.div_ceil(8) as usize];
+        // Buffers are recycled per thread: fresh ones would cost a page fault
+        // per page on every file.
+        let mut words = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+        words.clear();
+        words.resize(size.div_ceil(8) as usize, 0);
         // SAFETY: viewing a u64 buffer as bytes; every bit pattern is valid for both.
         let bytes = unsafe {
             std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), size as usize)
@@ -131,6 +135,23 @@ impl SparseFile {
                 &all[(offset - start) as usize..]
             })
         })
+    }
+}
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Drop for SparseFile {
+    fn drop(&mut self) {
+        POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            for (_, words, _) in self.pieces.drain(..) {
+                if pool.len() < 32 {
+                    pool.push(words);
+                }
+            }
+        });
     }
 }
 

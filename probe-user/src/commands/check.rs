@@ -111,20 +111,35 @@ impl Summary {
     }
 }
 
+/// One JSON document on standard output, compact: reports over thousands of
+/// modules are for programs (pipe through `jq` to read them).
+pub fn write_json(value: &impl Serialize) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer(&mut out, value).context("writing the JSON report")?;
+    writeln!(out)
+        .and_then(|()| out.flush())
+        .context("writing the JSON report")
+}
+
 /// Analyses every file against `target` on all cores; results in input order.
 pub fn analyse(files: &[PathBuf], target: &TargetKernel) -> (Vec<ModuleReport>, Vec<FileError>) {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(files.len().max(1));
-    let chunk = files.len().div_ceil(workers).max(1);
-    let results: Vec<Result<ModuleReport, FileError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|f| analysis::check_file(f, target))
-                        .collect::<Vec<_>>()
+    // Files are handed out one at a time, so a thread that drew large
+    // modules does not leave the other idle at the end.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut indexed: Vec<(usize, Result<ModuleReport, FileError>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(f) = files.get(i) else { break out };
+                        out.push((i, analysis::check_file(f, target)));
+                    }
                 })
             })
             .collect();
@@ -133,6 +148,8 @@ pub fn analyse(files: &[PathBuf], target: &TargetKernel) -> (Vec<ModuleReport>, 
             .flat_map(|h| h.join().expect("analysis threads do not panic"))
             .collect()
     });
+    indexed.sort_unstable_by_key(|(i, _)| *i);
+    let results = indexed.into_iter().map(|(_, r)| r);
     let mut reports = Vec::new();
     let mut errors = Vec::new();
     for r in results {
@@ -156,11 +173,22 @@ fn spec(args: &CheckArgs, release: Option<String>) -> TargetSpec {
 
 /// Returns the exit status.
 pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
-    let (files, mut errors) = analysis::expand_paths(&args.paths);
     if args.all_kernels {
+        let (files, errors) = analysis::expand_paths(&args.paths);
         return run_matrix(&args, &files, errors);
     }
-    let target = match target::resolve(&spec(&args, args.kernel.clone())) {
+    // Reading the target (Module.symvers, config) and walking the paths
+    // are independent: do them at once.
+    let spec = spec(&args, args.kernel.clone());
+    let (target, (files, mut errors)) = std::thread::scope(|s| {
+        let target = s.spawn(|| target::resolve(&spec));
+        let paths = analysis::expand_paths(&args.paths);
+        (
+            target.join().expect("target resolution does not panic"),
+            paths,
+        )
+    });
+    let target = match target {
         Ok(t) => t,
         Err(e) => {
             eprintln!("modscope: target kernel: {e}");
@@ -195,10 +223,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
             errors: &errors,
             summary: &summary,
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).context("serialising the report")?
-        );
+        write_json(&out)?;
     } else {
         print_text(&target, &reports, &errors, &summary, args.verbose);
     }
@@ -359,15 +384,12 @@ fn run_matrix(
                 results: c,
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&Out {
-                schema: 1,
-                kernels: &releases,
-                modules,
-                errors: &errors
-            })?
-        );
+        write_json(&Out {
+            schema: 1,
+            kernels: &releases,
+            modules,
+            errors: &errors,
+        })?;
     } else {
         let st = Style::detect(std::io::stdout().is_terminal());
         for (path, cells) in &rows {

@@ -3,7 +3,6 @@
 
 use std::{io::IsTerminal as _, path::PathBuf};
 
-use anyhow::Context as _;
 use modscope::{
     analysis::{
         self,
@@ -101,10 +100,7 @@ pub fn run(args: DiffArgs) -> anyhow::Result<u8> {
             modules: &impact,
             errors: &errors,
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).context("serialising the diff")?
-        );
+        check::write_json(&out)?;
     } else {
         print_text(&a, &b, &d, &impact, &errors, args.verbose);
     }
