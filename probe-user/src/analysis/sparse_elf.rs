@@ -16,6 +16,11 @@ const WANTED: &[&str] = &[
 ];
 const SHT_SYMTAB: u32 = 2;
 const SIGNATURE_TAIL: u64 = 28;
+/// How much before the section headers the tail read starts: the symbol and
+/// string tables of most modules fit (16 KB on average for Debian's).
+const TAIL_BEFORE: u64 = 24 * 1024;
+/// After the section headers: room for an appended signature.
+const TAIL_AFTER: u64 = 4 * 1024;
 
 pub struct SparseFile {
     len: u64,
@@ -38,13 +43,15 @@ impl SparseFile {
     /// `None` when the file is not a little-endian ELF64 whose headers make
     /// sense; the caller then reads it whole and lets object explain.
     pub fn open(file: &std::fs::File) -> std::io::Result<Option<Self>> {
-        let len = file.metadata()?.len();
         let mut sparse = Self {
-            len,
+            len: 0,
             pieces: Vec::new(),
         };
-        let header = sparse.fetch(file, 0, 64.min(len))?;
-        if header.len() < 64 || &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+        if sparse.fetch(file, 0, 64)? < 64 {
+            return Ok(None);
+        }
+        let header = sparse.bytes(0, 64).expect("just read").to_vec();
+        if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
             return Ok(None);
         }
         let (Some(shoff), Some(shentsize), Some(shnum), Some(shstrndx)) = (
@@ -58,11 +65,29 @@ impl SparseFile {
         if shentsize != 64
             || shnum == 0
             || shstrndx >= shnum
-            || shoff.checked_add(shnum * 64).is_none_or(|e| e > len)
+            || shoff.checked_add(shnum * 64).is_none()
         {
             return Ok(None);
         }
-        let shdrs = sparse.fetch(file, shoff, shnum * 64)?;
+        // One read for the end of the file: `ld -r` puts the symbol and string
+        // tables just before the section headers, and the signature follows
+        // them. A short read also tells the file's length, saving a stat.
+        let tail_start = shoff.saturating_sub(TAIL_BEFORE);
+        let tail_want = (shoff - tail_start) + shnum * 64 + TAIL_AFTER;
+        let got = sparse.fetch(file, tail_start, tail_want)? as u64;
+        sparse.len = if got < tail_want {
+            tail_start + got
+        } else {
+            file.metadata()?.len()
+        };
+        let len = sparse.len;
+        if shoff + shnum * 64 > len {
+            return Ok(None);
+        }
+        let shdrs = sparse
+            .bytes(shoff, shnum * 64)
+            .expect("within the tail")
+            .to_vec();
         let section = |i: u64| -> Option<(u64, u32, u64, u64, u64)> {
             let at = (i * 64) as usize;
             Some((
@@ -79,7 +104,11 @@ impl SparseFile {
         if str_off.checked_add(str_size).is_none_or(|e| e > len) {
             return Ok(None);
         }
-        let names = sparse.fetch(file, str_off, str_size)?;
+        sparse.ensure(file, str_off..str_off + str_size)?;
+        let names = sparse
+            .bytes(str_off, str_size)
+            .expect("just ensured")
+            .to_vec();
         let mut ranges: Vec<Range<u64>> = Vec::new();
         for i in 0..shnum {
             let Some((name_off, kind, off, size, link)) = section(i) else {
@@ -89,8 +118,7 @@ impl SparseFile {
                 .get(name_off as usize..)
                 .and_then(|n| n.split(|&b| b == 0).next())
                 .unwrap_or_default();
-            let wanted = WANTED.iter().any(|w| w.as_bytes() == name);
-            if wanted || kind == SHT_SYMTAB {
+            if kind == SHT_SYMTAB || WANTED.iter().any(|w| w.as_bytes() == name) {
                 ranges.push(off..off.saturating_add(size));
             }
             if kind == SHT_SYMTAB
@@ -104,26 +132,53 @@ impl SparseFile {
             if r.end > len || r.start >= r.end {
                 continue; // object reports the bad section when it gets there
             }
-            sparse.fetch(file, r.start, r.end - r.start)?;
+            sparse.ensure(file, r)?;
         }
         Ok(Some(sparse))
     }
 
-    /// Reads `size` bytes at `offset` into a new piece and returns a copy of them.
-    fn fetch(&mut self, file: &std::fs::File, offset: u64, size: u64) -> std::io::Result<Vec<u8>> {
+    /// Reads `range` unless a piece already holds all of it.
+    fn ensure(&mut self, file: &std::fs::File, range: Range<u64>) -> std::io::Result<()> {
+        if self.bytes(range.start, range.end - range.start).is_none() {
+            let want = range.end - range.start;
+            if (self.fetch(file, range.start, want)? as u64) < want {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "file shorter than its section headers say",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `size` bytes at `offset` into a new piece; returns how
+    /// many there were (fewer at the end of the file).
+    fn fetch(&mut self, file: &std::fs::File, offset: u64, size: u64) -> std::io::Result<usize> {
         // Buffers are recycled per thread: fresh ones would cost a page fault
         // per page on every file.
         let mut words = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
         words.clear();
         words.resize(size.div_ceil(8) as usize, 0);
         // SAFETY: viewing a u64 buffer as bytes; every bit pattern is valid for both.
-        let bytes = unsafe {
+        let buf = unsafe {
             std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), size as usize)
         };
-        file.read_exact_at(bytes, offset)?;
-        let copy = bytes.to_vec();
-        self.pieces.push((offset, words, size as usize));
-        Ok(copy)
+        let mut got = 0;
+        while got < buf.len() {
+            match file.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.pieces.push((offset, words, got));
+        Ok(got)
+    }
+
+    /// `size` bytes at `offset`, when one piece holds them all.
+    fn bytes(&self, offset: u64, size: u64) -> Option<&[u8]> {
+        self.piece(offset).and_then(|p| p.get(..size as usize))
     }
 
     fn piece(&self, offset: u64) -> Option<&[u8]> {
@@ -187,6 +242,8 @@ mod tests {
     fn sparse_read_sees_what_a_whole_read_sees() {
         let mut ko = Ko::good().import("mutex_lock", Some(0x4dfa8d4b));
         ko.tracepoints = vec!["t".into()];
+        // A large section nobody reads, as code and relocations are in real modules.
+        ko.mcount_sites = 50_000;
         let bytes = ko.build();
         let path = std::env::temp_dir().join(format!("modscope-sparse-{}.ko", std::process::id()));
         std::fs::write(&path, &bytes).unwrap();
