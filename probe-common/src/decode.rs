@@ -1,7 +1,7 @@
 //! Checked decoding of ring-buffer records: length first, then the tag, then
 //! a copy out of the byte slice. The bytes are never trusted.
 
-use crate::{EventHeader, EventKind, ModuleEvent};
+use crate::{EventHeader, EventKind, FirstUseEvent, ModuleEvent};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -22,6 +22,7 @@ pub enum DecodeError {
 pub enum Event {
     ModuleLoad(ModuleEvent),
     ModuleFree(ModuleEvent),
+    FirstUse(FirstUseEvent),
 }
 
 /// Copies a `T` out of `bytes`, which must be exactly `size_of::<T>()` long.
@@ -48,6 +49,7 @@ impl TryFrom<&[u8]> for Event {
         let kind = EventKind::try_from(header.kind).map_err(DecodeError::UnknownKind)?;
         let need = match kind {
             EventKind::ModuleLoad | EventKind::ModuleFree => core::mem::size_of::<ModuleEvent>(),
+            EventKind::FirstUse => core::mem::size_of::<FirstUseEvent>(),
         };
         if bytes.len() != need {
             return Err(DecodeError::WrongLength {
@@ -56,10 +58,10 @@ impl TryFrom<&[u8]> for Event {
                 need,
             });
         }
-        let event: ModuleEvent = read_exact(bytes);
         Ok(match kind {
-            EventKind::ModuleLoad => Event::ModuleLoad(event),
-            EventKind::ModuleFree => Event::ModuleFree(event),
+            EventKind::ModuleLoad => Event::ModuleLoad(read_exact(bytes)),
+            EventKind::ModuleFree => Event::ModuleFree(read_exact(bytes)),
+            EventKind::FirstUse => Event::FirstUse(read_exact(bytes)),
         })
     }
 }
@@ -103,6 +105,7 @@ mod tests {
             let (got_kind, got) = match decoded {
                 Event::ModuleLoad(e) => (EventKind::ModuleLoad, e),
                 Event::ModuleFree(e) => (EventKind::ModuleFree, e),
+                Event::FirstUse(_) => panic!("decoded a module event as a first use"),
             };
             assert_eq!(got_kind, kind);
             assert_eq!(got.record.name.as_bytes(), b"hello");
@@ -110,6 +113,44 @@ mod tests {
             assert_eq!(got.record.core_text_base, 0xffff_ffff_c000_0000);
             assert_eq!(got.header.ts_ns, 42);
         }
+    }
+
+    #[test]
+    fn first_use_round_trips() {
+        let ev = crate::FirstUseEvent {
+            header: EventHeader {
+                kind: EventKind::FirstUse as u32,
+                cpu: 0,
+                ts_ns: 9,
+            },
+            key: crate::CallKey {
+                incarnation: 77,
+                func_ip: 0xffff_ffff_8100_0000,
+            },
+            caller: 0xffff_ffff_c000_1234,
+        };
+        // SAFETY: FirstUseEvent is repr(C), fully initialised, no padding.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(
+                (&ev as *const crate::FirstUseEvent).cast::<u8>(),
+                core::mem::size_of_val(&ev),
+            )
+        };
+        match Event::try_from(bytes).unwrap() {
+            Event::FirstUse(e) => {
+                assert_eq!(e.key, ev.key);
+                assert_eq!(e.caller, ev.caller);
+                assert_eq!(e.header.ts_ns, 9);
+            }
+            _ => panic!("wrong kind"),
+        }
+        assert!(matches!(
+            Event::try_from(&bytes[..bytes.len() - 8]),
+            Err(DecodeError::WrongLength {
+                kind: EventKind::FirstUse,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -138,8 +179,8 @@ mod tests {
             err,
             DecodeError::WrongLength {
                 kind: EventKind::ModuleFree,
-                len: 135,
-                need: 136
+                len: 143,
+                need: 144
             }
         );
     }

@@ -13,6 +13,8 @@ pub enum EventKind {
     ModuleLoad = 1,
     /// `module:module_free`, fired as the module's memory is released.
     ModuleFree = 2,
+    /// A module's first call to a probed kernel function.
+    FirstUse = 3,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -22,6 +24,7 @@ impl TryFrom<u32> for EventKind {
         match tag {
             1 => Ok(Self::ModuleLoad),
             2 => Ok(Self::ModuleFree),
+            3 => Ok(Self::FirstUse),
             other => Err(other),
         }
     }
@@ -46,4 +49,4 @@ pub struct ModuleEvent {
 }
 
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
-const _: () = assert!(core::mem::size_of::<ModuleEvent>() == 16 + 120);
+const _: () = assert!(core::mem::size_of::<ModuleEvent>() == 16 + 128);

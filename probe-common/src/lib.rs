@@ -7,6 +7,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod calls;
 pub mod event;
 pub mod layout;
 pub mod module;
@@ -17,6 +18,7 @@ pub mod decode;
 #[cfg(feature = "user")]
 mod pod;
 
+pub use calls::{CallKey, CallProbeConfig, FirstUseEvent};
 pub use event::{EventHeader, EventKind, ModuleEvent};
 pub use layout::ModuleLayout;
 pub use module::{MODULE_NAME_LEN, ModuleName, ModuleRecord, RecordFlags};
@@ -25,4 +27,8 @@ pub use module::{MODULE_NAME_LEN, ModuleName, ModuleRecord, RecordFlags};
 pub const LOST_EVENTS: u32 = 0;
 pub const READ_ERRORS: u32 = 1;
 pub const REGISTRY_FULL: u32 = 2;
-pub const COUNTER_SLOTS: u32 = 3;
+/// A module text page could not be added to the page map.
+pub const PAGE_MAP_FULL: u32 = 3;
+/// A (module, function) pair could not get a call counter.
+pub const CALL_MAP_FULL: u32 = 4;
+pub const COUNTER_SLOTS: u32 = 5;

@@ -57,8 +57,13 @@ pub struct ModuleRecord {
     pub core_text_size: u64,
     pub init_text_base: u64,
     pub init_text_size: u64,
-    /// `bpf_ktime_get_boot_ns()` when the load was seen.
+    /// `bpf_ktime_get_boot_ns()` when the load was seen; 0 for modules
+    /// loaded before modscope.
     pub load_ns: u64,
+    /// Names this incarnation in the text-page map and call counters: the
+    /// load time for loads the probes saw, a small userspace-assigned id
+    /// for modules that were already loaded.
+    pub incarnation: u64,
     pub flags: u32,
     pub _pad: u32,
 }
@@ -74,6 +79,7 @@ impl ModuleRecord {
             init_text_base: 0,
             init_text_size: 0,
             load_ns: 0,
+            incarnation: 0,
             flags: 0,
             _pad: 0,
         }
@@ -81,4 +87,4 @@ impl ModuleRecord {
 }
 
 const _: () = assert!(core::mem::size_of::<ModuleName>() == 56);
-const _: () = assert!(core::mem::size_of::<ModuleRecord>() == 56 + 7 * 8 + 8);
+const _: () = assert!(core::mem::size_of::<ModuleRecord>() == 56 + 8 * 8 + 8);

@@ -3,8 +3,10 @@
 #![no_std]
 #![no_main]
 
+mod call_counter;
 mod maps;
 mod module_registry;
+mod text_pages;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -2,9 +2,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use probe_common::{ModuleLayout, ModuleName, ModuleRecord};
+use probe_common::{CallKey, CallProbeConfig, ModuleLayout, ModuleName, ModuleRecord};
 
 /// Offsets inside `struct module`, read from the running kernel's BTF by
 /// userspace and written here before the programs load.
@@ -18,6 +18,25 @@ pub const MAX_MODULES: u32 = 4096;
 /// by name. Later probes attribute calls by looking return addresses up here.
 #[map]
 pub static MODULES: HashMap<ModuleName, ModuleRecord> = HashMap::with_max_entries(MAX_MODULES, 0);
+
+/// Settings for the call probe, written by the loader.
+#[unsafe(no_mangle)]
+pub static CALL_PROBE: CallProbeConfig = CallProbeConfig::UNSET;
+
+/// Text page number (address >> 12) -> incarnation of the module whose
+/// core or init text holds it. Filled before the module's init runs.
+#[map]
+pub static PAGES: HashMap<u64, u64> = HashMap::with_max_entries(131_072, 0);
+
+/// Calls per (module incarnation, kernel function), per CPU: exact, and
+/// never contended.
+#[map]
+pub static CALLS: PerCpuHashMap<CallKey, u64> = PerCpuHashMap::with_max_entries(65_536, 0);
+
+/// (module incarnation, kernel function) pairs already reported, with the
+/// boot-clock time of the first call.
+#[map]
+pub static SEEN: HashMap<CallKey, u64> = HashMap::with_max_entries(65_536, 0);
 
 /// One record's worth of per-CPU scratch space: a `ModuleRecord` is too
 /// large to build on the 512-byte BPF stack next to the ring-buffer event.
@@ -35,7 +54,7 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 pub static COUNTERS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(probe_common::COUNTER_SLOTS, 0);
 
-pub use probe_common::{LOST_EVENTS, READ_ERRORS, REGISTRY_FULL};
+pub use probe_common::{CALL_MAP_FULL, LOST_EVENTS, PAGE_MAP_FULL, READ_ERRORS, REGISTRY_FULL};
 
 pub fn bump(slot: u32) {
     if let Some(counter) = COUNTERS.get_ptr_mut(slot) {
@@ -49,4 +68,9 @@ pub fn layout() -> ModuleLayout {
     // SAFETY: a global the loader rewrites before load; the volatile read
     // keeps the compiler from folding in the UNSET initialiser.
     unsafe { core::ptr::read_volatile(&MODULE_LAYOUT) }
+}
+
+pub fn call_probe() -> CallProbeConfig {
+    // SAFETY: as for `layout`.
+    unsafe { core::ptr::read_volatile(&CALL_PROBE) }
 }

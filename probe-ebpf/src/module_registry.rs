@@ -16,7 +16,10 @@ use aya_ebpf::{
 };
 use probe_common::{EventHeader, EventKind, ModuleEvent, ModuleLayout, ModuleRecord};
 
-use crate::maps::{self, EVENTS, LOST_EVENTS, MODULES, READ_ERRORS, REGISTRY_FULL, SCRATCH};
+use crate::{
+    maps::{self, EVENTS, LOST_EVENTS, MODULES, READ_ERRORS, REGISTRY_FULL, SCRATCH},
+    text_pages,
+};
 
 #[raw_tracepoint(tracepoint = "module_load")]
 pub fn module_load(ctx: RawTracePointContext) -> i32 {
@@ -50,6 +53,18 @@ fn try_module_load(ctx: &RawTracePointContext) -> Result<(), u32> {
     MODULES
         .insert(&record.name, record, 0)
         .map_err(|_| REGISTRY_FULL)?;
+    // The pages go in before the load event: a call from init is attributed
+    // even if userspace has not read the event yet.
+    text_pages::register(
+        record.core_text_base,
+        record.core_text_size,
+        record.incarnation,
+    )?;
+    text_pages::register(
+        record.init_text_base,
+        record.init_text_size,
+        record.incarnation,
+    )?;
     emit(EventKind::ModuleLoad, now, record)
 }
 
@@ -67,10 +82,20 @@ fn try_module_free(ctx: &RawTracePointContext) -> Result<(), u32> {
     // the init range, both gone by now); fall back to reading the struct.
     let known = unsafe { MODULES.get(&record.name) };
     match known {
-        Some(known) if known.module_addr == module => *record = *known,
+        Some(known) if known.module_addr == module => copy_record(record, known),
         _ => read_record(module, &layout, 0, record)?,
     }
     let _ = MODULES.remove(&record.name);
+    text_pages::unregister(
+        record.core_text_base,
+        record.core_text_size,
+        record.incarnation,
+    );
+    text_pages::unregister(
+        record.init_text_base,
+        record.init_text_size,
+        record.incarnation,
+    );
     emit(EventKind::ModuleFree, now, record)
 }
 
@@ -125,9 +150,15 @@ fn read_record(
         module + layout.init_text_size as u64,
         layout.text_size_width,
     )?;
-    record.load_ns = now;
-    record.flags = 0;
-    record._pad = 0;
+    // Volatile: with `now` a constant 0 (the free path), LLVM would merge
+    // these stores into a memset call, which BPF cannot make.
+    // SAFETY: plain stores to fields of a valid, exclusive record.
+    unsafe {
+        core::ptr::write_volatile(&mut record.load_ns, now);
+        core::ptr::write_volatile(&mut record.incarnation, now);
+        core::ptr::write_volatile(&mut record.flags, 0);
+        core::ptr::write_volatile(&mut record._pad, 0);
+    }
     Ok(())
 }
 
@@ -145,8 +176,33 @@ fn emit(kind: EventKind, now: u64, record: &ModuleRecord) -> Result<(), u32> {
             cpu: bpf_get_smp_processor_id(),
             ts_ns: now,
         };
-        (*event).record = *record;
+        copy_record(&mut (*event).record, record);
     }
     entry.submit(0);
     Ok(())
+}
+
+/// Copies a record field by field: a whole-struct copy of this size becomes
+/// a call to memcpy, which BPF cannot make.
+#[inline(always)]
+fn copy_record(dst: &mut ModuleRecord, src: &ModuleRecord) {
+    // SAFETY: two distinct, valid 56-byte arrays (the scratch slot or ring
+    // entry, and a map value); a fixed-size copy the backend inlines.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            src.name.0.as_ptr(),
+            dst.name.0.as_mut_ptr(),
+            src.name.0.len(),
+        );
+    }
+    dst.taints = src.taints;
+    dst.module_addr = src.module_addr;
+    dst.core_text_base = src.core_text_base;
+    dst.core_text_size = src.core_text_size;
+    dst.init_text_base = src.init_text_base;
+    dst.init_text_size = src.init_text_size;
+    dst.load_ns = src.load_ns;
+    dst.incarnation = src.incarnation;
+    dst.flags = src.flags;
+    dst._pad = src._pad;
 }

@@ -42,6 +42,9 @@ pub struct ModuleInfo {
     pub struct_module: String,
     /// Boot-clock time of the load; 0 for modules loaded before modscope.
     pub loaded_ktime_ns: u64,
+    /// Names this load in call reports: the load time, or a small id for
+    /// modules loaded before modscope.
+    pub incarnation: u64,
     /// Loaded before modscope started: the core range covers the whole core
     /// allocation (from /proc/modules) and the init range is unknown.
     pub preexisting: bool,
@@ -57,6 +60,7 @@ impl From<&ModuleRecord> for ModuleInfo {
             init_text: TextRange::new(r.init_text_base, r.init_text_size),
             struct_module: hex(r.module_addr),
             loaded_ktime_ns: r.load_ns,
+            incarnation: r.incarnation,
             preexisting: r.flags & RecordFlags::PREEXISTING != 0,
         }
     }
@@ -68,7 +72,26 @@ pub struct Stats {
     pub lost_events: u64,
     pub read_errors: u64,
     pub registry_full: u64,
+    pub page_map_full: u64,
+    pub call_map_full: u64,
     pub decode_errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NotAttached {
+    pub function: String,
+    pub error: String,
+}
+
+/// What the call probe covers.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct CallProbeStatus {
+    /// Kernel functions with a live counter.
+    pub attached: usize,
+    /// Functions the kernel would not probe, with its reason.
+    pub not_attached: Vec<NotAttached>,
+    /// Functions left out by the probe cap (`--max-probes`).
+    pub capped: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -107,6 +130,23 @@ pub enum Event {
         time: String,
         modules: Vec<ModuleInfo>,
         stats: Stats,
+    },
+    /// A module's first call to a probed kernel function.
+    FirstUse {
+        time: String,
+        ktime_ns: u64,
+        module: String,
+        incarnation: u64,
+        symbol: String,
+        /// The return address, and where it is in the module (`core+0x…`, `init+0x…`).
+        caller: String,
+        caller_offset: Option<String>,
+    },
+    /// At exit, with call probes: per module incarnation, the exact calls.
+    Calls {
+        time: String,
+        probes: CallProbeStatus,
+        modules: Vec<crate::call_report::ModuleCalls>,
     },
 }
 
@@ -168,6 +208,54 @@ impl Event {
                 stats.registry_full,
                 stats.decode_errors
             ),
+            Event::FirstUse {
+                time,
+                module,
+                symbol,
+                caller,
+                caller_offset,
+                ..
+            } => format!(
+                "{time} first   {} -> {} from {}",
+                sanitize(module),
+                sanitize(symbol),
+                caller_offset.as_deref().unwrap_or(caller)
+            ),
+            Event::Calls {
+                time,
+                probes,
+                modules,
+            } => {
+                let mut s = format!(
+                    "{time} calls   {} functions probed, {} not probeable, {} over the cap",
+                    probes.attached,
+                    probes.not_attached.len(),
+                    probes.capped.len()
+                );
+                for m in modules {
+                    s.push_str(&format!(
+                        "\n  {}{}{}",
+                        sanitize(&m.name),
+                        if m.init_counted {
+                            ""
+                        } else {
+                            " (init not counted)"
+                        },
+                        if m.unloaded_ktime_ns.is_some() {
+                            " (unloaded)"
+                        } else {
+                            ""
+                        }
+                    ));
+                    for c in &m.calls {
+                        s.push_str(&format!("\n    {:>10}  {}", c.count, sanitize(&c.symbol)));
+                    }
+                    if let Some(unused) = &m.unused_imports {
+                        s.push_str(&format!("\n    unused: {}", unused.join(" ")));
+                    }
+                }
+                s
+            }
         }
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod analysis;
 pub mod btf_layout;
+pub mod call_report;
 pub mod clock;
 pub mod event;
+pub mod kallsyms;
 pub mod kernel_features;
 pub mod probe;
 pub mod proc_modules;

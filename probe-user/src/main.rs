@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// Stream module load and unload events as the kernel sees them.
     Events(commands::events::EventsArgs),
+    /// Stream module events and count every call each module makes to the probed kernel functions.
+    Record(commands::record::RecordArgs),
     /// Check module files against a kernel: would it load them, and are they safe there?
     Check(commands::check::CheckArgs),
     /// What changed between two kernels, and which modules survive the move.
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Events(args) => runtime.block_on(commands::events::run(args)).map(|()| 0),
+        Command::Record(args) => runtime.block_on(commands::record::run(args)).map(|()| 0),
         Command::Check(args) => commands::check::run(args),
         Command::Diff(args) => commands::diff::run(args),
     };

@@ -1,12 +1,16 @@
 //! Loading and attaching the module-registry programs, and reading back
 //! what they keep in the kernel.
 
+use std::collections::BTreeMap;
+
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint},
+    maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{KProbe, ProgramError, RawTracePoint},
 };
-use probe_common::{ModuleLayout, ModuleName, ModuleRecord};
+use probe_common::{
+    CallKey, CallProbeConfig, ModuleLayout, ModuleName, ModuleRecord, calls::PAGE_SHIFT,
+};
 
 /// The eBPF object built from probe-ebpf by build.rs; empty when the build
 /// was made with AYA_BUILD_SKIP=1.
@@ -39,6 +43,8 @@ pub enum ProbeError {
         tracepoint: &'static str,
         source: ProgramError,
     },
+    #[error("loading the call-counting kprobe program: {0}")]
+    KProbeLoad(#[source] ProgramError),
     #[error("eBPF map {map}: {source}")]
     Map { map: &'static str, source: MapError },
 }
@@ -49,6 +55,8 @@ pub struct Counters {
     pub lost_events: u64,
     pub read_errors: u64,
     pub registry_full: u64,
+    pub page_map_full: u64,
+    pub call_map_full: u64,
 }
 
 pub struct ModuleProbe {
@@ -59,13 +67,14 @@ pub struct ModuleProbe {
 impl ModuleProbe {
     /// Loads the programs with `layout` written into their global, before
     /// the verifier sees them.
-    pub fn load(layout: &ModuleLayout) -> Result<Self, ProbeError> {
+    pub fn load(layout: &ModuleLayout, calls: &CallProbeConfig) -> Result<Self, ProbeError> {
         if PROBE_OBJECT.is_empty() {
             return Err(ProbeError::NotEmbedded);
         }
         raise_memlock_limit();
         let ebpf = EbpfLoader::new()
             .override_global("MODULE_LAYOUT", layout, true)
+            .override_global("CALL_PROBE", calls, true)
             .load(PROBE_OBJECT)
             .map_err(ProbeError::Load)?;
         Ok(Self {
@@ -185,7 +194,116 @@ impl ModuleProbe {
             lost_events: sum(probe_common::LOST_EVENTS)?,
             read_errors: sum(probe_common::READ_ERRORS)?,
             registry_full: sum(probe_common::REGISTRY_FULL)?,
+            page_map_full: sum(probe_common::PAGE_MAP_FULL)?,
+            call_map_full: sum(probe_common::CALL_MAP_FULL)?,
         })
+    }
+
+    /// Attaches the call counter to each function; returns those attached
+    /// and, for the others, why not.
+    pub fn attach_calls(
+        &mut self,
+        functions: &[String],
+    ) -> Result<(Vec<String>, Vec<(String, String)>), ProbeError> {
+        let prog: &mut KProbe = self
+            .ebpf
+            .program_mut("count_call")
+            .ok_or(ProbeError::Missing("count_call program"))?
+            .try_into()
+            .map_err(ProbeError::KProbeLoad)?;
+        prog.load().map_err(ProbeError::KProbeLoad)?;
+        let mut attached = Vec::new();
+        let mut failed = Vec::new();
+        for f in functions {
+            match prog.attach(f, 0) {
+                Ok(_) => attached.push(f.clone()),
+                Err(e) => failed.push((f.clone(), e.to_string())),
+            }
+        }
+        self.attached
+            .push(format!("kprobe/count_call x{}", attached.len()));
+        Ok((attached, failed))
+    }
+
+    /// Maps the pages of `[base, base+size)` to `incarnation` (modules
+    /// loaded before the probes, whose loads they never saw).
+    pub fn map_text_pages(
+        &mut self,
+        base: u64,
+        size: u64,
+        incarnation: u64,
+    ) -> Result<(), ProbeError> {
+        if base == 0 || size == 0 {
+            return Ok(());
+        }
+        let map = self
+            .ebpf
+            .map_mut("PAGES")
+            .ok_or(ProbeError::Missing("PAGES map"))?;
+        let mut pages: HashMap<_, u64, u64> =
+            HashMap::try_from(map).map_err(|source| ProbeError::Map {
+                map: "PAGES",
+                source,
+            })?;
+        for page in (base >> PAGE_SHIFT)..=((base + size - 1) >> PAGE_SHIFT) {
+            // The probes' own entries (a load seen meanwhile) win.
+            match pages.insert(page, incarnation, BPF_NOEXIST) {
+                Ok(()) => {}
+                Err(MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(source) => {
+                    return Err(ProbeError::Map {
+                        map: "PAGES",
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls per (incarnation, function address), summed over CPUs.
+    pub fn call_counts(&self) -> Result<BTreeMap<(u64, u64), u64>, ProbeError> {
+        let map = self
+            .ebpf
+            .map("CALLS")
+            .ok_or(ProbeError::Missing("CALLS map"))?;
+        let calls: PerCpuHashMap<_, CallKey, u64> =
+            PerCpuHashMap::try_from(map).map_err(|source| ProbeError::Map {
+                map: "CALLS",
+                source,
+            })?;
+        let mut out = BTreeMap::new();
+        for entry in calls.iter() {
+            let (key, values) = entry.map_err(|source| ProbeError::Map {
+                map: "CALLS",
+                source,
+            })?;
+            out.insert((key.incarnation, key.func_ip), values.iter().sum());
+        }
+        Ok(out)
+    }
+
+    /// Boot-clock time of each (incarnation, function)'s first call.
+    pub fn first_uses(&self) -> Result<BTreeMap<(u64, u64), u64>, ProbeError> {
+        let map = self
+            .ebpf
+            .map("SEEN")
+            .ok_or(ProbeError::Missing("SEEN map"))?;
+        let seen: HashMap<_, CallKey, u64> =
+            HashMap::try_from(map).map_err(|source| ProbeError::Map {
+                map: "SEEN",
+                source,
+            })?;
+        let mut out = BTreeMap::new();
+        for entry in seen.iter() {
+            let (key, ts) = entry.map_err(|source| ProbeError::Map {
+                map: "SEEN",
+                source,
+            })?;
+            out.insert((key.incarnation, key.func_ip), ts);
+        }
+        Ok(out)
     }
 
     fn registry_map_mut(

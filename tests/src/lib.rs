@@ -119,6 +119,8 @@ pub fn module_param_u64(name: &str, param: &str) -> u64 {
 
 /// `modscope events --json` running in the background.
 pub struct EventStream {
+    /// Type of the last line modscope prints when stopped.
+    last: &'static str,
     child: Child,
     events: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
@@ -128,8 +130,14 @@ impl EventStream {
     /// Starts modscope and waits for its `ready` event: from then on every
     /// module load is seen.
     pub fn start() -> Self {
+        Self::start_with(&["events", "--json"], "registry")
+    }
+
+    /// Starts modscope with `args` (a live command with --json); `last` is the
+    /// type of the final line it prints when stopped.
+    pub fn start_with<S: AsRef<std::ffi::OsStr>>(args: &[S], last: &'static str) -> Self {
         let mut child = Command::new(modscope_bin())
-            .args(["events", "--json"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -157,6 +165,7 @@ impl EventStream {
             }
         });
         let mut stream = Self {
+            last,
             child,
             events,
             stderr,
@@ -212,11 +221,12 @@ impl EventStream {
             .lock()
             .unwrap()
             .iter()
-            .any(|e| e["type"] == "registry")
+            .any(|e| e["type"] == self.last)
         {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
-                "modscope ended ({status}) without its registry event; stderr:\n{}",
+                "modscope ended ({status}) without its {} event; stderr:\n{}",
+                self.last,
                 self.stderr.lock().unwrap()
             );
             std::thread::sleep(Duration::from_millis(10));

@@ -1,0 +1,82 @@
+//! The kprobe attached to every watched kernel function. At function entry
+//! the return address is at the top of the stack; its page tells which
+//! module, if any, made the call. Calls from the core kernel return below
+//! the module area and cost one comparison.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::{
+        bpf_get_func_ip, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+    },
+    macros::kprobe,
+    programs::ProbeContext,
+};
+use probe_common::{CallKey, EventHeader, EventKind, FirstUseEvent, calls::PAGE_SHIFT};
+
+use crate::maps::{self, CALL_MAP_FULL, CALLS, EVENTS, LOST_EVENTS, PAGES, READ_ERRORS, SEEN};
+
+/// `BPF_NOEXIST`.
+const NOEXIST: u64 = 1;
+
+#[kprobe]
+pub fn count_call(ctx: ProbeContext) -> u32 {
+    if let Err(slot) = try_count_call(&ctx) {
+        maps::bump(slot);
+    }
+    0
+}
+
+#[inline(always)]
+fn try_count_call(ctx: &ProbeContext) -> Result<(), u32> {
+    // SAFETY: regs is the kprobe's pt_regs, valid for the program's run.
+    let sp = unsafe { (*ctx.regs).rsp };
+    // SAFETY: bpf_probe_read_kernel checks the address.
+    let caller: u64 =
+        unsafe { bpf_probe_read_kernel(sp as *const u64) }.map_err(|_| READ_ERRORS)?;
+    if caller < maps::call_probe().module_area_start {
+        return Ok(());
+    }
+    // SAFETY: a plain u64 value read from a map slot.
+    let Some(&incarnation) = (unsafe { PAGES.get(&(caller >> PAGE_SHIFT)) }) else {
+        return Ok(());
+    };
+    // SAFETY: the helper only reads the context it is given.
+    let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
+    let key = CallKey {
+        incarnation,
+        func_ip,
+    };
+    if let Some(count) = CALLS.get_ptr_mut(&key) {
+        // SAFETY: this CPU's slot; kprobe programs do not nest on one CPU.
+        unsafe { *count += 1 };
+        return Ok(());
+    }
+    // First call on this CPU. The kernel inserts under the bucket lock and
+    // updates in place if another CPU got there first: no count is lost.
+    CALLS.insert(&key, &1, 0).map_err(|_| CALL_MAP_FULL)?;
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if SEEN.insert(&key, &now, NOEXIST).is_ok() {
+        first_use(key, caller, now)?;
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn first_use(key: CallKey, caller: u64, now: u64) -> Result<(), u32> {
+    let Some(mut entry) = EVENTS.reserve::<FirstUseEvent>(0) else {
+        return Err(LOST_EVENTS);
+    };
+    entry.write(FirstUseEvent {
+        header: EventHeader {
+            kind: EventKind::FirstUse as u32,
+            // SAFETY: no preconditions.
+            cpu: unsafe { bpf_get_smp_processor_id() },
+            ts_ns: now,
+        },
+        key,
+        caller,
+    });
+    entry.submit(0);
+    Ok(())
+}

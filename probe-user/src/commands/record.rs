@@ -1,0 +1,168 @@
+//! `modscope record`: the module registry plus exact call counts per module
+//! and kernel function, streamed live, with a per-module report at the end.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+use modscope::{
+    analysis::{self, ko_file},
+    kallsyms::Kallsyms,
+    kernel_features::{self, KernelPaths},
+    proc_modules,
+};
+
+use super::live::{self, CallPlan, LiveOptions};
+
+#[derive(clap::Args)]
+pub struct RecordArgs {
+    /// One JSON object per line (schema in the README).
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many seconds (default: until SIGINT or SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// A module file (or directory of them) to watch: its imported functions
+    /// are probed before it loads, so calls from its init are counted.
+    #[arg(long, value_name = "PATH")]
+    watch: Vec<PathBuf>,
+    /// Also probe this kernel function.
+    #[arg(long = "function", value_name = "NAME")]
+    functions: Vec<String>,
+    /// Report only these modules (default: every module seen).
+    #[arg(long = "module", value_name = "NAME")]
+    modules: Vec<String>,
+    /// At most this many functions are probed; the rest are listed as capped.
+    #[arg(long, default_value_t = 512)]
+    max_probes: usize,
+}
+
+pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
+    let paths = KernelPaths::default();
+    kernel_features::check_live_probe(&paths)?;
+    let plan = plan(&args, &paths)?;
+    live::run(LiveOptions {
+        json: args.json,
+        duration: args.duration,
+        calls: Some(plan),
+    })
+    .await
+}
+
+/// Module name as the kernel spells it, from a file name.
+fn module_name(path: &Path) -> String {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    file.split(".ko").next().unwrap_or(&file).replace('-', "_")
+}
+
+/// Imported symbols per module name, for every module file under `paths`.
+fn imports_of(paths: &[PathBuf]) -> anyhow::Result<HashMap<String, BTreeSet<String>>> {
+    let (files, errors) = analysis::expand_paths(paths);
+    if let Some(e) = errors.first() {
+        anyhow::bail!("--watch {}: {}", e.path, e.error);
+    }
+    let mut out = HashMap::new();
+    for f in files {
+        let (name, imports) = ko_file::with_module(&f, |facts| {
+            let name = facts
+                .name()
+                .map(str::to_owned)
+                .unwrap_or_else(|| module_name(&f));
+            (
+                name,
+                facts
+                    .imports
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<BTreeSet<_>>(),
+            )
+        })
+        .with_context(|| format!("reading {}", f.display()))?;
+        out.insert(name, imports);
+    }
+    Ok(out)
+}
+
+/// Compiler and tracing plumbing every module imports: entry hooks, return
+/// and indirect-call thunks, static-call trampolines. They run on every
+/// function of the kernel (or cannot be probed at all); counting them says
+/// nothing about what a module does.
+const NEVER_PROBE: &[&str] = &[
+    "__fentry__",
+    "mcount",
+    "__x86_",
+    "__SCT__",
+    "__SCK__",
+    "__stack_chk_fail",
+    "__sanitizer_",
+    "__asan_",
+    "__ubsan_",
+    "__kasan_",
+];
+
+fn never_probe(name: &str) -> bool {
+    NEVER_PROBE.iter().any(|p| name.starts_with(p))
+}
+
+fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
+    let kallsyms = Kallsyms::read().context("reading /proc/kallsyms")?;
+    let mut imports = imports_of(&args.watch)?;
+    // Without --watch or --function: the imports of every loaded module
+    // whose file is on this kernel's module path.
+    let mut wanted: Vec<String> = args.functions.clone();
+    wanted.extend(imports.values().flatten().cloned());
+    if args.watch.is_empty() && args.functions.is_empty() {
+        let release = kernel_features::release(paths);
+        let loaded: BTreeSet<String> = proc_modules::read(&paths.proc_modules)?
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        let (files, _) =
+            analysis::expand_paths(&[PathBuf::from(format!("/lib/modules/{release}"))]);
+        let files: Vec<PathBuf> = files
+            .into_iter()
+            .filter(|f| loaded.contains(&module_name(f)))
+            .collect();
+        for (name, set) in imports_of(&files)? {
+            wanted.extend(set.iter().cloned());
+            imports.entry(name).or_insert(set);
+        }
+    }
+    // Functions only (data symbols cannot be probed), each once, in order of
+    // how many modules import them: the cap drops the least shared.
+    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
+    for w in wanted {
+        *uses.entry(w).or_default() += 1;
+    }
+    let mut ranked: Vec<(String, usize)> = uses
+        .into_iter()
+        .filter(|(n, _)| kallsyms.function(n).is_some() && !never_probe(n))
+        .collect();
+    ranked.sort_by(|a, b| {
+        let explicit = |n: &str| args.functions.iter().any(|f| f == n);
+        explicit(&b.0)
+            .cmp(&explicit(&a.0))
+            .then(b.1.cmp(&a.1))
+            .then(a.0.cmp(&b.0))
+    });
+    let capped = ranked
+        .split_off(ranked.len().min(args.max_probes))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let functions = ranked
+        .into_iter()
+        .filter_map(|(n, _)| kallsyms.function(&n).map(|a| (n, a)))
+        .collect();
+    Ok(CallPlan {
+        functions,
+        capped,
+        imports,
+        modules: args.modules.clone(),
+    })
+}

@@ -1,0 +1,86 @@
+//! `/proc/kallsyms`: kernel function addresses, to name the functions the
+//! call probe reports by address and to tell functions from data.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Default)]
+pub struct Kallsyms {
+    /// Text symbols of the core kernel and modules: name -> address.
+    text: HashMap<String, u64>,
+}
+
+impl Kallsyms {
+    pub fn parse(text: &str) -> Self {
+        let mut out = Self::default();
+        for line in text.lines() {
+            let mut f = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            if !matches!(kind, "t" | "T") {
+                continue;
+            }
+            if let Ok(addr) = u64::from_str_radix(addr, 16) {
+                out.text.entry(name.to_owned()).or_insert(addr);
+            }
+        }
+        out
+    }
+
+    pub fn read() -> std::io::Result<Self> {
+        Ok(Self::parse(&std::fs::read_to_string("/proc/kallsyms")?))
+    }
+
+    /// Address of a function, if `name` is one.
+    pub fn function(&self, name: &str) -> Option<u64> {
+        self.text.get(name).copied().filter(|&a| a != 0)
+    }
+}
+
+/// Names the function a probe reported: `bpf_get_func_ip` gives the probed
+/// address, which on kernels with IBT may sit a few bytes past the symbol.
+#[derive(Debug, Default)]
+pub struct FunctionNames {
+    sorted: Vec<(u64, String)>,
+}
+
+impl FunctionNames {
+    pub fn new(functions: impl IntoIterator<Item = (String, u64)>) -> Self {
+        let mut sorted: Vec<(u64, String)> = functions.into_iter().map(|(n, a)| (a, n)).collect();
+        sorted.sort();
+        Self { sorted }
+    }
+
+    pub fn name(&self, ip: u64) -> Option<&str> {
+        let i = self.sorted.partition_point(|(a, _)| *a <= ip);
+        let (addr, name) = self.sorted.get(i.checked_sub(1)?)?;
+        (ip - addr < 32).then_some(name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_functions_only() {
+        let k = Kallsyms::parse(
+            "ffffffff81000000 T _stext\nffffffff81234560 T kfree\nffffffff82000000 D jiffies\n\
+             ffffffffc0a00000 t helper\t[modscope_calls]\n0000000000000000 T hidden\n",
+        );
+        assert_eq!(k.function("kfree"), Some(0xffff_ffff_8123_4560));
+        assert_eq!(k.function("jiffies"), None);
+        assert_eq!(k.function("helper"), Some(0xffff_ffff_c0a0_0000));
+        assert_eq!(k.function("hidden"), None, "unprivileged readers see zeros");
+    }
+
+    #[test]
+    fn names_probe_addresses_past_the_endbr() {
+        let n = FunctionNames::new([("kfree".to_owned(), 0x1000), ("kstrdup".to_owned(), 0x2000)]);
+        assert_eq!(n.name(0x1000), Some("kfree"));
+        assert_eq!(n.name(0x1004), Some("kfree"));
+        assert_eq!(n.name(0x2004), Some("kstrdup"));
+        assert_eq!(n.name(0x1800), None);
+        assert_eq!(n.name(0x10), None);
+    }
+}
