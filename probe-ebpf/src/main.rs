@@ -4,6 +4,7 @@
 #![no_main]
 
 mod call_counter;
+mod init_done;
 mod maps;
 mod module_registry;
 mod text_pages;

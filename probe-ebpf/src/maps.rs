@@ -38,6 +38,10 @@ pub static CALLS: PerCpuHashMap<CallKey, u64> = PerCpuHashMap::with_max_entries(
 #[map]
 pub static SEEN: HashMap<CallKey, u64> = HashMap::with_max_entries(65_536, 0);
 
+/// Thread (pid_tgid) -> `struct module *` whose init is running there.
+#[map]
+pub static INIT_PENDING: HashMap<u64, u64> = HashMap::with_max_entries(1024, 0);
+
 /// One record's worth of per-CPU scratch space: a `ModuleRecord` is too
 /// large to build on the 512-byte BPF stack next to the ring-buffer event.
 #[map]

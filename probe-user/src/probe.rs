@@ -222,7 +222,29 @@ impl ModuleProbe {
         }
         self.attached
             .push(format!("kprobe/count_call x{}", attached.len()));
+        self.attach_init_done()?;
         Ok((attached, failed))
+    }
+
+    /// Unmaps a module's init pages when `do_init_module()` returns, so
+    /// code later placed there is not credited to it.
+    fn attach_init_done(&mut self) -> Result<(), ProbeError> {
+        for (program, what) in [
+            ("init_start", "kprobe/do_init_module"),
+            ("init_done", "kretprobe/do_init_module"),
+        ] {
+            let prog: &mut KProbe = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::Missing("init_start/init_done programs"))?
+                .try_into()
+                .map_err(ProbeError::KProbeLoad)?;
+            prog.load().map_err(ProbeError::KProbeLoad)?;
+            prog.attach("do_init_module", 0)
+                .map_err(ProbeError::KProbeLoad)?;
+            self.attached.push(what.to_owned());
+        }
+        Ok(())
     }
 
     /// Maps the pages of `[base, base+size)` to `incarnation` (modules

@@ -189,7 +189,12 @@ fn two_hundred_reloads_keep_counts_exact_and_leave_no_probe_behind() {
     for _ in 0..LOADS {
         insmod(CALLS, &[]).unload();
     }
-    stream.wait_until(WAIT * 4, |ev| ev.iter().filter(|e| e["type"] == "unload" && e["name"] == CALLS).count() == LOADS);
+    stream.wait_until(WAIT * 4, |ev| {
+        ev.iter()
+            .filter(|e| e["type"] == "unload" && e["name"] == CALLS)
+            .count()
+            == LOADS
+    });
     let events = stream.stop();
 
     let r = reports(&events, CALLS);
@@ -199,21 +204,64 @@ fn two_hundred_reloads_keep_counts_exact_and_leave_no_probe_behind() {
         assert_eq!(count(m, "mutex_lock"), 500, "load {i}: {m:#}");
         assert_eq!(m["init_counted"], true, "load {i}");
     }
-    let registry = events.iter().rev().find(|e| e["type"] == "registry").unwrap();
-    assert!(registry["modules"].as_array().unwrap().iter().all(|m| m["name"] != CALLS), "stale registry entry");
-    for counter in ["lost_events", "page_map_full", "call_map_full", "read_errors"] {
+    let registry = events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "registry")
+        .unwrap();
+    assert!(
+        registry["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["name"] != CALLS),
+        "stale registry entry"
+    );
+    for counter in [
+        "lost_events",
+        "page_map_full",
+        "call_map_full",
+        "read_errors",
+    ] {
         assert_eq!(registry["stats"][counter], 0, "{counter}");
     }
     // Nothing of modscope's survives it in the kernel.
-    let out = std::process::Command::new("bpftool").args(["prog", "show"]).output().expect("running bpftool");
+    let out = std::process::Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("running bpftool");
     let progs = String::from_utf8_lossy(&out.stdout);
     for name in ["count_call", "module_load", "module_free"] {
         assert!(!progs.contains(name), "{name} still loaded:\n{progs}");
     }
-    let out = std::process::Command::new("bpftool").args(["link", "show"]).output().expect("running bpftool");
+    let out = std::process::Command::new("bpftool")
+        .args(["link", "show"])
+        .output()
+        .expect("running bpftool");
     let links = String::from_utf8_lossy(&out.stdout);
-    assert!(links.trim().is_empty(), "BPF links left behind (the guest runs nothing else):\n{links}");
+    assert!(
+        links.trim().is_empty(),
+        "BPF links left behind (the guest runs nothing else):\n{links}"
+    );
     if let Ok(events) = std::fs::read_to_string("/sys/kernel/tracing/kprobe_events") {
-        assert!(events.trim().is_empty(), "kprobe_events left behind: {events}");
+        assert!(
+            events.trim().is_empty(),
+            "kprobe_events left behind: {events}"
+        );
     }
+}
+
+#[test]
+fn init_text_is_unmapped_once_init_has_run() {
+    let mut stream = record(&[CALLS]);
+    let loaded = insmod(CALLS, &[]);
+    let load = stream.wait_for(WAIT, |e| e["type"] == "load" && e["name"] == CALLS);
+    assert!(load["init_text"]["size"].as_u64().unwrap() > 0, "{load:#}");
+    // The registry is read at stop, with the module live and its init freed.
+    let events = stream.stop();
+    loaded.unload();
+    let entry = registry_entries(&events, CALLS);
+    assert_eq!(entry.len(), 1);
+    assert_eq!(entry[0]["init_text"]["size"], 0, "{:#}", entry[0]);
+    assert_eq!(entry[0]["core_text"], load["core_text"]);
 }
