@@ -49,6 +49,9 @@ pub enum ProbeError {
     Map { map: &'static str, source: MapError },
 }
 
+/// A function the kernel would not probe, and its reason.
+pub type RefusedProbe = (String, String);
+
 /// Per-CPU counters summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -204,7 +207,7 @@ impl ModuleProbe {
     pub fn attach_calls(
         &mut self,
         functions: &[String],
-    ) -> Result<(Vec<String>, Vec<(String, String)>), ProbeError> {
+    ) -> Result<(Vec<String>, Vec<RefusedProbe>), ProbeError> {
         let prog: &mut KProbe = self
             .ebpf
             .program_mut("count_call")

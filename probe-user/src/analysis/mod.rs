@@ -101,7 +101,9 @@ pub fn report(path: &Path, facts: &ko_file::ModuleFacts, target: &TargetKernel) 
     }
 }
 
-fn module_name_from_path(path: &Path) -> String {
+/// Module name as the kernel spells it, from a file name
+/// (`nf-conntrack.ko.xz` -> `nf_conntrack`).
+pub fn module_name_from_path(path: &Path) -> String {
     let file = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())

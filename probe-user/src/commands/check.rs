@@ -111,6 +111,18 @@ impl Summary {
     }
 }
 
+/// One line per file that could not be analysed.
+pub fn print_file_errors(st: &Style, errors: &[FileError]) {
+    for e in errors {
+        println!(
+            "{} {}: {}",
+            st.red("error"),
+            sanitize(&e.path),
+            sanitize(&e.error)
+        );
+    }
+}
+
 /// One JSON document on standard output, compact: reports over thousands of
 /// modules are for programs (pipe through `jq` to read them).
 pub fn write_json(value: &impl Serialize) -> anyhow::Result<()> {
@@ -293,14 +305,7 @@ fn print_text(
     }
     if !errors.is_empty() {
         println!();
-        for e in errors {
-            println!(
-                "{} {}: {}",
-                st.red("error"),
-                sanitize(&e.path),
-                sanitize(&e.error)
-            );
-        }
+        print_file_errors(&st, errors);
     }
     println!(
         "\n{} compatible, {} warning, {} incompatible, {} unreadable{}",
@@ -425,14 +430,7 @@ fn run_matrix(
                 }
             }
         }
-        for e in &errors {
-            println!(
-                "{} {}: {}",
-                st.red("error"),
-                sanitize(&e.path),
-                sanitize(&e.error)
-            );
-        }
+        print_file_errors(&st, &errors);
     }
     Ok(if !errors.is_empty() {
         status::BAD_INPUT

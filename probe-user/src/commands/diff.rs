@@ -214,12 +214,5 @@ fn print_text(
             impact.affected.len() - limit.max(30)
         );
     }
-    for e in errors {
-        println!(
-            "{} {}: {}",
-            st.red("error"),
-            sanitize(&e.path),
-            sanitize(&e.error)
-        );
-    }
+    check::print_file_errors(&st, errors);
 }

@@ -3,7 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use anyhow::Context as _;
@@ -51,15 +51,6 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
     .await
 }
 
-/// Module name as the kernel spells it, from a file name.
-fn module_name(path: &Path) -> String {
-    let file = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    file.split(".ko").next().unwrap_or(&file).replace('-', "_")
-}
-
 /// Imported symbols per module name, for every module file under `paths`.
 fn imports_of(paths: &[PathBuf]) -> anyhow::Result<HashMap<String, BTreeSet<String>>> {
     let (files, errors) = analysis::expand_paths(paths);
@@ -72,7 +63,7 @@ fn imports_of(paths: &[PathBuf]) -> anyhow::Result<HashMap<String, BTreeSet<Stri
             let name = facts
                 .name()
                 .map(str::to_owned)
-                .unwrap_or_else(|| module_name(&f));
+                .unwrap_or_else(|| analysis::module_name_from_path(&f));
             (
                 name,
                 facts
@@ -126,7 +117,7 @@ fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
             analysis::expand_paths(&[PathBuf::from(format!("/lib/modules/{release}"))]);
         let files: Vec<PathBuf> = files
             .into_iter()
-            .filter(|f| loaded.contains(&module_name(f)))
+            .filter(|f| loaded.contains(&analysis::module_name_from_path(f)))
             .collect();
         for (name, set) in imports_of(&files)? {
             wanted.extend(set.iter().cloned());
