@@ -122,8 +122,13 @@ pub(crate) fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct, BtfLa
 
 /// Follows typedefs and qualifiers to the underlying type.
 fn resolve(btf: &Btf, ty: &dyn BtfType) -> Result<Type, BtfLayoutError> {
-    let mut t = btf.resolve_chained_type(ty)?;
-    loop {
+    Ok(strip_qualifiers(btf, btf.resolve_chained_type(ty)?)?)
+}
+
+/// Follows typedefs, qualifiers and type tags from `t` to the type they
+/// name. Bounded, so a cyclic chain in a corrupt BTF cannot hang us.
+pub(crate) fn strip_qualifiers(btf: &Btf, mut t: Type) -> Result<Type, btf_rs::Error> {
+    for _ in 0..16 {
         t = match &t {
             Type::Typedef(x) => btf.resolve_chained_type(x)?,
             Type::Const(x) | Type::Volatile(x) | Type::Restrict(x) => {
@@ -133,6 +138,7 @@ fn resolve(btf: &Btf, ty: &dyn BtfType) -> Result<Type, BtfLayoutError> {
             _ => return Ok(t),
         };
     }
+    Ok(t)
 }
 
 /// Byte offset and resolved type of `name` in `s`, looking through

@@ -28,19 +28,9 @@ pub enum Reach {
     ByValue,
 }
 
-/// Follows typedefs and qualifiers.
-fn strip(btf: &Btf, mut t: Type) -> Type {
-    for _ in 0..16 {
-        t = match &t {
-            Type::Typedef(x) => btf.resolve_chained_type(x).unwrap_or(Type::Void),
-            Type::Const(x) | Type::Volatile(x) | Type::Restrict(x) => {
-                btf.resolve_chained_type(x).unwrap_or(Type::Void)
-            }
-            Type::TypeTag(x) => btf.resolve_chained_type(x).unwrap_or(Type::Void),
-            _ => return t,
-        };
-    }
-    t
+/// Follows typedefs and qualifiers; what cannot be resolved reaches nothing.
+fn strip(btf: &Btf, t: Type) -> Type {
+    crate::btf_layout::strip_qualifiers(btf, t).unwrap_or(Type::Void)
 }
 
 /// The named struct a type is or points to, and how.
