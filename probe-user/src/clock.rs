@@ -34,6 +34,20 @@ impl WallClock {
         }
     }
 
+    /// The clock of a recorded session.
+    pub fn from_epoch_at_boot_ns(epoch_at_boot_ns: u64) -> Self {
+        Self { epoch_at_boot_ns }
+    }
+
+    pub fn epoch_at_boot_ns(&self) -> u64 {
+        self.epoch_at_boot_ns
+    }
+
+    /// RFC 3339 text for a boot-clock time.
+    pub fn rfc3339(&self, boot_ns: u64) -> String {
+        rfc3339(self.at(boot_ns))
+    }
+
     pub fn at(&self, boot_ns: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(self.epoch_at_boot_ns + boot_ns)
     }

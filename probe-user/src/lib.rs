@@ -12,3 +12,4 @@ pub mod kernel_features;
 pub mod probe;
 pub mod proc_modules;
 pub mod taint;
+pub mod trace;

@@ -31,6 +31,8 @@ enum Command {
     Events(commands::events::EventsArgs),
     /// Stream module events and count every call each module makes to the probed kernel functions.
     Record(commands::record::RecordArgs),
+    /// Per-module report of a trace file written by `record -o`.
+    Report(commands::report::ReportArgs),
     /// Check module files against a kernel: would it load them, and are they safe there?
     Check(commands::check::CheckArgs),
     /// What changed between two kernels, and which modules survive the move.
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Events(args) => runtime.block_on(commands::events::run(args)).map(|()| 0),
         Command::Record(args) => runtime.block_on(commands::record::run(args)).map(|()| 0),
         Command::Check(args) => commands::check::run(args),
+        Command::Report(args) => commands::report::run(args),
         Command::Diff(args) => commands::diff::run(args),
     };
     match result {

@@ -153,3 +153,61 @@ fn a_config_that_is_mostly_garbage_is_refused() {
         "{v}"
     );
 }
+
+fn sample_trace(path: &std::path::Path) -> Vec<u8> {
+    use modscope::trace::{TraceWriter, records::samples};
+    let mut w = TraceWriter::create(path).unwrap();
+    for r in samples::all() {
+        w.write(&r);
+    }
+    w.flush().unwrap();
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn report_reads_a_trace_as_json() {
+    let path = tmp("report").join("t.trace");
+    sample_trace(&path);
+    let out = modscope(&["report", "--json", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["complete"], true);
+    let m = &v["sessions"][0]["modules"][0];
+    assert_eq!(m["name"], "m");
+    assert_eq!(m["calls"][0]["symbol"], "kstrdup");
+    assert_eq!(m["calls"][0]["count"], 1000);
+    assert_eq!(m["init_counted"], true);
+    assert_eq!(m["unprobed_imports"][0], "_printk");
+}
+
+#[test]
+fn report_skips_damage_and_says_so() {
+    let path = tmp("damaged").join("t.trace");
+    let mut bytes = sample_trace(&path);
+    // Corrupt one byte inside the counts record, and cut the last record short.
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&path, &bytes).unwrap();
+    let out = modscope(&["report", "--json", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["complete"], false);
+    assert_eq!(v["damage"].as_array().unwrap().len(), 2, "{v}");
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    assert!(stderr.contains("cut short"), "{stderr}");
+    assert!(v["records"].as_u64().unwrap() >= 5, "{v}");
+}
+
+#[test]
+fn report_refuses_a_file_that_is_not_a_trace() {
+    let path = tmp("nottrace").join("notes.txt");
+    std::fs::write(&path, "hello").unwrap();
+    let out = modscope(&["report", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a modscope trace"));
+    let out = modscope(&["report", "/nonexistent/t.trace"]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/t.trace"));
+}

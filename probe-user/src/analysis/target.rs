@@ -83,6 +83,21 @@ fn read_text(what: &'static str, path: &Path) -> Result<String, TargetError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// The running kernel's configuration (`/proc/config.gz`, else
+/// `/boot/config-<release>`) and where it was read, if either is there.
+pub fn running_config(release: &str) -> Option<(String, KernelConfig)> {
+    [
+        PathBuf::from("/proc/config.gz"),
+        PathBuf::from(format!("/boot/config-{release}")),
+    ]
+    .into_iter()
+    .filter(|p| p.exists())
+    .find_map(|p| {
+        let text = read_text("kernel config", &p).ok()?;
+        Some((p.display().to_string(), KernelConfig::parse(&text)))
+    })
+}
+
 /// More than this share of malformed lines means the file is not what it claims to be.
 fn check_damage(
     what: &'static str,

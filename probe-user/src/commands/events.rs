@@ -17,6 +17,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         json: args.json,
         duration: args.duration,
         calls: None,
+        trace: None,
     })
     .await
 }

@@ -5,12 +5,14 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     io::{self, Write as _},
+    path::PathBuf,
     time::Duration,
 };
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use modscope::{
+    analysis::{feature_symbols, target},
     btf_layout,
     call_report::{self, Incarnation},
     clock,
@@ -19,8 +21,10 @@ use modscope::{
     kernel_features::{self, KernelPaths},
     probe::ModuleProbe,
     proc_modules,
+    trace::records::{EndReason, ModuleOrigin, SessionStart, StatsSnapshot},
 };
 use probe_common::{CallProbeConfig, ModuleName, ModuleRecord, RecordFlags, decode};
+use super::{summary, trace_sink::TraceSink};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -46,15 +50,30 @@ pub struct LiveOptions {
     pub json: bool,
     pub duration: Option<f64>,
     pub calls: Option<CallPlan>,
+    pub trace: Option<TraceOptions>,
+}
+
+/// Where and how to write the trace file.
+pub struct TraceOptions {
+    pub path: PathBuf,
+    pub append: bool,
+    pub snapshot_interval: Duration,
+    /// Only these modules are recorded (empty: all).
+    pub modules: Vec<String>,
 }
 
 struct Output {
     json: bool,
+    /// Recording to a file without --json: no per-event lines, a summary at the end.
+    quiet: bool,
     stats: Stats,
 }
 
 impl Output {
     fn emit(&mut self, event: &Event) -> anyhow::Result<()> {
+        if self.quiet {
+            return Ok(());
+        }
         let line = if self.json {
             event.to_json()
         } else {
@@ -78,6 +97,7 @@ struct Session {
     /// Text ranges per incarnation: (core base, core size, init base, init size).
     ranges: HashMap<u64, (u64, u64, u64, u64)>,
     imports: HashMap<String, BTreeSet<String>>,
+    trace: Option<TraceSink>,
 }
 
 pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
@@ -90,6 +110,11 @@ pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
             module_area_start: X86_64_MODULES_VADDR,
         },
         None => CallProbeConfig::UNSET,
+    };
+    // Opened first: a path that cannot be written fails before any probe loads.
+    let mut trace = match &opts.trace {
+        Some(t) => Some(TraceSink::open(&t.path, t.append, t.modules.clone())?),
+        None => None,
     };
     let mut probe = ModuleProbe::load(&layout, &call_config)?;
     let ring = probe.take_events()?;
@@ -113,9 +138,18 @@ pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
             capped: plan.capped.clone(),
         });
     }
+    if let Some(t) = &mut trace {
+        t.start(session_start(&paths, opts.calls.as_ref(), status.as_ref()))?;
+    }
+    let quiet = trace.is_some() && !opts.json;
+    let started = std::time::Instant::now();
+    if let Some(t) = &trace {
+        eprintln!("modscope: recording to {}", t.path().display());
+    }
     let mut session = Session {
         out: Output {
             json: opts.json,
+            quiet,
             stats: Stats::default(),
         },
         clock: clock::WallClock::sample(),
@@ -132,6 +166,7 @@ pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
             .as_ref()
             .map(|p| p.imports.clone())
             .unwrap_or_default(),
+        trace: trace.take(),
     };
     for record in probe.seed(&preexisting_modules(&paths)?)? {
         probe.map_text_pages(
@@ -140,6 +175,10 @@ pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
             record.incarnation,
         )?;
         session.track(&record, false);
+        if let Some(t) = &mut session.trace {
+            let imports = session.imports.get(&module_name(&record));
+            t.module(&record, ModuleOrigin::Present, false, imports);
+        }
         session.out.emit(&Event::Present {
             time: Event::now(),
             module: ModuleInfo::from(&record),
@@ -150,7 +189,20 @@ pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
         kernel: kernel_features::release(&paths),
         probes: probe.attached().to_vec(),
     })?;
-    session.stream(&mut probe, events, opts.duration).await?;
+    if let Some(t) = &mut session.trace {
+        t.end_batch()?;
+    }
+    let snapshot_interval = opts
+        .trace
+        .as_ref()
+        .map_or(Duration::from_secs(1), |t| t.snapshot_interval);
+    let reason = session
+        .stream(&mut probe, events, opts.duration, snapshot_interval)
+        .await?;
+    if let Some(t) = &mut session.trace {
+        let stats = stats_snapshot(&probe, session.out.stats.decode_errors)?;
+        t.end(clock::boot_ns(), &probe.call_counts()?, stats, reason)?;
+    }
     if let (Some(plan), Some(status)) = (&opts.calls, status) {
         let probed: BTreeSet<String> = plan.functions.keys().cloned().collect();
         let mut modules = call_report::build(
@@ -166,6 +218,26 @@ pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
         if !plan.modules.is_empty() {
             modules.retain(|m| plan.modules.contains(&m.name));
         }
+        if let Some(t) = &session.trace {
+            let counters = probe.counters()?;
+            let text = summary::render(&summary::SummaryInput {
+                    path: &t.path().display().to_string(),
+                    records: t.records(),
+                    bytes: t.bytes(),
+                    elapsed: started.elapsed(),
+                    reason,
+                    probes: &status,
+                    lost_events: counters.lost_events,
+                    decode_errors: session.out.stats.decode_errors,
+                    modules: &modules,
+            });
+            // Standard output carries the JSON stream when --json is on.
+            if session.out.quiet {
+                print!("{text}");
+            } else {
+                eprint!("{text}");
+            }
+        }
         session.out.emit(&Event::Calls {
             time: Event::now(),
             probes: status,
@@ -173,6 +245,72 @@ pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
         })?;
     }
     Ok(())
+}
+
+fn module_name(r: &ModuleRecord) -> String {
+    String::from_utf8_lossy(r.name.as_bytes()).into_owned()
+}
+
+fn stats_snapshot(probe: &ModuleProbe, decode_errors: u64) -> anyhow::Result<StatsSnapshot> {
+    let c = probe.counters()?;
+    Ok(StatsSnapshot {
+        ts_ns: clock::boot_ns(),
+        lost_events: c.lost_events,
+        read_errors: c.read_errors,
+        registry_full: c.registry_full,
+        page_map_full: c.page_map_full,
+        call_map_full: c.call_map_full,
+        decode_errors,
+    })
+}
+
+/// The trace's session header: where, when, what kernel, what is probed.
+fn session_start(
+    paths: &KernelPaths,
+    plan: Option<&CallPlan>,
+    status: Option<&CallProbeStatus>,
+) -> SessionStart {
+    let release = kernel_features::release(paths);
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let (config_source, config) = match target::running_config(&release) {
+        Some((source, config)) => (
+            source,
+            feature_symbols::layout_relevant_options()
+                .into_iter()
+                .map(|o| (o.to_owned(), config.get(o).unwrap_or("n").to_owned()))
+                .collect(),
+        ),
+        None => (String::new(), Vec::new()),
+    };
+    SessionStart {
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        kernel_release: release,
+        boot_id: read("/proc/sys/kernel/random/boot_id"),
+        hostname: read("/proc/sys/kernel/hostname"),
+        epoch_at_boot_ns: clock::WallClock::sample().epoch_at_boot_ns(),
+        started_ns: clock::boot_ns(),
+        command: std::env::args().collect(),
+        config_source,
+        config,
+        attach_type: if plan.is_some() { "kprobe" } else { "none" }.to_owned(),
+        functions: plan
+            .map(|p| p.functions.iter().map(|(n, a)| (n.clone(), *a)).collect())
+            .unwrap_or_default(),
+        capped: status.map(|s| s.capped.clone()).unwrap_or_default(),
+        not_attached: status
+            .map(|s| {
+                s.not_attached
+                    .iter()
+                    .map(|n| (n.function.clone(), n.error.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        module_filter: plan.map(|p| p.modules.clone()).unwrap_or_default(),
+    }
 }
 
 impl Session {
@@ -202,7 +340,8 @@ impl Session {
         probe: &mut ModuleProbe,
         mut events: AsyncFd<RingBuf<MapData>>,
         duration: Option<f64>,
-    ) -> anyhow::Result<()> {
+        snapshot_interval: Duration,
+    ) -> anyhow::Result<EndReason> {
         let mut sigint =
             signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let mut sigterm =
@@ -210,20 +349,29 @@ impl Session {
         let deadline =
             tokio::time::sleep(duration.map_or(Duration::MAX / 4, Duration::from_secs_f64));
         tokio::pin!(deadline);
+        let mut snapshots = tokio::time::interval(snapshot_interval);
+        snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lost_reported = 0;
-        loop {
+        let reason = loop {
             tokio::select! {
                 guard = events.readable_mut() => {
                     let mut guard = guard.context("waiting on the EVENTS ring buffer")?;
                     self.drain(guard.get_inner_mut())?;
                     guard.clear_ready();
                 }
-                _ = sigint.recv() => break,
-                _ = sigterm.recv() => break,
-                () = &mut deadline => break,
+                _ = snapshots.tick(), if self.trace.is_some() => {
+                    let stats = stats_snapshot(probe, self.out.stats.decode_errors)?;
+                    let counts = probe.call_counts()?;
+                    if let Some(t) = &mut self.trace {
+                        t.snapshot(clock::boot_ns(), &counts, stats)?;
+                    }
+                }
+                _ = sigint.recv() => break EndReason::Interrupt,
+                _ = sigterm.recv() => break EndReason::Terminate,
+                () = &mut deadline => break EndReason::Duration,
             }
             lost_reported = self.report_lost(probe, lost_reported)?;
-        }
+        };
         // Whatever arrived between the last wake-up and the signal.
         self.drain(events.get_mut())?;
         self.report_lost(probe, lost_reported)?;
@@ -241,7 +389,8 @@ impl Session {
             time: Event::now(),
             modules,
             stats,
-        })
+        })?;
+        Ok(reason)
     }
 
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> anyhow::Result<()> {
@@ -251,6 +400,11 @@ impl Session {
             let event = match decoded {
                 Ok(decode::Event::ModuleLoad(e)) => {
                     self.track(&e.record, true);
+                    if let Some(t) = &mut self.trace {
+                        let counted = self.incarnations.last().is_some_and(|m| m.init_counted);
+                        let imports = self.imports.get(&module_name(&e.record));
+                        t.module(&e.record, ModuleOrigin::Loaded, counted, imports);
+                    }
                     Event::Load {
                         time: clock::rfc3339(self.clock.at(e.header.ts_ns)),
                         ktime_ns: e.header.ts_ns,
@@ -258,6 +412,9 @@ impl Session {
                     }
                 }
                 Ok(decode::Event::ModuleFree(e)) => {
+                    if let Some(t) = &mut self.trace {
+                        t.unload(e.header.ts_ns, e.record.incarnation);
+                    }
                     if let Some(m) = self
                         .incarnations
                         .iter_mut()
@@ -272,7 +429,12 @@ impl Session {
                         module: ModuleInfo::from(&e.record),
                     }
                 }
-                Ok(decode::Event::FirstUse(e)) => self.first_use(&e),
+                Ok(decode::Event::FirstUse(e)) => {
+                    if let Some(t) = &mut self.trace {
+                        t.first_use(e.header.ts_ns, e.key.incarnation, e.key.func_ip, e.caller);
+                    }
+                    self.first_use(&e)
+                }
                 Err(err) => {
                     self.out.stats.decode_errors += 1;
                     Event::DecodeError {
@@ -282,6 +444,9 @@ impl Session {
                 }
             };
             self.out.emit(&event)?;
+        }
+        if let Some(t) = &mut self.trace {
+            t.end_batch()?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     path::PathBuf,
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -14,7 +15,7 @@ use modscope::{
     proc_modules,
 };
 
-use super::live::{self, CallPlan, LiveOptions};
+use super::live::{self, CallPlan, LiveOptions, TraceOptions};
 
 #[derive(clap::Args)]
 pub struct RecordArgs {
@@ -37,16 +38,41 @@ pub struct RecordArgs {
     /// At most this many functions are probed; the rest are listed as capped.
     #[arg(long, default_value_t = 512)]
     max_probes: usize,
+    /// Write a trace file (read it with `modscope report`); standard output
+    /// then gets a one-screen summary instead of the event stream, unless
+    /// --json is given.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Add a session to an existing trace file instead of replacing it.
+    #[arg(long, requires = "output")]
+    append: bool,
+    /// Seconds between counter snapshots written to the trace.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = positive_seconds)]
+    snapshot_interval: f64,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.01..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds between 0.01 and 3600")),
+    }
 }
 
 pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
     let paths = KernelPaths::default();
     kernel_features::check_live_probe(&paths)?;
     let plan = plan(&args, &paths)?;
+    let trace = args.output.as_ref().map(|path| TraceOptions {
+        path: path.clone(),
+        append: args.append,
+        snapshot_interval: Duration::from_secs_f64(args.snapshot_interval),
+        modules: args.modules.clone(),
+    });
     live::run(LiveOptions {
         json: args.json,
         duration: args.duration,
         calls: Some(plan),
+        trace,
     })
     .await
 }

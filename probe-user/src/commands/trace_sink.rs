@@ -1,0 +1,194 @@
+//! The live session's side of a trace file: what is written when, and the
+//! flush policy.
+//!
+//! Flush policy (documented in the README):
+//! - module loads and unloads are written and forced to the disk
+//!   (fdatasync) as soon as the ring buffer delivers them, so a forced load
+//!   that hangs or panics the machine still leaves its evidence;
+//! - first uses are handed to the kernel (write) with the batch that
+//!   brought them, so they survive the process being killed;
+//! - counter totals that changed, and the probe counters, are written every
+//!   snapshot interval (1 s by default) and synced then;
+//! - the end of the session writes a last snapshot and an end record.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+use modscope::trace::{
+    TraceRecord, TraceWriter,
+    records::{EndReason, ModuleOrigin, ModuleSeen, SessionStart, StatsSnapshot},
+};
+use probe_common::ModuleRecord;
+
+pub struct TraceSink {
+    writer: TraceWriter,
+    path: PathBuf,
+    /// Only these modules are recorded (empty: all).
+    filter: Vec<String>,
+    /// Incarnations being recorded.
+    kept: BTreeSet<u64>,
+    last_counts: BTreeMap<(u64, u64), u64>,
+    last_stats: Option<StatsSnapshot>,
+    /// Written since the last sync.
+    unsynced: bool,
+    /// Written since the last flush needs to reach the disk now.
+    urgent: bool,
+}
+
+impl TraceSink {
+    pub fn open(path: &Path, append: bool, filter: Vec<String>) -> anyhow::Result<Self> {
+        let writer = if append {
+            let (w, info) = TraceWriter::append(path)
+                .with_context(|| format!("opening trace {} to append", path.display()))?;
+            if info.dropped_tail > 0 {
+                eprintln!(
+                    "modscope: {}: cut off {} bytes of a torn last record before appending",
+                    path.display(),
+                    info.dropped_tail
+                );
+            }
+            w
+        } else {
+            TraceWriter::create(path)
+                .with_context(|| format!("creating trace {}", path.display()))?
+        };
+        Ok(Self {
+            writer,
+            path: path.to_owned(),
+            filter,
+            kept: BTreeSet::new(),
+            last_counts: BTreeMap::new(),
+            last_stats: None,
+            unsynced: false,
+            urgent: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.writer.bytes()
+    }
+
+    pub fn records(&self) -> u64 {
+        self.writer.records()
+    }
+
+    fn write(&mut self, record: &TraceRecord) {
+        self.writer.write(record);
+        self.unsynced = true;
+    }
+
+    pub fn start(&mut self, start: SessionStart) -> anyhow::Result<()> {
+        self.write(&TraceRecord::SessionStart(Box::new(start)));
+        self.urgent = true;
+        self.end_batch()
+    }
+
+    pub fn module(
+        &mut self,
+        r: &ModuleRecord,
+        origin: ModuleOrigin,
+        init_counted: bool,
+        imports: Option<&BTreeSet<String>>,
+    ) {
+        let name = String::from_utf8_lossy(r.name.as_bytes()).into_owned();
+        if !self.filter.is_empty() && !self.filter.contains(&name) {
+            return;
+        }
+        self.kept.insert(r.incarnation);
+        self.write(&TraceRecord::Module(Box::new(ModuleSeen {
+            ts_ns: r.load_ns,
+            origin,
+            incarnation: r.incarnation,
+            name,
+            taints: r.taints,
+            struct_module: r.module_addr,
+            core_text: (r.core_text_base, r.core_text_size),
+            init_text: (r.init_text_base, r.init_text_size),
+            init_counted,
+            imports: imports.map(|s| s.iter().cloned().collect()),
+        })));
+        self.urgent |= origin == ModuleOrigin::Loaded;
+    }
+
+    pub fn unload(&mut self, ts_ns: u64, incarnation: u64) {
+        if self.kept.contains(&incarnation) {
+            self.write(&TraceRecord::Unload { ts_ns, incarnation });
+            self.urgent = true;
+        }
+    }
+
+    pub fn first_use(&mut self, ts_ns: u64, incarnation: u64, func_ip: u64, caller: u64) {
+        if self.kept.contains(&incarnation) {
+            self.write(&TraceRecord::FirstUse {
+                ts_ns,
+                incarnation,
+                func_ip,
+                caller,
+            });
+        }
+    }
+
+    /// After a ring-buffer batch: hands it to the kernel, and to the disk
+    /// when it held a load or unload.
+    pub fn end_batch(&mut self) -> anyhow::Result<()> {
+        let result = if std::mem::take(&mut self.urgent) {
+            self.unsynced = false;
+            self.writer.sync()
+        } else {
+            self.writer.flush()
+        };
+        result.with_context(|| format!("writing trace {}", self.path.display()))
+    }
+
+    /// The counters that changed since the last snapshot, then a sync.
+    pub fn snapshot(
+        &mut self,
+        ts_ns: u64,
+        counts: &BTreeMap<(u64, u64), u64>,
+        stats: StatsSnapshot,
+    ) -> anyhow::Result<()> {
+        let entries: Vec<(u64, u64, u64)> = counts
+            .iter()
+            .filter(|((inc, _), _)| self.kept.contains(inc))
+            .filter(|(k, n)| self.last_counts.get(k) != Some(n))
+            .map(|(&(inc, ip), &n)| (inc, ip, n))
+            .collect();
+        if !entries.is_empty() {
+            self.write(&TraceRecord::Counts { ts_ns, entries });
+            self.last_counts.extend(
+                counts
+                    .iter()
+                    .filter(|((inc, _), _)| self.kept.contains(inc)),
+            );
+        }
+        let unchanged = self.last_stats.is_some_and(|s| StatsSnapshot { ts_ns, ..s } == stats);
+        if !unchanged {
+            self.write(&TraceRecord::Stats(stats));
+            self.last_stats = Some(stats);
+        }
+        if self.unsynced {
+            self.urgent = true;
+        }
+        self.end_batch()
+    }
+
+    pub fn end(
+        &mut self,
+        ts_ns: u64,
+        counts: &BTreeMap<(u64, u64), u64>,
+        stats: StatsSnapshot,
+        reason: EndReason,
+    ) -> anyhow::Result<()> {
+        self.snapshot(ts_ns, counts, stats)?;
+        self.write(&TraceRecord::SessionEnd { ts_ns, reason });
+        self.urgent = true;
+        self.end_batch()
+    }
+}

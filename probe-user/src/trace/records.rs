@@ -1,0 +1,474 @@
+//! What a trace holds: one enum of records, each encoded as a kind byte and
+//! its fields. Times are boot-clock nanoseconds (the probes' clock); the
+//! session header carries the wall-clock offset and the boot id that make
+//! them meaningful on another machine.
+
+use super::codec::{DecodeError, Decoder, Encoder};
+
+/// The first record of every capture session (a file holds one or more).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionStart {
+    pub tool_version: String,
+    pub kernel_release: String,
+    /// `/proc/sys/kernel/random/boot_id`: times in this session compare
+    /// only with times of the same boot.
+    pub boot_id: String,
+    pub hostname: String,
+    /// Wall-clock nanoseconds since the epoch at boot-clock zero.
+    pub epoch_at_boot_ns: u64,
+    pub started_ns: u64,
+    /// The command line that made the capture.
+    pub command: Vec<String>,
+    /// Where the configuration below came from (`/boot/config-…`), or empty.
+    pub config_source: String,
+    /// ABI-relevant kernel options and their values (`y`, `m`, or unset = absent).
+    pub config: Vec<(String, String)>,
+    /// How calls are caught (`kprobe`).
+    pub attach_type: String,
+    /// Probed kernel functions and their addresses.
+    pub functions: Vec<(String, u64)>,
+    /// Functions left out by the probe cap.
+    pub capped: Vec<String>,
+    /// Functions the kernel refused to probe, with its reason.
+    pub not_attached: Vec<(String, String)>,
+    /// Modules the capture was limited to (empty: all).
+    pub module_filter: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleOrigin {
+    /// Loaded before the capture started.
+    Present,
+    /// Loaded during the capture.
+    Loaded,
+}
+
+/// A module incarnation entering the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleSeen {
+    pub ts_ns: u64,
+    pub origin: ModuleOrigin,
+    pub incarnation: u64,
+    pub name: String,
+    pub taints: u64,
+    pub struct_module: u64,
+    pub core_text: (u64, u64),
+    pub init_text: (u64, u64),
+    /// Probes were live before its init ran.
+    pub init_counted: bool,
+    /// Its imported functions, when its file was found.
+    pub imports: Option<Vec<String>>,
+}
+
+/// Probe counters at a point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    pub ts_ns: u64,
+    pub lost_events: u64,
+    pub read_errors: u64,
+    pub registry_full: u64,
+    pub page_map_full: u64,
+    pub call_map_full: u64,
+    pub decode_errors: u64,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Duration,
+    Interrupt,
+    Terminate,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Duration => "duration",
+            EndReason::Interrupt => "SIGINT",
+            EndReason::Terminate => "SIGTERM",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceRecord {
+    SessionStart(Box<SessionStart>),
+    Module(Box<ModuleSeen>),
+    Unload {
+        ts_ns: u64,
+        incarnation: u64,
+    },
+    FirstUse {
+        ts_ns: u64,
+        incarnation: u64,
+        func_ip: u64,
+        caller: u64,
+    },
+    /// Totals of the counters that changed since the previous snapshot:
+    /// `(incarnation, function address, calls so far)`. Totals, not deltas,
+    /// so a reader that lost a snapshot is still exact at the next one.
+    Counts {
+        ts_ns: u64,
+        entries: Vec<(u64, u64, u64)>,
+    },
+    Stats(StatsSnapshot),
+    SessionEnd {
+        ts_ns: u64,
+        reason: EndReason,
+    },
+}
+
+mod kind {
+    pub const SESSION_START: u8 = 1;
+    pub const MODULE: u8 = 2;
+    pub const UNLOAD: u8 = 3;
+    pub const FIRST_USE: u8 = 4;
+    pub const COUNTS: u8 = 5;
+    pub const STATS: u8 = 6;
+    pub const SESSION_END: u8 = 7;
+}
+
+impl TraceRecord {
+    pub fn encode(&self, e: &mut Encoder) {
+        match self {
+            TraceRecord::SessionStart(s) => {
+                e.u8(kind::SESSION_START);
+                e.str(&s.tool_version);
+                e.str(&s.kernel_release);
+                e.str(&s.boot_id);
+                e.str(&s.hostname);
+                e.varint(s.epoch_at_boot_ns);
+                e.varint(s.started_ns);
+                e.strs(s.command.iter());
+                e.str(&s.config_source);
+                e.varint(s.config.len() as u64);
+                for (k, v) in &s.config {
+                    e.str(k);
+                    e.str(v);
+                }
+                e.str(&s.attach_type);
+                e.varint(s.functions.len() as u64);
+                for (name, addr) in &s.functions {
+                    e.str(name);
+                    e.varint(*addr);
+                }
+                e.strs(s.capped.iter());
+                e.varint(s.not_attached.len() as u64);
+                for (f, why) in &s.not_attached {
+                    e.str(f);
+                    e.str(why);
+                }
+                e.strs(s.module_filter.iter());
+            }
+            TraceRecord::Module(m) => {
+                e.u8(kind::MODULE);
+                e.varint(m.ts_ns);
+                e.u8(match m.origin {
+                    ModuleOrigin::Present => 0,
+                    ModuleOrigin::Loaded => 1,
+                });
+                e.varint(m.incarnation);
+                e.str(&m.name);
+                e.varint(m.taints);
+                e.varint(m.struct_module);
+                e.varint(m.core_text.0);
+                e.varint(m.core_text.1);
+                e.varint(m.init_text.0);
+                e.varint(m.init_text.1);
+                e.bool(m.init_counted);
+                match &m.imports {
+                    None => e.u8(0),
+                    Some(list) => {
+                        e.u8(1);
+                        e.strs(list.iter());
+                    }
+                }
+            }
+            TraceRecord::Unload { ts_ns, incarnation } => {
+                e.u8(kind::UNLOAD);
+                e.varint(*ts_ns);
+                e.varint(*incarnation);
+            }
+            TraceRecord::FirstUse {
+                ts_ns,
+                incarnation,
+                func_ip,
+                caller,
+            } => {
+                e.u8(kind::FIRST_USE);
+                e.varint(*ts_ns);
+                e.varint(*incarnation);
+                e.varint(*func_ip);
+                e.varint(*caller);
+            }
+            TraceRecord::Counts { ts_ns, entries } => {
+                e.u8(kind::COUNTS);
+                e.varint(*ts_ns);
+                e.varint(entries.len() as u64);
+                for (inc, ip, n) in entries {
+                    e.varint(*inc);
+                    e.varint(*ip);
+                    e.varint(*n);
+                }
+            }
+            TraceRecord::Stats(s) => {
+                e.u8(kind::STATS);
+                for v in [
+                    s.ts_ns,
+                    s.lost_events,
+                    s.read_errors,
+                    s.registry_full,
+                    s.page_map_full,
+                    s.call_map_full,
+                    s.decode_errors,
+                ] {
+                    e.varint(v);
+                }
+            }
+            TraceRecord::SessionEnd { ts_ns, reason } => {
+                e.u8(kind::SESSION_END);
+                e.varint(*ts_ns);
+                e.u8(match reason {
+                    EndReason::Duration => 0,
+                    EndReason::Interrupt => 1,
+                    EndReason::Terminate => 2,
+                });
+            }
+        }
+    }
+
+    /// Decodes one record's payload (kind byte first); the whole payload
+    /// must be consumed.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let mut d = Decoder::new(payload);
+        let record = match d.u8()? {
+            kind::SESSION_START => TraceRecord::SessionStart(Box::new(decode_session(&mut d)?)),
+            kind::MODULE => TraceRecord::Module(Box::new(decode_module(&mut d)?)),
+            kind::UNLOAD => TraceRecord::Unload {
+                ts_ns: d.varint()?,
+                incarnation: d.varint()?,
+            },
+            kind::FIRST_USE => TraceRecord::FirstUse {
+                ts_ns: d.varint()?,
+                incarnation: d.varint()?,
+                func_ip: d.varint()?,
+                caller: d.varint()?,
+            },
+            kind::COUNTS => {
+                let ts_ns = d.varint()?;
+                let n = d.count()?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    entries.push((d.varint()?, d.varint()?, d.varint()?));
+                }
+                TraceRecord::Counts { ts_ns, entries }
+            }
+            kind::STATS => TraceRecord::Stats(StatsSnapshot {
+                ts_ns: d.varint()?,
+                lost_events: d.varint()?,
+                read_errors: d.varint()?,
+                registry_full: d.varint()?,
+                page_map_full: d.varint()?,
+                call_map_full: d.varint()?,
+                decode_errors: d.varint()?,
+            }),
+            kind::SESSION_END => TraceRecord::SessionEnd {
+                ts_ns: d.varint()?,
+                reason: match d.u8()? {
+                    0 => EndReason::Duration,
+                    1 => EndReason::Interrupt,
+                    2 => EndReason::Terminate,
+                    v => {
+                        return Err(DecodeError::Invalid {
+                            what: "end reason",
+                            value: u64::from(v),
+                        });
+                    }
+                },
+            },
+            other => return Err(DecodeError::UnknownKind(other)),
+        };
+        d.finish()?;
+        Ok(record)
+    }
+}
+
+fn decode_session(d: &mut Decoder) -> Result<SessionStart, DecodeError> {
+    let mut s = SessionStart {
+        tool_version: d.str()?,
+        kernel_release: d.str()?,
+        boot_id: d.str()?,
+        hostname: d.str()?,
+        epoch_at_boot_ns: d.varint()?,
+        started_ns: d.varint()?,
+        command: d.strs()?,
+        config_source: d.str()?,
+        ..SessionStart::default()
+    };
+    for _ in 0..d.count()? {
+        s.config.push((d.str()?, d.str()?));
+    }
+    s.attach_type = d.str()?;
+    for _ in 0..d.count()? {
+        s.functions.push((d.str()?, d.varint()?));
+    }
+    s.capped = d.strs()?;
+    for _ in 0..d.count()? {
+        s.not_attached.push((d.str()?, d.str()?));
+    }
+    s.module_filter = d.strs()?;
+    Ok(s)
+}
+
+fn decode_module(d: &mut Decoder) -> Result<ModuleSeen, DecodeError> {
+    let ts_ns = d.varint()?;
+    let origin = match d.u8()? {
+        0 => ModuleOrigin::Present,
+        1 => ModuleOrigin::Loaded,
+        v => {
+            return Err(DecodeError::Invalid {
+                what: "module origin",
+                value: u64::from(v),
+            });
+        }
+    };
+    Ok(ModuleSeen {
+        ts_ns,
+        origin,
+        incarnation: d.varint()?,
+        name: d.str()?,
+        taints: d.varint()?,
+        struct_module: d.varint()?,
+        core_text: (d.varint()?, d.varint()?),
+        init_text: (d.varint()?, d.varint()?),
+        init_counted: d.bool("init_counted")?,
+        imports: if d.bool("imports known")? {
+            Some(d.strs()?)
+        } else {
+            None
+        },
+    })
+}
+
+/// A small trace of every record kind, for tests here and in the binary.
+#[doc(hidden)]
+pub mod samples {
+    use super::*;
+
+    pub fn session() -> SessionStart {
+        SessionStart {
+            tool_version: "0.1.0".into(),
+            kernel_release: "6.1.0-56-amd64".into(),
+            boot_id: "1b4e28ba-2fa1-11d2-883f-0016d3cca427".into(),
+            hostname: "lab7".into(),
+            epoch_at_boot_ns: 1_790_000_000_000_000_000,
+            started_ns: 5_000_000_000,
+            command: vec!["modscope".into(), "record".into()],
+            config_source: "/boot/config-6.1.0-56-amd64".into(),
+            config: vec![("DEBUG_SPINLOCK".into(), "y".into())],
+            attach_type: "kprobe".into(),
+            functions: vec![("kfree".into(), 0x100), ("kstrdup".into(), 0x200)],
+            capped: vec!["msleep".into()],
+            not_attached: vec![("kstrtouint".into(), "EINVAL".into())],
+            module_filter: vec![],
+        }
+    }
+
+    pub fn module(name: &str, incarnation: u64) -> ModuleSeen {
+        ModuleSeen {
+            ts_ns: incarnation,
+            origin: ModuleOrigin::Loaded,
+            incarnation,
+            name: name.into(),
+            taints: 1 << 12,
+            struct_module: 0xffff_ffff_c000_0040,
+            core_text: (0xffff_ffff_c000_0000, 0x2000),
+            init_text: (0xffff_ffff_c001_0000, 0x100),
+            init_counted: true,
+            imports: Some(vec!["kfree".into(), "kstrdup".into(), "_printk".into()]),
+        }
+    }
+
+    pub fn all() -> Vec<TraceRecord> {
+        vec![
+            TraceRecord::SessionStart(Box::new(session())),
+            TraceRecord::Module(Box::new(module("m", 6_000_000_000))),
+            TraceRecord::Module(Box::new(ModuleSeen {
+                origin: ModuleOrigin::Present,
+                imports: None,
+                init_counted: false,
+                ..module("old", 3)
+            })),
+            TraceRecord::FirstUse {
+                ts_ns: 6_000_000_100,
+                incarnation: 6_000_000_000,
+                func_ip: 0x200,
+                caller: 0xffff_ffff_c001_0010,
+            },
+            TraceRecord::Counts {
+                ts_ns: 7_000_000_000,
+                entries: vec![(6_000_000_000, 0x200, 1000), (6_000_000_000, 0x100, 999)],
+            },
+            TraceRecord::Stats(StatsSnapshot {
+                ts_ns: 7_000_000_000,
+                lost_events: 2,
+                ..StatsSnapshot::default()
+            }),
+            TraceRecord::Unload {
+                ts_ns: 8_000_000_000,
+                incarnation: 6_000_000_000,
+            },
+            TraceRecord::SessionEnd {
+                ts_ns: 9_000_000_000,
+                reason: EndReason::Interrupt,
+            },
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_record_kind_round_trips() {
+        for r in samples::all() {
+            let mut e = Encoder::default();
+            r.encode(&mut e);
+            assert_eq!(TraceRecord::decode(&e.buf).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn every_truncation_of_every_record_is_an_error() {
+        for r in samples::all() {
+            let mut e = Encoder::default();
+            r.encode(&mut e);
+            for len in 0..e.buf.len() {
+                assert!(
+                    TraceRecord::decode(&e.buf[..len]).is_err(),
+                    "{r:?} cut at {len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_and_trailing_bytes_are_refused() {
+        assert_eq!(
+            TraceRecord::decode(&[99]),
+            Err(DecodeError::UnknownKind(99))
+        );
+        let mut e = Encoder::default();
+        TraceRecord::Unload {
+            ts_ns: 1,
+            incarnation: 2,
+        }
+        .encode(&mut e);
+        e.u8(0);
+        assert_eq!(
+            TraceRecord::decode(&e.buf),
+            Err(DecodeError::Trailing { extra: 1 })
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! Trace records folded into state: per capture session, the modules seen,
+//! their exact counts and first uses, the probe counters. Pure; the report
+//! and the TUI's replay read it.
+
+use std::collections::BTreeMap;
+
+use super::records::{EndReason, ModuleSeen, SessionStart, StatsSnapshot, TraceRecord};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleState {
+    pub seen: ModuleSeen,
+    pub unloaded_ns: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstUse {
+    pub ts_ns: u64,
+    pub caller: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionState {
+    /// `None` when the session's header record was lost to damage.
+    pub start: Option<SessionStart>,
+    pub modules: Vec<ModuleState>,
+    /// `(incarnation, function address)` → calls, as of the last snapshot.
+    pub counts: BTreeMap<(u64, u64), u64>,
+    pub first_uses: BTreeMap<(u64, u64), FirstUse>,
+    pub stats: StatsSnapshot,
+    pub end: Option<(u64, EndReason)>,
+    /// Latest timestamp seen in the session.
+    pub last_ns: u64,
+    pub records: u64,
+}
+
+impl SessionState {
+    fn module_mut(&mut self, incarnation: u64) -> Option<&mut ModuleState> {
+        self.modules
+            .iter_mut()
+            .rev()
+            .find(|m| m.seen.incarnation == incarnation)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub sessions: Vec<SessionState>,
+}
+
+impl Replay {
+    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a TraceRecord>) -> Self {
+        let mut r = Self::default();
+        for rec in records {
+            r.apply(rec);
+        }
+        r
+    }
+
+    fn current(&mut self) -> &mut SessionState {
+        if self.sessions.is_empty() {
+            self.sessions.push(SessionState::default());
+        }
+        self.sessions.last_mut().expect("one session exists")
+    }
+
+    pub fn apply(&mut self, record: &TraceRecord) {
+        if let TraceRecord::SessionStart(s) = record {
+            self.sessions.push(SessionState {
+                last_ns: s.started_ns,
+                start: Some((**s).clone()),
+                ..SessionState::default()
+            });
+            self.current().records = 1;
+            return;
+        }
+        let s = self.current();
+        s.records += 1;
+        match record {
+            TraceRecord::SessionStart(_) => unreachable!("handled above"),
+            TraceRecord::Module(m) => {
+                s.last_ns = s.last_ns.max(m.ts_ns);
+                s.modules.push(ModuleState {
+                    seen: (**m).clone(),
+                    unloaded_ns: None,
+                });
+            }
+            &TraceRecord::Unload { ts_ns, incarnation } => {
+                s.last_ns = s.last_ns.max(ts_ns);
+                if let Some(m) = s.module_mut(incarnation) {
+                    m.unloaded_ns = Some(ts_ns);
+                }
+            }
+            &TraceRecord::FirstUse {
+                ts_ns,
+                incarnation,
+                func_ip,
+                caller,
+            } => {
+                s.last_ns = s.last_ns.max(ts_ns);
+                s.first_uses
+                    .entry((incarnation, func_ip))
+                    .or_insert(FirstUse { ts_ns, caller });
+            }
+            TraceRecord::Counts { ts_ns, entries } => {
+                s.last_ns = s.last_ns.max(*ts_ns);
+                for &(inc, ip, n) in entries {
+                    // Totals only grow; a smaller one is from damage or a
+                    // reordered file, and never lowers what was seen.
+                    let c = s.counts.entry((inc, ip)).or_default();
+                    *c = (*c).max(n);
+                }
+            }
+            TraceRecord::Stats(st) => {
+                s.last_ns = s.last_ns.max(st.ts_ns);
+                s.stats = *st;
+            }
+            &TraceRecord::SessionEnd { ts_ns, reason } => {
+                s.last_ns = s.last_ns.max(ts_ns);
+                s.end = Some((ts_ns, reason));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::records::samples;
+
+    #[test]
+    fn sample_trace_folds_into_one_session() {
+        let r = Replay::from_records(&samples::all());
+        assert_eq!(r.sessions.len(), 1);
+        let s = &r.sessions[0];
+        assert_eq!(s.start.as_ref().unwrap().hostname, "lab7");
+        assert_eq!(s.modules.len(), 2);
+        assert_eq!(s.modules[0].unloaded_ns, Some(8_000_000_000));
+        assert_eq!(s.modules[1].unloaded_ns, None);
+        assert_eq!(s.counts[&(6_000_000_000, 0x200)], 1000);
+        assert_eq!(s.first_uses[&(6_000_000_000, 0x200)].ts_ns, 6_000_000_100);
+        assert_eq!(s.stats.lost_events, 2);
+        assert_eq!(s.end, Some((9_000_000_000, EndReason::Interrupt)));
+        assert_eq!(s.records, 8);
+    }
+
+    #[test]
+    fn later_snapshots_replace_totals_and_sessions_stay_apart() {
+        let mut all = samples::all();
+        all.push(TraceRecord::SessionStart(Box::new(samples::session())));
+        all.push(TraceRecord::Counts {
+            ts_ns: 10,
+            entries: vec![(1, 0x100, 5)],
+        });
+        all.push(TraceRecord::Counts {
+            ts_ns: 11,
+            entries: vec![(1, 0x100, 9)],
+        });
+        let r = Replay::from_records(&all);
+        assert_eq!(r.sessions.len(), 2);
+        assert_eq!(r.sessions[1].counts[&(1, 0x100)], 9);
+        assert!(!r.sessions[1].counts.contains_key(&(6_000_000_000, 0x200)));
+        assert_eq!(r.sessions[1].end, None, "second session was cut short");
+    }
+
+    #[test]
+    fn records_before_any_header_are_kept_in_a_headless_session() {
+        let all = samples::all();
+        let r = Replay::from_records(&all[1..]);
+        assert_eq!(r.sessions.len(), 1);
+        assert!(r.sessions[0].start.is_none());
+        assert_eq!(r.sessions[0].modules.len(), 2);
+    }
+}
