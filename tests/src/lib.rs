@@ -209,6 +209,18 @@ impl EventStream {
         }
     }
 
+    /// SIGKILL: nothing is flushed or finished. Returns the events so far.
+    pub fn kill(mut self) -> Vec<Value> {
+        self.child.kill().expect("killing modscope");
+        let status = self.child.wait().expect("waiting for modscope");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL),
+            "{status}"
+        );
+        self.events.lock().unwrap().clone()
+    }
+
     /// SIGINT, then every event it printed, the final registry included.
     pub fn stop(mut self) -> Vec<Value> {
         // SAFETY: signals our own child, which has not been reaped.
@@ -327,4 +339,20 @@ pub fn modscope_check(path: &std::path::Path) -> Value {
         )
     });
     v["modules"][0].clone()
+}
+
+/// `modscope report --json path`: the whole report.
+pub fn modscope_report(path: &std::path::Path) -> Value {
+    let out = run_ok(
+        Command::new(modscope_bin())
+            .args(["report", "--json"])
+            .arg(path),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "modscope report printed non-JSON ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use super::{summary, trace_sink::TraceSink};
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use modscope::{
@@ -24,7 +25,6 @@ use modscope::{
     trace::records::{EndReason, ModuleOrigin, SessionStart, StatsSnapshot},
 };
 use probe_common::{CallProbeConfig, ModuleName, ModuleRecord, RecordFlags, decode};
-use super::{summary, trace_sink::TraceSink};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -221,15 +221,15 @@ pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
         if let Some(t) = &session.trace {
             let counters = probe.counters()?;
             let text = summary::render(&summary::SummaryInput {
-                    path: &t.path().display().to_string(),
-                    records: t.records(),
-                    bytes: t.bytes(),
-                    elapsed: started.elapsed(),
-                    reason,
-                    probes: &status,
-                    lost_events: counters.lost_events,
-                    decode_errors: session.out.stats.decode_errors,
-                    modules: &modules,
+                path: &t.path().display().to_string(),
+                records: t.records(),
+                bytes: t.bytes(),
+                elapsed: started.elapsed(),
+                reason,
+                probes: &status,
+                lost_events: counters.lost_events,
+                decode_errors: session.out.stats.decode_errors,
+                modules: &modules,
             });
             // Standard output carries the JSON stream when --json is on.
             if session.out.quiet {

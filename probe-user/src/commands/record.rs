@@ -54,7 +54,9 @@ pub struct RecordArgs {
 fn positive_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.01..=3600.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?} is not a number of seconds between 0.01 and 3600")),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0.01 and 3600"
+        )),
     }
 }
 

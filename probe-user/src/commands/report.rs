@@ -214,7 +214,10 @@ mod tests {
     fn text_report_names_counts_and_cut_short_sessions() {
         let all = samples::all();
         let text = render("t.trace", 4096, &sample_report(&all[..all.len() - 1], &[]));
-        assert!(text.contains("1 sessions, 7 records, 4.0 KiB, no damage"), "{text}");
+        assert!(
+            text.contains("1 sessions, 7 records, 4.0 KiB, no damage"),
+            "{text}"
+        );
         assert!(text.contains("cut short"), "{text}");
         assert!(text.contains("config (/boot/config-6.1.0-56-amd64): DEBUG_SPINLOCK=y"));
         let kstrdup = text.lines().find(|l| l.contains("kstrdup")).unwrap();
@@ -232,6 +235,9 @@ mod tests {
             reason: "checksum mismatch".into(),
         }];
         let text = render("t", 1, &sample_report(&samples::all(), &damage));
-        assert!(text.contains("1 damaged stretches (7 bytes) skipped"), "{text}");
+        assert!(
+            text.contains("1 damaged stretches (7 bytes) skipped"),
+            "{text}"
+        );
     }
 }

@@ -168,7 +168,9 @@ impl TraceSink {
                     .filter(|((inc, _), _)| self.kept.contains(inc)),
             );
         }
-        let unchanged = self.last_stats.is_some_and(|s| StatsSnapshot { ts_ns, ..s } == stats);
+        let unchanged = self
+            .last_stats
+            .is_some_and(|s| StatsSnapshot { ts_ns, ..s } == stats);
         if !unchanged {
             self.write(&TraceRecord::Stats(stats));
             self.last_stats = Some(stats);

@@ -166,11 +166,7 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
             loaded_ktime_ns: m.seen.ts_ns,
             init_counted: m.seen.init_counted,
             unloaded_ktime_ns: m.unloaded_ns,
-            imports: m
-                .seen
-                .imports
-                .as_ref()
-                .map(|v| v.iter().cloned().collect()),
+            imports: m.seen.imports.as_ref().map(|v| v.iter().cloned().collect()),
         })
         .collect();
     let first_ts: BTreeMap<(u64, u64), u64> =
