@@ -26,6 +26,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "busybox-static",
     "cpio",
     "bpftool",
+    "bpftrace",
     "util-linux",
     "make",
     "gcc",
@@ -68,7 +69,7 @@ fn missing_packages() -> Vec<&'static str> {
 }
 
 fn apt_packages() -> anyhow::Result<()> {
-    step("Debian packages (qemu, generic/rt/6.12 kernels and headers, kmod, bpftool)");
+    step("Debian packages (qemu, generic/rt/6.12 kernels and headers, kmod, bpftool, bpftrace)");
     let missing = missing_packages();
     if missing.is_empty() {
         skip("all packages");
@@ -125,15 +126,21 @@ fn bpf_linker() -> anyhow::Result<()> {
     step(&format!(
         "bpf-linker {BPF_LINKER_VERSION}, linked against nightly's own libLLVM"
     ));
+    let sysroot = shell::output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))
+        .context("set-up step bpf-linker: `rustc +nightly --print sysroot` failed")?;
+    let libdir = Path::new(sysroot.trim()).join("lib");
+    // It finds libLLVM through the library path cargo gives rustc's tools.
     let linker = cargo_home().join("bin/bpf-linker");
-    let version = shell::output(Command::new(&linker).arg("--version")).unwrap_or_default();
+    let version = shell::output(
+        Command::new(&linker)
+            .arg("--version")
+            .env("LD_LIBRARY_PATH", &libdir),
+    )
+    .unwrap_or_default();
     if version.contains(BPF_LINKER_VERSION) {
         skip(&format!("bpf-linker ({})", version.trim()));
         return Ok(());
     }
-    let sysroot = shell::output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))
-        .context("set-up step bpf-linker: `rustc +nightly --print sysroot` failed")?;
-    let libdir = Path::new(sysroot.trim()).join("lib");
     let libllvm = std::fs::read_dir(&libdir)
         .with_context(|| format!("set-up step bpf-linker: reading {}", libdir.display()))?
         .filter_map(Result::ok)

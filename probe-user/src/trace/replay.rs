@@ -2,7 +2,7 @@
 //! their exact counts and first uses, the probe counters. Pure; the report
 //! and the TUI's replay read it.
 
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 
 use super::records::{EndReason, ModuleSeen, SessionStart, StatsSnapshot, TraceRecord};
 
@@ -24,10 +24,12 @@ pub struct SessionState {
     pub start: Option<SessionStart>,
     pub modules: Vec<ModuleState>,
     /// `(incarnation, function address)` → calls, as of the last snapshot.
-    pub counts: BTreeMap<(u64, u64), u64>,
-    pub first_uses: BTreeMap<(u64, u64), FirstUse>,
+    pub counts: FxHashMap<(u64, u64), u64>,
+    pub first_uses: FxHashMap<(u64, u64), FirstUse>,
     pub stats: StatsSnapshot,
     pub end: Option<(u64, EndReason)>,
+    /// Incarnation → its latest index in `modules`.
+    by_incarnation: FxHashMap<u64, usize>,
     /// Latest timestamp seen in the session.
     pub last_ns: u64,
     pub records: u64,
@@ -35,10 +37,8 @@ pub struct SessionState {
 
 impl SessionState {
     fn module_mut(&mut self, incarnation: u64) -> Option<&mut ModuleState> {
-        self.modules
-            .iter_mut()
-            .rev()
-            .find(|m| m.seen.incarnation == incarnation)
+        let i = *self.by_incarnation.get(&incarnation)?;
+        self.modules.get_mut(i)
     }
 }
 
@@ -79,6 +79,7 @@ impl Replay {
             TraceRecord::SessionStart(_) => unreachable!("handled above"),
             TraceRecord::Module(m) => {
                 s.last_ns = s.last_ns.max(m.ts_ns);
+                s.by_incarnation.insert(m.incarnation, s.modules.len());
                 s.modules.push(ModuleState {
                     seen: (**m).clone(),
                     unloaded_ns: None,

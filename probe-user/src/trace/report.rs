@@ -171,7 +171,8 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
         .collect();
     let first_ts: BTreeMap<(u64, u64), u64> =
         s.first_uses.iter().map(|(k, f)| (*k, f.ts_ns)).collect();
-    let calls = call_report::build(&incarnations, &s.counts, &first_ts, &names, &probed);
+    let counts: BTreeMap<(u64, u64), u64> = s.counts.iter().map(|(k, n)| (*k, *n)).collect();
+    let calls = call_report::build(&incarnations, &counts, &first_ts, &names, &probed);
     let modules = s
         .modules
         .iter()
