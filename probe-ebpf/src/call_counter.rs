@@ -11,7 +11,7 @@ use aya_ebpf::{
     macros::kprobe,
     programs::ProbeContext,
 };
-use probe_common::{CallKey, EventHeader, EventKind, FirstUseEvent, calls::PAGE_SHIFT};
+use probe_common::{CallKey, EventHeader, EventKind, FirstUseEvent, calls::page_index};
 
 use crate::maps::{self, CALL_MAP_FULL, CALLS, EVENTS, LOST_EVENTS, PAGES, READ_ERRORS, SEEN};
 
@@ -33,12 +33,12 @@ fn try_count_call(ctx: &ProbeContext) -> Result<(), u32> {
     // SAFETY: bpf_probe_read_kernel checks the address.
     let caller: u64 =
         unsafe { bpf_probe_read_kernel(sp as *const u64) }.map_err(|_| READ_ERRORS)?;
-    if caller < maps::call_probe().module_area_start {
+    let Some(page) = page_index(caller, maps::call_probe().module_area_start) else {
         return Ok(());
-    }
-    // SAFETY: a plain u64 value read from a map slot.
-    let Some(&incarnation) = (unsafe { PAGES.get(&(caller >> PAGE_SHIFT)) }) else {
-        return Ok(());
+    };
+    let incarnation = match PAGES.get(page) {
+        Some(&i) if i != 0 => i,
+        _ => return Ok(()),
     };
     // SAFETY: the helper only reads the context it is given.
     let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };

@@ -2,9 +2,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use probe_common::{CallKey, CallProbeConfig, ModuleLayout, ModuleName, ModuleRecord};
+use probe_common::{
+    CallKey, CallProbeConfig, ModuleLayout, ModuleName, ModuleRecord, calls::MODULE_AREA_PAGES,
+};
 
 /// Offsets inside `struct module`, read from the running kernel's BTF by
 /// userspace and written here before the programs load.
@@ -23,10 +25,11 @@ pub static MODULES: HashMap<ModuleName, ModuleRecord> = HashMap::with_max_entrie
 #[unsafe(no_mangle)]
 pub static CALL_PROBE: CallProbeConfig = CallProbeConfig::UNSET;
 
-/// Text page number (address >> 12) -> incarnation of the module whose
-/// core or init text holds it. Filled before the module's init runs.
+/// Page of the module area (`calls::page_index`) -> incarnation of the
+/// module whose core or init text holds it, 0 for none. Filled before the
+/// module's init runs.
 #[map]
-pub static PAGES: HashMap<u64, u64> = HashMap::with_max_entries(131_072, 0);
+pub static PAGES: Array<u64> = Array::with_max_entries(MODULE_AREA_PAGES as u32, 0);
 
 /// Calls per (module incarnation, kernel function), per CPU: exact, and
 /// never contended.

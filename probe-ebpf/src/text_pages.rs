@@ -1,46 +1,58 @@
 //! The text-page map: which module incarnation owns each page of module
-//! text. Filled on the load path (before init runs) and emptied on the free
+//! text. Filled on the load path (before init runs) and cleared on the free
 //! path, only of pages still owned by the module being freed, so a module
 //! loaded at a reused address keeps its own entries.
 
-use probe_common::calls::{MAX_TEXT_PAGES, PAGE_SHIFT};
+use probe_common::calls::{MAX_TEXT_PAGES, PAGE_SHIFT, page_index};
 
-use crate::maps::{PAGE_MAP_FULL, PAGES};
+use crate::maps::{self, PAGE_MAP_FULL, PAGES};
 
+/// First page index and page count of `[base, base+size)`.
 #[inline(always)]
-fn pages(base: u64, size: u64) -> (u64, u64) {
+fn pages(base: u64, size: u64) -> Option<(u32, u64)> {
     if base == 0 || size == 0 {
-        return (0, 0);
+        return None;
     }
-    let first = base >> PAGE_SHIFT;
-    (first, ((base + size - 1) >> PAGE_SHIFT) - first + 1)
+    let first = page_index(base, maps::call_probe().module_area_start)?;
+    Some((
+        first,
+        ((base + size - 1) >> PAGE_SHIFT) - (base >> PAGE_SHIFT) + 1,
+    ))
 }
 
 #[inline(always)]
 pub fn register(base: u64, size: u64, incarnation: u64) -> Result<(), u32> {
-    let (first, count) = pages(base, size);
-    for i in 0..MAX_TEXT_PAGES {
-        if i >= count {
+    let Some((first, count)) = pages(base, size) else {
+        return Ok(());
+    };
+    for i in 0..MAX_TEXT_PAGES as u32 {
+        if u64::from(i) >= count {
             break;
         }
-        PAGES
-            .insert(&(first + i), &incarnation, 0)
-            .map_err(|_| PAGE_MAP_FULL)?;
+        // Past the end of the module area: not module text.
+        let slot = PAGES.get_ptr_mut(first + i).ok_or(PAGE_MAP_FULL)?;
+        // SAFETY: an array slot of this map, valid while the program runs.
+        unsafe { core::ptr::write_volatile(slot, incarnation) };
     }
     Ok(())
 }
 
 #[inline(always)]
 pub fn unregister(base: u64, size: u64, incarnation: u64) {
-    let (first, count) = pages(base, size);
-    for i in 0..MAX_TEXT_PAGES {
-        if i >= count {
+    let Some((first, count)) = pages(base, size) else {
+        return;
+    };
+    for i in 0..MAX_TEXT_PAGES as u32 {
+        if u64::from(i) >= count {
             break;
         }
-        let page = first + i;
-        // SAFETY: a plain u64 value read from a map slot.
-        if unsafe { PAGES.get(&page) }.is_some_and(|owner| *owner == incarnation) {
-            let _ = PAGES.remove(&page);
+        if let Some(slot) = PAGES.get_ptr_mut(first + i) {
+            // SAFETY: an array slot of this map, valid while the program runs.
+            unsafe {
+                if core::ptr::read_volatile(slot) == incarnation {
+                    core::ptr::write_volatile(slot, 0);
+                }
+            }
         }
     }
 }

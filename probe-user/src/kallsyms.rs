@@ -1,7 +1,7 @@
 //! `/proc/kallsyms`: kernel function addresses, to name the functions the
 //! call probe reports by address and to tell functions from data.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Default)]
 pub struct Kallsyms {
@@ -37,6 +37,35 @@ impl Kallsyms {
     }
 }
 
+/// Functions ftrace can trace (`available_filter_functions`): a kprobe on
+/// one of them runs through ftrace, whose recursion guard makes a probe hit
+/// from inside the probe's own path (RCU, BPF helpers) a counted miss. A
+/// function missing from the list (`notrace`, or part of the probe path)
+/// would be probed with a breakpoint, and a hit while another breakpoint
+/// probe is single-stepping is an "Unrecoverable kprobe" kernel BUG.
+pub fn parse_traceable(text: &str) -> HashSet<String> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+pub const TRACEABLE_PATHS: [&str; 2] = [
+    "/sys/kernel/tracing/available_filter_functions",
+    "/sys/kernel/debug/tracing/available_filter_functions",
+];
+
+pub fn read_traceable() -> std::io::Result<HashSet<String>> {
+    let mut last = None;
+    for p in TRACEABLE_PATHS {
+        match std::fs::read_to_string(p) {
+            Ok(t) => return Ok(parse_traceable(&t)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("two paths were tried"))
+}
+
 /// Names the function a probe reported: `bpf_get_func_ip` gives the probed
 /// address, which on kernels with IBT may sit a few bytes past the symbol.
 #[derive(Debug, Default)]
@@ -61,6 +90,14 @@ impl FunctionNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traceable_functions_drop_module_tags() {
+        let t = parse_traceable("kfree\nkstrdup\nfuse_init [fuse]\n\n");
+        assert!(t.contains("kfree") && t.contains("fuse_init"));
+        assert!(!t.contains("[fuse]"));
+        assert_eq!(t.len(), 3);
+    }
 
     #[test]
     fn keeps_functions_only() {

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{KProbe, ProgramError, RawTracePoint},
 };
 use probe_common::{
-    CallKey, CallProbeConfig, ModuleLayout, ModuleName, ModuleRecord, calls::PAGE_SHIFT,
+    CallKey, CallProbeConfig, ModuleLayout, ModuleName, ModuleRecord,
+    calls::{PAGE_SHIFT, page_index},
 };
 
 /// The eBPF object built from probe-ebpf by build.rs; empty when the build
@@ -65,6 +66,7 @@ pub struct Counters {
 pub struct ModuleProbe {
     ebpf: Ebpf,
     attached: Vec<String>,
+    call_config: CallProbeConfig,
 }
 
 impl ModuleProbe {
@@ -83,6 +85,7 @@ impl ModuleProbe {
         Ok(Self {
             ebpf,
             attached: Vec::new(),
+            call_config: *calls,
         })
     }
 
@@ -261,27 +264,26 @@ impl ModuleProbe {
         if base == 0 || size == 0 {
             return Ok(());
         }
+        let area_start = self.call_config.module_area_start;
         let map = self
             .ebpf
             .map_mut("PAGES")
             .ok_or(ProbeError::Missing("PAGES map"))?;
-        let mut pages: HashMap<_, u64, u64> =
-            HashMap::try_from(map).map_err(|source| ProbeError::Map {
-                map: "PAGES",
-                source,
-            })?;
+        let mut pages: Array<_, u64> = Array::try_from(map).map_err(|source| ProbeError::Map {
+            map: "PAGES",
+            source,
+        })?;
+        let err = |source| ProbeError::Map {
+            map: "PAGES",
+            source,
+        };
         for page in (base >> PAGE_SHIFT)..=((base + size - 1) >> PAGE_SHIFT) {
+            let Some(index) = page_index(page << PAGE_SHIFT, area_start) else {
+                continue;
+            };
             // The probes' own entries (a load seen meanwhile) win.
-            match pages.insert(page, incarnation, BPF_NOEXIST) {
-                Ok(()) => {}
-                Err(MapError::SyscallError(e))
-                    if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
-                Err(source) => {
-                    return Err(ProbeError::Map {
-                        map: "PAGES",
-                        source,
-                    });
-                }
+            if pages.get(&index, 0).map_err(err)? == 0 {
+                pages.set(index, incarnation, 0).map_err(err)?;
             }
         }
         Ok(())

@@ -265,3 +265,61 @@ fn init_text_is_unmapped_once_init_has_run() {
     assert_eq!(entry[0]["init_text"]["size"], 0, "{:#}", entry[0]);
     assert_eq!(entry[0]["core_text"], load["core_text"]);
 }
+
+/// Hundreds of probes over the imports of every filesystem module: some of
+/// those imports (`__rcu_read_lock`, …) sit on the probe's own path, and a
+/// breakpoint probe there is an "Unrecoverable kprobe" kernel BUG. They are
+/// refused by name, the rest attach, and the kernel stays well.
+#[test]
+fn probing_hundreds_of_imports_never_probes_the_probe_path() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let fs = format!("/lib/modules/{}/kernel/fs", release.trim());
+    let out = std::process::Command::new(modscope_bin())
+        .args([
+            "record",
+            "--json",
+            "--duration",
+            "2",
+            "--max-probes",
+            "512",
+            "--watch",
+        ])
+        .arg(&fs)
+        .output()
+        .expect("running modscope record");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls: Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["type"] == "calls")
+        .expect("a calls report");
+    let attached = calls["probes"]["attached"].as_u64().unwrap();
+    assert!(attached >= 200, "{:#}", calls["probes"]);
+    let traceable =
+        std::fs::read_to_string("/sys/kernel/tracing/available_filter_functions").unwrap();
+    let traceable: std::collections::HashSet<&str> = traceable
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let refused = calls["probes"]["not_attached"].as_array().unwrap();
+    assert!(
+        refused
+            .iter()
+            .filter(|r| r["error"].as_str().unwrap().contains("not traceable"))
+            .all(|r| !traceable.contains(r["function"].as_str().unwrap())),
+        "only untraceable functions are refused as such"
+    );
+    if !traceable.contains("__rcu_read_lock") {
+        assert!(
+            refused.iter().any(|r| r["function"] == "__rcu_read_lock"),
+            "{refused:#?}"
+        );
+    }
+    // The kernel is still well: a module loads and unloads.
+    insmod(CALLS, &[]).unload();
+}

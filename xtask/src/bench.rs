@@ -17,9 +17,22 @@ use crate::{artifacts, kernels, setup, shell};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Timed runs of each command.
+    /// Timed runs of each command (check-corpus).
     #[arg(long, default_value_t = 7)]
     runs: usize,
+    /// Only these benchmarks (default: all).
+    #[arg(long, value_enum)]
+    only: Vec<Which>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// modscope check over the installed modules vs modinfo (host).
+    Corpus,
+    /// Trace decode rate (host).
+    Decode,
+    /// Hot-path overhead, attach time, trace size, RSS (VM).
+    Probe,
 }
 
 /// Runs `cmd` to completion; wall time and the child's peak RSS in KiB.
@@ -49,12 +62,30 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     setup::run()?;
-    let modscope = artifacts::modscope()?;
     let all = kernels::installed(Path::new("/boot"), Path::new("/lib/modules"))?;
     let kernel = kernels::required_set(&all)?
         .into_iter()
         .next()
         .context("no kernel")?;
+    let wanted = |w: Which| args.only.is_empty() || args.only.contains(&w);
+    if wanted(Which::Corpus) {
+        check_corpus(&args, &kernel)?;
+    }
+    if wanted(Which::Decode) {
+        shell::step("bench trace-decode");
+        shell::run(
+            "the trace decode benchmark",
+            Command::new("cargo").args(["bench", "-p", "probe-user", "--bench", "trace_decode"]),
+        )?;
+    }
+    if wanted(Which::Probe) {
+        crate::bench_probe::run(&kernel)?;
+    }
+    Ok(())
+}
+
+fn check_corpus(args: &BenchArgs, kernel: &kernels::Kernel) -> anyhow::Result<()> {
+    let modscope = artifacts::modscope()?;
     let corpus = format!("/lib/modules/{}", kernel.release);
     let count = shell::output(
         Command::new("sh").args(["-c", &format!("find {corpus} -name '*.ko*' | wc -l")]),

@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod bench;
+mod bench_probe;
 mod kernels;
 mod run;
 mod setup;

@@ -26,7 +26,10 @@ pub struct Outcome {
 
 /// Console lines that mean the guest is gone for good.
 fn is_fatal(line: &str) -> bool {
-    line.contains("Kernel panic - not syncing") || line.contains("---[ end Kernel panic")
+    line.contains("Kernel panic - not syncing")
+        || line.contains("---[ end Kernel panic")
+        // An oops without panic_on_oops can leave the guest looping.
+        || line.contains("kernel BUG at")
 }
 
 pub struct Boot<'a> {
@@ -173,6 +176,13 @@ mod tests {
             strip_ansi("\x1b[1;32mtest a ... ok\x1b[0m\r"),
             "test a ... ok"
         );
+    }
+
+    #[test]
+    fn kernel_bugs_are_fatal() {
+        assert!(is_fatal(
+            "[  118.142022] kernel BUG at arch/x86/kernel/kprobes/core.c:917!"
+        ));
     }
 
     #[test]

@@ -34,12 +34,17 @@ use tokio::{
 /// below it come from the core kernel.
 const X86_64_MODULES_VADDR: u64 = 0xffff_ffff_a000_0000;
 
+const UNTRACEABLE: &str = "not traceable by ftrace (notrace, or on the probe's own path); \
+                           a breakpoint probe there could recurse into itself";
+
 /// What to count calls to, decided before the probes load.
 pub struct CallPlan {
     /// Functions to probe, with their addresses.
     pub functions: BTreeMap<String, u64>,
     /// Functions left out by the cap.
     pub capped: Vec<String>,
+    /// Functions ftrace cannot trace, never probed (see `kallsyms::parse_traceable`).
+    pub untraceable: Vec<String>,
     /// Imported functions per module name, from the module files found.
     pub imports: HashMap<String, BTreeSet<String>>,
     /// Only report these modules (empty: all).
@@ -131,9 +136,18 @@ pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
         let (attached, failed) = probe.attach_calls(&functions)?;
         status = Some(CallProbeStatus {
             attached: attached.len(),
-            not_attached: failed
-                .into_iter()
-                .map(|(function, error)| NotAttached { function, error })
+            not_attached: plan
+                .untraceable
+                .iter()
+                .map(|function| NotAttached {
+                    function: function.clone(),
+                    error: UNTRACEABLE.to_owned(),
+                })
+                .chain(
+                    failed
+                        .into_iter()
+                        .map(|(function, error)| NotAttached { function, error }),
+                )
                 .collect(),
             capped: plan.capped.clone(),
         });

@@ -10,7 +10,7 @@ use std::{
 use anyhow::Context as _;
 use modscope::{
     analysis::{self, ko_file},
-    kallsyms::Kallsyms,
+    kallsyms::{self, Kallsyms},
     kernel_features::{self, KernelPaths},
     proc_modules,
 };
@@ -130,6 +130,13 @@ fn never_probe(name: &str) -> bool {
 
 fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
     let kallsyms = Kallsyms::read().context("reading /proc/kallsyms")?;
+    let traceable = kallsyms::read_traceable().with_context(|| {
+        format!(
+            "reading the functions ftrace can trace ({}); is tracefs mounted \
+             (mount -t tracefs nodev /sys/kernel/tracing)?",
+            kallsyms::TRACEABLE_PATHS[0]
+        )
+    })?;
     let mut imports = imports_of(&args.watch)?;
     // Without --watch or --function: the imports of every loaded module
     // whose file is on this kernel's module path.
@@ -158,10 +165,18 @@ fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
     for w in wanted {
         *uses.entry(w).or_default() += 1;
     }
-    let mut ranked: Vec<(String, usize)> = uses
-        .into_iter()
-        .filter(|(n, _)| kallsyms.function(n).is_some() && !never_probe(n))
-        .collect();
+    let mut untraceable = Vec::new();
+    let mut ranked: Vec<(String, usize)> = Vec::new();
+    for (name, n) in uses {
+        if kallsyms.function(&name).is_none() || never_probe(&name) {
+            continue;
+        }
+        if traceable.contains(&name) {
+            ranked.push((name, n));
+        } else {
+            untraceable.push(name);
+        }
+    }
     ranked.sort_by(|a, b| {
         let explicit = |n: &str| args.functions.iter().any(|f| f == n);
         explicit(&b.0)
@@ -180,6 +195,7 @@ fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
         .collect();
     Ok(CallPlan {
         functions,
+        untraceable,
         capped,
         imports,
         modules: args.modules.clone(),
