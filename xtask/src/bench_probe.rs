@@ -2,9 +2,9 @@
 //! kernel, so every figure comes from the same machine and boot:
 //!
 //! - hot path: modscope_calls makes 1M module→kernel calls (500,000 kstrdup
-//!   + 500,000 kfree) per trigger, timed unprobed, under an empty kprobe on
-//!   both functions (bpftrace), under modscope, and under a bpftrace program
-//!   doing the same return-address attribution; medians of 5;
+//!   and 500,000 kfree) per trigger, timed unprobed, under an empty kprobe
+//!   on both functions (bpftrace), under modscope, and under a bpftrace
+//!   program doing the same return-address attribution; medians of 5;
 //! - attach time for N probed functions;
 //! - trace bytes per active module-hour and modscope's peak RSS while
 //!   recording the test workload.

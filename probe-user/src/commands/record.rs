@@ -108,10 +108,17 @@ fn imports_of(paths: &[PathBuf]) -> anyhow::Result<HashMap<String, BTreeSet<Stri
 }
 
 /// Compiler and tracing plumbing every module imports: entry hooks, return
-/// and indirect-call thunks, static-call trampolines. They run on every
-/// function of the kernel (or cannot be probed at all); counting them says
-/// nothing about what a module does.
+/// and indirect-call thunks, static-call trampolines, and the functions that
+/// run BPF programs from tracepoints (modules with tracepoints import them;
+/// modscope's own programs run inside them). They run on every function of
+/// the kernel, on the probe's own path, or cannot be probed at all; counting
+/// them says nothing about what a module does.
 const NEVER_PROBE: &[&str] = &[
+    "bpf_trace_run",
+    "perf_trace_",
+    "__bpf_",
+    "trace_event_",
+    "trace_raw_output_",
     "__fentry__",
     "mcount",
     "__x86_",
