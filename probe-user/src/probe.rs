@@ -289,6 +289,40 @@ impl ModuleProbe {
         Ok(())
     }
 
+    /// Clears the pages of `[base, base+size)` still mapped to
+    /// `incarnation` (text the kernel-side free path does not reach).
+    pub fn unmap_text_pages(
+        &mut self,
+        base: u64,
+        size: u64,
+        incarnation: u64,
+    ) -> Result<(), ProbeError> {
+        if base == 0 || size == 0 {
+            return Ok(());
+        }
+        let area_start = self.call_config.module_area_start;
+        let map = self
+            .ebpf
+            .map_mut("PAGES")
+            .ok_or(ProbeError::Missing("PAGES map"))?;
+        let mut pages: Array<_, u64> = Array::try_from(map).map_err(|source| ProbeError::Map {
+            map: "PAGES",
+            source,
+        })?;
+        let err = |source| ProbeError::Map {
+            map: "PAGES",
+            source,
+        };
+        for page in (base >> PAGE_SHIFT)..=((base + size - 1) >> PAGE_SHIFT) {
+            if let Some(index) = page_index(page << PAGE_SHIFT, area_start)
+                && pages.get(&index, 0).map_err(err)? == incarnation
+            {
+                pages.set(index, 0, 0).map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Calls per (incarnation, function address), summed over CPUs.
     pub fn call_counts(&self) -> Result<BTreeMap<(u64, u64), u64>, ProbeError> {
         let map = self

@@ -63,7 +63,9 @@ for K in 0 64 256 512; do
 done
 
 "$B" record -o $W/workload.trace --watch "$M/modscope_calls.ko" > $W/record.log 2>&1 & P=$!
-sleep 5; S0=$(stat -c %s $W/workload.trace)
+# Started once the session header and the modules present are written.
+i=0; until [ "$(stat -c %s $W/workload.trace 2>/dev/null || echo 0)" -gt 16 ]; do sleep 0.2; i=$((i+1)); [ $i -gt 600 ] && echo "BENCH-ERROR no trace header" && break; done
+sleep 2; S0=$(stat -c %s $W/workload.trace)
 i=0; while [ $i -lt 60 ]; do echo 1000 > $T; sleep 0.5; i=$((i+1)); done
 S1=$(stat -c %s $W/workload.trace)
 echo "BENCH-RSS $(grep VmHWM /proc/$P/status | tr -s ' ' | cut -d' ' -f2)"
@@ -143,7 +145,7 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
             .map(|v| median(v) / 1000.0)
             .context("missing figure")
     };
-    let (bare, bare2, empty, ours, bt) = (
+    let (bare1, bare2, empty, ours, bt) = (
         ms("unprobed")?,
         ms("unprobed_again")?,
         ms("empty_kprobe")?,
@@ -153,7 +155,7 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
     let calls = 2 * CALLS_PER_FUNCTION;
     println!("hot-path: {calls} module→kernel calls per run, median of 5, TCG guest");
     for (name, t) in [
-        ("unprobed", bare),
+        ("unprobed", bare1),
         ("empty kprobe (bpftrace)", empty),
         ("modscope (kprobe)", ours),
         ("bpftrace attribution", bt),
@@ -164,6 +166,8 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
             t * 1e6 / calls as f64
         );
     }
+    // The guest's timing drifts (TCG): the faster unprobed median is the baseline.
+    let bare = bare1.min(bare2);
     println!(
         "hot-path: modscope / empty kprobe = {:.2} (goal <= 1.10)",
         ours / empty
@@ -185,7 +189,7 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
             .sum();
         println!(
             "hot-path: modscope counted {counted} calls (expected {})",
-            3 * calls
+            5 * calls
         );
     }
     Ok(())

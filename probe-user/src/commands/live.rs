@@ -24,7 +24,11 @@ use modscope::{
     proc_modules,
     trace::records::{EndReason, ModuleOrigin, SessionStart, StatsSnapshot},
 };
-use probe_common::{CallProbeConfig, ModuleName, ModuleRecord, RecordFlags, decode};
+use probe_common::{
+    CallProbeConfig, ModuleName, ModuleRecord, RecordFlags,
+    calls::{MAX_TEXT_PAGES, PAGE_SHIFT},
+    decode,
+};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -103,6 +107,26 @@ struct Session {
     ranges: HashMap<u64, (u64, u64, u64, u64)>,
     imports: HashMap<String, BTreeSet<String>>,
     trace: Option<TraceSink>,
+    /// Text past what the kernel-side registration covers, to map (on
+    /// load) or unmap (on free) from here.
+    large_text: Vec<LargeText>,
+}
+
+/// Text of one range past the first `MAX_TEXT_PAGES` pages.
+struct LargeText {
+    base: u64,
+    size: u64,
+    incarnation: u64,
+    loaded: bool,
+}
+
+/// The part of `[base, base+size)` the probes' bounded loop leaves out.
+fn beyond_kernel_registration(base: u64, size: u64) -> Option<(u64, u64)> {
+    let covered = MAX_TEXT_PAGES << PAGE_SHIFT;
+    let first_page = base & !((1 << PAGE_SHIFT) - 1);
+    let end = base.checked_add(size)?;
+    let tail = first_page + covered;
+    (base != 0 && end > tail).then(|| (tail, end - tail))
 }
 
 pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
@@ -181,6 +205,7 @@ pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
             .map(|p| p.imports.clone())
             .unwrap_or_default(),
         trace: trace.take(),
+        large_text: Vec::new(),
     };
     for record in probe.seed(&preexisting_modules(&paths)?)? {
         probe.map_text_pages(
@@ -370,7 +395,7 @@ impl Session {
             tokio::select! {
                 guard = events.readable_mut() => {
                     let mut guard = guard.context("waiting on the EVENTS ring buffer")?;
-                    self.drain(guard.get_inner_mut())?;
+                    self.drain(guard.get_inner_mut(), probe)?;
                     guard.clear_ready();
                 }
                 _ = snapshots.tick(), if self.trace.is_some() => {
@@ -387,7 +412,7 @@ impl Session {
             lost_reported = self.report_lost(probe, lost_reported)?;
         };
         // Whatever arrived between the last wake-up and the signal.
-        self.drain(events.get_mut())?;
+        self.drain(events.get_mut(), probe)?;
         self.report_lost(probe, lost_reported)?;
         let counters = probe.counters()?;
         let stats = Stats {
@@ -407,13 +432,50 @@ impl Session {
         Ok(reason)
     }
 
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> anyhow::Result<()> {
+    /// Maps (or unmaps) module text the kernel-side loop could not reach:
+    /// calls there are counted from now on, not from the load.
+    fn finish_large_text(&mut self, probe: &mut ModuleProbe) -> anyhow::Result<()> {
+        for t in self.large_text.drain(..) {
+            if t.loaded {
+                probe.map_text_pages(t.base, t.size, t.incarnation)?;
+            } else {
+                probe.unmap_text_pages(t.base, t.size, t.incarnation)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn note_large_text(&mut self, r: &ModuleRecord, loaded: bool) {
+        for (base, size) in [
+            (r.core_text_base, r.core_text_size),
+            (r.init_text_base, r.init_text_size),
+        ] {
+            if let Some((base, size)) = beyond_kernel_registration(base, size) {
+                self.large_text.push(LargeText {
+                    base,
+                    size,
+                    incarnation: r.incarnation,
+                    loaded,
+                });
+            }
+        }
+    }
+
+    fn drain(
+        &mut self,
+        ring: &mut RingBuf<MapData>,
+        probe: &mut ModuleProbe,
+    ) -> anyhow::Result<()> {
         while let Some(item) = ring.next() {
             let decoded = decode::Event::try_from(&*item);
             drop(item);
             let event = match decoded {
                 Ok(decode::Event::ModuleLoad(e)) => {
                     self.track(&e.record, true);
+                    // Mapped before the load is reported: a script that
+                    // waits for the event then drives the module is counted.
+                    self.note_large_text(&e.record, true);
+                    self.finish_large_text(probe)?;
                     if let Some(t) = &mut self.trace {
                         let counted = self.incarnations.last().is_some_and(|m| m.init_counted);
                         let imports = self.imports.get(&module_name(&e.record));
@@ -426,6 +488,8 @@ impl Session {
                     }
                 }
                 Ok(decode::Event::ModuleFree(e)) => {
+                    self.note_large_text(&e.record, false);
+                    self.finish_large_text(probe)?;
                     if let Some(t) = &mut self.trace {
                         t.unload(e.header.ts_ns, e.record.incarnation);
                     }
@@ -532,4 +596,24 @@ fn preexisting_modules(paths: &KernelPaths) -> anyhow::Result<Vec<ModuleRecord>>
             r
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_text_past_the_kernel_loop_is_left_to_userspace() {
+        let four_mib = MAX_TEXT_PAGES << PAGE_SHIFT;
+        let base = 0xffff_ffff_c000_0800;
+        assert_eq!(beyond_kernel_registration(base, 0x1000), None);
+        // Pages from base's page: exactly 4 MiB of pages are covered.
+        assert_eq!(beyond_kernel_registration(base, four_mib - 0x800), None);
+        assert_eq!(
+            beyond_kernel_registration(base, four_mib),
+            Some((0xffff_ffff_c000_0000 + four_mib, 0x800))
+        );
+        assert_eq!(beyond_kernel_registration(0, four_mib * 2), None);
+        assert_eq!(beyond_kernel_registration(u64::MAX - 10, four_mib), None);
+    }
 }

@@ -131,6 +131,33 @@ const NEVER_PROBE: &[&str] = &[
     "__kasan_",
 ];
 
+/// Functions a kprobe's own handler runs (trace_call_bpf takes the RCU read
+/// lock and disables migration), and their helpers. A probe there is hit
+/// again from inside its own handler; on Debian 6.1 a kprobe on
+/// `__rcu_read_lock` ended in "Unrecoverable kprobe detected" and a kernel
+/// BUG. Refused by name, whatever ftrace says.
+const PROBE_PATH: &[&str] = &[
+    "__rcu_read_lock",
+    "__rcu_read_unlock",
+    "rcu_read_unlock_strict",
+    "rcu_read_lock_held",
+    "rcu_read_lock_sched_held",
+    "rcu_read_lock_bh_held",
+    "rcu_read_lock_any_held",
+    "rcu_is_watching",
+    "migrate_disable",
+    "migrate_enable",
+    "preempt_count_add",
+    "preempt_count_sub",
+    "debug_smp_processor_id",
+    "__this_cpu_preempt_check",
+    "trace_call_bpf",
+];
+
+fn on_probe_path(name: &str) -> bool {
+    PROBE_PATH.contains(&name)
+}
+
 fn never_probe(name: &str) -> bool {
     NEVER_PROBE.iter().any(|p| name.starts_with(p))
 }
@@ -178,7 +205,7 @@ fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
         if kallsyms.function(&name).is_none() || never_probe(&name) {
             continue;
         }
-        if traceable.contains(&name) {
+        if traceable.contains(&name) && !on_probe_path(&name) {
             ranked.push((name, n));
         } else {
             untraceable.push(name);
