@@ -67,7 +67,7 @@ impl From<&ModuleRecord> for ModuleInfo {
 }
 
 /// Probe counters as reported.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
 pub struct Stats {
     pub lost_events: u64,
     pub read_errors: u64,

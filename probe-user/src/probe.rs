@@ -254,39 +254,16 @@ impl ModuleProbe {
     }
 
     /// Maps the pages of `[base, base+size)` to `incarnation` (modules
-    /// loaded before the probes, whose loads they never saw).
+    /// loaded before the probes, whose loads they never saw, and text past
+    /// the kernel-side loop). The probes' own entries (a load seen
+    /// meanwhile) win.
     pub fn map_text_pages(
         &mut self,
         base: u64,
         size: u64,
         incarnation: u64,
     ) -> Result<(), ProbeError> {
-        if base == 0 || size == 0 {
-            return Ok(());
-        }
-        let area_start = self.call_config.module_area_start;
-        let map = self
-            .ebpf
-            .map_mut("PAGES")
-            .ok_or(ProbeError::Missing("PAGES map"))?;
-        let mut pages: Array<_, u64> = Array::try_from(map).map_err(|source| ProbeError::Map {
-            map: "PAGES",
-            source,
-        })?;
-        let err = |source| ProbeError::Map {
-            map: "PAGES",
-            source,
-        };
-        for page in (base >> PAGE_SHIFT)..=((base + size - 1) >> PAGE_SHIFT) {
-            let Some(index) = page_index(page << PAGE_SHIFT, area_start) else {
-                continue;
-            };
-            // The probes' own entries (a load seen meanwhile) win.
-            if pages.get(&index, 0).map_err(err)? == 0 {
-                pages.set(index, incarnation, 0).map_err(err)?;
-            }
-        }
-        Ok(())
+        self.swap_text_pages(base, size, 0, incarnation)
     }
 
     /// Clears the pages of `[base, base+size)` still mapped to
@@ -297,30 +274,41 @@ impl ModuleProbe {
         size: u64,
         incarnation: u64,
     ) -> Result<(), ProbeError> {
+        self.swap_text_pages(base, size, incarnation, 0)
+    }
+
+    /// Sets each page of the range that holds `from` to `to`.
+    fn swap_text_pages(
+        &mut self,
+        base: u64,
+        size: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<(), ProbeError> {
         if base == 0 || size == 0 {
             return Ok(());
         }
         let area_start = self.call_config.module_area_start;
+        let mut pages = self.pages_map()?;
+        for page in (base >> PAGE_SHIFT)..=((base + size - 1) >> PAGE_SHIFT) {
+            if let Some(index) = page_index(page << PAGE_SHIFT, area_start)
+                && pages.get(&index, 0).map_err(pages_err)? == from
+            {
+                pages.set(index, to, 0).map_err(pages_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn pages_map(&mut self) -> Result<Array<&mut MapData, u64>, ProbeError> {
         let map = self
             .ebpf
             .map_mut("PAGES")
             .ok_or(ProbeError::Missing("PAGES map"))?;
-        let mut pages: Array<_, u64> = Array::try_from(map).map_err(|source| ProbeError::Map {
+        Array::try_from(map).map_err(|source| ProbeError::Map {
             map: "PAGES",
             source,
-        })?;
-        let err = |source| ProbeError::Map {
-            map: "PAGES",
-            source,
-        };
-        for page in (base >> PAGE_SHIFT)..=((base + size - 1) >> PAGE_SHIFT) {
-            if let Some(index) = page_index(page << PAGE_SHIFT, area_start)
-                && pages.get(&index, 0).map_err(err)? == incarnation
-            {
-                pages.set(index, 0, 0).map_err(err)?;
-            }
-        }
-        Ok(())
+        })
     }
 
     /// Calls per (incarnation, function address), summed over CPUs.
@@ -378,6 +366,13 @@ impl ModuleProbe {
             map: "MODULES",
             source,
         })
+    }
+}
+
+fn pages_err(source: MapError) -> ProbeError {
+    ProbeError::Map {
+        map: "PAGES",
+        source,
     }
 }
 

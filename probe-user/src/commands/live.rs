@@ -294,12 +294,14 @@ fn stats_snapshot(probe: &ModuleProbe, decode_errors: u64) -> anyhow::Result<Sta
     let c = probe.counters()?;
     Ok(StatsSnapshot {
         ts_ns: clock::boot_ns(),
-        lost_events: c.lost_events,
-        read_errors: c.read_errors,
-        registry_full: c.registry_full,
-        page_map_full: c.page_map_full,
-        call_map_full: c.call_map_full,
-        decode_errors,
+        counters: Stats {
+            lost_events: c.lost_events,
+            read_errors: c.read_errors,
+            registry_full: c.registry_full,
+            page_map_full: c.page_map_full,
+            call_map_full: c.call_map_full,
+            decode_errors,
+        },
     })
 }
 
@@ -414,15 +416,7 @@ impl Session {
         // Whatever arrived between the last wake-up and the signal.
         self.drain(events.get_mut(), probe)?;
         self.report_lost(probe, lost_reported)?;
-        let counters = probe.counters()?;
-        let stats = Stats {
-            lost_events: counters.lost_events,
-            read_errors: counters.read_errors,
-            registry_full: counters.registry_full,
-            page_map_full: counters.page_map_full,
-            call_map_full: counters.call_map_full,
-            decode_errors: self.out.stats.decode_errors,
-        };
+        let stats = stats_snapshot(probe, self.out.stats.decode_errors)?.counters;
         let modules = probe.registry()?.iter().map(ModuleInfo::from).collect();
         self.out.emit(&Event::Registry {
             time: Event::now(),

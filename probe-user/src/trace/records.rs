@@ -4,6 +4,7 @@
 //! them meaningful on another machine.
 
 use super::codec::{DecodeError, Decoder, Encoder};
+use crate::event::Stats;
 
 /// The first record of every capture session (a file holds one or more).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -64,12 +65,7 @@ pub struct ModuleSeen {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StatsSnapshot {
     pub ts_ns: u64,
-    pub lost_events: u64,
-    pub read_errors: u64,
-    pub registry_full: u64,
-    pub page_map_full: u64,
-    pub call_map_full: u64,
-    pub decode_errors: u64,
+    pub counters: Stats,
 }
 
 /// Why a session ended.
@@ -213,14 +209,15 @@ impl TraceRecord {
             }
             TraceRecord::Stats(s) => {
                 e.u8(kind::STATS);
+                let c = &s.counters;
                 for v in [
                     s.ts_ns,
-                    s.lost_events,
-                    s.read_errors,
-                    s.registry_full,
-                    s.page_map_full,
-                    s.call_map_full,
-                    s.decode_errors,
+                    c.lost_events,
+                    c.read_errors,
+                    c.registry_full,
+                    c.page_map_full,
+                    c.call_map_full,
+                    c.decode_errors,
                 ] {
                     e.varint(v);
                 }
@@ -265,12 +262,14 @@ impl TraceRecord {
             }
             kind::STATS => TraceRecord::Stats(StatsSnapshot {
                 ts_ns: d.varint()?,
-                lost_events: d.varint()?,
-                read_errors: d.varint()?,
-                registry_full: d.varint()?,
-                page_map_full: d.varint()?,
-                call_map_full: d.varint()?,
-                decode_errors: d.varint()?,
+                counters: Stats {
+                    lost_events: d.varint()?,
+                    read_errors: d.varint()?,
+                    registry_full: d.varint()?,
+                    page_map_full: d.varint()?,
+                    call_map_full: d.varint()?,
+                    decode_errors: d.varint()?,
+                },
             }),
             kind::SESSION_END => TraceRecord::SessionEnd {
                 ts_ns: d.varint()?,
@@ -411,8 +410,10 @@ pub mod samples {
             },
             TraceRecord::Stats(StatsSnapshot {
                 ts_ns: 7_000_000_000,
-                lost_events: 2,
-                ..StatsSnapshot::default()
+                counters: Stats {
+                    lost_events: 2,
+                    ..Stats::default()
+                },
             }),
             TraceRecord::Unload {
                 ts_ns: 8_000_000_000,

@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(s.modules[1].unloaded_ns, None);
         assert_eq!(s.counts[&(6_000_000_000, 0x200)], 1000);
         assert_eq!(s.first_uses[&(6_000_000_000, 0x200)].ts_ns, 6_000_000_100);
-        assert_eq!(s.stats.lost_events, 2);
+        assert_eq!(s.stats.counters.lost_events, 2);
         assert_eq!(s.end, Some((9_000_000_000, EndReason::Interrupt)));
         assert_eq!(s.records, 8);
     }

@@ -9,13 +9,13 @@ use serde::Serialize;
 
 use super::{
     frame::{Damage, FORMAT_VERSION},
-    records::{ModuleOrigin, StatsSnapshot},
+    records::ModuleOrigin,
     replay::{Replay, SessionState},
 };
 use crate::{
     call_report::{self, Incarnation},
     clock::WallClock,
-    event::hex,
+    event::{Stats, hex},
     kallsyms::FunctionNames,
     taint,
 };
@@ -58,7 +58,7 @@ pub struct SessionReport {
     pub probed_functions: usize,
     pub capped: Vec<String>,
     pub not_attached: Vec<NotAttachedReport>,
-    pub stats: StatsReport,
+    pub stats: Stats,
     pub modules: Vec<ModuleReport>,
 }
 
@@ -66,29 +66,6 @@ pub struct SessionReport {
 pub struct NotAttachedReport {
     pub function: String,
     pub error: String,
-}
-
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct StatsReport {
-    pub lost_events: u64,
-    pub read_errors: u64,
-    pub registry_full: u64,
-    pub page_map_full: u64,
-    pub call_map_full: u64,
-    pub decode_errors: u64,
-}
-
-impl From<StatsSnapshot> for StatsReport {
-    fn from(s: StatsSnapshot) -> Self {
-        Self {
-            lost_events: s.lost_events,
-            read_errors: s.read_errors,
-            registry_full: s.registry_full,
-            page_map_full: s.page_map_full,
-            call_map_full: s.call_map_full,
-            decode_errors: s.decode_errors,
-        }
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -240,7 +217,7 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
             .into_iter()
             .map(|(function, error)| NotAttachedReport { function, error })
             .collect(),
-        stats: s.stats.into(),
+        stats: s.stats.counters,
         modules,
     }
 }
