@@ -80,6 +80,13 @@ impl FunctionNames {
         Self { sorted }
     }
 
+    /// Adds functions probed later.
+    pub fn extend(&mut self, functions: impl IntoIterator<Item = (String, u64)>) {
+        self.sorted
+            .extend(functions.into_iter().map(|(n, a)| (a, n)));
+        self.sorted.sort();
+    }
+
     pub fn name(&self, ip: u64) -> Option<&str> {
         let i = self.sorted.partition_point(|(a, _)| *a <= ip);
         let (addr, name) = self.sorted.get(i.checked_sub(1)?)?;

@@ -232,6 +232,28 @@ impl ModuleProbe {
         Ok((attached, failed))
     }
 
+    /// Attaches the (loaded) call counter to more functions, during a session.
+    pub fn attach_more(
+        &mut self,
+        functions: &[String],
+    ) -> Result<(Vec<String>, Vec<RefusedProbe>), ProbeError> {
+        let prog: &mut KProbe = self
+            .ebpf
+            .program_mut("count_call")
+            .ok_or(ProbeError::Missing("count_call program"))?
+            .try_into()
+            .map_err(ProbeError::KProbeLoad)?;
+        let mut attached = Vec::new();
+        let mut failed = Vec::new();
+        for f in functions {
+            match prog.attach(f, 0) {
+                Ok(_) => attached.push(f.clone()),
+                Err(e) => failed.push((f.clone(), e.to_string())),
+            }
+        }
+        Ok((attached, failed))
+    }
+
     /// Unmaps a module's init pages when `do_init_module()` returns, so
     /// code later placed there is not credited to it.
     fn attach_init_done(&mut self) -> Result<(), ProbeError> {

@@ -360,3 +360,38 @@ fn calls_from_past_four_mib_of_text_are_counted() {
     assert_eq!(count(r[0], "kstrdup"), 300, "{:#}", r[0]);
     assert_eq!(count(r[0], "kfree"), 300, "{:#}", r[0]);
 }
+
+/// Without --watch, a module that loads during the session and whose file
+/// is on the module path gets its imports probed as it loads: its later
+/// calls are counted, and the report says its init was not.
+#[test]
+fn a_module_loaded_during_the_session_gets_its_imports_probed() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    // The guest's /lib is a throwaway overlay: put the module on the path.
+    let extra = format!("/lib/modules/{}/extra", release.trim());
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::copy(module_file(CALLS), format!("{extra}/{CALLS}.ko")).unwrap();
+    let mut stream = EventStream::start_with(&["record", "--json"], "calls");
+    let loaded = insmod(CALLS, &[]);
+    stream.wait_for(WAIT, |e| e["type"] == "load" && e["name"] == CALLS);
+    write_param(CALLS, "trigger", "250");
+    loaded.unload();
+    stream.wait_for(WAIT, |e| e["type"] == "unload" && e["name"] == CALLS);
+    let events = stream.stop();
+    std::fs::remove_file(format!("{extra}/{CALLS}.ko")).unwrap();
+    let r = reports(&events, CALLS);
+    assert_eq!(r.len(), 1, "{r:#?}");
+    let r = r[0];
+    assert_eq!(r["init_counted"], false, "{r:#}");
+    assert!(r["unused_imports"].is_array(), "its file was found: {r:#}");
+    // Probed before it loaded (another module imports it): init's calls
+    // too; probed as it loaded: the trigger's only.
+    for (symbol, init) in [("kstrdup", 1000), ("kfree", 1000)] {
+        let n = count(r, symbol);
+        assert!(n == 250 || n == 250 + init, "{symbol}: {n}\n{r:#}");
+    }
+    assert!(
+        [0, 500].contains(&count(r, "mutex_lock")),
+        "mutex_lock is only called by init: {r:#}"
+    );
+}

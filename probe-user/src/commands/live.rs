@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use super::{summary, trace_sink::TraceSink};
+use super::{probe_plan::LatePlanner, summary, trace_sink::TraceSink};
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use modscope::{
@@ -53,6 +53,17 @@ pub struct CallPlan {
     pub imports: HashMap<String, BTreeSet<String>>,
     /// Only report these modules (empty: all).
     pub modules: Vec<String>,
+    /// Probes for the imports of modules that load during the session.
+    pub late: Option<LatePlanner>,
+}
+
+/// Probes added during the session, for modules loaded meanwhile.
+#[derive(Default)]
+struct LateProbes {
+    planner: Option<LatePlanner>,
+    attached: Vec<(String, u64)>,
+    not_attached: Vec<NotAttached>,
+    capped: Vec<String>,
 }
 
 pub struct LiveOptions {
@@ -107,6 +118,7 @@ struct Session {
     ranges: HashMap<u64, (u64, u64, u64, u64)>,
     imports: HashMap<String, BTreeSet<String>>,
     trace: Option<TraceSink>,
+    late: LateProbes,
     /// Text past what the kernel-side registration covers, to map (on
     /// load) or unmap (on free) from here.
     large_text: Vec<LargeText>,
@@ -129,7 +141,7 @@ fn beyond_kernel_registration(base: u64, size: u64) -> Option<(u64, u64)> {
     (base != 0 && end > tail).then(|| (tail, end - tail))
 }
 
-pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
+pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
     let paths = KernelPaths::default();
     kernel_features::check_live_probe(&paths)?;
     let layout = btf_layout::module_layout_from_file(&paths.vmlinux_btf)
@@ -206,6 +218,10 @@ pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
             .unwrap_or_default(),
         trace: trace.take(),
         large_text: Vec::new(),
+        late: LateProbes {
+            planner: opts.calls.as_mut().and_then(|p| p.late.take()),
+            ..LateProbes::default()
+        },
     };
     for record in probe.seed(&preexisting_modules(&paths)?)? {
         probe.map_text_pages(
@@ -242,8 +258,17 @@ pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
         let stats = stats_snapshot(&probe, session.out.stats.decode_errors)?;
         t.end(clock::boot_ns(), &probe.call_counts()?, stats, reason)?;
     }
-    if let (Some(plan), Some(status)) = (&opts.calls, status) {
-        let probed: BTreeSet<String> = plan.functions.keys().cloned().collect();
+    if let (Some(plan), Some(mut status)) = (&opts.calls, status) {
+        let late = std::mem::take(&mut session.late);
+        status.attached += late.attached.len();
+        status.not_attached.extend(late.not_attached);
+        status.capped.extend(late.capped);
+        let probed: BTreeSet<String> = plan
+            .functions
+            .keys()
+            .cloned()
+            .chain(late.attached.into_iter().map(|(n, _)| n))
+            .collect();
         let mut modules = call_report::build(
             &session.incarnations,
             &probe.call_counts()?,
@@ -355,6 +380,8 @@ fn session_start(
 }
 
 impl Session {
+    /// `seen_loading`: its load event arrived (it was not there before the
+    /// session); init counts only when its imports were probed before it ran.
     fn track(&mut self, r: &ModuleRecord, seen_loading: bool) {
         let name = String::from_utf8_lossy(r.name.as_bytes()).into_owned();
         self.ranges.insert(
@@ -367,11 +394,13 @@ impl Session {
             ),
         );
         self.incarnations.push(Incarnation {
+            init_counted: seen_loading
+                && r.load_ns >= self.ready_ns
+                && self.imports.contains_key(&name),
             imports: self.imports.get(&name).cloned(),
             name,
             incarnation: r.incarnation,
             loaded_ktime_ns: r.load_ns,
-            init_counted: seen_loading && r.load_ns >= self.ready_ns,
             unloaded_ktime_ns: None,
         });
     }
@@ -426,6 +455,59 @@ impl Session {
         Ok(reason)
     }
 
+    /// A module whose imports were unknown when the probes attached: its
+    /// file on the module path names them, and the ones not yet probed are
+    /// probed now. Its init has already run (the report says so).
+    fn probe_late_imports(
+        &mut self,
+        r: &ModuleRecord,
+        ts_ns: u64,
+        probe: &mut ModuleProbe,
+    ) -> anyhow::Result<()> {
+        let name = module_name(r);
+        if self.imports.contains_key(&name) {
+            return Ok(());
+        }
+        let Some(add) = self
+            .late
+            .planner
+            .as_mut()
+            .and_then(|p| p.module_loaded(&name))
+        else {
+            return Ok(());
+        };
+        let wanted: Vec<String> = add.functions.iter().map(|(n, _)| n.clone()).collect();
+        let (attached, failed) = probe.attach_more(&wanted)?;
+        let attached: Vec<(String, u64)> = add
+            .functions
+            .into_iter()
+            .filter(|(n, _)| attached.contains(n))
+            .collect();
+        self.names.extend(attached.iter().cloned());
+        if let Some(t) = &mut self.trace {
+            t.functions(ts_ns, &attached);
+        }
+        let late = &mut self.late;
+        late.attached.extend(attached);
+        late.not_attached
+            .extend(add.refused.into_iter().map(|function| NotAttached {
+                function,
+                error: UNTRACEABLE.to_owned(),
+            }));
+        late.not_attached.extend(
+            failed
+                .into_iter()
+                .map(|(function, error)| NotAttached { function, error }),
+        );
+        late.capped.extend(add.capped);
+        // The incarnation just tracked learns its imports.
+        if let Some(m) = self.incarnations.last_mut() {
+            m.imports = Some(add.imports.clone());
+        }
+        self.imports.insert(name, add.imports);
+        Ok(())
+    }
+
     /// Maps (or unmaps) module text the kernel-side loop could not reach:
     /// calls there are counted from now on, not from the load.
     fn finish_large_text(&mut self, probe: &mut ModuleProbe) -> anyhow::Result<()> {
@@ -466,6 +548,7 @@ impl Session {
             let event = match decoded {
                 Ok(decode::Event::ModuleLoad(e)) => {
                     self.track(&e.record, true);
+                    self.probe_late_imports(&e.record, e.header.ts_ns, probe)?;
                     // Mapped before the load is reported: a script that
                     // waits for the event then drives the module is counted.
                     self.note_large_text(&e.record, true);

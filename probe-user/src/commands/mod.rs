@@ -2,6 +2,7 @@ pub mod check;
 pub mod diff;
 pub mod events;
 mod live;
+mod probe_plan;
 pub mod record;
 pub mod report;
 pub mod style;

@@ -15,7 +15,10 @@ use modscope::{
     proc_modules,
 };
 
-use super::live::{self, CallPlan, LiveOptions, TraceOptions};
+use super::{
+    live::{self, CallPlan, LiveOptions, TraceOptions},
+    probe_plan::{self, LatePlanner, Verdict},
+};
 
 #[derive(clap::Args)]
 pub struct RecordArgs {
@@ -80,7 +83,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
 }
 
 /// Imported symbols per module name, for every module file under `paths`.
-fn imports_of(paths: &[PathBuf]) -> anyhow::Result<HashMap<String, BTreeSet<String>>> {
+pub fn imports_of(paths: &[PathBuf]) -> anyhow::Result<HashMap<String, BTreeSet<String>>> {
     let (files, errors) = analysis::expand_paths(paths);
     if let Some(e) = errors.first() {
         anyhow::bail!("--watch {}: {}", e.path, e.error);
@@ -107,61 +110,6 @@ fn imports_of(paths: &[PathBuf]) -> anyhow::Result<HashMap<String, BTreeSet<Stri
     Ok(out)
 }
 
-/// Compiler and tracing plumbing every module imports: entry hooks, return
-/// and indirect-call thunks, static-call trampolines, and the functions that
-/// run BPF programs from tracepoints (modules with tracepoints import them;
-/// modscope's own programs run inside them). They run on every function of
-/// the kernel, on the probe's own path, or cannot be probed at all; counting
-/// them says nothing about what a module does.
-const NEVER_PROBE: &[&str] = &[
-    "bpf_trace_run",
-    "perf_trace_",
-    "__bpf_",
-    "trace_event_",
-    "trace_raw_output_",
-    "__fentry__",
-    "mcount",
-    "__x86_",
-    "__SCT__",
-    "__SCK__",
-    "__stack_chk_fail",
-    "__sanitizer_",
-    "__asan_",
-    "__ubsan_",
-    "__kasan_",
-];
-
-/// Functions a kprobe's own handler runs (trace_call_bpf takes the RCU read
-/// lock and disables migration), and their helpers. A probe there is hit
-/// again from inside its own handler; on Debian 6.1 a kprobe on
-/// `__rcu_read_lock` ended in "Unrecoverable kprobe detected" and a kernel
-/// BUG. Refused by name, whatever ftrace says.
-const PROBE_PATH: &[&str] = &[
-    "__rcu_read_lock",
-    "__rcu_read_unlock",
-    "rcu_read_unlock_strict",
-    "rcu_read_lock_held",
-    "rcu_read_lock_sched_held",
-    "rcu_read_lock_bh_held",
-    "rcu_read_lock_any_held",
-    "rcu_is_watching",
-    "migrate_disable",
-    "migrate_enable",
-    "preempt_count_add",
-    "preempt_count_sub",
-    "debug_smp_processor_id",
-    "__this_cpu_preempt_check",
-    "trace_call_bpf",
-];
-
-fn on_probe_path(name: &str) -> bool {
-    PROBE_PATH.contains(&name)
-}
-
-fn never_probe(name: &str) -> bool {
-    NEVER_PROBE.iter().any(|p| name.starts_with(p))
-}
-
 fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
     let kallsyms = Kallsyms::read().context("reading /proc/kallsyms")?;
     let traceable = kallsyms::read_traceable().with_context(|| {
@@ -174,6 +122,7 @@ fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
     let mut imports = imports_of(&args.watch)?;
     // Without --watch or --function: the imports of every loaded module
     // whose file is on this kernel's module path.
+    let mut module_files = None;
     let mut wanted: Vec<String> = args.functions.clone();
     wanted.extend(imports.values().flatten().cloned());
     if args.watch.is_empty() && args.functions.is_empty() {
@@ -184,14 +133,20 @@ fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
             .collect();
         let (files, _) =
             analysis::expand_paths(&[PathBuf::from(format!("/lib/modules/{release}"))]);
-        let files: Vec<PathBuf> = files
+        let by_name: HashMap<String, PathBuf> = files
             .into_iter()
-            .filter(|f| loaded.contains(&analysis::module_name_from_path(f)))
+            .map(|f| (analysis::module_name_from_path(&f), f))
+            .collect();
+        let files: Vec<PathBuf> = by_name
+            .iter()
+            .filter(|(name, _)| loaded.contains(*name))
+            .map(|(_, f)| f.clone())
             .collect();
         for (name, set) in imports_of(&files)? {
             wanted.extend(set.iter().cloned());
             imports.entry(name).or_insert(set);
         }
+        module_files = Some(by_name);
     }
     // Functions only (data symbols cannot be probed), each once, in order of
     // how many modules import them: the cap drops the least shared.
@@ -202,13 +157,10 @@ fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
     let mut untraceable = Vec::new();
     let mut ranked: Vec<(String, usize)> = Vec::new();
     for (name, n) in uses {
-        if kallsyms.function(&name).is_none() || never_probe(&name) {
-            continue;
-        }
-        if traceable.contains(&name) && !on_probe_path(&name) {
-            ranked.push((name, n));
-        } else {
-            untraceable.push(name);
+        match probe_plan::classify(&name, &kallsyms, &traceable) {
+            Verdict::Probe(_) => ranked.push((name, n)),
+            Verdict::Refuse => untraceable.push(name),
+            Verdict::Skip => {}
         }
     }
     ranked.sort_by(|a, b| {
@@ -223,15 +175,26 @@ fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    let functions = ranked
+    let functions: BTreeMap<String, u64> = ranked
         .into_iter()
         .filter_map(|(n, _)| kallsyms.function(&n).map(|a| (n, a)))
         .collect();
+    // Modules loaded later get their imports probed as they load.
+    let late = module_files.map(|files| {
+        LatePlanner::new(
+            kallsyms,
+            traceable,
+            files,
+            functions.keys().cloned().collect(),
+            args.max_probes.saturating_sub(functions.len()),
+        )
+    });
     Ok(CallPlan {
         functions,
         untraceable,
         capped,
         imports,
         modules: args.modules.clone(),
+        late,
     })
 }

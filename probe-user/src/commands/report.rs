@@ -215,7 +215,7 @@ mod tests {
         let all = samples::all();
         let text = render("t.trace", 4096, &sample_report(&all[..all.len() - 1], &[]));
         assert!(
-            text.contains("1 sessions, 7 records, 4.0 KiB, no damage"),
+            text.contains("1 sessions, 8 records, 4.0 KiB, no damage"),
             "{text}"
         );
         assert!(text.contains("cut short"), "{text}");

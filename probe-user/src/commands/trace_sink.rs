@@ -135,6 +135,16 @@ impl TraceSink {
         }
     }
 
+    /// Functions probed from now on (for a module loaded meanwhile).
+    pub fn functions(&mut self, ts_ns: u64, functions: &[(String, u64)]) {
+        if !functions.is_empty() {
+            self.write(&TraceRecord::Functions {
+                ts_ns,
+                functions: functions.to_vec(),
+            });
+        }
+    }
+
     /// After a ring-buffer batch: hands it to the kernel, and to the disk
     /// when it held a load or unload.
     pub fn end_batch(&mut self) -> anyhow::Result<()> {

@@ -112,6 +112,12 @@ pub enum TraceRecord {
         ts_ns: u64,
         reason: EndReason,
     },
+    /// Functions probed from this time on (imports of a module loaded
+    /// during the session).
+    Functions {
+        ts_ns: u64,
+        functions: Vec<(String, u64)>,
+    },
 }
 
 mod kind {
@@ -122,6 +128,7 @@ mod kind {
     pub const COUNTS: u8 = 5;
     pub const STATS: u8 = 6;
     pub const SESSION_END: u8 = 7;
+    pub const FUNCTIONS: u8 = 8;
 }
 
 impl TraceRecord {
@@ -222,6 +229,15 @@ impl TraceRecord {
                     e.varint(v);
                 }
             }
+            TraceRecord::Functions { ts_ns, functions } => {
+                e.u8(kind::FUNCTIONS);
+                e.varint(*ts_ns);
+                e.varint(functions.len() as u64);
+                for (name, addr) in functions {
+                    e.str(name);
+                    e.varint(*addr);
+                }
+            }
             TraceRecord::SessionEnd { ts_ns, reason } => {
                 e.u8(kind::SESSION_END);
                 e.varint(*ts_ns);
@@ -285,6 +301,15 @@ impl TraceRecord {
                     }
                 },
             },
+            kind::FUNCTIONS => {
+                let ts_ns = d.varint()?;
+                let n = d.count()?;
+                let mut functions = Vec::with_capacity(n);
+                for _ in 0..n {
+                    functions.push((d.str()?, d.varint()?));
+                }
+                TraceRecord::Functions { ts_ns, functions }
+            }
             other => return Err(DecodeError::UnknownKind(other)),
         };
         d.finish()?;
@@ -415,6 +440,10 @@ pub mod samples {
                     ..Stats::default()
                 },
             }),
+            TraceRecord::Functions {
+                ts_ns: 7_500_000_000,
+                functions: vec![("msleep".into(), 0x300)],
+            },
             TraceRecord::Unload {
                 ts_ns: 8_000_000_000,
                 incarnation: 6_000_000_000,

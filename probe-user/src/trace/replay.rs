@@ -30,6 +30,8 @@ pub struct SessionState {
     pub end: Option<(u64, EndReason)>,
     /// Incarnation → its latest index in `modules`.
     by_incarnation: FxHashMap<u64, usize>,
+    /// Functions probed after the session started.
+    pub added_functions: Vec<(String, u64)>,
     /// Latest timestamp seen in the session.
     pub last_ns: u64,
     pub records: u64,
@@ -115,6 +117,10 @@ impl Replay {
                 s.last_ns = s.last_ns.max(st.ts_ns);
                 s.stats = *st;
             }
+            TraceRecord::Functions { ts_ns, functions } => {
+                s.last_ns = s.last_ns.max(*ts_ns);
+                s.added_functions.extend(functions.iter().cloned());
+            }
             &TraceRecord::SessionEnd { ts_ns, reason } => {
                 s.last_ns = s.last_ns.max(ts_ns);
                 s.end = Some((ts_ns, reason));
@@ -141,7 +147,8 @@ mod tests {
         assert_eq!(s.first_uses[&(6_000_000_000, 0x200)].ts_ns, 6_000_000_100);
         assert_eq!(s.stats.counters.lost_events, 2);
         assert_eq!(s.end, Some((9_000_000_000, EndReason::Interrupt)));
-        assert_eq!(s.records, 8);
+        assert_eq!(s.records, 9);
+        assert_eq!(s.added_functions, vec![("msleep".to_owned(), 0x300)]);
     }
 
     #[test]

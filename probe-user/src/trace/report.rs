@@ -132,8 +132,14 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
         .as_ref()
         .map(|st| WallClock::from_epoch_at_boot_ns(st.epoch_at_boot_ns));
     let at = |ns: u64| clock.map(|c| c.rfc3339(ns));
-    let names = FunctionNames::new(start.functions.iter().cloned());
-    let probed: BTreeSet<String> = start.functions.iter().map(|(n, _)| n.clone()).collect();
+    let functions: Vec<(String, u64)> = start
+        .functions
+        .iter()
+        .chain(&s.added_functions)
+        .cloned()
+        .collect();
+    let names = FunctionNames::new(functions.iter().cloned());
+    let probed: BTreeSet<String> = functions.iter().map(|(n, _)| n.clone()).collect();
     let incarnations: Vec<Incarnation> = s
         .modules
         .iter()
@@ -158,7 +164,7 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
         .map(|(m, c)| {
             let preexisting = m.seen.origin == ModuleOrigin::Present;
             let caller_of = |symbol: &str| {
-                let ip = start.functions.iter().find(|(n, _)| n == symbol)?.1;
+                let ip = functions.iter().find(|(n, _)| n == symbol)?.1;
                 let f = s.first_uses.get(&(m.seen.incarnation, ip))?;
                 Some(place(f.caller, m.seen.core_text, m.seen.init_text))
             };
@@ -210,7 +216,7 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
         config_source: start.config_source,
         config: start.config.into_iter().collect(),
         attach_type: start.attach_type,
-        probed_functions: start.functions.len(),
+        probed_functions: functions.len(),
         capped: start.capped,
         not_attached: start
             .not_attached
@@ -242,11 +248,11 @@ mod tests {
     fn report_of_the_sample_trace() {
         let r = build(&Replay::from_records(&samples::all()), &[], &[]);
         assert!(r.complete);
-        assert_eq!(r.records, 8);
+        assert_eq!(r.records, 9);
         let s = &r.sessions[0];
         assert_eq!(s.end_reason, Some("SIGINT"));
         assert_eq!(s.seconds, 4.0);
-        assert_eq!(s.probed_functions, 2);
+        assert_eq!(s.probed_functions, 3, "two at the start, msleep later");
         assert_eq!(s.stats.lost_events, 2);
         let m = &s.modules[0];
         assert_eq!(m.name, "m");
