@@ -120,23 +120,31 @@ fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
         )
     })?;
     let mut imports = imports_of(&args.watch)?;
-    // Without --watch or --function: the imports of every loaded module
-    // whose file is on this kernel's module path.
     let mut module_files = None;
     let mut wanted: Vec<String> = args.functions.clone();
     wanted.extend(imports.values().flatten().cloned());
-    if args.watch.is_empty() && args.functions.is_empty() {
+    // Without --watch, modules that load during the session are probed as
+    // they load (their files are looked up on this kernel's module path).
+    let by_name = || {
         let release = kernel_features::release(paths);
+        let (files, _) =
+            analysis::expand_paths(&[PathBuf::from(format!("/lib/modules/{release}"))]);
+        files
+            .into_iter()
+            .map(|f| (analysis::module_name_from_path(&f), f))
+            .collect::<HashMap<String, PathBuf>>()
+    };
+    if args.watch.is_empty() && !args.functions.is_empty() {
+        module_files = Some(by_name());
+    }
+    // Without --watch or --function: also the imports of every loaded
+    // module whose file is on the module path.
+    if args.watch.is_empty() && args.functions.is_empty() {
         let loaded: BTreeSet<String> = proc_modules::read(&paths.proc_modules)?
             .into_iter()
             .map(|m| m.name)
             .collect();
-        let (files, _) =
-            analysis::expand_paths(&[PathBuf::from(format!("/lib/modules/{release}"))]);
-        let by_name: HashMap<String, PathBuf> = files
-            .into_iter()
-            .map(|f| (analysis::module_name_from_path(&f), f))
-            .collect();
+        let by_name = by_name();
         let files: Vec<PathBuf> = by_name
             .iter()
             .filter(|(name, _)| loaded.contains(*name))
