@@ -266,7 +266,7 @@ fn init_text_is_unmapped_once_init_has_run() {
     assert_eq!(entry[0]["core_text"], load["core_text"]);
 }
 
-/// Hundreds of probes over the imports of every filesystem module: some of
+/// Probes over the imports of every filesystem module: some of
 /// those imports (`__rcu_read_lock`, …) sit on the probe's own path, and a
 /// breakpoint probe there is an "Unrecoverable kprobe" kernel BUG. They are
 /// refused by name, the rest attach, and the kernel stays well.
@@ -281,7 +281,7 @@ fn probing_hundreds_of_imports_never_probes_the_probe_path() {
             "--duration",
             "2",
             "--max-probes",
-            "256",
+            "64",
             "--watch",
         ])
         .arg(&fs)
@@ -299,10 +299,10 @@ fn probing_hundreds_of_imports_never_probes_the_probe_path() {
         .find(|e| e["type"] == "calls")
         .expect("a calls report");
     let attached = calls["probes"]["attached"].as_u64().unwrap();
-    assert!(attached >= 200, "{:#}", calls["probes"]);
+    assert!(attached >= 50, "{:#}", calls["probes"]);
     assert!(
         !calls["probes"]["capped"].as_array().unwrap().is_empty(),
-        "the fs modules import more than 256 functions: the cap is reported"
+        "the fs modules import more than 64 functions: the cap is reported"
     );
     let traceable =
         std::fs::read_to_string("/sys/kernel/tracing/available_filter_functions").unwrap();

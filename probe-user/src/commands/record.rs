@@ -39,7 +39,7 @@ pub struct RecordArgs {
     #[arg(long = "module", value_name = "NAME")]
     modules: Vec<String>,
     /// At most this many functions are probed; the rest are listed as capped.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 64)]
     max_probes: usize,
     /// Write a trace file (read it with `modscope report`); standard output
     /// then gets a one-screen summary instead of the event stream, unless
