@@ -211,25 +211,22 @@ impl ModuleProbe {
         &mut self,
         functions: &[String],
     ) -> Result<(Vec<String>, Vec<RefusedProbe>), ProbeError> {
-        let prog: &mut KProbe = self
-            .ebpf
-            .program_mut("count_call")
-            .ok_or(ProbeError::Missing("count_call program"))?
-            .try_into()
+        self.count_call_program()?
+            .load()
             .map_err(ProbeError::KProbeLoad)?;
-        prog.load().map_err(ProbeError::KProbeLoad)?;
-        let mut attached = Vec::new();
-        let mut failed = Vec::new();
-        for f in functions {
-            match prog.attach(f, 0) {
-                Ok(_) => attached.push(f.clone()),
-                Err(e) => failed.push((f.clone(), e.to_string())),
-            }
-        }
+        let (attached, failed) = self.attach_more(functions)?;
         self.attached
             .push(format!("kprobe/count_call x{}", attached.len()));
         self.attach_init_done()?;
         Ok((attached, failed))
+    }
+
+    fn count_call_program(&mut self) -> Result<&mut KProbe, ProbeError> {
+        self.ebpf
+            .program_mut("count_call")
+            .ok_or(ProbeError::Missing("count_call program"))?
+            .try_into()
+            .map_err(ProbeError::KProbeLoad)
     }
 
     /// Attaches the (loaded) call counter to more functions, during a session.
@@ -237,12 +234,7 @@ impl ModuleProbe {
         &mut self,
         functions: &[String],
     ) -> Result<(Vec<String>, Vec<RefusedProbe>), ProbeError> {
-        let prog: &mut KProbe = self
-            .ebpf
-            .program_mut("count_call")
-            .ok_or(ProbeError::Missing("count_call program"))?
-            .try_into()
-            .map_err(ProbeError::KProbeLoad)?;
+        let prog = self.count_call_program()?;
         let mut attached = Vec::new();
         let mut failed = Vec::new();
         for f in functions {
