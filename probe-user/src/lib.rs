@@ -13,3 +13,4 @@ pub mod probe;
 pub mod proc_modules;
 pub mod taint;
 pub mod trace;
+pub mod tui;

@@ -21,12 +21,17 @@ mod exit {
     about = "Watch what Linux kernel modules actually do, and flag the unsafe ones."
 )]
 struct Cli {
+    /// Without a command: the live TUI (as `modscope live`).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The live TUI: which modules are unsafe on this kernel, why, and what they call.
+    Live(commands::live_view::LiveArgs),
+    /// The TUI over a trace file, with a timeline.
+    Replay(commands::replay::ReplayArgs),
     /// Stream module load and unload events as the kernel sees them.
     Events(commands::events::EventsArgs),
     /// Stream module events and count every call each module makes to the probed kernel functions.
@@ -55,7 +60,9 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    let result = match cli.command {
+    let result = match cli.command.unwrap_or(Command::Live(Default::default())) {
+        Command::Live(args) => commands::live_view::run(args, &runtime),
+        Command::Replay(args) => commands::replay::run(args),
         Command::Events(args) => runtime.block_on(commands::events::run(args)).map(|()| 0),
         Command::Record(args) => runtime.block_on(commands::record::run(args)).map(|()| 0),
         Command::Check(args) => commands::check::run(args),

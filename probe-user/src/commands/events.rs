@@ -18,6 +18,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         duration: args.duration,
         calls: None,
         trace: None,
+        view: None,
     })
     .await
 }

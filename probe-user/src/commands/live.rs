@@ -9,7 +9,12 @@ use std::{
     time::Duration,
 };
 
-use super::{probe_plan::LatePlanner, summary, trace_sink::TraceSink};
+use super::{
+    probe_plan::LatePlanner,
+    static_verdicts::StaticVerdicts,
+    summary,
+    trace_sink::{Tap, TraceSink},
+};
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use modscope::{
@@ -55,6 +60,8 @@ pub struct CallPlan {
     pub modules: Vec<String>,
     /// Probes for the imports of modules that load during the session.
     pub late: Option<LatePlanner>,
+    /// Module files by name, for static verdicts.
+    pub files: HashMap<String, PathBuf>,
 }
 
 /// Probes added during the session, for modules loaded meanwhile.
@@ -71,6 +78,15 @@ pub struct LiveOptions {
     pub duration: Option<f64>,
     pub calls: Option<CallPlan>,
     pub trace: Option<TraceOptions>,
+    /// A live view: gets every trace record, owns the terminal.
+    pub view: Option<ViewLink>,
+}
+
+/// The live TUI's link to the session.
+pub struct ViewLink {
+    pub tap: Tap,
+    /// Fires when the user quits.
+    pub quit: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// Where and how to write the trace file.
@@ -122,6 +138,7 @@ struct Session {
     /// Text past what the kernel-side registration covers, to map (on
     /// load) or unmap (on free) from here.
     large_text: Vec<LargeText>,
+    verdicts: Option<StaticVerdicts>,
 }
 
 /// Text of one range past the first `MAX_TEXT_PAGES` pages.
@@ -153,9 +170,31 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
         None => CallProbeConfig::UNSET,
     };
     // Opened first: a path that cannot be written fails before any probe loads.
-    let mut trace = match &opts.trace {
-        Some(t) => Some(TraceSink::open(&t.path, t.append, t.modules.clone())?),
-        None => None,
+    let (tap, mut quit) = match opts.view.take() {
+        Some(v) => (Some(v.tap), Some(v.quit)),
+        None => (None, None),
+    };
+    let viewing = tap.is_some();
+    let mut trace = if opts.trace.is_some() || viewing {
+        let file = opts.trace.as_ref().map(|t| (t.path.as_path(), t.append));
+        let filter = opts
+            .trace
+            .as_ref()
+            .map(|t| t.modules.clone())
+            .unwrap_or_default();
+        Some(TraceSink::new(file, tap, filter)?)
+    } else {
+        None
+    };
+    let verdicts = match (&trace, &opts.calls) {
+        (Some(_), Some(plan)) => {
+            let (v, warning) = StaticVerdicts::new(plan.files.clone());
+            if let (Some(w), false) = (warning, viewing) {
+                eprintln!("modscope: no static verdicts in this session: {w}");
+            }
+            Some(v)
+        }
+        _ => None,
     };
     let mut probe = ModuleProbe::load(&layout, &call_config)?;
     let ring = probe.take_events()?;
@@ -191,10 +230,10 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
     if let Some(t) = &mut trace {
         t.start(session_start(&paths, opts.calls.as_ref(), status.as_ref()))?;
     }
-    let quiet = trace.is_some() && !opts.json;
+    let quiet = viewing || (trace.is_some() && !opts.json);
     let started = std::time::Instant::now();
-    if let Some(t) = &trace {
-        eprintln!("modscope: recording to {}", t.path().display());
+    if let (Some(path), false) = (trace.as_ref().and_then(TraceSink::path), viewing) {
+        eprintln!("modscope: recording to {}", path.display());
     }
     let mut session = Session {
         out: Output {
@@ -218,6 +257,7 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
             .unwrap_or_default(),
         trace: trace.take(),
         large_text: Vec::new(),
+        verdicts,
         late: LateProbes {
             planner: opts.calls.as_mut().and_then(|p| p.late.take()),
             ..LateProbes::default()
@@ -230,10 +270,7 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
             record.incarnation,
         )?;
         session.track(&record, false);
-        if let Some(t) = &mut session.trace {
-            let imports = session.imports.get(&module_name(&record));
-            t.module(&record, ModuleOrigin::Present, false, imports);
-        }
+        session.record_module(&record, ModuleOrigin::Present, false, clock::boot_ns());
         session.out.emit(&Event::Present {
             time: Event::now(),
             module: ModuleInfo::from(&record),
@@ -252,7 +289,7 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
         .as_ref()
         .map_or(Duration::from_secs(1), |t| t.snapshot_interval);
     let reason = session
-        .stream(&mut probe, events, opts.duration, snapshot_interval)
+        .stream(&mut probe, events, opts.duration, snapshot_interval, quit.as_mut())
         .await?;
     if let Some(t) = &mut session.trace {
         let stats = stats_snapshot(&probe, session.out.stats.decode_errors)?;
@@ -282,10 +319,10 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
         if !plan.modules.is_empty() {
             modules.retain(|m| plan.modules.contains(&m.name));
         }
-        if let Some(t) = &session.trace {
+        if let (Some(t), false) = (&session.trace, viewing) {
             let counters = probe.counters()?;
             let text = summary::render(&summary::SummaryInput {
-                path: &t.path().display().to_string(),
+                path: &t.path().map(|p| p.display().to_string()).unwrap_or_default(),
                 records: t.records(),
                 bytes: t.bytes(),
                 elapsed: started.elapsed(),
@@ -380,6 +417,22 @@ fn session_start(
 }
 
 impl Session {
+    /// Hands a module seen (present or loaded) to the trace, with its static
+    /// verdict when its file is known.
+    fn record_module(&mut self, r: &ModuleRecord, origin: ModuleOrigin, counted: bool, now_ns: u64) {
+        let Some(t) = &mut self.trace else {
+            return;
+        };
+        let name = module_name(r);
+        t.module(r, origin, counted, self.imports.get(&name));
+        if let Some(v) = self.verdicts.as_mut() {
+            let ts = if r.load_ns == 0 { now_ns } else { r.load_ns };
+            if let Some(v) = v.verdict(&name, ts, r.incarnation) {
+                t.verdict(v);
+            }
+        }
+    }
+
     /// `seen_loading`: its load event arrived (it was not there before the
     /// session); init counts only when its imports were probed before it ran.
     fn track(&mut self, r: &ModuleRecord, seen_loading: bool) {
@@ -411,6 +464,7 @@ impl Session {
         mut events: AsyncFd<RingBuf<MapData>>,
         duration: Option<f64>,
         snapshot_interval: Duration,
+        mut quit: Option<&mut tokio::sync::oneshot::Receiver<()>>,
     ) -> anyhow::Result<EndReason> {
         let mut sigint =
             signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -435,6 +489,9 @@ impl Session {
                     if let Some(t) = &mut self.trace {
                         t.snapshot(clock::boot_ns(), &counts, stats)?;
                     }
+                }
+                _ = async { quit.as_mut().expect("guarded").await }, if quit.is_some() => {
+                    break EndReason::Quit;
                 }
                 _ = sigint.recv() => break EndReason::Interrupt,
                 _ = sigterm.recv() => break EndReason::Terminate,
@@ -553,11 +610,8 @@ impl Session {
                     // waits for the event then drives the module is counted.
                     self.note_large_text(&e.record, true);
                     self.finish_large_text(probe)?;
-                    if let Some(t) = &mut self.trace {
-                        let counted = self.incarnations.last().is_some_and(|m| m.init_counted);
-                        let imports = self.imports.get(&module_name(&e.record));
-                        t.module(&e.record, ModuleOrigin::Loaded, counted, imports);
-                    }
+                    let counted = self.incarnations.last().is_some_and(|m| m.init_counted);
+                    self.record_module(&e.record, ModuleOrigin::Loaded, counted, e.header.ts_ns);
                     Event::Load {
                         time: clock::rfc3339(self.clock.at(e.header.ts_ns)),
                         ktime_ns: e.header.ts_ns,

@@ -18,6 +18,7 @@ use modscope::{
 use super::{
     live::{self, CallPlan, LiveOptions, TraceOptions},
     probe_plan::{self, LatePlanner, Verdict},
+    static_verdicts,
 };
 
 #[derive(clap::Args)]
@@ -28,6 +29,15 @@ pub struct RecordArgs {
     /// Stop after this many seconds (default: until SIGINT or SIGTERM).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
+    #[command(flatten)]
+    probes: ProbeArgs,
+    #[command(flatten)]
+    trace: TraceFileArgs,
+}
+
+/// What a live session probes.
+#[derive(clap::Args, Default)]
+pub struct ProbeArgs {
     /// A module file (or directory of them) to watch: its imported functions
     /// are probed before it loads, so calls from its init are counted.
     #[arg(long, value_name = "PATH")]
@@ -37,10 +47,15 @@ pub struct RecordArgs {
     functions: Vec<String>,
     /// Report only these modules (default: every module seen).
     #[arg(long = "module", value_name = "NAME")]
-    modules: Vec<String>,
+    pub modules: Vec<String>,
     /// At most this many functions are probed; the rest are listed as capped.
     #[arg(long, default_value_t = 64)]
     max_probes: usize,
+}
+
+/// Where a live session's trace goes.
+#[derive(clap::Args, Default)]
+pub struct TraceFileArgs {
     /// Write a trace file (read it with `modscope report`); standard output
     /// then gets a one-screen summary instead of the event stream, unless
     /// --json is given.
@@ -63,21 +78,28 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+impl TraceFileArgs {
+    pub fn options(&self, modules: &[String]) -> Option<TraceOptions> {
+        self.output.as_ref().map(|path| TraceOptions {
+            path: path.clone(),
+            append: self.append,
+            snapshot_interval: Duration::from_secs_f64(self.snapshot_interval),
+            modules: modules.to_vec(),
+        })
+    }
+}
+
 pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
     let paths = KernelPaths::default();
     kernel_features::check_live_probe(&paths)?;
-    let plan = plan(&args, &paths)?;
-    let trace = args.output.as_ref().map(|path| TraceOptions {
-        path: path.clone(),
-        append: args.append,
-        snapshot_interval: Duration::from_secs_f64(args.snapshot_interval),
-        modules: args.modules.clone(),
-    });
+    let plan = plan(&args.probes, &paths)?;
+    let trace = args.trace.options(&args.probes.modules);
     live::run(LiveOptions {
         json: args.json,
         duration: args.duration,
         calls: Some(plan),
         trace,
+        view: None,
     })
     .await
 }
@@ -110,7 +132,7 @@ pub fn imports_of(paths: &[PathBuf]) -> anyhow::Result<HashMap<String, BTreeSet<
     Ok(out)
 }
 
-fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
+pub fn plan(args: &ProbeArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
     let kallsyms = Kallsyms::read().context("reading /proc/kallsyms")?;
     let traceable = kallsyms::read_traceable().with_context(|| {
         format!(
@@ -125,17 +147,13 @@ fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
     wanted.extend(imports.values().flatten().cloned());
     // Without --watch, modules that load during the session are probed as
     // they load (their files are looked up on this kernel's module path).
-    let by_name = || {
-        let release = kernel_features::release(paths);
-        let (files, _) =
-            analysis::expand_paths(&[PathBuf::from(format!("/lib/modules/{release}"))]);
-        files
-            .into_iter()
-            .map(|f| (analysis::module_name_from_path(&f), f))
-            .collect::<HashMap<String, PathBuf>>()
-    };
+    let release = kernel_features::release(paths);
+    let on_module_path =
+        static_verdicts::module_files(&[PathBuf::from(format!("/lib/modules/{release}"))]);
+    let mut files = on_module_path.clone();
+    files.extend(static_verdicts::module_files(&args.watch));
     if args.watch.is_empty() && !args.functions.is_empty() {
-        module_files = Some(by_name());
+        module_files = Some(on_module_path.clone());
     }
     // Without --watch or --function: also the imports of every loaded
     // module whose file is on the module path.
@@ -144,17 +162,16 @@ fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
             .into_iter()
             .map(|m| m.name)
             .collect();
-        let by_name = by_name();
-        let files: Vec<PathBuf> = by_name
+        let loaded_files: Vec<PathBuf> = on_module_path
             .iter()
             .filter(|(name, _)| loaded.contains(*name))
             .map(|(_, f)| f.clone())
             .collect();
-        for (name, set) in imports_of(&files)? {
+        for (name, set) in imports_of(&loaded_files)? {
             wanted.extend(set.iter().cloned());
             imports.entry(name).or_insert(set);
         }
-        module_files = Some(by_name);
+        module_files = Some(on_module_path);
     }
     // Functions only (data symbols cannot be probed), each once, in order of
     // how many modules import them: the cap drops the least shared.
@@ -204,5 +221,6 @@ fn plan(args: &RecordArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
         imports,
         modules: args.modules.clone(),
         late,
+        files,
     })
 }

@@ -27,22 +27,23 @@ pub struct ReportArgs {
     modules: Vec<String>,
 }
 
+/// Reads a trace file, saying on standard error why when it cannot be read
+/// or is not a trace (the caller exits with `status::BAD_INPUT`).
+pub fn open_trace(path: &std::path::Path) -> Option<(Vec<u8>, trace::Trace)> {
+    let data = std::fs::read(path)
+        .inspect_err(|e| eprintln!("modscope: reading {}: {e}", path.display()))
+        .ok()?;
+    let t = trace::read_trace(&data)
+        .inspect_err(|e| eprintln!("modscope: {}: {e}", path.display()))
+        .ok()?;
+    Some((data, t))
+}
+
 /// Returns the exit status: 0 when the file is a trace (damage or not),
 /// 6 when it cannot be read or is not one.
 pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
-    let data = match std::fs::read(&args.file) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("modscope: reading {}: {e}", args.file.display());
-            return Ok(status::BAD_INPUT);
-        }
-    };
-    let t = match trace::read_trace(&data) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("modscope: {}: {e}", args.file.display());
-            return Ok(status::BAD_INPUT);
-        }
+    let Some((data, t)) = open_trace(&args.file) else {
+        return Ok(status::BAD_INPUT);
     };
     let replay = Replay::from_records(t.records.iter().map(|(_, r)| r));
     let report = report::build(&replay, &t.damage, &args.modules);

@@ -10,22 +10,31 @@
 //! - counter totals that changed, and the probe counters, are written every
 //!   snapshot interval (1 s by default) and synced then;
 //! - the end of the session writes a last snapshot and an end record.
+//!
+//! The live TUI taps the same records (a bounded channel): what it shows
+//! live is what a replay of the file shows.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{SyncSender, TrySendError},
+    },
 };
 
 use anyhow::Context as _;
 use modscope::trace::{
     TraceRecord, TraceWriter,
-    records::{EndReason, ModuleOrigin, ModuleSeen, SessionStart, StatsSnapshot},
+    records::{EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict, SessionStart, StatsSnapshot},
 };
 use probe_common::ModuleRecord;
 
+/// Where the records go: a file, a live view, or both.
 pub struct TraceSink {
-    writer: TraceWriter,
-    path: PathBuf,
+    file: Option<(TraceWriter, PathBuf)>,
+    tap: Option<Tap>,
     /// Only these modules are recorded (empty: all).
     filter: Vec<String>,
     /// Incarnations being recorded.
@@ -38,8 +47,45 @@ pub struct TraceSink {
     urgent: bool,
 }
 
+/// The live view's end of the records. Never blocks the session: when the
+/// view falls behind by a whole channel, records are counted as dropped
+/// (the view says so) and the next counts snapshot is sent whole.
+pub struct Tap {
+    pub sender: SyncSender<TraceRecord>,
+    /// Shared with the view, which shows it.
+    pub dropped: Arc<AtomicU64>,
+    resend_counts: bool,
+}
+
+impl Tap {
+    pub fn new(sender: SyncSender<TraceRecord>, dropped: Arc<AtomicU64>) -> Self {
+        Self {
+            sender,
+            dropped,
+            resend_counts: false,
+        }
+    }
+}
+
 impl TraceSink {
-    pub fn open(path: &Path, append: bool, filter: Vec<String>) -> anyhow::Result<Self> {
+    pub fn new(file: Option<(&Path, bool)>, tap: Option<Tap>, filter: Vec<String>) -> anyhow::Result<Self> {
+        let file = match file {
+            Some((path, append)) => Some((Self::open_file(path, append)?, path.to_owned())),
+            None => None,
+        };
+        Ok(Self {
+            file,
+            tap,
+            filter,
+            kept: BTreeSet::new(),
+            last_counts: BTreeMap::new(),
+            last_stats: None,
+            unsynced: false,
+            urgent: false,
+        })
+    }
+
+    fn open_file(path: &Path, append: bool) -> anyhow::Result<TraceWriter> {
         let writer = if append {
             let (w, info) = TraceWriter::append(path)
                 .with_context(|| format!("opening trace {} to append", path.display()))?;
@@ -55,33 +101,48 @@ impl TraceSink {
             TraceWriter::create(path)
                 .with_context(|| format!("creating trace {}", path.display()))?
         };
-        Ok(Self {
-            writer,
-            path: path.to_owned(),
-            filter,
-            kept: BTreeSet::new(),
-            last_counts: BTreeMap::new(),
-            last_stats: None,
-            unsynced: false,
-            urgent: false,
-        })
+        Ok(writer)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The trace file, when one is written.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|(_, p)| p.as_path())
     }
 
     pub fn bytes(&self) -> u64 {
-        self.writer.bytes()
+        self.file.as_ref().map_or(0, |(w, _)| w.bytes())
     }
 
     pub fn records(&self) -> u64 {
-        self.writer.records()
+        self.file.as_ref().map_or(0, |(w, _)| w.records())
     }
 
     fn write(&mut self, record: &TraceRecord) {
-        self.writer.write(record);
-        self.unsynced = true;
+        if let Some((w, _)) = &mut self.file {
+            w.write(record);
+            self.unsynced = true;
+        }
+        self.send_tap(record);
+    }
+
+    fn send_tap(&mut self, record: &TraceRecord) {
+        if let Some(tap) = &mut self.tap {
+            match tap.sender.try_send(record.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    tap.dropped.fetch_add(1, Ordering::Relaxed);
+                    tap.resend_counts = true;
+                }
+                Err(TrySendError::Disconnected(_)) => self.tap = None,
+            }
+        }
+    }
+
+    /// A module's static verdict (its file checked against this kernel).
+    pub fn verdict(&mut self, verdict: ModuleVerdict) {
+        if self.kept.contains(&verdict.incarnation) {
+            self.write(&TraceRecord::Verdict(Box::new(verdict)));
+        }
     }
 
     pub fn start(&mut self, start: SessionStart) -> anyhow::Result<()> {
@@ -148,29 +209,42 @@ impl TraceSink {
     /// After a ring-buffer batch: hands it to the kernel, and to the disk
     /// when it held a load or unload.
     pub fn end_batch(&mut self) -> anyhow::Result<()> {
-        let result = if std::mem::take(&mut self.urgent) {
-            self.unsynced = false;
-            self.writer.sync()
-        } else {
-            self.writer.flush()
+        let urgent = std::mem::take(&mut self.urgent);
+        let Some((writer, path)) = &mut self.file else {
+            return Ok(());
         };
-        result.with_context(|| format!("writing trace {}", self.path.display()))
+        let result = if urgent {
+            self.unsynced = false;
+            writer.sync()
+        } else {
+            writer.flush()
+        };
+        result.with_context(|| format!("writing trace {}", path.display()))
     }
 
-    /// The counters that changed since the last snapshot, then a sync.
+    /// The counters that changed since the last snapshot, then a sync. A
+    /// live view gets a counts record every time (its clock), and all
+    /// totals after it missed records.
     pub fn snapshot(
         &mut self,
         ts_ns: u64,
         counts: &BTreeMap<(u64, u64), u64>,
         stats: StatsSnapshot,
     ) -> anyhow::Result<()> {
+        let resend = self
+            .tap
+            .as_mut()
+            .is_some_and(|t| std::mem::take(&mut t.resend_counts));
         let entries: Vec<(u64, u64, u64)> = counts
             .iter()
             .filter(|((inc, _), _)| self.kept.contains(inc))
-            .filter(|(k, n)| self.last_counts.get(k) != Some(n))
+            .filter(|(k, n)| resend || self.last_counts.get(k) != Some(n))
             .map(|(&(inc, ip), &n)| (inc, ip, n))
             .collect();
-        if !entries.is_empty() {
+        if entries.is_empty() {
+            // The view's clock: nothing changed at this time.
+            self.send_tap(&TraceRecord::Counts { ts_ns, entries });
+        } else {
             self.write(&TraceRecord::Counts { ts_ns, entries });
             self.last_counts.extend(
                 counts

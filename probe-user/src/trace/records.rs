@@ -68,12 +68,73 @@ pub struct StatsSnapshot {
     pub counters: Stats,
 }
 
+/// How bad a static finding is (the analysis' severities, in the order
+/// they rank).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Info,
+    Warning,
+    Incompatible,
+}
+
+impl Level {
+    fn code(self) -> u8 {
+        match self {
+            Level::Info => 0,
+            Level::Warning => 1,
+            Level::Incompatible => 2,
+        }
+    }
+
+    fn from_code(v: u8) -> Result<Self, DecodeError> {
+        match v {
+            0 => Ok(Level::Info),
+            1 => Ok(Level::Warning),
+            2 => Ok(Level::Incompatible),
+            v => Err(DecodeError::Invalid {
+                what: "severity",
+                value: u64::from(v),
+            }),
+        }
+    }
+}
+
+/// One reason of a static verdict, as `check` gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerdictReason {
+    /// Stable reason code (`CRC_MISMATCH`).
+    pub code: String,
+    pub level: Option<Level>,
+    /// Symbol, struct and config option it names (empty: none).
+    pub symbol: String,
+    pub struct_name: String,
+    pub config: String,
+    pub message: String,
+}
+
+/// The static analysis of a module's file against the running kernel,
+/// written when the module is seen (when its file was found).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleVerdict {
+    pub ts_ns: u64,
+    pub incarnation: u64,
+    /// The file that was checked.
+    pub file: String,
+    /// The worst reason's level (`Info`: compatible).
+    pub level: Level,
+    /// Plain insmod would refuse it (so it was forced, if it is loaded).
+    pub kernel_would_refuse: bool,
+    pub reasons: Vec<VerdictReason>,
+}
+
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     Duration,
     Interrupt,
     Terminate,
+    /// The user quit the live TUI.
+    Quit,
 }
 
 impl EndReason {
@@ -82,6 +143,7 @@ impl EndReason {
             EndReason::Duration => "duration",
             EndReason::Interrupt => "SIGINT",
             EndReason::Terminate => "SIGTERM",
+            EndReason::Quit => "quit",
         }
     }
 }
@@ -118,6 +180,8 @@ pub enum TraceRecord {
         ts_ns: u64,
         functions: Vec<(String, u64)>,
     },
+    /// The static verdict on a module incarnation's file.
+    Verdict(Box<ModuleVerdict>),
 }
 
 mod kind {
@@ -129,6 +193,7 @@ mod kind {
     pub const STATS: u8 = 6;
     pub const SESSION_END: u8 = 7;
     pub const FUNCTIONS: u8 = 8;
+    pub const VERDICT: u8 = 9;
 }
 
 impl TraceRecord {
@@ -245,7 +310,25 @@ impl TraceRecord {
                     EndReason::Duration => 0,
                     EndReason::Interrupt => 1,
                     EndReason::Terminate => 2,
+                    EndReason::Quit => 3,
                 });
+            }
+            TraceRecord::Verdict(v) => {
+                e.u8(kind::VERDICT);
+                e.varint(v.ts_ns);
+                e.varint(v.incarnation);
+                e.str(&v.file);
+                e.u8(v.level.code());
+                e.bool(v.kernel_would_refuse);
+                e.varint(v.reasons.len() as u64);
+                for r in &v.reasons {
+                    e.str(&r.code);
+                    e.u8(r.level.map_or(255, Level::code));
+                    e.str(&r.symbol);
+                    e.str(&r.struct_name);
+                    e.str(&r.config);
+                    e.str(&r.message);
+                }
             }
         }
     }
@@ -293,6 +376,7 @@ impl TraceRecord {
                     0 => EndReason::Duration,
                     1 => EndReason::Interrupt,
                     2 => EndReason::Terminate,
+                    3 => EndReason::Quit,
                     v => {
                         return Err(DecodeError::Invalid {
                             what: "end reason",
@@ -310,6 +394,7 @@ impl TraceRecord {
                 }
                 TraceRecord::Functions { ts_ns, functions }
             }
+            kind::VERDICT => TraceRecord::Verdict(Box::new(decode_verdict(&mut d)?)),
             other => return Err(DecodeError::UnknownKind(other)),
         };
         d.finish()?;
@@ -342,6 +427,56 @@ fn decode_session(d: &mut Decoder) -> Result<SessionStart, DecodeError> {
     }
     s.module_filter = d.strs()?;
     Ok(s)
+}
+
+fn decode_verdict(d: &mut Decoder) -> Result<ModuleVerdict, DecodeError> {
+    let ts_ns = d.varint()?;
+    let incarnation = d.varint()?;
+    let file = d.str()?;
+    let level = Level::from_code(d.u8()?)?;
+    let kernel_would_refuse = d.bool("kernel_would_refuse")?;
+    let n = d.count()?;
+    let mut reasons = Vec::with_capacity(n);
+    for _ in 0..n {
+        let code = d.str()?;
+        let level = match d.u8()? {
+            255 => None,
+            v => Some(Level::from_code(v)?),
+        };
+        reasons.push(VerdictReason {
+            code,
+            level,
+            symbol: d.str()?,
+            struct_name: d.str()?,
+            config: d.str()?,
+            message: d.str()?,
+        });
+    }
+    Ok(ModuleVerdict {
+        ts_ns,
+        incarnation,
+        file,
+        level,
+        kernel_would_refuse,
+        reasons,
+    })
+}
+
+impl TraceRecord {
+    /// When it happened (boot clock); the session header's start time for it.
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            TraceRecord::SessionStart(s) => s.started_ns,
+            TraceRecord::Module(m) => m.ts_ns,
+            TraceRecord::Verdict(v) => v.ts_ns,
+            TraceRecord::Stats(s) => s.ts_ns,
+            TraceRecord::Unload { ts_ns, .. }
+            | TraceRecord::FirstUse { ts_ns, .. }
+            | TraceRecord::Counts { ts_ns, .. }
+            | TraceRecord::SessionEnd { ts_ns, .. }
+            | TraceRecord::Functions { ts_ns, .. } => *ts_ns,
+        }
+    }
 }
 
 fn decode_module(d: &mut Decoder) -> Result<ModuleSeen, DecodeError> {
@@ -413,6 +548,140 @@ pub mod samples {
         }
     }
 
+    pub fn verdict(incarnation: u64) -> ModuleVerdict {
+        ModuleVerdict {
+            ts_ns: incarnation + 1,
+            incarnation,
+            file: "/lib/modules/m.ko".into(),
+            level: Level::Incompatible,
+            kernel_would_refuse: true,
+            reasons: vec![
+                VerdictReason {
+                    code: "CRC_MISMATCH".into(),
+                    level: Some(Level::Incompatible),
+                    symbol: "mutex_lock".into(),
+                    config: "CONFIG_PREEMPT_RT".into(),
+                    message: "mutex_lock's CRC differs from this kernel's".into(),
+                    ..VerdictReason::default()
+                },
+                VerdictReason {
+                    code: "OUT_OF_TREE".into(),
+                    level: None,
+                    message: "built outside the kernel tree".into(),
+                    ..VerdictReason::default()
+                },
+            ],
+        }
+    }
+
+    /// A realistic session: a PREEMPT_RT kernel, a module present from the
+    /// start, and `rtbad` (built for the generic flavour) force-loaded,
+    /// calling `mutex_lock` (CRC mismatch) and `kfree` for ten seconds, then
+    /// unloaded.
+    pub fn story() -> Vec<TraceRecord> {
+        const S: u64 = 1_000_000_000;
+        let start = 100 * S;
+        let rt = 0xffff_ffff_c100_0000;
+        let mut v = vec![TraceRecord::SessionStart(Box::new(SessionStart {
+            kernel_release: "6.1.0-56-rt-amd64".into(),
+            started_ns: start,
+            config: vec![
+                ("PREEMPT_RT".into(), "y".into()),
+                ("DEBUG_SPINLOCK".into(), "n".into()),
+                ("KPROBES".into(), "y".into()),
+            ],
+            functions: vec![
+                ("mutex_lock".into(), 0x10),
+                ("kfree".into(), 0x20),
+                ("kstrdup".into(), 0x30),
+            ],
+            ..session()
+        }))];
+        v.push(TraceRecord::Module(Box::new(ModuleSeen {
+            ts_ns: 0,
+            origin: ModuleOrigin::Present,
+            incarnation: 1,
+            name: "ext4".into(),
+            taints: 0,
+            imports: Some(vec!["kfree".into(), "kstrdup".into()]),
+            init_counted: false,
+            ..module("ext4", 1)
+        })));
+        v.push(TraceRecord::Verdict(Box::new(ModuleVerdict {
+            ts_ns: start,
+            incarnation: 1,
+            file: "/lib/modules/6.1.0-56-rt-amd64/kernel/fs/ext4/ext4.ko".into(),
+            level: Level::Info,
+            kernel_would_refuse: false,
+            reasons: vec![],
+        })));
+        let load = start + 2 * S;
+        v.push(TraceRecord::Module(Box::new(ModuleSeen {
+            ts_ns: load,
+            origin: ModuleOrigin::Loaded,
+            incarnation: load,
+            name: "rtbad".into(),
+            taints: (1 << 1) | (1 << 12) | (1 << 13),
+            core_text: (rt, 0x3000),
+            init_text: (rt + 0x10_0000, 0x200),
+            init_counted: true,
+            imports: Some(vec!["mutex_lock".into(), "kfree".into(), "_printk".into()]),
+            ..module("rtbad", load)
+        })));
+        v.push(TraceRecord::Verdict(Box::new(ModuleVerdict {
+            ts_ns: load,
+            incarnation: load,
+            file: "/root/rtbad.ko".into(),
+            level: Level::Incompatible,
+            kernel_would_refuse: true,
+            reasons: vec![VerdictReason {
+                code: "CRC_MISMATCH".into(),
+                level: Some(Level::Incompatible),
+                symbol: "mutex_lock".into(),
+                config: "CONFIG_PREEMPT_RT".into(),
+                message: "mutex_lock: the module expects CRC 0x1, this kernel has 0x2".into(),
+                ..VerdictReason::default()
+            }],
+        })));
+        v.push(TraceRecord::FirstUse {
+            ts_ns: load + 1000,
+            incarnation: load,
+            func_ip: 0x10,
+            caller: rt + 0x10_0010,
+        });
+        for i in 1..=10u64 {
+            if i == 3 {
+                v.push(TraceRecord::FirstUse {
+                    ts_ns: load + i * S - 5,
+                    incarnation: load,
+                    func_ip: 0x20,
+                    caller: rt + 0x44,
+                });
+            }
+            let mut entries = vec![(load, 0x10, 1000 * i)];
+            if i >= 3 {
+                entries.push((load, 0x20, 10 * (i - 2)));
+            }
+            v.push(TraceRecord::Counts {
+                ts_ns: load + i * S,
+                entries,
+            });
+        }
+        v.push(TraceRecord::Stats(StatsSnapshot {
+            ts_ns: load + 10 * S,
+            counters: Stats::default(),
+        }));
+        v.push(TraceRecord::Unload {
+            ts_ns: load + 11 * S,
+            incarnation: load,
+        });
+        v.push(TraceRecord::SessionEnd {
+            ts_ns: load + 12 * S,
+            reason: EndReason::Interrupt,
+        });
+        v
+    }
+
     pub fn all() -> Vec<TraceRecord> {
         vec![
             TraceRecord::SessionStart(Box::new(session())),
@@ -423,6 +692,7 @@ pub mod samples {
                 init_counted: false,
                 ..module("old", 3)
             })),
+            TraceRecord::Verdict(Box::new(verdict(6_000_000_000))),
             TraceRecord::FirstUse {
                 ts_ns: 6_000_000_100,
                 incarnation: 6_000_000_000,

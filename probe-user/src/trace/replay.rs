@@ -4,12 +4,16 @@
 
 use rustc_hash::FxHashMap;
 
-use super::records::{EndReason, ModuleSeen, SessionStart, StatsSnapshot, TraceRecord};
+use super::records::{
+    EndReason, ModuleSeen, ModuleVerdict, SessionStart, StatsSnapshot, TraceRecord,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleState {
     pub seen: ModuleSeen,
     pub unloaded_ns: Option<u64>,
+    /// The static verdict on its file, when one was recorded.
+    pub verdict: Option<ModuleVerdict>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +89,7 @@ impl Replay {
                 s.modules.push(ModuleState {
                     seen: (**m).clone(),
                     unloaded_ns: None,
+                    verdict: None,
                 });
             }
             &TraceRecord::Unload { ts_ns, incarnation } => {
@@ -121,6 +126,12 @@ impl Replay {
                 s.last_ns = s.last_ns.max(*ts_ns);
                 s.added_functions.extend(functions.iter().cloned());
             }
+            TraceRecord::Verdict(v) => {
+                s.last_ns = s.last_ns.max(v.ts_ns);
+                if let Some(m) = s.module_mut(v.incarnation) {
+                    m.verdict = Some((**v).clone());
+                }
+            }
             &TraceRecord::SessionEnd { ts_ns, reason } => {
                 s.last_ns = s.last_ns.max(ts_ns);
                 s.end = Some((ts_ns, reason));
@@ -147,7 +158,11 @@ mod tests {
         assert_eq!(s.first_uses[&(6_000_000_000, 0x200)].ts_ns, 6_000_000_100);
         assert_eq!(s.stats.counters.lost_events, 2);
         assert_eq!(s.end, Some((9_000_000_000, EndReason::Interrupt)));
-        assert_eq!(s.records, 9);
+        assert_eq!(s.records, 10);
+        assert_eq!(
+            s.modules[0].verdict.as_ref().map(|v| v.reasons.len()),
+            Some(2)
+        );
         assert_eq!(s.added_functions, vec![("msleep".to_owned(), 0x300)]);
     }
 

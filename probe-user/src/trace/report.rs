@@ -248,7 +248,7 @@ mod tests {
     fn report_of_the_sample_trace() {
         let r = build(&Replay::from_records(&samples::all()), &[], &[]);
         assert!(r.complete);
-        assert_eq!(r.records, 9);
+        assert_eq!(r.records, 10);
         let s = &r.sessions[0];
         assert_eq!(s.end_reason, Some("SIGINT"));
         assert_eq!(s.seconds, 4.0);

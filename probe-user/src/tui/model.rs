@@ -1,0 +1,568 @@
+//! What the TUI knows, folded from trace records: the session header, one
+//! entry per module name (its incarnations, verdict, exact counts, rates),
+//! the event log. Pure: live and replay feed it the same records.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
+
+use crate::{
+    event::{Stats, sanitize},
+    taint,
+    trace::records::{EndReason, Level, ModuleOrigin, ModuleVerdict, TraceRecord, VerdictReason},
+};
+
+/// Log lines kept; older ones are dropped (and counted).
+pub const LOG_CAPACITY: usize = 5_000;
+/// Samples in a module's sparkline.
+pub const SPARK_SAMPLES: usize = 30;
+/// A module is "loading" this long after its load event (its init runs then).
+const LOADING_NS: u64 = 1_000_000_000;
+/// Rates older than this are shown as zero (no counts arrived since).
+const RATE_STALE_NS: u64 = 2_500_000_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub kernel_release: String,
+    pub hostname: String,
+    pub boot_id: String,
+    pub epoch_at_boot_ns: u64,
+    pub config_source: String,
+    /// ABI-relevant options and their values on this kernel.
+    pub config: Vec<(String, String)>,
+    pub attach_type: String,
+    pub probes: usize,
+    pub capped: usize,
+    pub not_attached: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ModuleState {
+    Loading,
+    Live,
+    Unloaded,
+}
+
+impl ModuleState {
+    pub fn word(self) -> &'static str {
+        match self {
+            ModuleState::Loading => "loading",
+            ModuleState::Live => "live",
+            ModuleState::Unloaded => "unloaded",
+        }
+    }
+}
+
+/// The verdict shown for a module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rating {
+    Unsafe,
+    Warning,
+    Compatible,
+    /// Its file was not found: not checked.
+    Unchecked,
+}
+
+impl Rating {
+    pub fn word(self) -> &'static str {
+        match self {
+            Rating::Unsafe => "unsafe",
+            Rating::Warning => "warning",
+            Rating::Compatible => "compatible",
+            Rating::Unchecked => "unchecked",
+        }
+    }
+
+    /// Never colour alone: a symbol too.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Rating::Unsafe => "✖",
+            Rating::Warning => "▲",
+            Rating::Compatible => "✔",
+            Rating::Unchecked => "?",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incarnation {
+    pub id: u64,
+    pub origin: ModuleOrigin,
+    /// `None` for modules present before the capture.
+    pub loaded_ns: Option<u64>,
+    pub unloaded_ns: Option<u64>,
+    pub init_counted: bool,
+    pub taints: String,
+    /// Calls counted in this incarnation.
+    pub calls: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallStat {
+    pub count: u64,
+    pub first_use_ns: Option<u64>,
+    /// `core+0x…` / `init+0x…`.
+    pub first_caller: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub file: String,
+    pub level: Level,
+    pub kernel_would_refuse: bool,
+    pub reasons: Vec<VerdictReason>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModuleEntry {
+    pub name: String,
+    pub incarnations: Vec<Incarnation>,
+    pub imports: Option<Vec<String>>,
+    /// Current incarnation's calls by function address.
+    pub calls: BTreeMap<u64, CallStat>,
+    /// Text ranges of the current incarnation (core, init).
+    core_text: (u64, u64),
+    init_text: (u64, u64),
+    pub verdict: Option<Verdict>,
+    /// Runtime evidence: calls to symbols its verdict flags.
+    pub anomalies: Vec<Anomaly>,
+    /// Calls per tick, newest last.
+    pub spark: VecDeque<u64>,
+    rate: f64,
+    rate_ns: u64,
+    ticked_total: u64,
+}
+
+/// A call the static verdict says should not happen on this kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    pub ts_ns: u64,
+    pub symbol: String,
+    pub code: String,
+    pub caller: Option<String>,
+}
+
+impl ModuleEntry {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            incarnations: Vec::new(),
+            imports: None,
+            calls: BTreeMap::new(),
+            core_text: (0, 0),
+            init_text: (0, 0),
+            verdict: None,
+            anomalies: Vec::new(),
+            spark: VecDeque::new(),
+            rate: 0.0,
+            rate_ns: 0,
+            ticked_total: 0,
+        }
+    }
+
+    pub fn current(&self) -> Option<&Incarnation> {
+        self.incarnations.last()
+    }
+
+    pub fn state(&self, now_ns: u64) -> ModuleState {
+        match self.current() {
+            Some(i) if i.unloaded_ns.is_some() => ModuleState::Unloaded,
+            Some(Incarnation {
+                loaded_ns: Some(t), ..
+            }) if now_ns < t.saturating_add(LOADING_NS) => ModuleState::Loading,
+            _ => ModuleState::Live,
+        }
+    }
+
+    pub fn rating(&self) -> Rating {
+        match &self.verdict {
+            None => Rating::Unchecked,
+            Some(v) => match v.level {
+                Level::Incompatible => Rating::Unsafe,
+                Level::Warning => Rating::Warning,
+                Level::Info => Rating::Compatible,
+            },
+        }
+    }
+
+    pub fn taints(&self) -> &str {
+        self.current().map_or("", |i| i.taints.as_str())
+    }
+
+    pub fn total_calls(&self) -> u64 {
+        self.calls.values().map(|c| c.count).sum()
+    }
+
+    /// Distinct probed functions it called (current incarnation).
+    pub fn used(&self) -> usize {
+        self.calls.values().filter(|c| c.count > 0 || c.first_use_ns.is_some()).count()
+    }
+
+    pub fn imported(&self) -> Option<usize> {
+        self.imports.as_ref().map(Vec::len)
+    }
+
+    /// Calls per second over the last tick; zero when no counts came lately.
+    pub fn rate(&self, now_ns: u64) -> f64 {
+        if now_ns > self.rate_ns.saturating_add(RATE_STALE_NS) {
+            0.0
+        } else {
+            self.rate
+        }
+    }
+
+    fn place(&self, addr: u64) -> Option<String> {
+        let within = |(base, size): (u64, u64)| base != 0 && addr >= base && addr - base < size;
+        if within(self.core_text) {
+            Some(format!("core+{:#x}", addr - self.core_text.0))
+        } else if within(self.init_text) {
+            Some(format!("init+{:#x}", addr - self.init_text.0))
+        } else {
+            None
+        }
+    }
+
+    /// The verdict reason that makes a call to `symbol` suspect.
+    fn flagged(&self, symbol: &str) -> Option<&VerdictReason> {
+        self.verdict.as_ref()?.reasons.iter().find(|r| {
+            r.symbol == symbol && r.level == Some(Level::Incompatible)
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind {
+    Session,
+    Load,
+    Unload,
+    FirstUse,
+    Verdict,
+    Anomaly,
+    Lost,
+    Damage,
+}
+
+impl LogKind {
+    pub fn word(self) -> &'static str {
+        match self {
+            LogKind::Session => "session",
+            LogKind::Load => "load",
+            LogKind::Unload => "unload",
+            LogKind::FirstUse => "first use",
+            LogKind::Verdict => "verdict",
+            LogKind::Anomaly => "ANOMALY",
+            LogKind::Lost => "lost",
+            LogKind::Damage => "damage",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub ts_ns: u64,
+    pub kind: LogKind,
+    pub text: String,
+}
+
+/// What applying one record changed, for the replay's "next mark".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// An anomaly, or a module's verdict changed.
+    pub mark: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    pub session: Option<SessionInfo>,
+    pub sessions: usize,
+    pub ended: Option<EndReason>,
+    pub functions: FxHashMap<u64, String>,
+    pub modules: Vec<ModuleEntry>,
+    by_name: HashMap<String, usize>,
+    by_incarnation: FxHashMap<u64, usize>,
+    pub log: VecDeque<LogEntry>,
+    pub log_dropped: u64,
+    pub stats: Stats,
+    /// Latest time seen (boot clock).
+    pub now_ns: u64,
+    last_tick_ns: Option<u64>,
+    pub records: u64,
+}
+
+impl Model {
+    pub fn module(&self, name: &str) -> Option<&ModuleEntry> {
+        self.by_name.get(name).map(|&i| &self.modules[i])
+    }
+
+    pub fn function_name(&self, addr: u64) -> String {
+        self.functions
+            .get(&addr)
+            .cloned()
+            .unwrap_or_else(|| format!("{addr:#x}"))
+    }
+
+    /// Moves the clock (live: the wall clock; replay: the play head).
+    pub fn advance(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+    }
+
+    fn log(&mut self, ts_ns: u64, kind: LogKind, text: String) {
+        if self.log.len() == LOG_CAPACITY {
+            self.log.pop_front();
+            self.log_dropped += 1;
+        }
+        self.log.push_back(LogEntry { ts_ns, kind, text });
+    }
+
+    /// Notes from outside the records (a damaged stretch of the file).
+    pub fn note(&mut self, kind: LogKind, text: String) {
+        self.log(self.now_ns, kind, text);
+    }
+
+    fn entry_mut(&mut self, name: &str) -> &mut ModuleEntry {
+        let i = match self.by_name.get(name) {
+            Some(&i) => i,
+            None => {
+                self.modules.push(ModuleEntry::new(name.to_owned()));
+                self.by_name.insert(name.to_owned(), self.modules.len() - 1);
+                self.modules.len() - 1
+            }
+        };
+        &mut self.modules[i]
+    }
+
+    fn by_incarnation(&mut self, incarnation: u64) -> Option<&mut ModuleEntry> {
+        let &i = self.by_incarnation.get(&incarnation)?;
+        let m = &mut self.modules[i];
+        (m.current().map(|c| c.id) == Some(incarnation)).then_some(m)
+    }
+
+    pub fn apply(&mut self, record: &TraceRecord) -> Applied {
+        self.records += 1;
+        let ts = record.ts_ns();
+        self.advance(ts);
+        let mut applied = Applied::default();
+        match record {
+            TraceRecord::SessionStart(s) => {
+                // A new session (an appended capture, maybe another boot):
+                // modules start over, the log goes on.
+                self.modules.clear();
+                self.by_name.clear();
+                self.by_incarnation.clear();
+                self.functions = s
+                    .functions
+                    .iter()
+                    .map(|(n, a)| (*a, sanitize(n)))
+                    .collect();
+                self.stats = Stats::default();
+                self.ended = None;
+                self.last_tick_ns = None;
+                self.sessions += 1;
+                let info = SessionInfo {
+                    kernel_release: sanitize(&s.kernel_release),
+                    hostname: sanitize(&s.hostname),
+                    boot_id: sanitize(&s.boot_id),
+                    epoch_at_boot_ns: s.epoch_at_boot_ns,
+                    config_source: sanitize(&s.config_source),
+                    config: s
+                        .config
+                        .iter()
+                        .map(|(k, v)| (sanitize(k), sanitize(v)))
+                        .collect(),
+                    attach_type: sanitize(&s.attach_type),
+                    probes: s.functions.len(),
+                    capped: s.capped.len(),
+                    not_attached: s.not_attached.len(),
+                };
+                let text = format!(
+                    "{} started on {} ({}), {} functions probed",
+                    self.sessions, info.hostname, info.kernel_release, info.probes
+                );
+                self.session = Some(info);
+                self.log(ts, LogKind::Session, text);
+            }
+            TraceRecord::Module(m) => {
+                let name = sanitize(&m.name);
+                let loaded = m.origin == ModuleOrigin::Loaded;
+                let entry = self.entry_mut(&name);
+                entry.incarnations.push(Incarnation {
+                    id: m.incarnation,
+                    origin: m.origin,
+                    loaded_ns: loaded.then_some(m.ts_ns),
+                    unloaded_ns: None,
+                    init_counted: m.init_counted,
+                    taints: taint::letters(m.taints),
+                    calls: 0,
+                });
+                entry.calls.clear();
+                entry.core_text = m.core_text;
+                entry.init_text = m.init_text;
+                entry.ticked_total = 0;
+                if let Some(imports) = &m.imports {
+                    entry.imports = Some(imports.iter().map(|s| sanitize(s)).collect());
+                }
+                let i = self.by_name[&name];
+                self.by_incarnation.insert(m.incarnation, i);
+                if loaded {
+                    let taints = taint::letters(m.taints);
+                    let text = if taints.is_empty() {
+                        format!("{name} loaded")
+                    } else {
+                        format!("{name} loaded (taints {taints})")
+                    };
+                    self.log(ts, LogKind::Load, text);
+                }
+            }
+            TraceRecord::Verdict(v) => applied.mark = self.apply_verdict(v),
+            &TraceRecord::Unload { ts_ns, incarnation } => {
+                if let Some(m) = self.by_incarnation(incarnation) {
+                    let calls = m.total_calls();
+                    if let Some(i) = m.incarnations.last_mut() {
+                        i.unloaded_ns = Some(ts_ns);
+                        i.calls = calls;
+                    }
+                    let text = format!("{} unloaded after {calls} counted calls", m.name);
+                    self.log(ts_ns, LogKind::Unload, text);
+                }
+            }
+            &TraceRecord::FirstUse {
+                ts_ns,
+                incarnation,
+                func_ip,
+                caller,
+            } => {
+                let symbol = self.function_name(func_ip);
+                if let Some(m) = self.by_incarnation(incarnation) {
+                    let place = m.place(caller);
+                    let stat = m.calls.entry(func_ip).or_insert(CallStat {
+                        count: 0,
+                        first_use_ns: None,
+                        first_caller: None,
+                    });
+                    stat.first_use_ns.get_or_insert(ts_ns);
+                    if stat.first_caller.is_none() {
+                        stat.first_caller.clone_from(&place);
+                    }
+                    let name = m.name.clone();
+                    let flagged = m.flagged(&symbol).map(|r| r.code.clone());
+                    if let Some(code) = flagged {
+                        m.anomalies.push(Anomaly {
+                            ts_ns,
+                            symbol: symbol.clone(),
+                            code: code.clone(),
+                            caller: place.clone(),
+                        });
+                        applied.mark = true;
+                        self.log(
+                            ts_ns,
+                            LogKind::Anomaly,
+                            format!("{name} called {symbol} ({code}) from {}", place.as_deref().unwrap_or("?")),
+                        );
+                    }
+                    let at = place.map(|p| format!(" at {p}")).unwrap_or_default();
+                    self.log(ts_ns, LogKind::FirstUse, format!("{name} → {symbol}{at}"));
+                }
+            }
+            TraceRecord::Counts { ts_ns, entries } => self.apply_counts(*ts_ns, entries),
+            TraceRecord::Stats(s) => {
+                let lost = s.counters.lost_events.saturating_sub(self.stats.lost_events);
+                if lost > 0 {
+                    self.log(s.ts_ns, LogKind::Lost, format!("the kernel dropped {lost} events (ring buffer full)"));
+                }
+                self.stats = s.counters;
+            }
+            TraceRecord::Functions { functions, .. } => {
+                for (n, a) in functions {
+                    self.functions.insert(*a, sanitize(n));
+                }
+                if let Some(s) = &mut self.session {
+                    s.probes += functions.len();
+                }
+            }
+            &TraceRecord::SessionEnd { ts_ns, reason } => {
+                self.ended = Some(reason);
+                self.log(ts_ns, LogKind::Session, format!("ended ({})", reason.as_str()));
+            }
+        }
+        applied
+    }
+
+    fn apply_verdict(&mut self, v: &ModuleVerdict) -> bool {
+        let Some(m) = self.by_incarnation(v.incarnation) else {
+            return false;
+        };
+        let before = m.rating();
+        m.verdict = Some(Verdict {
+            file: sanitize(&v.file),
+            level: v.level,
+            kernel_would_refuse: v.kernel_would_refuse,
+            reasons: v
+                .reasons
+                .iter()
+                .map(|r| VerdictReason {
+                    code: sanitize(&r.code),
+                    level: r.level,
+                    symbol: sanitize(&r.symbol),
+                    struct_name: sanitize(&r.struct_name),
+                    config: sanitize(&r.config),
+                    message: sanitize(&r.message),
+                })
+                .collect(),
+        });
+        let after = m.rating();
+        let name = m.name.clone();
+        let first = v
+            .reasons
+            .iter()
+            .find(|r| r.level >= Some(Level::Warning))
+            .map(|r| format!(": {}", sanitize(&r.code)))
+            .unwrap_or_default();
+        let changed = before != after;
+        // A clean verdict on a module seen for the first time is not news.
+        if changed && !(before == Rating::Unchecked && after == Rating::Compatible) {
+            let forced = if v.kernel_would_refuse { ", plain insmod refuses it" } else { "" };
+            self.log(
+                v.ts_ns,
+                LogKind::Verdict,
+                format!("{name} is {}{first}{forced}", after.word()),
+            );
+        }
+        changed && after != Rating::Compatible
+    }
+
+    fn apply_counts(&mut self, ts_ns: u64, entries: &[(u64, u64, u64)]) {
+        for &(inc, ip, n) in entries {
+            if let Some(m) = self.by_incarnation(inc) {
+                let stat = m.calls.entry(ip).or_insert(CallStat {
+                    count: 0,
+                    first_use_ns: None,
+                    first_caller: None,
+                });
+                stat.count = stat.count.max(n);
+            }
+        }
+        // Every counts record is a tick: rates and sparklines move on.
+        let dt = self.last_tick_ns.map(|t| ts_ns.saturating_sub(t));
+        self.last_tick_ns = Some(ts_ns);
+        for m in &mut self.modules {
+            if m.current().is_none_or(|i| i.unloaded_ns.is_some()) {
+                continue;
+            }
+            let total = m.total_calls();
+            let delta = total.saturating_sub(m.ticked_total);
+            m.ticked_total = total;
+            if let Some(dt) = dt.filter(|&d| d > 0) {
+                m.rate = delta as f64 * 1e9 / dt as f64;
+            }
+            m.rate_ns = ts_ns;
+            if m.spark.len() == SPARK_SAMPLES {
+                m.spark.pop_front();
+            }
+            m.spark.push_back(delta);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;

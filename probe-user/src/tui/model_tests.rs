@@ -1,0 +1,124 @@
+use super::*;
+use crate::trace::records::samples;
+
+fn story_model() -> Model {
+    let mut m = Model::default();
+    for r in samples::story() {
+        m.apply(&r);
+    }
+    m
+}
+
+#[test]
+fn the_story_folds_into_two_modules_with_exact_counts() {
+    let m = story_model();
+    assert_eq!(m.sessions, 1);
+    assert_eq!(m.session.as_ref().unwrap().kernel_release, "6.1.0-56-rt-amd64");
+    let bad = m.module("rtbad").unwrap();
+    assert_eq!(bad.rating(), Rating::Unsafe);
+    assert_eq!(bad.state(m.now_ns), ModuleState::Unloaded);
+    assert_eq!(bad.taints(), "FOE", "forced, out of tree, unsigned");
+    assert_eq!(bad.calls[&0x10].count, 10_000);
+    assert_eq!(bad.calls[&0x20].count, 80);
+    assert_eq!(bad.calls[&0x10].first_caller.as_deref(), Some("init+0x10"));
+    assert_eq!(bad.calls[&0x20].first_caller.as_deref(), Some("core+0x44"));
+    assert_eq!(bad.incarnations[0].calls, 10_080);
+    assert_eq!(bad.used(), 2);
+    assert_eq!(bad.imported(), Some(3));
+    let ext4 = m.module("ext4").unwrap();
+    assert_eq!(ext4.rating(), Rating::Compatible);
+    assert_eq!(ext4.state(m.now_ns), ModuleState::Live);
+    assert_eq!(ext4.current().unwrap().loaded_ns, None);
+    assert_eq!(m.ended, Some(EndReason::Interrupt));
+}
+
+#[test]
+fn a_call_to_a_flagged_symbol_is_an_anomaly_and_a_mark() {
+    let mut m = Model::default();
+    let mut marks = Vec::new();
+    for r in samples::story() {
+        if m.apply(&r).mark {
+            marks.push(r);
+        }
+    }
+    // The unsafe verdict, then the first mutex_lock call.
+    assert_eq!(marks.len(), 2, "{marks:?}");
+    assert!(matches!(marks[0], TraceRecord::Verdict(_)));
+    assert!(matches!(marks[1], TraceRecord::FirstUse { func_ip: 0x10, .. }));
+    let bad = m.module("rtbad").unwrap();
+    assert_eq!(bad.anomalies.len(), 1);
+    assert_eq!(bad.anomalies[0].symbol, "mutex_lock");
+    assert_eq!(bad.anomalies[0].code, "CRC_MISMATCH");
+    assert!(m.log.iter().any(|l| l.kind == LogKind::Anomaly && l.text.contains("mutex_lock")));
+    // kfree is not flagged: no anomaly for it.
+    assert!(!bad.anomalies.iter().any(|a| a.symbol == "kfree"));
+}
+
+#[test]
+fn rates_follow_the_ticks_and_go_stale() {
+    let mut m = Model::default();
+    let story = samples::story();
+    // Up to the fifth counts record (1000 mutex_lock + 10 kfree per second).
+    let mut counts = 0;
+    for r in &story {
+        m.apply(r);
+        if matches!(r, TraceRecord::Counts { .. }) {
+            counts += 1;
+            if counts == 5 {
+                break;
+            }
+        }
+    }
+    let bad = m.module("rtbad").unwrap();
+    assert_eq!(bad.rate(m.now_ns), 1010.0);
+    assert_eq!(bad.spark.len(), 5);
+    assert_eq!(bad.spark.back(), Some(&1010));
+    let later = m.now_ns + 3_000_000_000;
+    assert_eq!(bad.rate(later), 0.0, "no counts for 3 s: stale");
+}
+
+#[test]
+fn hostile_names_are_sanitised_on_the_way_in() {
+    let mut m = Model::default();
+    m.apply(&TraceRecord::Module(Box::new(samples::module("evil\x1b[2J", 5))));
+    assert_eq!(m.modules[0].name, "evil\u{fffd}[2J");
+    assert!(m.log.iter().all(|l| !l.text.contains('\x1b')));
+}
+
+#[test]
+fn a_new_session_starts_the_modules_over_and_keeps_the_log() {
+    let mut m = story_model();
+    let log = m.log.len();
+    m.apply(&TraceRecord::SessionStart(Box::new(samples::session())));
+    assert!(m.modules.is_empty());
+    assert_eq!(m.sessions, 2);
+    assert_eq!(m.log.len(), log + 1);
+    assert_eq!(m.ended, None);
+}
+
+#[test]
+fn the_log_is_bounded_and_counts_what_it_dropped() {
+    let mut m = Model::default();
+    for i in 0..(LOG_CAPACITY as u64 + 10) {
+        m.apply(&TraceRecord::Module(Box::new(samples::module("m", i + 1))));
+    }
+    assert_eq!(m.log.len(), LOG_CAPACITY);
+    assert_eq!(m.log_dropped, 10);
+    assert_eq!(m.module("m").unwrap().incarnations.len(), LOG_CAPACITY + 10);
+}
+
+#[test]
+fn reloads_keep_history_and_count_each_incarnation_apart() {
+    let mut m = Model::default();
+    m.apply(&TraceRecord::Module(Box::new(samples::module("m", 10))));
+    m.apply(&TraceRecord::Counts { ts_ns: 11, entries: vec![(10, 0x100, 7)] });
+    m.apply(&TraceRecord::Unload { ts_ns: 12, incarnation: 10 });
+    m.apply(&TraceRecord::Module(Box::new(samples::module("m", 20))));
+    // A late total for the old incarnation does not land on the new one.
+    m.apply(&TraceRecord::Counts { ts_ns: 21, entries: vec![(10, 0x100, 9), (20, 0x100, 2)] });
+    let e = m.module("m").unwrap();
+    assert_eq!(e.incarnations.len(), 2);
+    assert_eq!(e.incarnations[0].calls, 7);
+    assert_eq!(e.total_calls(), 2);
+    assert_eq!(e.state(m.now_ns), ModuleState::Loading);
+}

@@ -1,0 +1,566 @@
+//! Draws an [`App`] into a ratatui frame: header, modules table, detail,
+//! event log, footer, help overlay. Reads state only. Every string from the
+//! kernel or a trace was sanitised when it entered the model.
+
+use ratatui::{
+    Frame,
+    layout::{Constraint, Layout, Rect},
+    style::{Color, Modifier, Style},
+    text::{Line, Span},
+    widgets::{Block, Cell, Clear, Paragraph, Row, Table, TableState, Wrap},
+};
+
+use super::{
+    app::{App, Mode, Pane, SortKey, help_lines},
+    evidence::{self, group},
+    model::{LogKind, Model, ModuleEntry, ModuleState, Rating},
+};
+use crate::{analysis::feature_symbols::WATCHED_STRUCTS, clock, trace::records::Level};
+
+/// Options shown in the header: lock debugging, RT, and the tracing
+/// features that change `struct module`.
+const HEADER_OPTIONS: &[&str] = &[
+    "PREEMPT_RT",
+    "DEBUG_SPINLOCK",
+    "DEBUG_MUTEXES",
+    "DEBUG_LOCK_ALLOC",
+    "LOCKDEP",
+    "FUNCTION_TRACER",
+    "KPROBES",
+    "PERF_EVENTS",
+];
+
+struct Palette {
+    no_color: bool,
+}
+
+impl Palette {
+    fn fg(&self, c: Color) -> Style {
+        if self.no_color {
+            Style::default()
+        } else {
+            Style::default().fg(c)
+        }
+    }
+
+    fn rating(&self, r: Rating) -> Style {
+        match r {
+            Rating::Unsafe => self.fg(Color::Red).add_modifier(Modifier::BOLD),
+            Rating::Warning => self.fg(Color::Yellow),
+            Rating::Compatible => self.fg(Color::Green),
+            Rating::Unchecked => self.fg(Color::DarkGray),
+        }
+    }
+
+    fn level(&self, l: Option<Level>) -> Style {
+        match l {
+            Some(Level::Incompatible) => self.fg(Color::Red),
+            Some(Level::Warning) => self.fg(Color::Yellow),
+            _ => self.fg(Color::Gray),
+        }
+    }
+
+    fn log(&self, k: LogKind) -> Style {
+        match k {
+            LogKind::Anomaly | LogKind::Damage => self.fg(Color::Red).add_modifier(Modifier::BOLD),
+            LogKind::Lost => self.fg(Color::Red),
+            LogKind::Verdict => self.fg(Color::Yellow),
+            LogKind::Load => self.fg(Color::Cyan),
+            LogKind::Unload => self.fg(Color::Blue),
+            LogKind::Session => Style::default().add_modifier(Modifier::BOLD),
+            LogKind::FirstUse => Style::default(),
+        }
+    }
+}
+
+fn level_symbol(l: Option<Level>) -> &'static str {
+    match l {
+        Some(Level::Incompatible) => "✖",
+        Some(Level::Warning) => "▲",
+        _ => "·",
+    }
+}
+
+/// `HH:MM:SS` (UTC) of a boot-clock time, with the session's clock.
+pub fn time_of(model: &Model, ts_ns: u64) -> String {
+    match &model.session {
+        Some(s) if s.epoch_at_boot_ns > 0 => {
+            let t = clock::WallClock::from_epoch_at_boot_ns(s.epoch_at_boot_ns).rfc3339(ts_ns);
+            t.get(11..19).unwrap_or(&t).to_owned()
+        }
+        _ => format!("{:.1}s", ts_ns as f64 / 1e9),
+    }
+}
+
+/// Calls per tick as a line of block characters (blank: no calls).
+pub fn sparkline(samples: impl Iterator<Item = u64> + Clone, width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let n = samples.clone().count();
+    let shown: Vec<u64> = samples.skip(n.saturating_sub(width)).collect();
+    let max = shown.iter().copied().max().unwrap_or(0);
+    let mut s: String = std::iter::repeat_n(' ', width - shown.len()).collect();
+    for v in shown {
+        s.push(if v == 0 || max == 0 {
+            ' '
+        } else {
+            BARS[((v * 7).div_ceil(max)) as usize]
+        });
+    }
+    s
+}
+
+fn rate_text(r: f64) -> String {
+    if r >= 10_000.0 {
+        format!("{:.0}k", r / 1000.0)
+    } else if r >= 10.0 {
+        format!("{r:.0}")
+    } else if r > 0.0 {
+        format!("{r:.1}")
+    } else {
+        "0".to_owned()
+    }
+}
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let p = Palette {
+        no_color: app.no_color,
+    };
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Min(6),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    draw_header(frame, header, app, &p);
+    if app.view.detail_zoomed {
+        draw_detail(frame, body, app, &p);
+    } else {
+        let [table, bottom] =
+            Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(body);
+        draw_table(frame, table, app, &p);
+        let [detail, log] =
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(bottom);
+        draw_detail(frame, detail, app, &p);
+        draw_log(frame, log, app, &p);
+    }
+    draw_footer(frame, footer, app);
+    if app.view.help {
+        draw_help(frame, app);
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
+    let m = &app.model;
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    let mode = match &app.mode {
+        Mode::Live { .. } => "live".to_owned(),
+        Mode::Replay(r) => format!("replay {}", r.file),
+    };
+    let (release, host) = m
+        .session
+        .as_ref()
+        .map(|s| (s.kernel_release.as_str(), s.hostname.as_str()))
+        .unwrap_or(("kernel unknown (no session header)", "?"));
+    let line1 = Line::from(vec![
+        Span::styled(" modscope ", bold),
+        Span::raw(format!("{mode} · {release} · {host} · {} UTC", time_of(m, m.now_ns))),
+    ]);
+    let config = m.session.as_ref().map(|s| &s.config);
+    let value = |o: &str| {
+        config
+            .and_then(|c| c.iter().find(|(k, _)| k == o))
+            .map_or("n", |(_, v)| v.as_str())
+            .to_owned()
+    };
+    let mut line2 = vec![Span::raw(" config ")];
+    let mut layout_changed: Vec<String> = Vec::new();
+    match config {
+        Some(c) if !c.is_empty() => {
+            for o in HEADER_OPTIONS {
+                let v = value(o);
+                let on = v != "n";
+                line2.push(Span::styled(
+                    format!("{o}={v} "),
+                    if on { p.fg(Color::Yellow) } else { Style::default() },
+                ));
+            }
+            for (s, options) in WATCHED_STRUCTS {
+                let by: Vec<&str> = options.iter().copied().filter(|o| value(o) != "n").collect();
+                if !by.is_empty() {
+                    layout_changed.push(format!("{s} ({})", by.join(",")));
+                }
+            }
+        }
+        _ => line2.push(Span::raw("unknown (no /boot/config or /proc/config.gz was read)")),
+    }
+    let line3 = Line::from(vec![
+        Span::raw(" layouts changed by this config: "),
+        Span::raw(if layout_changed.is_empty() {
+            "none of the watched structs".to_owned()
+        } else {
+            layout_changed.join(", ")
+        }),
+    ]);
+    let lost = m.stats.lost_events;
+    // What changes most comes first: it must fit in 80 columns.
+    let mut line4 = vec![Span::raw(" ")];
+    match &app.mode {
+        Mode::Live { dropped } => {
+            if *dropped > 0 {
+                line4.push(Span::styled(format!("view skipped {dropped} records · "), p.fg(Color::Red)));
+            }
+            if let Some(e) = m.ended {
+                line4.push(Span::raw(format!("session ended ({}) · ", e.as_str())));
+            }
+            if m.session.is_none() {
+                line4.push(Span::raw("starting: loading and attaching the probes… · "));
+            }
+        }
+        Mode::Replay(r) => {
+            let secs = |ns: u64| ns.saturating_sub(r.start_ns) as f64 / 1e9;
+            line4.push(Span::styled(
+                format!(
+                    "{} ×{} {:.1}/{:.1} s · record {}/{} · ",
+                    if r.paused { "⏸ paused" } else { "▶ playing" },
+                    speed_text(r.speed),
+                    secs(r.play_ns),
+                    secs(r.end_ns),
+                    r.position,
+                    r.total
+                ),
+                bold,
+            ));
+            if r.damaged.0 > 0 {
+                line4.push(Span::styled(
+                    format!("damaged: {} stretches, {} B skipped · ", r.damaged.0, r.damaged.1),
+                    p.fg(Color::Red),
+                ));
+            }
+        }
+    }
+    line4.push(Span::styled(
+        format!("lost {lost}"),
+        if lost > 0 { p.fg(Color::Red) } else { Style::default() },
+    ));
+    line4.push(Span::raw(match &m.session {
+        Some(s) => format!(
+            " · {} {}s, {} refused, {} capped",
+            s.probes, s.attach_type, s.not_attached, s.capped
+        ),
+        None => String::new(),
+    }));
+    let para = Paragraph::new(vec![line1, Line::from(line2), line3, Line::from(line4)]);
+    frame.render_widget(para, area);
+}
+
+pub fn speed_text(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s}")
+    }
+}
+
+fn pane_block<'a>(title: String, focused: bool) -> Block<'a> {
+    let b = Block::bordered().title(title);
+    if focused {
+        b.border_style(Style::default().add_modifier(Modifier::BOLD))
+            .title_style(Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED))
+    } else {
+        b
+    }
+}
+
+fn draw_table(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
+    let now = app.model.now_ns;
+    let rows = app.rows();
+    let arrow = if app.view.descending { "▼" } else { "▲" };
+    let mut title = format!(" Modules {} · sort: {} {arrow} ", rows.len(), app.view.sort.title());
+    if app.view.editing_filter || !app.view.filter.is_empty() {
+        title.push_str(&format!(
+            "· filter: {}{} ",
+            app.view.filter,
+            if app.view.editing_filter { "▏" } else { "" }
+        ));
+    }
+    let header_cells = [
+        ("verdict", SortKey::Verdict),
+        ("module", SortKey::Name),
+        ("state", SortKey::State),
+        ("taint", SortKey::Taints),
+        ("used/imp", SortKey::Used),
+        ("calls/s", SortKey::Rate),
+        ("trend", SortKey::Rate),
+        ("anom", SortKey::Anomalies),
+    ]
+    .map(|(t, k)| {
+        let s = Style::default().add_modifier(Modifier::BOLD);
+        Cell::from(t).style(if k == app.view.sort && t != "trend" {
+            s.add_modifier(Modifier::UNDERLINED)
+        } else {
+            s
+        })
+    });
+    let table_rows: Vec<Row> = rows
+        .iter()
+        .map(|m| {
+            let r = m.rating();
+            let state = m.state(now);
+            let anomalies = m.anomalies.len();
+            Row::new(vec![
+                Cell::from(format!("{} {}", r.symbol(), r.word())).style(p.rating(r)),
+                Cell::from(m.name.clone()),
+                Cell::from(state.word()).style(match state {
+                    ModuleState::Unloaded => p.fg(Color::DarkGray),
+                    ModuleState::Loading => p.fg(Color::Cyan),
+                    ModuleState::Live => Style::default(),
+                }),
+                Cell::from(m.taints().to_owned()),
+                Cell::from(format!(
+                    "{}/{}",
+                    m.used(),
+                    m.imported().map_or("?".to_owned(), |n| n.to_string())
+                )),
+                Cell::from(rate_text(m.rate(now))),
+                Cell::from(sparkline(m.spark.iter().copied(), 10)).style(p.fg(Color::Cyan)),
+                Cell::from(if anomalies > 0 {
+                    format!("! {anomalies}")
+                } else {
+                    "0".to_owned()
+                })
+                .style(if anomalies > 0 { p.fg(Color::Red) } else { Style::default() }),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(12),
+        Constraint::Min(12),
+        Constraint::Length(8),
+        Constraint::Length(5),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(10),
+        Constraint::Length(5),
+    ];
+    let table = Table::new(table_rows, widths)
+        .header(Row::new(header_cells))
+        .block(pane_block(title, app.view.focus == Pane::Modules && !app.view.detail_zoomed))
+        .column_spacing(1)
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default().with_selected(app.selected_index());
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// The detail pane's lines for a module.
+pub fn detail_lines(app: &App, m: &ModuleEntry, p_no_color: bool) -> Vec<Line<'static>> {
+    let p = Palette {
+        no_color: p_no_color,
+    };
+    let model = &app.model;
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    let r = m.rating();
+    let mut out = vec![Line::from(vec![
+        Span::styled(m.name.clone(), bold),
+        Span::raw("  "),
+        Span::styled(format!("{} {}", r.symbol(), r.word()), p.rating(r)),
+        Span::raw(format!("  {}  taints {}", m.state(model.now_ns).word(), {
+            let t = m.taints();
+            if t.is_empty() { "none" } else { t }
+        })),
+    ])];
+    match &m.verdict {
+        Some(v) => {
+            out.push(Line::raw(format!("file {}", v.file)));
+            if v.kernel_would_refuse {
+                out.push(Line::styled(
+                    "plain insmod refuses it on this kernel: if it is loaded, it was forced (-f)",
+                    p.fg(Color::Red),
+                ));
+            }
+            out.push(Line::styled("Static reasons", bold));
+            if v.reasons.is_empty() {
+                out.push(Line::raw("  none: the loader's checks and layouts agree"));
+            }
+            for reason in &v.reasons {
+                let mut text = format!("  {} {}", level_symbol(reason.level), reason.code);
+                if !reason.symbol.is_empty() {
+                    text.push_str(&format!(" {}", reason.symbol));
+                }
+                text.push_str(&format!(": {}", reason.message));
+                out.push(Line::styled(text, p.level(reason.level)));
+                let why = evidence::why(reason, model);
+                if !why.is_empty() {
+                    out.push(Line::raw(format!("      why it matters: {why}")));
+                }
+            }
+        }
+        None => out.push(Line::raw(
+            "not checked: its file was not found (give it with --watch, or install it on the module path)",
+        )),
+    }
+    out.push(Line::styled("Runtime evidence", bold));
+    let ev = evidence::runtime(m, model);
+    if ev.is_empty() {
+        out.push(Line::raw(if m.calls.is_empty() {
+            "  no probed call seen yet"
+        } else {
+            "  no call into a function this kernel's configuration changes"
+        }));
+    }
+    for e in ev {
+        out.push(Line::styled(
+            format!("  {} {}", level_symbol(Some(e.level)), e.text),
+            p.level(Some(e.level)),
+        ));
+    }
+    for a in &m.anomalies {
+        out.push(Line::styled(
+            format!(
+                "  ! {} first called {} ({}) from {}",
+                time_of(model, a.ts_ns),
+                a.symbol,
+                a.code,
+                a.caller.as_deref().unwrap_or("?")
+            ),
+            p.fg(Color::Red),
+        ));
+    }
+    let imports = m.imports.as_deref().unwrap_or(&[]);
+    out.push(Line::styled(
+        format!(
+            "Imports: {} used of {} · exact counts{}",
+            m.used(),
+            m.imported().map_or("?".to_owned(), |n| n.to_string()),
+            match m.current() {
+                Some(i) if !i.init_counted => " (init not counted: probes came after it ran)",
+                _ => "",
+            }
+        ),
+        bold,
+    ));
+    let mut calls: Vec<(String, &super::model::CallStat)> = m
+        .calls
+        .iter()
+        .map(|(&ip, s)| (model.function_name(ip), s))
+        .collect();
+    calls.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+    for (name, s) in &calls {
+        let first = match (s.first_use_ns, &s.first_caller) {
+            (Some(t), Some(c)) => format!("  first {} at {c}", time_of(model, t)),
+            (Some(t), None) => format!("  first {}", time_of(model, t)),
+            _ => String::new(),
+        };
+        out.push(Line::raw(format!("  {name:<24} {:>12}{first}", group(s.count))));
+    }
+    let probed: Vec<&String> = imports
+        .iter()
+        .filter(|i| !calls.iter().any(|(n, _)| n == *i))
+        .filter(|i| model.functions.values().any(|f| f == *i))
+        .collect();
+    if !probed.is_empty() {
+        out.push(Line::raw(format!(
+            "  probed, never called: {}",
+            probed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        )));
+    }
+    let unprobed = imports
+        .iter()
+        .filter(|i| !model.functions.values().any(|f| f == *i))
+        .count();
+    if unprobed > 0 {
+        out.push(Line::raw(format!("  {unprobed} imports not probed (data, plumbing or capped)")));
+    }
+    out.push(Line::styled("History", bold));
+    for (n, i) in m.incarnations.iter().enumerate() {
+        let loaded = i
+            .loaded_ns
+            .map_or("present at start".to_owned(), |t| format!("loaded {}", time_of(model, t)));
+        let end = match i.unloaded_ns {
+            Some(t) => format!("unloaded {} after {} calls", time_of(model, t), group(i.calls)),
+            None => "still loaded".to_owned(),
+        };
+        out.push(Line::raw(format!("  #{} {loaded}, {end}", n + 1)));
+    }
+    out
+}
+
+fn draw_detail(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
+    let focused = app.view.focus == Pane::Detail;
+    let Some(m) = app.selected() else {
+        let para = Paragraph::new("No module yet.").block(pane_block(" Detail ".into(), focused));
+        frame.render_widget(para, area);
+        return;
+    };
+    let lines = detail_lines(app, m, p.no_color);
+    let title = format!(" {} (Enter: {}) ", m.name, if app.view.detail_zoomed { "back" } else { "zoom" });
+    let para = Paragraph::new(lines)
+        .block(pane_block(title, focused))
+        .wrap(Wrap { trim: false })
+        .scroll((app.view.detail_scroll.min(u16::MAX as usize) as u16, 0));
+    frame.render_widget(para, area);
+}
+
+fn draw_log(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
+    let m = &app.model;
+    let inner = area.height.saturating_sub(2) as usize;
+    let end = m.log.len().saturating_sub(app.view.log_scroll);
+    let start = end.saturating_sub(inner);
+    let lines: Vec<Line> = m
+        .log
+        .range(start..end)
+        .map(|e| {
+            Line::from(vec![
+                Span::raw(format!("{} ", time_of(m, e.ts_ns))),
+                Span::styled(format!("{} ", e.kind.word()), p.log(e.kind)),
+                Span::raw(e.text.clone()),
+            ])
+        })
+        .collect();
+    let title = if app.view.log_scroll > 0 {
+        format!(" Events ({} older hidden, {} newer) ", start, app.view.log_scroll)
+    } else {
+        format!(" Events {} ", m.log.len() as u64 + m.log_dropped)
+    };
+    let para = Paragraph::new(lines).block(pane_block(title, app.view.focus == Pane::Log));
+    frame.render_widget(para, area);
+}
+
+fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
+    let text = if app.view.editing_filter {
+        " type to filter · Enter keep · Esc clear".to_owned()
+    } else if app.is_replay() {
+        " q quit · ? help · space pause · ←→ step · +- speed · g/G start/end · n next mark · / filter · s sort"
+            .to_owned()
+    } else {
+        " q quit · ? help · ↑↓ move · Enter detail · Tab pane · / filter · s sort".to_owned()
+    };
+    frame.render_widget(
+        Paragraph::new(text).style(Style::default().add_modifier(Modifier::REVERSED)),
+        area,
+    );
+}
+
+fn draw_help(frame: &mut Frame, app: &App) {
+    let lines: Vec<Line> = help_lines(app.is_replay())
+        .into_iter()
+        .map(|(k, what)| Line::raw(format!(" {k:<20} {what}")))
+        .collect();
+    let area = frame.area();
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let w = 76.min(area.width);
+    let rect = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" Keys (any key closes) ")),
+        rect,
+    );
+}
+
+#[cfg(test)]
+#[path = "render_tests.rs"]
+mod tests;
