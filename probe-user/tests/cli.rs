@@ -211,3 +211,27 @@ fn report_refuses_a_file_that_is_not_a_trace() {
     assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/t.trace"));
 }
+
+#[test]
+fn modscope_without_arguments_explains_why_the_live_tui_cannot_run_here() {
+    if std::path::Path::new("/proc/modules").exists() {
+        // A kernel with modules: the live TUI could start; not this test's case.
+        return;
+    }
+    let out = modscope(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("the live TUI cannot run here"), "{stderr}");
+    assert!(stderr.contains("without CONFIG_MODULES"), "{stderr}");
+    assert!(stderr.contains("modscope check") && stderr.contains("modscope replay"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn replay_needs_a_terminal_and_says_so() {
+    let out = modscope(&["replay", "/nonexistent.trace"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a terminal"), "{stderr}");
+    assert!(stderr.contains("modscope report"), "{stderr}");
+}

@@ -4,79 +4,14 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
 };
 
 use modscope::trace::{TraceWriter, records::samples};
 
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(name: &str, cmd: &str, width: u16, height: u16) -> Self {
-        let t = Tmux {
-            socket: format!("modscope-test-{name}-{}", std::process::id()),
-        };
-        let status = Command::new("tmux")
-            .args(["-L", &t.socket, "-f", "/dev/null", "new-session", "-d"])
-            .args(["-x", &width.to_string(), "-y", &height.to_string()])
-            .args(["-e", "TERM=xterm-256color"])
-            .arg(cmd)
-            .status()
-            .expect("tmux must be installed (cargo xtask setup installs it)");
-        assert!(status.success());
-        t
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            let ok = Command::new("tmux")
-                .args(["-L", &self.socket, "send-keys", "-t", "0", k])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "send-keys {k}");
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-
-    fn capture(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "0"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits until the pane shows `text`; returns the pane.
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let pane = self.capture();
-            if pane.contains(text) {
-                return pane;
-            }
-            assert!(Instant::now() < deadline, "waiting for {text:?}; pane:\n{pane}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn alive(&self) -> bool {
-        Command::new("tmux")
-            .args(["-L", &self.socket, "has-session"])
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
-    }
-}
+#[path = "../../tests/src/tmux.rs"]
+#[allow(dead_code)] // shared with the VM tests, which use all of it
+mod tmux;
+use tmux::Tmux;
 
 fn trace_file(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("modscope-tui-{}", std::process::id()));
@@ -157,7 +92,7 @@ fn replay_filters_sorts_and_honours_no_color() {
     assert!(ext4 < rtbad, "by name: {pane}");
     // No colour escape codes reach the terminal: capture with escapes.
     let out = Command::new("tmux")
-        .args(["-L", &t.socket, "capture-pane", "-e", "-p", "-t", "0"])
+        .args(["-L", t.socket(), "capture-pane", "-e", "-p", "-t", "0"])
         .output()
         .unwrap();
     let raw = String::from_utf8_lossy(&out.stdout);
@@ -181,6 +116,28 @@ fn sigterm_restores_the_terminal() {
     let pane = t.wait_for("MODSCOPE-EXITED");
     assert!(!pane.contains("Modules"), "{pane}");
     assert!(pane.contains("MODSCOPE-EXITED 0"), "{pane}");
+}
+
+#[test]
+fn a_closed_terminal_ends_replay() {
+    let path = trace_file("hangup.trace");
+    let t = Tmux::start("hangup", &replay_cmd(&path, ""), 80, 24);
+    t.wait_for("modscope replay");
+    let pattern = format!("^{} replay {}", env!("CARGO_BIN_EXE_modscope"), path.display());
+    let running = || {
+        Command::new("pgrep")
+            .args(["-f", &pattern])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(running());
+    // The window goes away (tmux's server, and with it the terminal).
+    drop(t);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while running() {
+        assert!(std::time::Instant::now() < deadline, "modscope replay outlived its terminal");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -15,6 +15,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod tmux;
+
 fn env_path(var: &str) -> PathBuf {
     std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
         panic!("{var} is not set: these tests run inside the VM, through `cargo xtask test`")

@@ -31,6 +31,8 @@ pub enum Which {
     Corpus,
     /// Trace decode rate (host).
     Decode,
+    /// TUI: replay rate, frame render time, longest loop turn under a flood (host).
+    Tui,
     /// Hot-path overhead, attach time, trace size, RSS (VM).
     Probe,
 }
@@ -76,6 +78,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         shell::run(
             "the trace decode benchmark",
             Command::new("cargo").args(["bench", "-p", "probe-user", "--bench", "trace_decode"]),
+        )?;
+    }
+    if wanted(Which::Tui) {
+        shell::step("bench tui");
+        shell::run(
+            "the TUI benchmark",
+            Command::new("cargo").args(["bench", "-p", "probe-user", "--bench", "tui_replay"]),
         )?;
     }
     if wanted(Which::Probe) {

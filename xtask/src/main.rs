@@ -5,6 +5,7 @@
 mod artifacts;
 mod bench;
 mod bench_probe;
+mod demo;
 mod kernels;
 mod run;
 mod setup;
@@ -28,8 +29,12 @@ enum Command {
     /// Set up, run the host unit tests, then the VM suite on every installed Debian kernel.
     Test(test::TestArgs),
     /// Set up, build, and run modscope: on this kernel when it has modules,
-    /// otherwise in a VM running a Debian kernel, with sample modules loading.
+    /// otherwise in a VM running a Debian kernel, with sample modules loading
+    /// (without arguments, in a terminal: the live TUI, as `demo`).
     Run(run::RunArgs),
+    /// The live TUI in this terminal, in a VM running Debian's kernel, while
+    /// sample modules load, work, misbehave and unload; `q` ends it.
+    Demo,
     /// Benchmarks that print figures (static analysis of the installed corpus vs modinfo).
     Bench(bench::BenchArgs),
 }
@@ -39,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::Setup => setup::run(),
         Command::Test(args) => test::run(args),
         Command::Run(args) => run::run(args),
+        Command::Demo => demo::run(),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -3,7 +3,7 @@
 //! this kind of host), a Debian kernel boots in a VM and modscope runs in
 //! it while sample modules from tests/modules load and unload.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{io::IsTerminal as _, path::Path, process::Command, time::Duration};
 
 use anyhow::Context as _;
 
@@ -11,20 +11,25 @@ use crate::{artifacts, kernels, setup, shell, vm};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Arguments for modscope (default: `events`).
+    /// Arguments for modscope (default: the live TUI in a terminal, `events` otherwise).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let has_modules = Path::new("/proc/modules").exists();
+    if args.args.is_empty() && interactive && !has_modules {
+        return crate::demo::run();
+    }
     setup::run()?;
     let modscope = artifacts::modscope()?;
-    let modscope_args = if args.args.is_empty() {
-        vec!["events".to_owned()]
-    } else {
-        args.args
+    let modscope_args = match (args.args.is_empty(), interactive) {
+        (true, true) => vec!["live".to_owned()],
+        (true, false) => vec!["events".to_owned()],
+        (false, _) => args.args,
     };
-    if Path::new("/proc/modules").exists() {
+    if has_modules {
         shell::step(&format!(
             "running modscope {} on this kernel",
             modscope_args.join(" ")

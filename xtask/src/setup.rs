@@ -27,6 +27,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "cpio",
     "bpftool",
     "bpftrace",
+    "tmux",
     "util-linux",
     "make",
     "gcc",
@@ -69,7 +70,7 @@ fn missing_packages() -> Vec<&'static str> {
 }
 
 fn apt_packages() -> anyhow::Result<()> {
-    step("Debian packages (qemu, generic/rt/6.12 kernels and headers, kmod, bpftool, bpftrace)");
+    step("Debian packages (qemu, generic/rt/6.12 kernels and headers, kmod, bpftool, bpftrace, tmux)");
     let missing = missing_packages();
     if missing.is_empty() {
         skip("all packages");

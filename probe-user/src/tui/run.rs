@@ -124,14 +124,38 @@ pub fn stop_flag() -> io::Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// Runs until `q`, the feed ends, or `stop` is set.
+/// The controlling terminal, watched for a hang-up (its window closed, its
+/// tmux server killed): a draw with nothing new writes nothing, so a dead
+/// terminal would otherwise go unnoticed.
+struct HangUp(std::fs::File);
+
+impl HangUp {
+    fn open() -> io::Result<Self> {
+        std::fs::File::open("/dev/tty").map(Self)
+    }
+
+    fn happened(&self) -> bool {
+        use std::os::fd::AsRawFd as _;
+        let mut fd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        let rc = unsafe { libc::poll(&mut fd, 1, 0) };
+        rc > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    }
+}
+
+/// Runs until `q`, the feed ends, `stop` is set, or the terminal hangs up.
 pub fn run(app: &mut App, feed: &mut dyn Feed, stop: &AtomicBool) -> io::Result<()> {
+    let hangup = HangUp::open()?;
     let mut guard = TerminalGuard::enter()?;
     let mut last_pump = Instant::now();
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) || hangup.happened() {
             return Ok(());
         }
         if event::poll(POLL)? {

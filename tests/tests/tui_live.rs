@@ -1,0 +1,57 @@
+//! The live TUI in a real terminal inside the guest: `modscope live` under
+//! tmux while a test module loads, is driven, and unloads.
+
+use std::time::Duration;
+
+use vm_tests::{tmux::Tmux, *};
+
+const CALLS: &str = "modscope_calls";
+const START: Duration = Duration::from_secs(120);
+
+fn row<'a>(pane: &'a str, name: &str) -> &'a str {
+    pane.lines()
+        .find(|l| l.starts_with('│') && l.contains(&format!(" {name} ")))
+        .unwrap_or_else(|| panic!("no row for {name}:\n{pane}"))
+}
+
+#[test]
+fn the_live_tui_shows_a_module_load_work_and_unload() {
+    let expected = modscope_check(&module_file(CALLS));
+    let verdict = match expected["verdict"].as_str().unwrap() {
+        "incompatible" => "unsafe",
+        v => v,
+    }
+    .to_owned();
+    let cmd = format!(
+        "{} live --watch {} ; echo MODSCOPE-EXITED $?; sleep 60",
+        modscope_bin().display(),
+        module_file(CALLS).display()
+    );
+    let t = Tmux::start("live", &cmd, 100, 30);
+    // The header names the running kernel once the probes are attached.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let pane = t.wait_for_within(&format!("modscope live · {}", release.trim()), START);
+    assert!(pane.contains("kprobes"), "{pane}");
+    let loaded = insmod(CALLS, &[]);
+    let pane = t.wait_for(&format!("{CALLS} loaded"));
+    let r = row(&pane, CALLS);
+    assert!(r.contains(&verdict), "verdict {verdict} as `check` says: {pane}");
+    assert!(r.contains("OE"), "taints: {r}");
+    std::fs::write(format!("/sys/module/{CALLS}/parameters/trigger"), "250").unwrap();
+    // Counts arrive with the next tick; the detail shows exact numbers.
+    t.keys(&["Escape", "/"]);
+    for c in CALLS.chars() {
+        t.keys(&[&c.to_string()]);
+    }
+    t.keys(&["Enter", "Enter"]);
+    let pane = t.wait_for("1,250");
+    assert!(pane.contains("kstrdup") && pane.contains("kfree"), "{pane}");
+    assert!(pane.contains("Static reasons"), "{pane}");
+    t.keys(&["Escape"]);
+    loaded.unload();
+    let pane = t.wait_for(&format!("{CALLS} unloaded after"));
+    assert!(row(&pane, CALLS).contains("unloaded"), "{pane}");
+    t.keys(&["q"]);
+    let pane = t.wait_for_within("MODSCOPE-EXITED 0", START);
+    assert!(!pane.contains("Modules"), "terminal restored: {pane}");
+}
