@@ -11,13 +11,7 @@ use std::{
 
 use modscope::{
     trace::read_trace,
-    tui::{
-        App, Mode,
-        live_feed::LiveFeed,
-        render,
-        replay::ReplayFeed,
-        run::Feed,
-    },
+    tui::{App, Mode, live_feed::LiveFeed, render, replay::ReplayFeed, run::Feed},
 };
 use ratatui::{Terminal, backend::TestBackend};
 
@@ -71,7 +65,10 @@ fn main() {
     );
     for (w, h) in [(80, 24), (200, 60)] {
         let (median, p99) = frame_times(&app, w, h);
-        println!("tui: frame render {w}x{h}, {} modules: median {median:.0} µs, p99 {p99:.0} µs ({FRAMES} frames)", app.model.modules.len());
+        println!(
+            "tui: frame render {w}x{h}, {} modules: median {median:.0} µs, p99 {p99:.0} µs ({FRAMES} frames)",
+            app.model.modules.len()
+        );
     }
     let mut zoomed = app.clone();
     zoomed.on_key(modscope::tui::Key::Enter);

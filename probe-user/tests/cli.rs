@@ -223,7 +223,10 @@ fn modscope_without_arguments_explains_why_the_live_tui_cannot_run_here() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("the live TUI cannot run here"), "{stderr}");
     assert!(stderr.contains("without CONFIG_MODULES"), "{stderr}");
-    assert!(stderr.contains("modscope check") && stderr.contains("modscope replay"), "{stderr}");
+    assert!(
+        stderr.contains("modscope check") && stderr.contains("modscope replay"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 }
 

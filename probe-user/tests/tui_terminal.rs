@@ -59,7 +59,10 @@ fn replay_in_a_real_terminal_steps_through_the_story() {
     // ← twice: the unload is undone.
     t.keys(&["Left", "Left"]);
     let pane = t.wait_for("record 18/20");
-    let row = pane.lines().find(|l| l.contains("rtbad") && l.contains("unsafe")).unwrap_or_default();
+    let row = pane
+        .lines()
+        .find(|l| l.contains("rtbad") && l.contains("unsafe"))
+        .unwrap_or_default();
     assert!(row.contains("live"), "{pane}");
     // Enter opens the detail: the reasons, each with why it matters here.
     t.keys(&["Enter"]);
@@ -83,8 +86,14 @@ fn replay_filters_sorts_and_honours_no_color() {
     t.keys(&["/", "e", "x", "t", "Enter"]);
     let pane = t.wait_for("filter: ext");
     assert!(pane.contains("Modules 1 ·"), "{pane}");
-    assert!(pane.lines().any(|l| l.contains("✔ compatible ext4")), "{pane}");
-    assert!(!pane.lines().any(|l| l.contains("unsafe     rtbad")), "{pane}");
+    assert!(
+        pane.lines().any(|l| l.contains("✔ compatible ext4")),
+        "{pane}"
+    );
+    assert!(
+        !pane.lines().any(|l| l.contains("unsafe     rtbad")),
+        "{pane}"
+    );
     t.keys(&["Escape", "s"]);
     let pane = t.wait_for("sort: module");
     let ext4 = pane.find("compatible ext4").unwrap();
@@ -96,7 +105,10 @@ fn replay_filters_sorts_and_honours_no_color() {
         .output()
         .unwrap();
     let raw = String::from_utf8_lossy(&out.stdout);
-    assert!(!raw.contains("\x1b[31m") && !raw.contains("\x1b[38;5;1m") && !raw.contains("\x1b[91m"), "{raw:?}");
+    assert!(
+        !raw.contains("\x1b[31m") && !raw.contains("\x1b[38;5;1m") && !raw.contains("\x1b[91m"),
+        "{raw:?}"
+    );
     t.keys(&["q"]);
     t.wait_for("MODSCOPE-EXITED 0");
 }
@@ -107,12 +119,30 @@ fn sigterm_restores_the_terminal() {
     let t = Tmux::start("term", &replay_cmd(&path, ""), 80, 24);
     t.wait_for("modscope replay");
     let pid = Command::new("pgrep")
-        .args(["-f", &format!("^{} replay {}", env!("CARGO_BIN_EXE_modscope"), path.display())])
+        .args([
+            "-f",
+            &format!(
+                "^{} replay {}",
+                env!("CARGO_BIN_EXE_modscope"),
+                path.display()
+            ),
+        ])
         .output()
         .unwrap();
-    let pid = String::from_utf8_lossy(&pid.stdout).lines().next().unwrap_or_default().trim().to_owned();
+    let pid = String::from_utf8_lossy(&pid.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     assert!(!pid.is_empty());
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let pane = t.wait_for("MODSCOPE-EXITED");
     assert!(!pane.contains("Modules"), "{pane}");
     assert!(pane.contains("MODSCOPE-EXITED 0"), "{pane}");
@@ -123,7 +153,11 @@ fn a_closed_terminal_ends_replay() {
     let path = trace_file("hangup.trace");
     let t = Tmux::start("hangup", &replay_cmd(&path, ""), 80, 24);
     t.wait_for("modscope replay");
-    let pattern = format!("^{} replay {}", env!("CARGO_BIN_EXE_modscope"), path.display());
+    let pattern = format!(
+        "^{} replay {}",
+        env!("CARGO_BIN_EXE_modscope"),
+        path.display()
+    );
     let running = || {
         Command::new("pgrep")
             .args(["-f", &pattern])
@@ -135,7 +169,10 @@ fn a_closed_terminal_ends_replay() {
     drop(t);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while running() {
-        assert!(std::time::Instant::now() < deadline, "modscope replay outlived its terminal");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "modscope replay outlived its terminal"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
@@ -151,7 +188,10 @@ fn a_damaged_trace_shows_what_was_readable_and_what_was_skipped() {
     let t = Tmux::start("damaged", &replay_cmd(&path, "--at-end"), 100, 30);
     let pane = t.wait_for("damaged: 1 stretches");
     assert!(pane.contains("rtbad"), "{pane}");
-    assert!(pane.contains("damage"), "the log says what was skipped: {pane}");
+    assert!(
+        pane.contains("damage"),
+        "the log says what was skipped: {pane}"
+    );
     t.keys(&["q"]);
 }
 
@@ -163,5 +203,8 @@ fn replay_of_a_file_that_is_not_a_trace_is_a_clear_error() {
     let t = Tmux::start("bad", &replay_cmd(&path, ""), 80, 24);
     let pane = t.wait_for("MODSCOPE-EXITED");
     assert!(pane.contains("MODSCOPE-EXITED 6"), "{pane}");
-    assert!(pane.contains("not a modscope trace") || pane.contains("trace"), "{pane}");
+    assert!(
+        pane.contains("not a modscope trace") || pane.contains("trace"),
+        "{pane}"
+    );
 }

@@ -60,7 +60,10 @@ impl Tmux {
             if pane.contains(text) {
                 return pane;
             }
-            assert!(Instant::now() < deadline, "waiting for {text:?}; pane:\n{pane}");
+            assert!(
+                Instant::now() < deadline,
+                "waiting for {text:?}; pane:\n{pane}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

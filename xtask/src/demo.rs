@@ -5,12 +5,7 @@
 //! force-loaded: CRC mismatches, taint F) and unload, in a loop. `q` ends
 //! modscope, the guest's shell, and the VM.
 
-use std::{
-    io::IsTerminal as _,
-    os::unix::fs::PermissionsExt as _,
-    path::Path,
-    process::Command,
-};
+use std::{io::IsTerminal as _, os::unix::fs::PermissionsExt as _, path::Path, process::Command};
 
 use anyhow::{Context as _, bail};
 
@@ -50,7 +45,14 @@ pub fn run() -> anyhow::Result<()> {
     let status = Command::new(setup::vng())
         .arg("--run")
         .arg(&kernel.image)
-        .args(["--disable-kvm", "--force-9p", "--memory", "1G", "--cpus", "2"])
+        .args([
+            "--disable-kvm",
+            "--force-9p",
+            "--memory",
+            "1G",
+            "--cpus",
+            "2",
+        ])
         .arg("--rwdir")
         .arg(&work)
         .arg("--shell")
@@ -58,7 +60,10 @@ pub fn run() -> anyhow::Result<()> {
         .status()
         .context("starting vng")?;
     if !status.success() {
-        bail!("the demo VM ended with {status}; its files are in {}", work.display());
+        bail!(
+            "the demo VM ended with {status}; its files are in {}",
+            work.display()
+        );
     }
     Ok(())
 }
@@ -76,7 +81,13 @@ fn terminal_size() -> (u16, u16) {
     }
 }
 
-fn script_text(modscope: &Path, modules: &Path, sibling: Option<&Path>, rows: u16, cols: u16) -> String {
+fn script_text(
+    modscope: &Path,
+    modules: &Path,
+    sibling: Option<&Path>,
+    rows: u16,
+    cols: u16,
+) -> String {
     // The module built for the other flavour is watched under its own name,
     // so its verdict is the one of the file that is force-loaded.
     let (watch_other, misbehave) = match sibling {

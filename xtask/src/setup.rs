@@ -70,7 +70,9 @@ fn missing_packages() -> Vec<&'static str> {
 }
 
 fn apt_packages() -> anyhow::Result<()> {
-    step("Debian packages (qemu, generic/rt/6.12 kernels and headers, kmod, bpftool, bpftrace, tmux)");
+    step(
+        "Debian packages (qemu, generic/rt/6.12 kernels and headers, kmod, bpftool, bpftrace, tmux)",
+    );
     let missing = missing_packages();
     if missing.is_empty() {
         skip("all packages");

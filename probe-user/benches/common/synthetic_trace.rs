@@ -7,7 +7,6 @@ use modscope::trace::{
     records::{EndReason, ModuleOrigin, ModuleSeen, SessionStart, StatsSnapshot},
 };
 
-
 /// A capture shaped like a busy machine, `records` records long.
 pub fn synthetic(records: usize) -> Vec<u8> {
     let functions: Vec<(String, u64)> = (0..512)

@@ -289,7 +289,13 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
         .as_ref()
         .map_or(Duration::from_secs(1), |t| t.snapshot_interval);
     let reason = session
-        .stream(&mut probe, events, opts.duration, snapshot_interval, quit.as_mut())
+        .stream(
+            &mut probe,
+            events,
+            opts.duration,
+            snapshot_interval,
+            quit.as_mut(),
+        )
         .await?;
     if let Some(t) = &mut session.trace {
         let stats = stats_snapshot(&probe, session.out.stats.decode_errors)?;
@@ -322,7 +328,10 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
         if let (Some(t), false) = (&session.trace, viewing) {
             let counters = probe.counters()?;
             let text = summary::render(&summary::SummaryInput {
-                path: &t.path().map(|p| p.display().to_string()).unwrap_or_default(),
+                path: &t
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
                 records: t.records(),
                 bytes: t.bytes(),
                 elapsed: started.elapsed(),
@@ -419,7 +428,13 @@ fn session_start(
 impl Session {
     /// Hands a module seen (present or loaded) to the trace, with its static
     /// verdict when its file is known.
-    fn record_module(&mut self, r: &ModuleRecord, origin: ModuleOrigin, counted: bool, now_ns: u64) {
+    fn record_module(
+        &mut self,
+        r: &ModuleRecord,
+        origin: ModuleOrigin,
+        counted: bool,
+        now_ns: u64,
+    ) {
         let Some(t) = &mut self.trace else {
             return;
         };

@@ -40,9 +40,13 @@ const ELSEWHERE: &str = "without the live probe, `modscope check FILE.ko…` ana
 
 pub fn run(args: LiveArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<u8> {
     let paths = KernelPaths::default();
-    kernel_features::check_live_probe(&paths)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("the live TUI cannot run here; {ELSEWHERE}"))?;
+    if let Err(missing) = kernel_features::check_live_probe(&paths) {
+        // What is missing first, then what to do instead; the exit status
+        // still comes from `missing`.
+        return Err(anyhow::anyhow!("{ELSEWHERE}")
+            .context(missing)
+            .context("the live TUI cannot run here"));
+    }
     if !std::io::stdout().is_terminal() {
         anyhow::bail!(
             "the live TUI needs a terminal on standard output; \

@@ -7,7 +7,7 @@ mod probe_plan;
 pub mod record;
 pub mod replay;
 pub mod report;
-pub mod style;
 mod static_verdicts;
+pub mod style;
 mod summary;
 mod trace_sink;

@@ -69,7 +69,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     for d in &trace.damage {
         app.model.note(
             LogKind::Damage,
-            format!("skipped {} damaged bytes at offset {}: {}", d.bytes, d.offset, d.reason),
+            format!(
+                "skipped {} damaged bytes at offset {}: {}",
+                d.bytes, d.offset, d.reason
+            ),
         );
     }
     let records = trace.records.into_iter().map(|(_, r)| r).collect();

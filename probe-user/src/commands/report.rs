@@ -178,6 +178,32 @@ fn module(out: &mut String, m: &ModuleReport) {
             "not counted"
         },
     );
+    if let Some(v) = &m.verdict {
+        let worst: Vec<String> = v
+            .reasons
+            .iter()
+            .filter(|r| r.severity == "incompatible" || r.severity == "warning")
+            .map(|r| match &r.symbol {
+                Some(sym) => format!("{} {}", r.code, sym),
+                None => r.code.clone(),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "    verdict {}{}{}",
+            v.verdict,
+            if v.kernel_would_refuse {
+                " (plain insmod refuses it: it was forced)"
+            } else {
+                ""
+            },
+            if worst.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", sanitize(&worst.join(", ")))
+            }
+        );
+    }
     for c in &m.calls {
         let _ = writeln!(
             out,
@@ -216,13 +242,17 @@ mod tests {
         let all = samples::all();
         let text = render("t.trace", 4096, &sample_report(&all[..all.len() - 1], &[]));
         assert!(
-            text.contains("1 sessions, 8 records, 4.0 KiB, no damage"),
+            text.contains("1 sessions, 9 records, 4.0 KiB, no damage"),
             "{text}"
         );
         assert!(text.contains("cut short"), "{text}");
         assert!(text.contains("config (/boot/config-6.1.0-56-amd64): DEBUG_SPINLOCK=y"));
         let kstrdup = text.lines().find(|l| l.contains("kstrdup")).unwrap();
         assert!(kstrdup.contains("1000"), "{kstrdup}");
+        assert!(
+            text.contains("verdict incompatible (plain insmod refuses it: it was forced): CRC_MISMATCH mutex_lock"),
+            "{text}"
+        );
         assert!(kstrdup.contains("from init+0x10"), "{kstrdup}");
         assert!(text.contains("loaded before the capture"), "{text}");
         assert!(text.contains("imports unknown"), "{text}");

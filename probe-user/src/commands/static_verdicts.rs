@@ -122,7 +122,10 @@ mod tests {
             ],
         };
         let v = to_record(&report, 5, 6);
-        assert_eq!((v.ts_ns, v.incarnation, v.level), (5, 6, Level::Incompatible));
+        assert_eq!(
+            (v.ts_ns, v.incarnation, v.level),
+            (5, 6, Level::Incompatible)
+        );
         assert!(v.kernel_would_refuse);
         assert_eq!(v.reasons[0].code, "CRC_MISMATCH");
         assert_eq!(v.reasons[0].symbol, "mutex_lock");

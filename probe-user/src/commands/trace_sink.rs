@@ -68,7 +68,11 @@ impl Tap {
 }
 
 impl TraceSink {
-    pub fn new(file: Option<(&Path, bool)>, tap: Option<Tap>, filter: Vec<String>) -> anyhow::Result<Self> {
+    pub fn new(
+        file: Option<(&Path, bool)>,
+        tap: Option<Tap>,
+        filter: Vec<String>,
+    ) -> anyhow::Result<Self> {
         let file = match file {
             Some((path, append)) => Some((Self::open_file(path, append)?, path.to_owned())),
             None => None,

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{
     frame::{Damage, FORMAT_VERSION},
-    records::ModuleOrigin,
+    records::{Level, ModuleOrigin, ModuleVerdict},
     replay::{Replay, SessionState},
 };
 use crate::{
@@ -90,6 +90,59 @@ pub struct ModuleReport {
     pub unused_imports: Option<Vec<String>>,
     /// Imported functions that were not probed (data, capped, refused).
     pub unprobed_imports: Option<Vec<String>>,
+    /// The static verdict on its file against the recorded kernel; `null`
+    /// when its file was not found.
+    pub verdict: Option<VerdictReport>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct VerdictReport {
+    /// `compatible`, `warning` or `incompatible`, as `check` says.
+    pub verdict: &'static str,
+    pub file: String,
+    pub kernel_would_refuse: bool,
+    pub reasons: Vec<VerdictReasonReport>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct VerdictReasonReport {
+    pub code: String,
+    pub severity: &'static str,
+    pub symbol: Option<String>,
+    pub config: Option<String>,
+    pub message: String,
+}
+
+fn level_word(l: Option<Level>) -> &'static str {
+    match l {
+        Some(Level::Incompatible) => "incompatible",
+        Some(Level::Warning) => "warning",
+        Some(Level::Info) => "info",
+        None => "unknown",
+    }
+}
+
+fn verdict_report(v: &ModuleVerdict) -> VerdictReport {
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    VerdictReport {
+        verdict: match v.level {
+            Level::Info => "compatible",
+            l => level_word(Some(l)),
+        },
+        file: v.file.clone(),
+        kernel_would_refuse: v.kernel_would_refuse,
+        reasons: v
+            .reasons
+            .iter()
+            .map(|r| VerdictReasonReport {
+                code: r.code.clone(),
+                severity: level_word(r.level),
+                symbol: some(&r.symbol),
+                config: some(&r.config),
+                message: r.message.clone(),
+            })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -179,6 +232,7 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
                 unloaded: m.unloaded_ns.and_then(at),
                 unloaded_ktime_ns: m.unloaded_ns,
                 init_counted: m.seen.init_counted,
+                verdict: m.verdict.as_ref().map(verdict_report),
                 total_calls: c.calls.iter().map(|u| u.count).sum(),
                 unprobed_imports: m.seen.imports.as_ref().map(|imports| {
                     imports

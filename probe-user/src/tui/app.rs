@@ -2,7 +2,6 @@
 //! looking at (selection, sort, filter, focus, overlays), and the keys that
 //! change it. Pure: no terminal, no I/O; `render` draws it.
 
-
 use super::model::{Applied, Model, ModuleEntry};
 use crate::trace::TraceRecord;
 
@@ -341,11 +340,17 @@ pub fn help_lines(replay: bool) -> Vec<(&'static str, &'static str)> {
         ("q, Ctrl-C", "quit"),
         ("?, h", "this help (any key closes it)"),
         ("↑ ↓, k j", "move in the focused pane"),
-        ("PgUp PgDn, Home End", "move by a page, to the top or bottom"),
+        (
+            "PgUp PgDn, Home End",
+            "move by a page, to the top or bottom",
+        ),
         ("Tab, Shift-Tab", "focus the next or previous pane"),
         ("Enter", "open the selected module's detail (again: close)"),
         ("Esc", "close the detail, or clear the filter"),
-        ("/", "filter modules by name or verdict; Enter keeps, Esc clears"),
+        (
+            "/",
+            "filter modules by name or verdict; Enter keeps, Esc clears",
+        ),
         ("s, S", "sort by the next column; reverse the order"),
     ];
     if replay {

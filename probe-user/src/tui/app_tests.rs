@@ -30,7 +30,11 @@ fn arrows_and_jk_move_the_selection_and_stop_at_the_ends() {
     assert_eq!(app.on_key(Key::Down), Action::None);
     assert_eq!(app.selected().unwrap().name, "ext4");
     app.on_key(Key::Char('j'));
-    assert_eq!(app.selected().unwrap().name, "ext4", "stays on the last row");
+    assert_eq!(
+        app.selected().unwrap().name,
+        "ext4",
+        "stays on the last row"
+    );
     app.on_key(Key::Char('k'));
     app.on_key(Key::Up);
     assert_eq!(app.selected().unwrap().name, "rtbad");
@@ -82,7 +86,11 @@ fn help_opens_with_question_mark_and_any_key_closes_it() {
     assert!(app.view.help);
     assert_eq!(app.on_key(Key::Down), Action::None);
     assert!(!app.view.help);
-    assert_eq!(app.selected().unwrap().name, "rtbad", "the key only closed help");
+    assert_eq!(
+        app.selected().unwrap().name,
+        "rtbad",
+        "the key only closed help"
+    );
     app.on_key(Key::Char('?'));
     assert_eq!(app.on_key(Key::Char('q')), Action::Quit);
 }
@@ -163,7 +171,10 @@ fn every_key_the_app_handles_is_in_the_help() {
         .chain(help_lines(false).iter())
         .map(|(k, _)| format!("{k} "))
         .collect();
-    for k in ["q", "?", "j", "k", "Tab", "Enter", "Esc", "/", "s", "S", "space", "+", "-", "g", "G", "n", "PgUp", "Home"] {
+    for k in [
+        "q", "?", "j", "k", "Tab", "Enter", "Esc", "/", "s", "S", "space", "+", "-", "g", "G", "n",
+        "PgUp", "Home",
+    ] {
         assert!(help.contains(k), "{k} missing from help");
     }
 }

@@ -2,7 +2,7 @@
 //! reason, and for the runtime evidence (calls the module actually made to
 //! functions whose structs the kernel's configuration changes).
 
-use super::model::{ModuleEntry, Model};
+use super::model::{Model, ModuleEntry};
 use crate::{
     analysis::feature_symbols,
     trace::records::{Level, VerdictReason},
@@ -26,41 +26,53 @@ pub fn why(reason: &VerdictReason, model: &Model) -> String {
         .flatten()
         .map(|s| format!(" (this kernel: {s})"))
         .unwrap_or_default();
-    let sym = if reason.symbol.is_empty() { "it" } else { reason.symbol.as_str() };
-    let s = match reason.code.as_str() {
+    let sym = if reason.symbol.is_empty() {
+        "it"
+    } else {
+        reason.symbol.as_str()
+    };
+    match reason.code.as_str() {
         "CRC_MISMATCH" => format!(
             "{sym} was built here from a different definition than the module expects, \
              so a struct passed through it can be laid out differently{here}"
         ),
-        "VERMAGIC_MISMATCH" | "VERMAGIC_MISSING" => "built for another kernel build: only insmod -f \
+        "VERMAGIC_MISMATCH" | "VERMAGIC_MISSING" => {
+            "built for another kernel build: only insmod -f \
              loads it, and then nothing checks struct layouts"
-            .to_owned(),
+                .to_owned()
+        }
         "STRUCT_MODULE_CRC" | "THIS_MODULE_SIZE" => format!(
             "struct module differs here: the kernel reads the module's own copy at the wrong offsets{here}"
         ),
         "BTF_STRUCT_LAYOUT" => format!(
             "a kernel struct it uses has other member offsets here: each access reads or writes the wrong field{here}"
         ),
-        "UNKNOWN_SYMBOL" | "NEEDS_CONFIG" => format!(
-            "this kernel does not export {sym}: the load fails{here}"
-        ),
+        "UNKNOWN_SYMBOL" | "NEEDS_CONFIG" => {
+            format!("this kernel does not export {sym}: the load fails{here}")
+        }
         "DEBUG_FEATURE_IMPORT" => format!(
             "it relies on a debug or tracing feature whose structs change with the kernel's configuration{here}"
         ),
-        "TRACEPOINT_IMPORT" | "TRACEPOINT_DEFINED" | "FTRACE_SITES" => {
+        "TRACEPOINT_IMPORT" | "TRACEPOINT_DEFINED" => {
             "it hooks the kernel's tracing: its code runs inside other code's events".to_owned()
         }
-        "NO_SYMBOL_VERSION" => format!(
-            "nothing checks that {sym} has the layout the module was built against"
-        ),
-        "GPL_ONLY_SYMBOL" | "MISSING_NAMESPACE_IMPORT" => "the loader refuses it on this kernel".to_owned(),
+        "FTRACE_SITES" => "its functions carry ftrace call sites: it expects a kernel built with \
+             function tracing, whose struct module has the fields for them"
+            .to_owned(),
+        "NO_SYMBOL_VERSION" => {
+            format!("nothing checks that {sym} has the layout the module was built against")
+        }
+        "GPL_ONLY_SYMBOL" | "MISSING_NAMESPACE_IMPORT" => {
+            "the loader refuses it on this kernel".to_owned()
+        }
         "NOT_GPL_COMPATIBLE" | "OUT_OF_TREE" | "UNSIGNED" | "SIGNATURE_REQUIRED" => {
             "it taints the kernel: nobody vouches for its build against this kernel".to_owned()
         }
-        "RETPOLINE_MISSING" => "built without the kernel's speculative-execution mitigations".to_owned(),
+        "RETPOLINE_MISSING" => {
+            "built without the kernel's speculative-execution mitigations".to_owned()
+        }
         _ => String::new(),
-    };
-    s
+    }
 }
 
 /// A line of runtime evidence.
@@ -111,7 +123,11 @@ pub fn runtime(m: &ModuleEntry, model: &Model) -> Vec<Evidence> {
                 format!("this kernel has {}", set.join(", "))
             };
             out.push(Evidence {
-                level: if set.is_empty() { Level::Info } else { Level::Warning },
+                level: if set.is_empty() {
+                    Level::Info
+                } else {
+                    Level::Warning
+                },
                 text: format!(
                     "called {symbol} {calls}: the lock it takes changes layout with {}; {here}",
                     options.join("/")
@@ -119,7 +135,7 @@ pub fn runtime(m: &ModuleEntry, model: &Model) -> Vec<Evidence> {
             });
         }
     }
-    out.sort_by(|a, b| b.level.cmp(&a.level));
+    out.sort_by_key(|e| std::cmp::Reverse(e.level));
     out
 }
 
@@ -128,7 +144,7 @@ pub fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -35,7 +35,7 @@ impl Feed for LiveFeed {
                 Err(TryRecvError::Disconnected) => break FeedState::Ended,
             }
             n += 1;
-            if n % 256 == 0 && started.elapsed() >= budget {
+            if n.is_multiple_of(256) && started.elapsed() >= budget {
                 break FeedState::Running;
             }
         };

@@ -195,7 +195,10 @@ impl ModuleEntry {
 
     /// Distinct probed functions it called (current incarnation).
     pub fn used(&self) -> usize {
-        self.calls.values().filter(|c| c.count > 0 || c.first_use_ns.is_some()).count()
+        self.calls
+            .values()
+            .filter(|c| c.count > 0 || c.first_use_ns.is_some())
+            .count()
     }
 
     pub fn imported(&self) -> Option<usize> {
@@ -224,9 +227,11 @@ impl ModuleEntry {
 
     /// The verdict reason that makes a call to `symbol` suspect.
     fn flagged(&self, symbol: &str) -> Option<&VerdictReason> {
-        self.verdict.as_ref()?.reasons.iter().find(|r| {
-            r.symbol == symbol && r.level == Some(Level::Incompatible)
-        })
+        self.verdict
+            .as_ref()?
+            .reasons
+            .iter()
+            .find(|r| r.symbol == symbol && r.level == Some(Level::Incompatible))
     }
 }
 
@@ -349,11 +354,7 @@ impl Model {
                 self.modules.clear();
                 self.by_name.clear();
                 self.by_incarnation.clear();
-                self.functions = s
-                    .functions
-                    .iter()
-                    .map(|(n, a)| (*a, sanitize(n)))
-                    .collect();
+                self.functions = s.functions.iter().map(|(n, a)| (*a, sanitize(n))).collect();
                 self.stats = Stats::default();
                 self.ended = None;
                 self.last_tick_ns = None;
@@ -456,7 +457,10 @@ impl Model {
                         self.log(
                             ts_ns,
                             LogKind::Anomaly,
-                            format!("{name} called {symbol} ({code}) from {}", place.as_deref().unwrap_or("?")),
+                            format!(
+                                "{name} called {symbol} ({code}) from {}",
+                                place.as_deref().unwrap_or("?")
+                            ),
                         );
                     }
                     let at = place.map(|p| format!(" at {p}")).unwrap_or_default();
@@ -465,9 +469,16 @@ impl Model {
             }
             TraceRecord::Counts { ts_ns, entries } => self.apply_counts(*ts_ns, entries),
             TraceRecord::Stats(s) => {
-                let lost = s.counters.lost_events.saturating_sub(self.stats.lost_events);
+                let lost = s
+                    .counters
+                    .lost_events
+                    .saturating_sub(self.stats.lost_events);
                 if lost > 0 {
-                    self.log(s.ts_ns, LogKind::Lost, format!("the kernel dropped {lost} events (ring buffer full)"));
+                    self.log(
+                        s.ts_ns,
+                        LogKind::Lost,
+                        format!("the kernel dropped {lost} events (ring buffer full)"),
+                    );
                 }
                 self.stats = s.counters;
             }
@@ -481,7 +492,11 @@ impl Model {
             }
             &TraceRecord::SessionEnd { ts_ns, reason } => {
                 self.ended = Some(reason);
-                self.log(ts_ns, LogKind::Session, format!("ended ({})", reason.as_str()));
+                self.log(
+                    ts_ns,
+                    LogKind::Session,
+                    format!("ended ({})", reason.as_str()),
+                );
             }
         }
         applied
@@ -520,7 +535,11 @@ impl Model {
         let changed = before != after;
         // A clean verdict on a module seen for the first time is not news.
         if changed && !(before == Rating::Unchecked && after == Rating::Compatible) {
-            let forced = if v.kernel_would_refuse { ", plain insmod refuses it" } else { "" };
+            let forced = if v.kernel_would_refuse {
+                ", plain insmod refuses it"
+            } else {
+                ""
+            };
             self.log(
                 v.ts_ns,
                 LogKind::Verdict,

@@ -13,7 +13,10 @@ fn story_model() -> Model {
 fn the_story_folds_into_two_modules_with_exact_counts() {
     let m = story_model();
     assert_eq!(m.sessions, 1);
-    assert_eq!(m.session.as_ref().unwrap().kernel_release, "6.1.0-56-rt-amd64");
+    assert_eq!(
+        m.session.as_ref().unwrap().kernel_release,
+        "6.1.0-56-rt-amd64"
+    );
     let bad = m.module("rtbad").unwrap();
     assert_eq!(bad.rating(), Rating::Unsafe);
     assert_eq!(bad.state(m.now_ns), ModuleState::Unloaded);
@@ -44,12 +47,19 @@ fn a_call_to_a_flagged_symbol_is_an_anomaly_and_a_mark() {
     // The unsafe verdict, then the first mutex_lock call.
     assert_eq!(marks.len(), 2, "{marks:?}");
     assert!(matches!(marks[0], TraceRecord::Verdict(_)));
-    assert!(matches!(marks[1], TraceRecord::FirstUse { func_ip: 0x10, .. }));
+    assert!(matches!(
+        marks[1],
+        TraceRecord::FirstUse { func_ip: 0x10, .. }
+    ));
     let bad = m.module("rtbad").unwrap();
     assert_eq!(bad.anomalies.len(), 1);
     assert_eq!(bad.anomalies[0].symbol, "mutex_lock");
     assert_eq!(bad.anomalies[0].code, "CRC_MISMATCH");
-    assert!(m.log.iter().any(|l| l.kind == LogKind::Anomaly && l.text.contains("mutex_lock")));
+    assert!(
+        m.log
+            .iter()
+            .any(|l| l.kind == LogKind::Anomaly && l.text.contains("mutex_lock"))
+    );
     // kfree is not flagged: no anomaly for it.
     assert!(!bad.anomalies.iter().any(|a| a.symbol == "kfree"));
 }
@@ -80,7 +90,10 @@ fn rates_follow_the_ticks_and_go_stale() {
 #[test]
 fn hostile_names_are_sanitised_on_the_way_in() {
     let mut m = Model::default();
-    m.apply(&TraceRecord::Module(Box::new(samples::module("evil\x1b[2J", 5))));
+    m.apply(&TraceRecord::Module(Box::new(samples::module(
+        "evil\x1b[2J",
+        5,
+    ))));
     assert_eq!(m.modules[0].name, "evil\u{fffd}[2J");
     assert!(m.log.iter().all(|l| !l.text.contains('\x1b')));
 }
@@ -111,11 +124,20 @@ fn the_log_is_bounded_and_counts_what_it_dropped() {
 fn reloads_keep_history_and_count_each_incarnation_apart() {
     let mut m = Model::default();
     m.apply(&TraceRecord::Module(Box::new(samples::module("m", 10))));
-    m.apply(&TraceRecord::Counts { ts_ns: 11, entries: vec![(10, 0x100, 7)] });
-    m.apply(&TraceRecord::Unload { ts_ns: 12, incarnation: 10 });
+    m.apply(&TraceRecord::Counts {
+        ts_ns: 11,
+        entries: vec![(10, 0x100, 7)],
+    });
+    m.apply(&TraceRecord::Unload {
+        ts_ns: 12,
+        incarnation: 10,
+    });
     m.apply(&TraceRecord::Module(Box::new(samples::module("m", 20))));
     // A late total for the old incarnation does not land on the new one.
-    m.apply(&TraceRecord::Counts { ts_ns: 21, entries: vec![(10, 0x100, 9), (20, 0x100, 2)] });
+    m.apply(&TraceRecord::Counts {
+        ts_ns: 21,
+        entries: vec![(10, 0x100, 9), (20, 0x100, 2)],
+    });
     let e = m.module("m").unwrap();
     assert_eq!(e.incarnations.len(), 2);
     assert_eq!(e.incarnations[0].calls, 7);

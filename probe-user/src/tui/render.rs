@@ -139,7 +139,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
             Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(body);
         draw_table(frame, table, app, &p);
         let [detail, log] =
-            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(bottom);
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+                .areas(bottom);
         draw_detail(frame, detail, app, &p);
         draw_log(frame, log, app, &p);
     }
@@ -163,7 +164,10 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
         .unwrap_or(("kernel unknown (no session header)", "?"));
     let line1 = Line::from(vec![
         Span::styled(" modscope ", bold),
-        Span::raw(format!("{mode} · {release} · {host} · {} UTC", time_of(m, m.now_ns))),
+        Span::raw(format!(
+            "{mode} · {release} · {host} · {} UTC",
+            time_of(m, m.now_ns)
+        )),
     ]);
     let config = m.session.as_ref().map(|s| &s.config);
     let value = |o: &str| {
@@ -181,17 +185,27 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
                 let on = v != "n";
                 line2.push(Span::styled(
                     format!("{o}={v} "),
-                    if on { p.fg(Color::Yellow) } else { Style::default() },
+                    if on {
+                        p.fg(Color::Yellow)
+                    } else {
+                        Style::default()
+                    },
                 ));
             }
             for (s, options) in WATCHED_STRUCTS {
-                let by: Vec<&str> = options.iter().copied().filter(|o| value(o) != "n").collect();
+                let by: Vec<&str> = options
+                    .iter()
+                    .copied()
+                    .filter(|o| value(o) != "n")
+                    .collect();
                 if !by.is_empty() {
                     layout_changed.push(format!("{s} ({})", by.join(",")));
                 }
             }
         }
-        _ => line2.push(Span::raw("unknown (no /boot/config or /proc/config.gz was read)")),
+        _ => line2.push(Span::raw(
+            "unknown (no /boot/config or /proc/config.gz was read)",
+        )),
     }
     let line3 = Line::from(vec![
         Span::raw(" layouts changed by this config: "),
@@ -207,7 +221,10 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
     match &app.mode {
         Mode::Live { dropped } => {
             if *dropped > 0 {
-                line4.push(Span::styled(format!("view skipped {dropped} records · "), p.fg(Color::Red)));
+                line4.push(Span::styled(
+                    format!("view skipped {dropped} records · "),
+                    p.fg(Color::Red),
+                ));
             }
             if let Some(e) = m.ended {
                 line4.push(Span::raw(format!("session ended ({}) · ", e.as_str())));
@@ -221,7 +238,11 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
             line4.push(Span::styled(
                 format!(
                     "{} ×{} {:.1}/{:.1} s · record {}/{} · ",
-                    if r.paused { "⏸ paused" } else { "▶ playing" },
+                    if r.paused {
+                        "⏸ paused"
+                    } else {
+                        "▶ playing"
+                    },
                     speed_text(r.speed),
                     secs(r.play_ns),
                     secs(r.end_ns),
@@ -232,7 +253,10 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
             ));
             if r.damaged.0 > 0 {
                 line4.push(Span::styled(
-                    format!("damaged: {} stretches, {} B skipped · ", r.damaged.0, r.damaged.1),
+                    format!(
+                        "damaged: {} stretches, {} B skipped · ",
+                        r.damaged.0, r.damaged.1
+                    ),
                     p.fg(Color::Red),
                 ));
             }
@@ -240,7 +264,11 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
     }
     line4.push(Span::styled(
         format!("lost {lost}"),
-        if lost > 0 { p.fg(Color::Red) } else { Style::default() },
+        if lost > 0 {
+            p.fg(Color::Red)
+        } else {
+            Style::default()
+        },
     ));
     line4.push(Span::raw(match &m.session {
         Some(s) => format!(
@@ -275,7 +303,11 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
     let now = app.model.now_ns;
     let rows = app.rows();
     let arrow = if app.view.descending { "▼" } else { "▲" };
-    let mut title = format!(" Modules {} · sort: {} {arrow} ", rows.len(), app.view.sort.title());
+    let mut title = format!(
+        " Modules {} · sort: {} {arrow} ",
+        rows.len(),
+        app.view.sort.title()
+    );
     if app.view.editing_filter || !app.view.filter.is_empty() {
         title.push_str(&format!(
             "· filter: {}{} ",
@@ -328,7 +360,11 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
                 } else {
                     "0".to_owned()
                 })
-                .style(if anomalies > 0 { p.fg(Color::Red) } else { Style::default() }),
+                .style(if anomalies > 0 {
+                    p.fg(Color::Red)
+                } else {
+                    Style::default()
+                }),
             ])
         })
         .collect();
@@ -344,7 +380,10 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
     ];
     let table = Table::new(table_rows, widths)
         .header(Row::new(header_cells))
-        .block(pane_block(title, app.view.focus == Pane::Modules && !app.view.detail_zoomed))
+        .block(pane_block(
+            title,
+            app.view.focus == Pane::Modules && !app.view.detail_zoomed,
+        ))
         .column_spacing(1)
         .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
     let mut state = TableState::default().with_selected(app.selected_index());
@@ -378,10 +417,11 @@ pub fn detail_lines(app: &App, m: &ModuleEntry, p_no_color: bool) -> Vec<Line<'s
                 ));
             }
             out.push(Line::styled("Static reasons", bold));
-            if v.reasons.is_empty() {
-                out.push(Line::raw("  none: the loader's checks and layouts agree"));
+            let serious: Vec<_> = v.reasons.iter().filter(|r| r.level >= Some(Level::Warning)).collect();
+            if serious.is_empty() {
+                out.push(Line::raw("  none: the loader's checks and struct layouts agree with this kernel"));
             }
-            for reason in &v.reasons {
+            for reason in serious {
                 let mut text = format!("  {} {}", level_symbol(reason.level), reason.code);
                 if !reason.symbol.is_empty() {
                     text.push_str(&format!(" {}", reason.symbol));
@@ -450,7 +490,10 @@ pub fn detail_lines(app: &App, m: &ModuleEntry, p_no_color: bool) -> Vec<Line<'s
             (Some(t), None) => format!("  first {}", time_of(model, t)),
             _ => String::new(),
         };
-        out.push(Line::raw(format!("  {name:<24} {:>12}{first}", group(s.count))));
+        out.push(Line::raw(format!(
+            "  {name:<24} {:>12}{first}",
+            group(s.count)
+        )));
     }
     let probed: Vec<&String> = imports
         .iter()
@@ -460,7 +503,11 @@ pub fn detail_lines(app: &App, m: &ModuleEntry, p_no_color: bool) -> Vec<Line<'s
     if !probed.is_empty() {
         out.push(Line::raw(format!(
             "  probed, never called: {}",
-            probed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+            probed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
         )));
     }
     let unprobed = imports
@@ -468,15 +515,38 @@ pub fn detail_lines(app: &App, m: &ModuleEntry, p_no_color: bool) -> Vec<Line<'s
         .filter(|i| !model.functions.values().any(|f| f == *i))
         .count();
     if unprobed > 0 {
-        out.push(Line::raw(format!("  {unprobed} imports not probed (data, plumbing or capped)")));
+        out.push(Line::raw(format!(
+            "  {unprobed} imports not probed (data, plumbing or capped)"
+        )));
+    }
+    let notes: Vec<_> = m
+        .verdict
+        .iter()
+        .flat_map(|v| &v.reasons)
+        .filter(|r| r.level < Some(Level::Warning))
+        .collect();
+    if !notes.is_empty() {
+        out.push(Line::styled("Notes", bold));
+        for r in notes {
+            let sym = if r.symbol.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", r.symbol)
+            };
+            out.push(Line::raw(format!("  · {}{sym}: {}", r.code, r.message)));
+        }
     }
     out.push(Line::styled("History", bold));
     for (n, i) in m.incarnations.iter().enumerate() {
-        let loaded = i
-            .loaded_ns
-            .map_or("present at start".to_owned(), |t| format!("loaded {}", time_of(model, t)));
+        let loaded = i.loaded_ns.map_or("present at start".to_owned(), |t| {
+            format!("loaded {}", time_of(model, t))
+        });
         let end = match i.unloaded_ns {
-            Some(t) => format!("unloaded {} after {} calls", time_of(model, t), group(i.calls)),
+            Some(t) => format!(
+                "unloaded {} after {} calls",
+                time_of(model, t),
+                group(i.calls)
+            ),
             None => "still loaded".to_owned(),
         };
         out.push(Line::raw(format!("  #{} {loaded}, {end}", n + 1)));
@@ -492,7 +562,15 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
         return;
     };
     let lines = detail_lines(app, m, p.no_color);
-    let title = format!(" {} (Enter: {}) ", m.name, if app.view.detail_zoomed { "back" } else { "zoom" });
+    let title = format!(
+        " {} (Enter: {}) ",
+        m.name,
+        if app.view.detail_zoomed {
+            "back"
+        } else {
+            "zoom"
+        }
+    );
     let para = Paragraph::new(lines)
         .block(pane_block(title, focused))
         .wrap(Wrap { trim: false })
@@ -517,7 +595,10 @@ fn draw_log(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
         })
         .collect();
     let title = if app.view.log_scroll > 0 {
-        format!(" Events ({} older hidden, {} newer) ", start, app.view.log_scroll)
+        format!(
+            " Events ({} older hidden, {} newer) ",
+            start, app.view.log_scroll
+        )
     } else {
         format!(" Events {} ", m.log.len() as u64 + m.log_dropped)
     };

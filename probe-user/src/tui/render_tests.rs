@@ -1,8 +1,8 @@
 use ratatui::{Terminal, backend::TestBackend, buffer::Buffer};
 
 use super::*;
-use crate::tui::Key;
 use crate::trace::{TraceRecord, records::samples};
+use crate::tui::Key;
 
 fn app() -> App {
     let mut app = App::new(Mode::Live { dropped: 0 }, false);
@@ -32,18 +32,36 @@ fn screen(app: &App, w: u16, h: u16) -> String {
 fn an_80_by_24_screen_shows_header_table_detail_log_and_footer() {
     let s = screen(&app(), 80, 24);
     let lines: Vec<&str> = s.lines().collect();
-    assert!(lines[0].contains("modscope live · 6.1.0-56-rt-amd64 · lab7"), "{s}");
+    assert!(
+        lines[0].contains("modscope live · 6.1.0-56-rt-amd64 · lab7"),
+        "{s}"
+    );
     assert!(lines[1].contains("PREEMPT_RT=y"), "{s}");
     assert!(lines[2].contains("spinlock (PREEMPT_RT)"), "{s}");
-    assert!(lines[3].contains("lost 0 · 3 kprobes, 1 refused, 1 capped"), "{s}");
+    assert!(
+        lines[3].contains("lost 0 · 3 kprobes, 1 refused, 1 capped"),
+        "{s}"
+    );
     assert!(s.contains("verdict"), "{s}");
     assert!(s.contains("✖ unsafe"), "{s}");
     assert!(s.contains("✔ compatible"), "{s}");
     // Unsafe first, selected, with its anomaly count.
-    let rtbad = lines.iter().position(|l| l.contains("rtbad") && l.contains("unsafe")).unwrap();
-    let ext4 = lines.iter().position(|l| l.contains("ext4") && l.contains("compatible")).unwrap();
+    let rtbad = lines
+        .iter()
+        .position(|l| l.contains("rtbad") && l.contains("unsafe"))
+        .unwrap();
+    let ext4 = lines
+        .iter()
+        .position(|l| l.contains("ext4") && l.contains("compatible"))
+        .unwrap();
     assert!(rtbad < ext4);
-    assert!(lines[rtbad].contains("unloaded") && lines[rtbad].contains("FOE") && lines[rtbad].contains("! 1"), "{}", lines[rtbad]);
+    assert!(
+        lines[rtbad].contains("unloaded")
+            && lines[rtbad].contains("FOE")
+            && lines[rtbad].contains("! 1"),
+        "{}",
+        lines[rtbad]
+    );
     assert!(lines[rtbad].contains("2/3"), "{}", lines[rtbad]);
     assert!(s.contains("Static reasons"), "{s}");
     assert!(s.contains("Events"), "{s}");
@@ -58,12 +76,24 @@ fn the_zoomed_detail_explains_each_reason_and_the_runtime_evidence() {
     let s = screen(&a, 120, 40);
     assert!(s.contains("plain insmod refuses it"), "{s}");
     assert!(s.contains("✖ CRC_MISMATCH mutex_lock"), "{s}");
-    assert!(s.contains("why it matters: mutex_lock was built here from a different definition"), "{s}");
+    assert!(
+        s.contains("why it matters: mutex_lock was built here from a different definition"),
+        "{s}"
+    );
     assert!(s.contains("(this kernel: CONFIG_PREEMPT_RT=y)"), "{s}");
-    assert!(s.contains("called mutex_lock 10,000 times although CRC_MISMATCH flags it"), "{s}");
-    assert!(s.contains("called kfree") == false, "kfree takes no lock: {s}");
-    assert!(s.contains("first called mutex_lock (CRC_MISMATCH) from init+0x10"), "{s}");
-    assert!(s.contains("mutex_lock                     10,000  first"), "{s}");
+    assert!(
+        s.contains("called mutex_lock 10,000 times although CRC_MISMATCH flags it"),
+        "{s}"
+    );
+    assert!(!s.contains("called kfree"), "kfree takes no lock: {s}");
+    assert!(
+        s.contains("first called mutex_lock (CRC_MISMATCH) from init+0x10"),
+        "{s}"
+    );
+    assert!(
+        s.contains("mutex_lock                     10,000  first"),
+        "{s}"
+    );
     assert!(s.contains("#1 loaded"), "{s}");
     assert!(s.contains("after 10,080 calls"), "{s}");
 }
@@ -90,15 +120,26 @@ fn no_color_draws_no_colour_and_keeps_the_words() {
     assert!(s.contains("✖ unsafe"), "{s}");
     // With colour, the verdict is red.
     let b = render(&app(), 80, 24);
-    assert!(b.content().iter().any(|c| c.fg == ratatui::style::Color::Red));
+    assert!(
+        b.content()
+            .iter()
+            .any(|c| c.fg == ratatui::style::Color::Red)
+    );
 }
 
 #[test]
 fn escape_sequences_in_names_never_reach_the_screen() {
     let mut a = app();
-    a.apply(&TraceRecord::Module(Box::new(samples::module("x\x1b]0;pwned\x07", 7))));
+    a.apply(&TraceRecord::Module(Box::new(samples::module(
+        "x\x1b]0;pwned\x07",
+        7,
+    ))));
     let b = render(&a, 100, 30);
-    assert!(b.content().iter().all(|c| !c.symbol().contains('\x1b') && !c.symbol().contains('\x07')));
+    assert!(
+        b.content()
+            .iter()
+            .all(|c| !c.symbol().contains('\x1b') && !c.symbol().contains('\x07'))
+    );
     assert!(text(&b).join("\n").contains("x\u{fffd}]0;pwned\u{fffd}"));
 }
 
@@ -125,7 +166,10 @@ fn the_replay_header_shows_position_speed_and_damage() {
     });
     let s = screen(&a, 140, 24);
     assert!(s.contains("replay /tmp/t.trace"), "{s}");
-    assert!(s.contains("⏸ paused ×4 5.5/14.0 s · record 7/20 · damaged"), "{s}");
+    assert!(
+        s.contains("⏸ paused ×4 5.5/14.0 s · record 7/20 · damaged"),
+        "{s}"
+    );
     assert!(s.contains("damaged: 1 stretches, 35 B skipped"), "{s}");
     assert!(s.contains("space pause"), "{s}");
 }

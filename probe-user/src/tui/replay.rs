@@ -129,7 +129,7 @@ impl ReplayFeed {
 impl Feed for ReplayFeed {
     fn pump(&mut self, app: &mut App, elapsed: Duration, budget: Duration) -> FeedState {
         let started = Instant::now();
-        let within = |n: usize| n % 256 != 0 || started.elapsed() < budget;
+        let within = |n: usize| !n.is_multiple_of(256) || started.elapsed() < budget;
         match self.seek {
             Some(Seek::To(target)) => {
                 let mut n = 0;

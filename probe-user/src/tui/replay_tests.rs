@@ -22,7 +22,9 @@ fn playing_applies_records_as_the_play_head_reaches_them() {
     f.set_speed(1024.0);
     f.pump(&mut app, Duration::from_secs(1), BUDGET);
     assert_eq!(f.position(), samples::story().len());
-    let Mode::Replay(s) = &app.mode else { panic!("replay mode") };
+    let Mode::Replay(s) = &app.mode else {
+        panic!("replay mode")
+    };
     assert_eq!(s.position, s.total);
     assert_eq!(s.speed, 1024.0);
 }
@@ -45,7 +47,10 @@ fn stepping_forward_and_back_is_one_record_and_rebuilds_the_state() {
     f.pump(&mut app, NO_TIME, BUDGET);
     let n = samples::story().len();
     assert_eq!(f.position(), n);
-    assert_eq!(app.model.module("rtbad").unwrap().state(app.model.now_ns), super::super::model::ModuleState::Unloaded);
+    assert_eq!(
+        app.model.module("rtbad").unwrap().state(app.model.now_ns),
+        super::super::model::ModuleState::Unloaded
+    );
     // Back over the session end and the unload.
     f.act(&mut app, Action::StepBack);
     f.pump(&mut app, NO_TIME, BUDGET);
@@ -53,11 +58,22 @@ fn stepping_forward_and_back_is_one_record_and_rebuilds_the_state() {
     f.pump(&mut app, NO_TIME, BUDGET);
     assert_eq!(f.position(), n - 2);
     let bad = app.model.module("rtbad").unwrap();
-    assert!(bad.current().unwrap().unloaded_ns.is_none(), "unload undone");
+    assert!(
+        bad.current().unwrap().unloaded_ns.is_none(),
+        "unload undone"
+    );
     assert_eq!(bad.calls[&0x10].count, 10_000, "rebuilt, not lost");
     f.act(&mut app, Action::StepForward);
     assert_eq!(f.position(), n - 1);
-    assert!(app.model.module("rtbad").unwrap().current().unwrap().unloaded_ns.is_some());
+    assert!(
+        app.model
+            .module("rtbad")
+            .unwrap()
+            .current()
+            .unwrap()
+            .unloaded_ns
+            .is_some()
+    );
     let Mode::Replay(s) = &app.mode else { panic!() };
     assert!(s.paused, "stepping pauses");
 }
@@ -69,14 +85,21 @@ fn g_goes_to_the_start_and_n_finds_each_mark() {
     f.pump(&mut app, NO_TIME, BUDGET);
     // The unsafe verdict on rtbad is the first mark.
     assert_eq!(f.position(), 5);
-    assert_eq!(app.model.module("rtbad").unwrap().rating(), super::super::model::Rating::Unsafe);
+    assert_eq!(
+        app.model.module("rtbad").unwrap().rating(),
+        super::super::model::Rating::Unsafe
+    );
     f.act(&mut app, Action::NextMark);
     f.pump(&mut app, NO_TIME, BUDGET);
     assert_eq!(f.position(), 6, "the first mutex_lock call");
     assert_eq!(app.model.module("rtbad").unwrap().anomalies.len(), 1);
     f.act(&mut app, Action::NextMark);
     f.pump(&mut app, NO_TIME, BUDGET);
-    assert_eq!(f.position(), samples::story().len(), "no more marks: the end");
+    assert_eq!(
+        f.position(),
+        samples::story().len(),
+        "no more marks: the end"
+    );
     f.act(&mut app, Action::ToStart);
     assert_eq!(f.position(), 0);
     assert!(app.model.modules.is_empty());
