@@ -5,7 +5,7 @@
 //! force-loaded: CRC mismatches, taint F) and unload, in a loop. `q` ends
 //! modscope, the guest's shell, and the VM.
 
-use std::{io::IsTerminal as _, os::unix::fs::PermissionsExt as _, path::Path, process::Command};
+use std::{io::IsTerminal as _, os::unix::fs::PermissionsExt as _, path::Path};
 
 use anyhow::{Context as _, bail};
 
@@ -42,19 +42,7 @@ pub fn run() -> anyhow::Result<()> {
         "booting {} in a VM (software emulation: about a minute until the TUI shows); q quits modscope and the VM",
         kernel.describe()
     ));
-    let status = Command::new(setup::vng())
-        .arg("--run")
-        .arg(&kernel.image)
-        .args([
-            "--disable-kvm",
-            "--force-9p",
-            "--memory",
-            "1G",
-            "--cpus",
-            "2",
-        ])
-        .arg("--rwdir")
-        .arg(&work)
+    let status = vm::vng_boot(&kernel, &work)
         .arg("--shell")
         .arg(&script)
         .status()

@@ -44,10 +44,12 @@ pub struct Boot<'a> {
     pub echo: bool,
 }
 
-fn vng_command(boot: &Boot) -> Command {
+/// vng booting `kernel` under software emulation with the host's root
+/// (9p), `rw_dir` writable; the caller says what runs in it.
+pub fn vng_boot(kernel: &Kernel, rw_dir: &Path) -> Command {
     let mut cmd = Command::new(setup::vng());
     cmd.arg("--run")
-        .arg(&boot.kernel.image)
+        .arg(&kernel.image)
         .args([
             "--disable-kvm",
             "--force-9p",
@@ -57,8 +59,13 @@ fn vng_command(boot: &Boot) -> Command {
             "2",
         ])
         .arg("--rwdir")
-        .arg(boot.rw_dir)
-        .arg("--exec")
+        .arg(rw_dir);
+    cmd
+}
+
+fn vng_command(boot: &Boot) -> Command {
+    let mut cmd = vng_boot(boot.kernel, boot.rw_dir);
+    cmd.arg("--exec")
         .arg(format!("sh {}", boot.script.display()));
     // Kernel messages on the console, so a panic or oops is in the log.
     cmd.arg("--verbose");

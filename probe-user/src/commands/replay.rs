@@ -53,17 +53,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     );
     let file = args.file.display().to_string();
     let mut app = App::new(
-        Mode::Replay(ReplayStatus {
-            file: file.clone(),
-            position: 0,
-            total: 0,
-            play_ns: 0,
-            start_ns: 0,
-            end_ns: 0,
-            paused: false,
-            speed: args.speed,
-            damaged,
-        }),
+        Mode::Replay(ReplayStatus::new(file.clone(), args.speed, damaged)),
         no_color(),
     );
     for d in &trace.damage {

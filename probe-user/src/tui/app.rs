@@ -103,6 +103,23 @@ pub struct ReplayStatus {
     pub damaged: (usize, u64),
 }
 
+impl ReplayStatus {
+    /// Before the first record is applied.
+    pub fn new(file: String, speed: f64, damaged: (usize, u64)) -> Self {
+        Self {
+            file,
+            position: 0,
+            total: 0,
+            play_ns: 0,
+            start_ns: 0,
+            end_ns: 0,
+            paused: false,
+            speed,
+            damaged,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mode {
     Live { dropped: u64 },

@@ -137,17 +137,7 @@ fn replay_keys_are_actions_only_in_replay() {
     assert_eq!(app.on_key(Key::Char(' ')), Action::None);
     assert_eq!(app.on_key(Key::Right), Action::None);
     assert_eq!(app.on_key(Key::Char('n')), Action::None);
-    let status = ReplayStatus {
-        file: "t".into(),
-        position: 0,
-        total: 0,
-        play_ns: 0,
-        start_ns: 0,
-        end_ns: 0,
-        paused: false,
-        speed: 1.0,
-        damaged: (0, 0),
-    };
+    let status = ReplayStatus::new("t".into(), 1.0, (0, 0));
     let mut app = story_app(Mode::Replay(status));
     for (k, a) in [
         (Key::Char(' '), Action::TogglePause),

@@ -60,15 +60,10 @@ impl ReplayFeed {
             speed_index: 3,
             seek: None,
             status: ReplayStatus {
-                file,
-                position: 0,
-                total: 0,
                 play_ns: start,
                 start_ns: start,
                 end_ns: end,
-                paused: false,
-                speed: 1.0,
-                damaged,
+                ..ReplayStatus::new(file, 1.0, damaged)
             },
         }
     }
