@@ -114,6 +114,35 @@ fn replay_filters_sorts_and_honours_no_color() {
 }
 
 #[test]
+fn the_screen_follows_the_terminal_size() {
+    let path = trace_file("resize.trace");
+    let t = Tmux::start("resize", &replay_cmd(&path, "--at-end"), 80, 24);
+    let pane = t.wait_for("session ended");
+    let width = |pane: &str| pane.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert_eq!(width(&pane), 80, "{pane}");
+    t.resize(132, 40);
+    // The modules table's bottom border spans the new width.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let pane = t.capture();
+        if pane.lines().count() == 40
+            && pane
+                .lines()
+                .any(|l| l.starts_with('└') && l.chars().count() == 132)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not redrawn at 132x40:\n{pane}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    t.keys(&["q"]);
+    t.wait_for("MODSCOPE-EXITED 0");
+}
+
+#[test]
 fn sigterm_restores_the_terminal() {
     let path = trace_file("term.trace");
     let t = Tmux::start("term", &replay_cmd(&path, ""), 80, 24);

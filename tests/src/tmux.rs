@@ -68,6 +68,16 @@ impl Tmux {
         }
     }
 
+    /// The terminal changes size (the user resizes the window).
+    pub fn resize(&self, width: u16, height: u16) {
+        let ok = Command::new("tmux")
+            .args(["-L", &self.socket, "resize-window", "-t", "0"])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "tmux resize-window");
+    }
+
     pub fn socket(&self) -> &str {
         &self.socket
     }
