@@ -141,6 +141,12 @@ struct Session {
     verdicts: Option<StaticVerdicts>,
 }
 
+/// The signals that end a session, installed before anything else.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
 /// Text of one range past the first `MAX_TEXT_PAGES` pages.
 struct LargeText {
     base: u64,
@@ -159,6 +165,12 @@ fn beyond_kernel_registration(base: u64, size: u64) -> Option<(u64, u64)> {
 }
 
 pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
+    // First: a SIGTERM or SIGINT while the probes load and the loaded
+    // modules are checked still ends the session cleanly.
+    let mut signals = Signals {
+        interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+    };
     let paths = KernelPaths::default();
     kernel_features::check_live_probe(&paths)?;
     let layout = btf_layout::module_layout_from_file(&paths.vmlinux_btf)
@@ -295,6 +307,7 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
             opts.duration,
             snapshot_interval,
             quit.as_mut(),
+            &mut signals,
         )
         .await?;
     if let Some(t) = &mut session.trace {
@@ -480,11 +493,8 @@ impl Session {
         duration: Option<f64>,
         snapshot_interval: Duration,
         mut quit: Option<&mut tokio::sync::oneshot::Receiver<()>>,
+        signals: &mut Signals,
     ) -> anyhow::Result<EndReason> {
-        let mut sigint =
-            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut sigterm =
-            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let deadline =
             tokio::time::sleep(duration.map_or(Duration::MAX / 4, Duration::from_secs_f64));
         tokio::pin!(deadline);
@@ -508,8 +518,8 @@ impl Session {
                 _ = async { quit.as_mut().expect("guarded").await }, if quit.is_some() => {
                     break EndReason::Quit;
                 }
-                _ = sigint.recv() => break EndReason::Interrupt,
-                _ = sigterm.recv() => break EndReason::Terminate,
+                _ = signals.interrupt.recv() => break EndReason::Interrupt,
+                _ = signals.terminate.recv() => break EndReason::Terminate,
                 () = &mut deadline => break EndReason::Duration,
             }
             lost_reported = self.report_lost(probe, lost_reported)?;
