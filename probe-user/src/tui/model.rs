@@ -526,11 +526,13 @@ impl Model {
         });
         let after = m.rating();
         let name = m.name.clone();
-        let first = v
-            .reasons
+        // The codes just stored are sanitised already.
+        let first = m
+            .verdict
             .iter()
+            .flat_map(|v| &v.reasons)
             .find(|r| r.level >= Some(Level::Warning))
-            .map(|r| format!(": {}", sanitize(&r.code)))
+            .map(|r| format!(": {}", r.code))
             .unwrap_or_default();
         let changed = before != after;
         // A clean verdict on a module seen for the first time is not news.
