@@ -1,7 +1,7 @@
 //! Checked decoding of ring-buffer records: length first, then the tag, then
 //! a copy out of the byte slice. The bytes are never trusted.
 
-use crate::{EventHeader, EventKind, FirstUseEvent, ModuleEvent};
+use crate::{AnomalyEvent, EventHeader, EventKind, FirstUseEvent, LoadLayoutEvent, ModuleEvent};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -23,6 +23,8 @@ pub enum Event {
     ModuleLoad(ModuleEvent),
     ModuleFree(ModuleEvent),
     FirstUse(FirstUseEvent),
+    Anomaly(AnomalyEvent),
+    LoadLayout(LoadLayoutEvent),
 }
 
 /// Copies a `T` out of `bytes`, which must be exactly `size_of::<T>()` long.
@@ -50,6 +52,8 @@ impl TryFrom<&[u8]> for Event {
         let need = match kind {
             EventKind::ModuleLoad | EventKind::ModuleFree => core::mem::size_of::<ModuleEvent>(),
             EventKind::FirstUse => core::mem::size_of::<FirstUseEvent>(),
+            EventKind::Anomaly => core::mem::size_of::<AnomalyEvent>(),
+            EventKind::LoadLayout => core::mem::size_of::<LoadLayoutEvent>(),
         };
         if bytes.len() != need {
             return Err(DecodeError::WrongLength {
@@ -62,6 +66,8 @@ impl TryFrom<&[u8]> for Event {
             EventKind::ModuleLoad => Event::ModuleLoad(read_exact(bytes)),
             EventKind::ModuleFree => Event::ModuleFree(read_exact(bytes)),
             EventKind::FirstUse => Event::FirstUse(read_exact(bytes)),
+            EventKind::Anomaly => Event::Anomaly(read_exact(bytes)),
+            EventKind::LoadLayout => Event::LoadLayout(read_exact(bytes)),
         })
     }
 }
@@ -105,7 +111,9 @@ mod tests {
             let (got_kind, got) = match decoded {
                 Event::ModuleLoad(e) => (EventKind::ModuleLoad, e),
                 Event::ModuleFree(e) => (EventKind::ModuleFree, e),
-                Event::FirstUse(_) => panic!("decoded a module event as a first use"),
+                Event::FirstUse(_) | Event::Anomaly(_) | Event::LoadLayout(_) => {
+                    panic!("decoded a module event as something else")
+                }
             };
             assert_eq!(got_kind, kind);
             assert_eq!(got.record.name.as_bytes(), b"hello");
@@ -148,6 +156,54 @@ mod tests {
             Event::try_from(&bytes[..bytes.len() - 8]),
             Err(DecodeError::WrongLength {
                 kind: EventKind::FirstUse,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn anomaly_round_trips() {
+        let ev = crate::AnomalyEvent {
+            header: EventHeader {
+                kind: EventKind::Anomaly as u32,
+                cpu: 1,
+                ts_ns: 5,
+            },
+            key: crate::AnomalyKey {
+                incarnation: 3,
+                caller: 0xffff_ffff_c000_0042,
+                func_ip: 0xffff_ffff_8100_0010,
+                detector: crate::Detector::SpinlockMagic as u32,
+                _pad: 0,
+            },
+            object: 0xffff_8880_0000_1000,
+            expected: 0xdead_4ead,
+            observed: 0,
+            option: 2,
+            _pad: 0,
+        };
+        // SAFETY: AnomalyEvent is repr(C), fully initialised, explicit padding.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(
+                (&ev as *const crate::AnomalyEvent).cast::<u8>(),
+                core::mem::size_of_val(&ev),
+            )
+        };
+        match Event::try_from(bytes).unwrap() {
+            Event::Anomaly(e) => {
+                assert_eq!(e.key, ev.key);
+                assert_eq!(
+                    (e.object, e.expected, e.observed),
+                    (ev.object, 0xdead_4ead, 0)
+                );
+                assert_eq!(e.option, 2);
+            }
+            _ => panic!("wrong kind"),
+        }
+        assert!(matches!(
+            Event::try_from(&bytes[..bytes.len() - 4]),
+            Err(DecodeError::WrongLength {
+                kind: EventKind::Anomaly,
                 ..
             })
         ));

@@ -15,6 +15,10 @@ pub enum EventKind {
     ModuleFree = 2,
     /// A module's first call to a probed kernel function.
     FirstUse = 3,
+    /// The first anomaly at a call site (`anomaly.rs`).
+    Anomaly = 4,
+    /// A module image whose `struct module` is not this kernel's size.
+    LoadLayout = 5,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -25,6 +29,8 @@ impl TryFrom<u32> for EventKind {
             1 => Ok(Self::ModuleLoad),
             2 => Ok(Self::ModuleFree),
             3 => Ok(Self::FirstUse),
+            4 => Ok(Self::Anomaly),
+            5 => Ok(Self::LoadLayout),
             other => Err(other),
         }
     }

@@ -7,6 +7,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod anomaly;
 pub mod calls;
 pub mod event;
 pub mod layout;
@@ -18,6 +19,9 @@ pub mod decode;
 #[cfg(feature = "user")]
 mod pod;
 
+pub use anomaly::{
+    AnomalyEvent, AnomalyKey, Detector, FieldCheck, LoadCheckConfig, LoadLayoutEvent,
+};
 pub use calls::{CallKey, CallProbeConfig, FirstUseEvent};
 pub use event::{EventHeader, EventKind, ModuleEvent};
 pub use layout::ModuleLayout;
@@ -30,5 +34,6 @@ pub const REGISTRY_FULL: u32 = 2;
 /// A module text page could not be added to the page map.
 pub const PAGE_MAP_FULL: u32 = 3;
 /// A (module, function) pair could not get a call counter.
+/// Also: an anomaly call site could not get a counter.
 pub const CALL_MAP_FULL: u32 = 4;
 pub const COUNTER_SLOTS: u32 = 5;

@@ -1,6 +1,9 @@
 //! `aya::Pod` for the types userspace writes into maps or globals.
 
-use crate::{CallKey, CallProbeConfig, ModuleLayout, ModuleName, ModuleRecord};
+use crate::{
+    AnomalyKey, CallKey, CallProbeConfig, FieldCheck, LoadCheckConfig, ModuleLayout, ModuleName,
+    ModuleRecord,
+};
 
 // SAFETY: #[repr(C)], Copy, made only of integers and integer arrays, with
 // explicit padding fields: every bit pattern is a valid value.
@@ -13,3 +16,9 @@ unsafe impl aya::Pod for ModuleRecord {}
 unsafe impl aya::Pod for CallKey {}
 // SAFETY: one u64, repr(C).
 unsafe impl aya::Pod for CallProbeConfig {}
+// SAFETY: u32s and a u64, repr(C), no implicit padding (size asserted).
+unsafe impl aya::Pod for FieldCheck {}
+// SAFETY: u64s, a u32 and an explicit `_pad`, repr(C).
+unsafe impl aya::Pod for AnomalyKey {}
+// SAFETY: two u32s and a u64, repr(C), no padding (size asserted).
+unsafe impl aya::Pod for LoadCheckConfig {}

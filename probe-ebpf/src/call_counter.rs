@@ -5,18 +5,19 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{
-        bpf_get_func_ip, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
-    },
+    helpers::{bpf_get_func_ip, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     macros::kprobe,
     programs::ProbeContext,
 };
-use probe_common::{CallKey, EventHeader, EventKind, FirstUseEvent, calls::page_index};
+use probe_common::{CallKey, EventHeader, EventKind, FirstUseEvent};
 
-use crate::maps::{self, CALL_MAP_FULL, CALLS, EVENTS, LOST_EVENTS, PAGES, READ_ERRORS, SEEN};
+use crate::{
+    attribution::module_caller,
+    maps::{self, CALL_MAP_FULL, CALLS, EVENTS, LOST_EVENTS, SEEN},
+};
 
 /// `BPF_NOEXIST`.
-const NOEXIST: u64 = 1;
+pub const NOEXIST: u64 = 1;
 
 #[kprobe]
 pub fn count_call(ctx: ProbeContext) -> u32 {
@@ -28,17 +29,8 @@ pub fn count_call(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn try_count_call(ctx: &ProbeContext) -> Result<(), u32> {
-    // SAFETY: regs is the kprobe's pt_regs, valid for the program's run.
-    let sp = unsafe { (*ctx.regs).rsp };
-    // SAFETY: bpf_probe_read_kernel checks the address.
-    let caller: u64 =
-        unsafe { bpf_probe_read_kernel(sp as *const u64) }.map_err(|_| READ_ERRORS)?;
-    let Some(page) = page_index(caller, maps::call_probe().module_area_start) else {
+    let Some((incarnation, caller)) = module_caller(ctx)? else {
         return Ok(());
-    };
-    let incarnation = match PAGES.get(page) {
-        Some(&i) if i != 0 => i,
-        _ => return Ok(()),
     };
     // SAFETY: the helper only reads the context it is given.
     let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };

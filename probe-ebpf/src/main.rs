@@ -3,8 +3,11 @@
 #![no_std]
 #![no_main]
 
+mod attribution;
 mod call_counter;
+mod field_checks;
 mod init_done;
+mod load_check;
 mod maps;
 mod module_registry;
 mod text_pages;

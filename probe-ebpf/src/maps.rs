@@ -5,13 +5,18 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use probe_common::{
-    CallKey, CallProbeConfig, ModuleLayout, ModuleName, ModuleRecord, calls::MODULE_AREA_PAGES,
+    AnomalyKey, CallKey, CallProbeConfig, FieldCheck, LoadCheckConfig, ModuleLayout, ModuleName,
+    ModuleRecord, calls::MODULE_AREA_PAGES,
 };
 
 /// Offsets inside `struct module`, read from the running kernel's BTF by
 /// userspace and written here before the programs load.
 #[unsafe(no_mangle)]
 pub static MODULE_LAYOUT: ModuleLayout = ModuleLayout::UNSET;
+
+/// Settings for the load-time layout check, written by the loader.
+#[unsafe(no_mangle)]
+pub static LOAD_CHECK: LoadCheckConfig = LoadCheckConfig::UNSET;
 
 /// Upper bound on modules tracked at once; Debian kernels run with ~100.
 pub const MAX_MODULES: u32 = 4096;
@@ -40,6 +45,19 @@ pub static CALLS: PerCpuHashMap<CallKey, u64> = PerCpuHashMap::with_max_entries(
 /// boot-clock time of the first call.
 #[map]
 pub static SEEN: HashMap<CallKey, u64> = HashMap::with_max_entries(65_536, 0);
+
+/// Kernel function address -> the check `check_fields` runs on calls to it
+/// from modules (written by userspace from the running kernel's BTF).
+#[map]
+pub static FIELD_CHECKS: HashMap<u64, FieldCheck> = HashMap::with_max_entries(256, 0);
+
+/// Anomalous calls per (incarnation, call site, function, detector), per CPU.
+#[map]
+pub static ANOMALIES: PerCpuHashMap<AnomalyKey, u64> = PerCpuHashMap::with_max_entries(16_384, 0);
+
+/// Anomaly sites already reported, with the boot-clock time of the first.
+#[map]
+pub static ANOMALIES_SEEN: HashMap<AnomalyKey, u64> = HashMap::with_max_entries(16_384, 0);
 
 /// Thread (pid_tgid) -> `struct module *` whose init is running there.
 #[map]
@@ -80,4 +98,9 @@ pub fn layout() -> ModuleLayout {
 pub fn call_probe() -> CallProbeConfig {
     // SAFETY: as for `layout`.
     unsafe { core::ptr::read_volatile(&CALL_PROBE) }
+}
+
+pub fn load_check() -> LoadCheckConfig {
+    // SAFETY: as for `layout`.
+    unsafe { core::ptr::read_volatile(&LOAD_CHECK) }
 }

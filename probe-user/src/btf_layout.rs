@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use btf_rs::{Btf, BtfType, Type};
-use probe_common::ModuleLayout;
+use probe_common::{LoadCheckConfig, ModuleLayout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfLayoutError {
@@ -32,11 +32,35 @@ pub enum BtfLayoutError {
 }
 
 pub fn module_layout_from_file(path: &Path) -> Result<ModuleLayout, BtfLayoutError> {
+    Ok(layouts_from_file(path)?.0)
+}
+
+/// `struct module`'s layout and the load check's settings, from one read.
+pub fn layouts_from_file(path: &Path) -> Result<(ModuleLayout, LoadCheckConfig), BtfLayoutError> {
     let btf = Btf::from_file(path).map_err(|source| BtfLayoutError::Open {
         path: path.display().to_string(),
         source,
     })?;
-    module_layout(&btf)
+    Ok((module_layout(&btf)?, load_check(&btf)))
+}
+
+/// What the load-time layout check needs (`probe_common::LoadCheckConfig`):
+/// `load_info.hdr`/`len` and `sizeof(struct module)`. Off (UNSET) when BTF
+/// lacks `struct load_info`.
+pub fn load_check(btf: &Btf) -> LoadCheckConfig {
+    let offsets = find_struct(btf, "load_info").ok().and_then(|info| {
+        let (hdr, _) = member(btf, &info, "load_info", "hdr").ok()?;
+        let (len, _) = member(btf, &info, "load_info", "len").ok()?;
+        Some((hdr, len))
+    });
+    match (offsets, struct_size(btf, "module")) {
+        (Some((info_hdr, info_len)), Some(size)) => LoadCheckConfig {
+            info_hdr,
+            info_len,
+            struct_module_size: size,
+        },
+        _ => LoadCheckConfig::UNSET,
+    }
 }
 
 pub fn module_layout(btf: &Btf) -> Result<ModuleLayout, BtfLayoutError> {

@@ -142,12 +142,64 @@ pub enum Event {
         caller: String,
         caller_offset: Option<String>,
     },
+    /// An in-kernel detector's first anomaly at a call site.
+    Anomaly {
+        time: String,
+        #[serde(flatten)]
+        anomaly: AnomalyInfo,
+    },
+    /// At exit, with detectors: every anomalous call site with its exact count.
+    Anomalies {
+        time: String,
+        sites: Vec<AnomalyInfo>,
+    },
     /// At exit, with call probes: per module incarnation, the exact calls.
     Calls {
         time: String,
         probes: CallProbeStatus,
         modules: Vec<crate::call_report::ModuleCalls>,
     },
+}
+
+/// One anomalous call site, for people and scripts.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AnomalyInfo {
+    pub module: String,
+    pub incarnation: u64,
+    /// Boot-clock time of the first anomalous call.
+    pub ktime_ns: u64,
+    pub detector: String,
+    pub symbol: String,
+    /// The return address and where it is in the module (`core+0x…`).
+    pub caller: String,
+    pub caller_offset: String,
+    pub object: String,
+    pub expected: String,
+    pub observed: String,
+    /// The config option that explains it.
+    pub option: String,
+    pub message: String,
+    pub count: u64,
+}
+
+impl AnomalyInfo {
+    pub fn new(r: &crate::trace::records::AnomalyRecord) -> Self {
+        Self {
+            module: r.module.clone(),
+            incarnation: r.incarnation,
+            ktime_ns: r.ts_ns,
+            detector: r.detector.clone(),
+            symbol: r.symbol.clone(),
+            caller: hex(r.caller),
+            caller_offset: r.site.clone(),
+            object: hex(r.object),
+            expected: format!("{:#x}", r.expected),
+            observed: format!("{:#x}", r.observed),
+            option: r.option.clone(),
+            message: r.message.clone(),
+            count: r.count,
+        }
+    }
 }
 
 impl Event {
@@ -221,6 +273,29 @@ impl Event {
                 sanitize(symbol),
                 caller_offset.as_deref().unwrap_or(caller)
             ),
+            Event::Anomaly { time, anomaly: a } => format!(
+                "{time} ANOMALY {} {} at {} calling {}: {}",
+                sanitize(&a.module),
+                a.detector,
+                sanitize(&a.caller_offset),
+                sanitize(&a.symbol),
+                sanitize(&a.message)
+            ),
+            Event::Anomalies { time, sites } => {
+                let mut s = format!("{time} anomalies {} call sites", sites.len());
+                for a in sites {
+                    s.push_str(&format!(
+                        "\n  {} {} at {} calling {}: {} calls (CONFIG_{})",
+                        sanitize(&a.module),
+                        a.detector,
+                        sanitize(&a.caller_offset),
+                        sanitize(&a.symbol),
+                        a.count,
+                        a.option
+                    ));
+                }
+                s
+            }
             Event::Calls {
                 time,
                 probes,

@@ -37,6 +37,16 @@ impl Kallsyms {
     }
 }
 
+/// The symbol (function or data) at exactly `addr` in a kallsyms text.
+pub fn name_at(text: &str, addr: u64) -> Option<&str> {
+    text.lines().find_map(|line| {
+        let mut f = line.split_whitespace();
+        let a = u64::from_str_radix(f.next()?, 16).ok()?;
+        let _kind = f.next()?;
+        (a == addr && a != 0).then_some(f.next()?)
+    })
+}
+
 /// Functions ftrace can trace (`available_filter_functions`): a kprobe on
 /// one of them runs through ftrace, whose recursion guard makes a probe hit
 /// from inside the probe's own path (RCU, BPF helpers) a counted miss. A

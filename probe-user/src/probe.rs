@@ -9,7 +9,7 @@ use aya::{
     programs::{KProbe, ProgramError, RawTracePoint},
 };
 use probe_common::{
-    CallKey, CallProbeConfig, ModuleLayout, ModuleName, ModuleRecord,
+    CallKey, CallProbeConfig, LoadCheckConfig, ModuleLayout, ModuleName, ModuleRecord,
     calls::{PAGE_SHIFT, page_index},
 };
 
@@ -64,15 +64,19 @@ pub struct Counters {
 }
 
 pub struct ModuleProbe {
-    ebpf: Ebpf,
-    attached: Vec<String>,
+    pub(crate) ebpf: Ebpf,
+    pub(crate) attached: Vec<String>,
     call_config: CallProbeConfig,
 }
 
 impl ModuleProbe {
     /// Loads the programs with `layout` written into their global, before
     /// the verifier sees them.
-    pub fn load(layout: &ModuleLayout, calls: &CallProbeConfig) -> Result<Self, ProbeError> {
+    pub fn load(
+        layout: &ModuleLayout,
+        calls: &CallProbeConfig,
+        load_check: &LoadCheckConfig,
+    ) -> Result<Self, ProbeError> {
         if PROBE_OBJECT.is_empty() {
             return Err(ProbeError::NotEmbedded);
         }
@@ -80,6 +84,7 @@ impl ModuleProbe {
         let ebpf = EbpfLoader::new()
             .override_global("MODULE_LAYOUT", layout, true)
             .override_global("CALL_PROBE", calls, true)
+            .override_global("LOAD_CHECK", load_check, true)
             .load(PROBE_OBJECT)
             .map_err(ProbeError::Load)?;
         Ok(Self {

@@ -105,6 +105,7 @@ pub fn run(kernel: &Kernel) -> anyhow::Result<()> {
         timeout: Duration::from_secs(1800),
         log: &work.join("console.log"),
         echo: false,
+        grace_after: None,
     })?;
     let log = work.join("console.log");
     if outcome.timed_out || outcome.panicked {

@@ -10,6 +10,9 @@ use anyhow::{Context as _, bail};
 pub enum Flavour {
     Generic,
     PreemptRt,
+    /// Lock debugging on (DEBUG_SPINLOCK, DEBUG_MUTEXES, DEBUG_LOCK_ALLOC):
+    /// the kernel `debug_kernel.rs` builds.
+    Debug,
 }
 
 #[derive(Debug, Clone)]
@@ -27,6 +30,7 @@ impl Kernel {
         let flavour = match self.flavour {
             Flavour::Generic => "generic",
             Flavour::PreemptRt => "PREEMPT_RT",
+            Flavour::Debug => "lock debugging",
         };
         format!("{} ({flavour})", self.release)
     }
@@ -53,8 +57,11 @@ pub fn installed(boot: &Path, modules_root: &Path) -> anyhow::Result<Vec<Kernel>
         else {
             continue;
         };
-        let flavour = if config.lines().any(|l| l == "CONFIG_PREEMPT_RT=y") {
+        let has = |option: &str| config.lines().any(|l| l == format!("CONFIG_{option}=y"));
+        let flavour = if has("PREEMPT_RT") {
             Flavour::PreemptRt
+        } else if has("DEBUG_SPINLOCK") && has("DEBUG_MUTEXES") {
+            Flavour::Debug
         } else {
             Flavour::Generic
         };
@@ -82,35 +89,43 @@ pub fn required_set(all: &[Kernel]) -> anyhow::Result<Vec<Kernel>> {
     let newer = all
         .iter()
         .rfind(|k| k.flavour == Flavour::Generic && k.version >= (6, 4));
-    match (generic, rt, newer) {
-        (Some(g), Some(r), Some(n)) => Ok(vec![g.clone(), r.clone(), n.clone()]),
+    let debug = all
+        .iter()
+        .rfind(|k| k.flavour == Flavour::Debug && Some(k.version) == generic.map(|g| g.version));
+    match (generic, rt, newer, debug) {
+        (Some(g), Some(r), Some(n), Some(d)) => {
+            Ok(vec![g.clone(), r.clone(), n.clone(), d.clone()])
+        }
         _ => bail!(
-            "the VM suite needs a generic and a PREEMPT_RT kernel before 6.4 and a 6.4+ kernel, each with \
-             headers; found {:?}. `cargo xtask setup` installs Debian's linux-image-amd64, \
-             linux-image-rt-amd64 and linux-image-6.12-amd64 with their headers",
+            "the VM suite needs a generic and a PREEMPT_RT kernel before 6.4, a 6.4+ kernel, each with \
+             headers, and the lock-debugging build of the generic kernel's version; found {:?}. \
+             `cargo xtask setup` installs Debian's linux-image-amd64, linux-image-rt-amd64 and \
+             linux-image-6.12-amd64 with their headers, and builds the debug kernel",
             all.iter().map(Kernel::describe).collect::<Vec<_>>()
         ),
     }
 }
 
-/// The other flavour (generic <-> PREEMPT_RT) of `kernel`'s version.
+/// The kernel of the same version whose test modules are cross-loaded into
+/// `kernel`: generic <-> PREEMPT_RT, and generic into the debug kernel (a
+/// module built without lock debugging on a kernel with it).
 pub fn sibling<'a>(all: &'a [Kernel], kernel: &Kernel) -> Option<&'a Kernel> {
+    let wanted = match kernel.flavour {
+        Flavour::Generic => Flavour::PreemptRt,
+        Flavour::PreemptRt | Flavour::Debug => Flavour::Generic,
+    };
     all.iter()
-        .rfind(|k| k.version == kernel.version && k.flavour != kernel.flavour)
+        .rfind(|k| k.version == kernel.version && k.flavour == wanted)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fake_boot(dir: &Path, kernels: &[(&str, bool, bool)]) {
-        for &(release, rt, headers) in kernels {
+    /// (release, config, has headers)
+    fn fake_boot(dir: &Path, kernels: &[(&str, &str, bool)]) {
+        for &(release, config, headers) in kernels {
             std::fs::write(dir.join(format!("vmlinuz-{release}")), "").unwrap();
-            let config = if rt {
-                "CONFIG_PREEMPT_RT=y\n"
-            } else {
-                "# CONFIG_PREEMPT_RT is not set\n"
-            };
             std::fs::write(dir.join(format!("config-{release}")), config).unwrap();
             if headers {
                 let build = dir.join("lib").join(release).join("build");
@@ -120,21 +135,26 @@ mod tests {
         }
     }
 
+    const GENERIC: &str = "# CONFIG_PREEMPT_RT is not set\n";
+    const RT: &str = "CONFIG_PREEMPT_RT=y\n";
+    const DEBUG: &str = "CONFIG_DEBUG_SPINLOCK=y\nCONFIG_DEBUG_MUTEXES=y\n";
+
     #[test]
-    fn finds_the_three_flavours_and_skips_kernels_without_headers() {
+    fn finds_the_four_kernels_and_skips_kernels_without_headers() {
         let dir = std::env::temp_dir().join(format!("xtask-kernels-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         fake_boot(
             &dir,
             &[
-                ("6.1.0-56-amd64", false, true),
-                ("6.1.0-56-rt-amd64", true, true),
-                ("6.12.117+deb12-amd64", false, true),
-                ("6.1.0-40-amd64", false, false),
+                ("6.1.0-56-amd64", GENERIC, true),
+                ("6.1.0-56-rt-amd64", RT, true),
+                ("6.12.117+deb12-amd64", GENERIC, true),
+                ("6.1.0-40-amd64", GENERIC, false),
+                ("6.1.192-modscope-debug", DEBUG, true),
             ],
         );
         let all = installed(&dir, &dir.join("lib")).unwrap();
-        assert_eq!(all.len(), 3, "{all:?}");
+        assert_eq!(all.len(), 4, "{all:?}");
         let set = required_set(&all).unwrap();
         let releases: Vec<_> = set.iter().map(|k| k.release.as_str()).collect();
         assert_eq!(
@@ -142,8 +162,15 @@ mod tests {
             [
                 "6.1.0-56-amd64",
                 "6.1.0-56-rt-amd64",
-                "6.12.117+deb12-amd64"
+                "6.12.117+deb12-amd64",
+                "6.1.192-modscope-debug"
             ]
+        );
+        assert_eq!(set[3].flavour, Flavour::Debug);
+        assert_eq!(
+            sibling(&all, &set[3]).map(|k| k.release.as_str()),
+            Some("6.1.0-56-amd64"),
+            "generic-built modules are cross-loaded into the debug kernel"
         );
         assert_eq!(set[1].flavour, Flavour::PreemptRt);
         assert_eq!(set[2].version, (6, 12));
@@ -163,7 +190,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("xtask-kernels-missing-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        fake_boot(&dir, &[("6.1.0-56-amd64", false, true)]);
+        fake_boot(&dir, &[("6.1.0-56-amd64", GENERIC, true)]);
         let err = required_set(&installed(&dir, &dir.join("lib")).unwrap()).unwrap_err();
         assert!(err.to_string().contains("linux-image-rt-amd64"), "{err}");
     }

@@ -5,8 +5,10 @@
 mod artifacts;
 mod bench;
 mod bench_probe;
+mod debug_kernel;
 mod demo;
 mod kernels;
+mod postmortem;
 mod run;
 mod setup;
 mod shell;
@@ -35,6 +37,8 @@ enum Command {
     /// The live TUI in this terminal, in a VM running Debian's kernel, while
     /// sample modules load, work, misbehave and unload; `q` ends it.
     Demo,
+    /// Build (once, cached) and install the lock-debugging kernel the VM suite boots.
+    DebugKernel,
     /// Benchmarks that print figures (static analysis of the installed corpus vs modinfo).
     Bench(bench::BenchArgs),
 }
@@ -45,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Command::Test(args) => test::run(args),
         Command::Run(args) => run::run(args),
         Command::Demo => demo::run(),
+        Command::DebugKernel => debug_kernel::ensure(),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -56,6 +56,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs(600),
         log: &work.join("console.log"),
         echo: true,
+        grace_after: None,
     })?;
     if outcome.timed_out || outcome.panicked {
         anyhow::bail!(

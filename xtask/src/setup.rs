@@ -31,6 +31,15 @@ pub const APT_PACKAGES: &[&str] = &[
     "util-linux",
     "make",
     "gcc",
+    // The debug-flavoured kernel, built from Debian's source (debug_kernel.rs).
+    "linux-source-6.1",
+    "bc",
+    "flex",
+    "bison",
+    "libelf-dev",
+    "libssl-dev",
+    "dwarves",
+    "xz-utils",
 ];
 
 /// virtme-ng boots the host's own root filesystem over 9p in the guest.

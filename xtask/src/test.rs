@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::bail;
 
-use crate::{artifacts, kernels, setup, shell, vm};
+use crate::{artifacts, debug_kernel, kernels, postmortem, setup, shell, vm};
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -99,6 +99,11 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     if args.host_only {
         return Ok(());
     }
+    // The whole suite includes the lock-debugging kernel; `--kernel` picks
+    // installed kernels only.
+    if args.kernel.is_empty() {
+        debug_kernel::ensure()?;
+    }
     vm_suite(&args)
 }
 
@@ -145,7 +150,11 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
         };
         std::fs::write(
             &script,
-            guest_script(&guest, &binaries, args.filter.as_deref()),
+            guest_script(
+                &guest,
+                &binaries_for(kernel, &binaries),
+                args.filter.as_deref(),
+            ),
         )?;
         let log = work.join("console.log");
         let outcome = vm::run(&vm::Boot {
@@ -155,6 +164,7 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
             timeout: Duration::from_secs(args.timeout),
             log: &log,
             echo: false,
+            grace_after: None,
         })?;
         let report = parse_console(&outcome.lines);
         for t in &report.tests {
@@ -201,6 +211,31 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
                 String::new()
             },
         ));
+        let wants_postmortem = args
+            .filter
+            .as_deref()
+            .is_none_or(|f| "postmortem".contains(f));
+        if let (kernels::Flavour::PreemptRt, Some((_, generic)), true) =
+            (&kernel.flavour, &sibling, wants_postmortem)
+        {
+            let line = match postmortem::run(
+                kernel,
+                &modscope,
+                generic,
+                Duration::from_secs(args.timeout),
+            ) {
+                Ok(o) => {
+                    passed += 1;
+                    format!("post-mortem ok: {}", o.summary)
+                }
+                Err(e) => {
+                    failed += 1;
+                    format!("post-mortem FAILED: {e:#}")
+                }
+            };
+            eprintln!("    {line}");
+            summary.push(format!("  {line}"));
+        }
     }
     eprintln!(
         "\nVM suite, {:.0} s in all:",
@@ -214,6 +249,20 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
         bail!("the VM suite failed");
     }
     Ok(())
+}
+
+/// The debug kernel is there for the anomaly detectors and has no Debian
+/// modules: it runs the `detectors` tests only; the others run everything.
+fn binaries_for(kernel: &kernels::Kernel, all: &[PathBuf]) -> Vec<PathBuf> {
+    all.iter()
+        .filter(|b| {
+            kernel.flavour != kernels::Flavour::Debug
+                || b.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("detectors-"))
+        })
+        .cloned()
+        .collect()
 }
 
 /// What the guest needs to know, exported as environment variables.
@@ -230,6 +279,7 @@ fn guest_script(env: &GuestEnv, binaries: &[PathBuf], filter: Option<&str>) -> S
     let flavour = match env.kernel.flavour {
         kernels::Flavour::Generic => "generic",
         kernels::Flavour::PreemptRt => "rt",
+        kernels::Flavour::Debug => "debug",
     };
     let sibling = env
         .sibling

@@ -42,6 +42,9 @@ pub struct Boot<'a> {
     pub log: &'a Path,
     /// Echo console lines to the terminal (the demo); otherwise only to the log.
     pub echo: bool,
+    /// Once a console line holds this marker, the guest gets at most this
+    /// long before it is killed (a scenario that is expected to hang it).
+    pub grace_after: Option<(&'a str, Duration)>,
 }
 
 /// vng booting `kernel` under software emulation with the host's root
@@ -106,8 +109,9 @@ pub fn run(boot: &Boot) -> anyhow::Result<Outcome> {
         panicked: false,
         wall: Duration::ZERO,
     };
+    let mut deadline = boot.timeout;
     loop {
-        let left = boot.timeout.saturating_sub(start.elapsed());
+        let left = deadline.saturating_sub(start.elapsed());
         match rx.recv_timeout(left.min(Duration::from_secs(1))) {
             Ok(line) => {
                 let line = strip_ansi(&line);
@@ -118,12 +122,17 @@ pub fn run(boot: &Boot) -> anyhow::Result<Outcome> {
                 if is_fatal(&line) {
                     outcome.panicked = true;
                 }
+                if let Some((marker, grace)) = boot.grace_after
+                    && line.contains(marker)
+                {
+                    deadline = deadline.min(start.elapsed() + grace);
+                }
                 outcome.lines.push(line);
                 if outcome.panicked {
                     kill_group(pgid);
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) if start.elapsed() >= boot.timeout => {
+            Err(mpsc::RecvTimeoutError::Timeout) if start.elapsed() >= deadline => {
                 outcome.timed_out = true;
                 kill_group(pgid);
                 break;

@@ -10,6 +10,7 @@ use std::{
 };
 
 use super::{
+    anomalies::{self, AnomalySites},
     probe_plan::LatePlanner,
     static_verdicts::StaticVerdicts,
     summary,
@@ -22,15 +23,15 @@ use modscope::{
     btf_layout,
     call_report::{self, Incarnation},
     clock,
-    event::{CallProbeStatus, Event, ModuleInfo, NotAttached, Stats, hex},
+    event::{AnomalyInfo, CallProbeStatus, Event, ModuleInfo, NotAttached, Stats, hex},
     kallsyms::FunctionNames,
     kernel_features::{self, KernelPaths},
     probe::ModuleProbe,
     proc_modules,
-    trace::records::{EndReason, ModuleOrigin, SessionStart, StatsSnapshot},
+    trace::records::{AnomalyRecord, EndReason, ModuleOrigin, SessionStart, StatsSnapshot},
 };
 use probe_common::{
-    CallProbeConfig, ModuleName, ModuleRecord, RecordFlags,
+    CallProbeConfig, Detector, LoadCheckConfig, ModuleName, ModuleRecord, RecordFlags,
     calls::{MAX_TEXT_PAGES, PAGE_SHIFT},
     decode,
 };
@@ -62,6 +63,8 @@ pub struct CallPlan {
     pub late: Option<LatePlanner>,
     /// Module files by name, for static verdicts.
     pub files: HashMap<String, PathBuf>,
+    /// The anomaly detectors' checks (`anomalies.rs`).
+    pub checks: Vec<anomalies::Check>,
 }
 
 /// Probes added during the session, for modules loaded meanwhile.
@@ -139,6 +142,12 @@ struct Session {
     /// load) or unmap (on free) from here.
     large_text: Vec<LargeText>,
     verdicts: Option<StaticVerdicts>,
+    /// Anomalous call sites seen (the detectors), with counts written.
+    anomalies: AnomalySites,
+    /// Taint mask per incarnation, as its registry record gave it.
+    taints: HashMap<u64, u64>,
+    /// Module images whose struct module did not fit this kernel.
+    load_anomalies: Vec<AnomalyRecord>,
 }
 
 /// The signals that end a session, installed before anything else.
@@ -173,8 +182,15 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
     };
     let paths = KernelPaths::default();
     kernel_features::check_live_probe(&paths)?;
-    let layout = btf_layout::module_layout_from_file(&paths.vmlinux_btf)
+    let (layout, load_check) = btf_layout::layouts_from_file(&paths.vmlinux_btf)
         .context("finding struct module's layout in the running kernel's BTF")?;
+    // The detectors are on when the call plan carries checks (not --no-detectors).
+    let detectors = opts.calls.as_ref().is_some_and(|p| !p.checks.is_empty());
+    let load_check = if detectors {
+        load_check
+    } else {
+        LoadCheckConfig::UNSET
+    };
     let call_config = match opts.calls {
         Some(_) => CallProbeConfig {
             module_area_start: X86_64_MODULES_VADDR,
@@ -208,7 +224,7 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let mut probe = ModuleProbe::load(&layout, &call_config)?;
+    let mut probe = ModuleProbe::load(&layout, &call_config, &load_check)?;
     let ring = probe.take_events()?;
     // SAFETY: the ring buffer owns its map fd, which stays open and
     // unchanged until the AsyncFd (which owns the ring buffer) is dropped.
@@ -218,9 +234,23 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
     // The registry first, so modules loaded while the kprobes attach are known.
     probe.attach()?;
     let mut status = None;
+    let mut detector_functions: Vec<(String, u64)> = Vec::new();
     if let Some(plan) = &opts.calls {
         let functions: Vec<String> = plan.functions.keys().cloned().collect();
-        let (attached, failed) = probe.attach_calls(&functions)?;
+        let (attached, mut failed) = probe.attach_calls(&functions)?;
+        let (checked, check_failed) = probe.attach_field_checks(&plan.checks)?;
+        failed.extend(check_failed);
+        if load_check.struct_module_size != 0
+            && let Some(error) = probe.attach_load_check()?
+        {
+            failed.push(("load_module".to_owned(), error));
+        }
+        detector_functions = plan
+            .checks
+            .iter()
+            .filter(|(f, _, _)| checked.contains(f))
+            .map(|(f, a, _)| (f.clone(), *a))
+            .collect();
         status = Some(CallProbeStatus {
             attached: attached.len(),
             not_attached: plan
@@ -259,8 +289,12 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
         names: FunctionNames::new(
             opts.calls
                 .iter()
-                .flat_map(|p| p.functions.iter().map(|(n, a)| (n.clone(), *a))),
+                .flat_map(|p| p.functions.iter().map(|(n, a)| (n.clone(), *a)))
+                .chain(detector_functions.iter().cloned()),
         ),
+        anomalies: AnomalySites::default(),
+        taints: HashMap::new(),
+        load_anomalies: Vec::new(),
         ranges: HashMap::new(),
         imports: opts
             .calls
@@ -310,9 +344,22 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
             &mut signals,
         )
         .await?;
+    session.anomaly_totals(&probe)?;
     if let Some(t) = &mut session.trace {
         let stats = stats_snapshot(&probe, session.out.stats.decode_errors)?;
         t.end(clock::boot_ns(), &probe.call_counts()?, stats, reason)?;
+    }
+    if opts.calls.as_ref().is_some_and(|p| !p.checks.is_empty()) {
+        let sites = session
+            .anomalies
+            .all()
+            .chain(&session.load_anomalies)
+            .map(AnomalyInfo::new)
+            .collect();
+        session.out.emit(&Event::Anomalies {
+            time: Event::now(),
+            sites,
+        })?;
     }
     if let (Some(plan), Some(mut status)) = (&opts.calls, status) {
         let late = std::mem::take(&mut session.late);
@@ -465,6 +512,7 @@ impl Session {
     /// session); init counts only when its imports were probed before it ran.
     fn track(&mut self, r: &ModuleRecord, seen_loading: bool) {
         let name = String::from_utf8_lossy(r.name.as_bytes()).into_owned();
+        self.taints.insert(r.incarnation, r.taints);
         self.ranges.insert(
             r.incarnation,
             (
@@ -509,6 +557,7 @@ impl Session {
                     guard.clear_ready();
                 }
                 _ = snapshots.tick(), if self.trace.is_some() => {
+                    self.anomaly_totals(probe)?;
                     let stats = stats_snapshot(probe, self.out.stats.decode_errors)?;
                     let counts = probe.call_counts()?;
                     if let Some(t) = &mut self.trace {
@@ -663,6 +712,40 @@ impl Session {
                         module: ModuleInfo::from(&e.record),
                     }
                 }
+                Ok(decode::Event::Anomaly(e)) => {
+                    let symbol = self.symbol_of(e.key.func_ip);
+                    let site = self.site_of(e.key.incarnation, e.key.caller);
+                    let detail = if e.key.detector == Detector::TracepointProbe as u32 {
+                        anomalies::tracepoint_detail(
+                            e.object,
+                            self.taints.get(&e.key.incarnation).copied(),
+                        )
+                    } else {
+                        String::new()
+                    };
+                    let module = self.module_of(e.key.incarnation);
+                    let record =
+                        self.anomalies
+                            .first(&e, module, symbol, site.unwrap_or_default(), &detail);
+                    if let Some(t) = &mut self.trace {
+                        t.anomaly(&record);
+                    }
+                    Event::Anomaly {
+                        time: clock::rfc3339(self.clock.at(e.header.ts_ns)),
+                        anomaly: AnomalyInfo::new(&record),
+                    }
+                }
+                Ok(decode::Event::LoadLayout(e)) => {
+                    let record = anomalies::load_layout(&e);
+                    if let Some(t) = &mut self.trace {
+                        t.anomaly(&record);
+                    }
+                    self.load_anomalies.push(record.clone());
+                    Event::Anomaly {
+                        time: clock::rfc3339(self.clock.at(e.header.ts_ns)),
+                        anomaly: AnomalyInfo::new(&record),
+                    }
+                }
                 Ok(decode::Event::FirstUse(e)) => {
                     if let Some(t) = &mut self.trace {
                         t.first_use(e.header.ts_ns, e.key.incarnation, e.key.func_ip, e.caller);
@@ -685,38 +768,55 @@ impl Session {
         Ok(())
     }
 
-    fn first_use(&self, e: &probe_common::FirstUseEvent) -> Event {
-        let module = self
-            .incarnations
+    fn module_of(&self, incarnation: u64) -> String {
+        self.incarnations
             .iter()
             .rev()
-            .find(|m| m.incarnation == e.key.incarnation)
+            .find(|m| m.incarnation == incarnation)
             .map(|m| m.name.clone())
-            .unwrap_or_default();
-        let caller_offset = self
-            .ranges
-            .get(&e.key.incarnation)
-            .and_then(|&(cb, cs, ib, is)| {
-                if (cb..cb + cs).contains(&e.caller) {
-                    Some(format!("core+{:#x}", e.caller - cb))
-                } else if (ib..ib + is).contains(&e.caller) {
-                    Some(format!("init+{:#x}", e.caller - ib))
-                } else {
-                    None
-                }
-            });
+            .unwrap_or_default()
+    }
+
+    /// Where `caller` is in the incarnation's text: `core+0x…`, `init+0x…`.
+    fn site_of(&self, incarnation: u64, caller: u64) -> Option<String> {
+        self.ranges.get(&incarnation).and_then(|&(cb, cs, ib, is)| {
+            if (cb..cb + cs).contains(&caller) {
+                Some(format!("core+{:#x}", caller - cb))
+            } else if (ib..ib + is).contains(&caller) {
+                Some(format!("init+{:#x}", caller - ib))
+            } else {
+                None
+            }
+        })
+    }
+
+    fn symbol_of(&self, func_ip: u64) -> String {
+        self.names
+            .name(func_ip)
+            .map(str::to_owned)
+            .unwrap_or_else(|| hex(func_ip))
+    }
+
+    /// Sites whose anomaly count changed go to the trace.
+    fn anomaly_totals(&mut self, probe: &ModuleProbe) -> anyhow::Result<()> {
+        let counts = probe.anomaly_counts()?;
+        for record in self.anomalies.updates(&counts) {
+            if let Some(t) = &mut self.trace {
+                t.anomaly(&record);
+            }
+        }
+        Ok(())
+    }
+
+    fn first_use(&self, e: &probe_common::FirstUseEvent) -> Event {
         Event::FirstUse {
             time: clock::rfc3339(self.clock.at(e.header.ts_ns)),
             ktime_ns: e.header.ts_ns,
-            module,
+            module: self.module_of(e.key.incarnation),
             incarnation: e.key.incarnation,
-            symbol: self
-                .names
-                .name(e.key.func_ip)
-                .map(str::to_owned)
-                .unwrap_or_else(|| hex(e.key.func_ip)),
+            symbol: self.symbol_of(e.key.func_ip),
             caller: hex(e.caller),
-            caller_offset,
+            caller_offset: self.site_of(e.key.incarnation, e.caller),
         }
     }
 

@@ -1,3 +1,4 @@
+mod anomalies;
 pub mod check;
 pub mod diff;
 pub mod events;

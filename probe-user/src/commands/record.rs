@@ -16,6 +16,7 @@ use modscope::{
 };
 
 use super::{
+    anomalies,
     live::{self, CallPlan, LiveOptions, TraceOptions},
     probe_plan::{self, LatePlanner, Verdict},
     static_verdicts,
@@ -51,6 +52,10 @@ pub struct ProbeArgs {
     /// At most this many functions are probed; the rest are listed as capped.
     #[arg(long, default_value_t = 64)]
     max_probes: usize,
+    /// Count calls only: no in-kernel anomaly detectors (lock debug magic,
+    /// tracepoint registrations).
+    #[arg(long)]
+    no_detectors: bool,
 }
 
 /// Where a live session's trace goes.
@@ -141,6 +146,16 @@ pub fn plan(args: &ProbeArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
             kallsyms::TRACEABLE_PATHS[0]
         )
     })?;
+    let checks = if args.no_detectors {
+        Vec::new()
+    } else {
+        anomalies::plan(&paths.vmlinux_btf, &kallsyms, |f| {
+            matches!(
+                probe_plan::classify(f, &kallsyms, &traceable),
+                Verdict::Probe(_)
+            )
+        })?
+    };
     let mut imports = imports_of(&args.watch)?;
     let mut module_files = None;
     let mut wanted: Vec<String> = args.functions.clone();
@@ -222,5 +237,6 @@ pub fn plan(args: &ProbeArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
         modules: args.modules.clone(),
         late,
         files,
+        checks,
     })
 }

@@ -146,6 +146,15 @@ fn session(out: &mut String, n: usize, s: &SessionReport) {
         s.stats.lost_events,
         s.stats.decode_errors
     );
+    for a in &s.load_anomalies {
+        let _ = writeln!(
+            out,
+            "  ANOMALY at load: {} ({}): {}",
+            sanitize(&a.module),
+            sanitize(&a.caller_offset),
+            sanitize(&a.message)
+        );
+    }
     for m in &s.modules {
         module(out, m);
     }
@@ -204,6 +213,19 @@ fn module(out: &mut String, m: &ModuleReport) {
             }
         );
     }
+    for a in &m.anomalies {
+        let _ = writeln!(
+            out,
+            "    ANOMALY {} at {} calling {}, {} call{} (CONFIG_{}): {}",
+            a.detector,
+            sanitize(&a.caller_offset),
+            sanitize(&a.symbol),
+            a.count,
+            if a.count == 1 { "" } else { "s" },
+            sanitize(&a.option),
+            sanitize(&a.message)
+        );
+    }
     for c in &m.calls {
         let _ = writeln!(
             out,
@@ -242,7 +264,11 @@ mod tests {
         let all = samples::all();
         let text = render("t.trace", 4096, &sample_report(&all[..all.len() - 1], &[]));
         assert!(
-            text.contains("1 sessions, 9 records, 4.0 KiB, no damage"),
+            text.contains("1 sessions, 10 records, 4.0 KiB, no damage"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ANOMALY spinlock_magic at core+0x123 calling _raw_spin_lock, 1 call (CONFIG_DEBUG_SPINLOCK)"),
             "{text}"
         );
         assert!(text.contains("cut short"), "{text}");

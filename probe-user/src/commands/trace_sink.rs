@@ -5,8 +5,9 @@
 //! - module loads and unloads are written and forced to the disk
 //!   (fdatasync) as soon as the ring buffer delivers them, so a forced load
 //!   that hangs or panics the machine still leaves its evidence;
-//! - first uses are handed to the kernel (write) with the batch that
-//!   brought them, so they survive the process being killed;
+//! - first uses (once per module incarnation and function) and detector
+//!   anomalies are synced the same way: the first `mutex_lock` of a module
+//!   that then hangs the kernel is the evidence a post-mortem needs;
 //! - counter totals that changed, and the probe counters, are written every
 //!   snapshot interval (1 s by default) and synced then;
 //! - the end of the session writes a last snapshot and an end record.
@@ -27,7 +28,10 @@ use std::{
 use anyhow::Context as _;
 use modscope::trace::{
     TraceRecord, TraceWriter,
-    records::{EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict, SessionStart, StatsSnapshot},
+    records::{
+        AnomalyRecord, EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict, SessionStart,
+        StatsSnapshot,
+    },
 };
 use probe_common::ModuleRecord;
 
@@ -189,6 +193,8 @@ impl TraceSink {
         }
     }
 
+    /// A first call: synced at the end of the batch (at most once per
+    /// module and function), so the call that preceded a hang is on disk.
     pub fn first_use(&mut self, ts_ns: u64, incarnation: u64, func_ip: u64, caller: u64) {
         if self.kept.contains(&incarnation) {
             self.write(&TraceRecord::FirstUse {
@@ -197,6 +203,23 @@ impl TraceSink {
                 func_ip,
                 caller,
             });
+            self.urgent = true;
+        }
+    }
+
+    /// A detector's anomaly (first at a site, or a new total). Synced at the
+    /// end of the batch like a load: it is what a post-mortem needs most,
+    /// and the kernel may not survive what comes next.
+    pub fn anomaly(&mut self, record: &AnomalyRecord) {
+        // Incarnation 0: seen at load time, before the module has one.
+        let kept = if record.incarnation == 0 {
+            self.filter.is_empty() || self.filter.contains(&record.module)
+        } else {
+            self.kept.contains(&record.incarnation)
+        };
+        if kept {
+            self.write(&TraceRecord::Anomaly(Box::new(record.clone())));
+            self.urgent = true;
         }
     }
 

@@ -127,6 +127,37 @@ pub struct ModuleVerdict {
     pub reasons: Vec<VerdictReason>,
 }
 
+/// A runtime anomaly at one call site (`probe_common::anomaly`): written at
+/// the site's first anomaly, and again with the new total whenever it
+/// changes (snapshots, the end). The last one per site has the exact count.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AnomalyRecord {
+    /// The first anomalous call (boot clock).
+    pub ts_ns: u64,
+    /// 0 when the module had no incarnation yet (a check at load time).
+    pub incarnation: u64,
+    pub module: String,
+    /// Stable detector name (`spinlock_magic`).
+    pub detector: String,
+    /// The kernel function called, and its address.
+    pub symbol: String,
+    pub func_ip: u64,
+    /// Return address, and where it is in the module (`core+0x1a4`).
+    pub caller: u64,
+    pub site: String,
+    /// The object passed, the field value the kernel's layout requires and
+    /// the one found.
+    pub object: u64,
+    pub expected: u64,
+    pub observed: u64,
+    /// The config option that explains it (`DEBUG_SPINLOCK`).
+    pub option: String,
+    /// One sentence for people.
+    pub message: String,
+    /// Anomalous calls at this site so far.
+    pub count: u64,
+}
+
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
@@ -182,6 +213,7 @@ pub enum TraceRecord {
     },
     /// The static verdict on a module incarnation's file.
     Verdict(Box<ModuleVerdict>),
+    Anomaly(Box<AnomalyRecord>),
 }
 
 mod kind {
@@ -194,6 +226,7 @@ mod kind {
     pub const SESSION_END: u8 = 7;
     pub const FUNCTIONS: u8 = 8;
     pub const VERDICT: u8 = 9;
+    pub const ANOMALY: u8 = 10;
 }
 
 impl TraceRecord {
@@ -330,6 +363,25 @@ impl TraceRecord {
                     e.str(&r.message);
                 }
             }
+            TraceRecord::Anomaly(a) => {
+                e.u8(kind::ANOMALY);
+                for v in [a.ts_ns, a.incarnation] {
+                    e.varint(v);
+                }
+                e.str(&a.module);
+                e.str(&a.detector);
+                e.str(&a.symbol);
+                for v in [a.func_ip, a.caller] {
+                    e.varint(v);
+                }
+                e.str(&a.site);
+                for v in [a.object, a.expected, a.observed] {
+                    e.varint(v);
+                }
+                e.str(&a.option);
+                e.str(&a.message);
+                e.varint(a.count);
+            }
         }
     }
 
@@ -395,6 +447,22 @@ impl TraceRecord {
                 TraceRecord::Functions { ts_ns, functions }
             }
             kind::VERDICT => TraceRecord::Verdict(Box::new(decode_verdict(&mut d)?)),
+            kind::ANOMALY => TraceRecord::Anomaly(Box::new(AnomalyRecord {
+                ts_ns: d.varint()?,
+                incarnation: d.varint()?,
+                module: d.str()?,
+                detector: d.str()?,
+                symbol: d.str()?,
+                func_ip: d.varint()?,
+                caller: d.varint()?,
+                site: d.str()?,
+                object: d.varint()?,
+                expected: d.varint()?,
+                observed: d.varint()?,
+                option: d.str()?,
+                message: d.str()?,
+                count: d.varint()?,
+            })),
             other => return Err(DecodeError::UnknownKind(other)),
         };
         d.finish()?;
@@ -469,6 +537,7 @@ impl TraceRecord {
             TraceRecord::SessionStart(s) => s.started_ns,
             TraceRecord::Module(m) => m.ts_ns,
             TraceRecord::Verdict(v) => v.ts_ns,
+            TraceRecord::Anomaly(a) => a.ts_ns,
             TraceRecord::Stats(s) => s.ts_ns,
             TraceRecord::Unload { ts_ns, .. }
             | TraceRecord::FirstUse { ts_ns, .. }
@@ -682,6 +751,26 @@ pub mod samples {
         v
     }
 
+    /// A generic-built module's spinlock on a DEBUG_SPINLOCK kernel.
+    pub fn anomaly(incarnation: u64, count: u64) -> AnomalyRecord {
+        AnomalyRecord {
+            ts_ns: incarnation + 500,
+            incarnation,
+            module: "m".into(),
+            detector: "spinlock_magic".into(),
+            symbol: "_raw_spin_lock".into(),
+            func_ip: 0x400,
+            caller: 0xffff_ffff_c000_0123,
+            site: "core+0x123".into(),
+            object: 0xffff_ffff_c000_4000,
+            expected: 0xdead_4ead,
+            observed: 0,
+            option: "DEBUG_SPINLOCK".into(),
+            message: "spinlock magic 0x0, this kernel needs 0xdead4ead".into(),
+            count,
+        }
+    }
+
     pub fn all() -> Vec<TraceRecord> {
         vec![
             TraceRecord::SessionStart(Box::new(session())),
@@ -699,6 +788,7 @@ pub mod samples {
                 func_ip: 0x200,
                 caller: 0xffff_ffff_c001_0010,
             },
+            TraceRecord::Anomaly(Box::new(anomaly(6_000_000_000, 1))),
             TraceRecord::Counts {
                 ts_ns: 7_000_000_000,
                 entries: vec![(6_000_000_000, 0x200, 1000), (6_000_000_000, 0x100, 999)],

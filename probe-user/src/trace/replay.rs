@@ -5,7 +5,7 @@
 use rustc_hash::FxHashMap;
 
 use super::records::{
-    EndReason, ModuleSeen, ModuleVerdict, SessionStart, StatsSnapshot, TraceRecord,
+    AnomalyRecord, EndReason, ModuleSeen, ModuleVerdict, SessionStart, StatsSnapshot, TraceRecord,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +14,9 @@ pub struct ModuleState {
     pub unloaded_ns: Option<u64>,
     /// The static verdict on its file, when one was recorded.
     pub verdict: Option<ModuleVerdict>,
+    /// Runtime anomalies, one per (site, function, detector), with the
+    /// latest count.
+    pub anomalies: Vec<AnomalyRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +39,9 @@ pub struct SessionState {
     by_incarnation: FxHashMap<u64, usize>,
     /// Functions probed after the session started.
     pub added_functions: Vec<(String, u64)>,
+    /// Anomalies seen as a module image was being loaded, before it had an
+    /// incarnation (the load-time layout check).
+    pub load_anomalies: Vec<AnomalyRecord>,
     /// Latest timestamp seen in the session.
     pub last_ns: u64,
     pub records: u64,
@@ -45,6 +51,18 @@ impl SessionState {
     fn module_mut(&mut self, incarnation: u64) -> Option<&mut ModuleState> {
         let i = *self.by_incarnation.get(&incarnation)?;
         self.modules.get_mut(i)
+    }
+}
+
+/// Adds `a` to a module's anomalies: a new site, or a site's newer total
+/// (counts only grow, as with call counts).
+pub fn merge_anomaly(list: &mut Vec<AnomalyRecord>, a: &AnomalyRecord) {
+    match list
+        .iter_mut()
+        .find(|x| (x.caller, x.func_ip, &x.detector) == (a.caller, a.func_ip, &a.detector))
+    {
+        Some(x) => x.count = x.count.max(a.count),
+        None => list.push(a.clone()),
     }
 }
 
@@ -90,6 +108,7 @@ impl Replay {
                     seen: (**m).clone(),
                     unloaded_ns: None,
                     verdict: None,
+                    anomalies: Vec::new(),
                 });
             }
             &TraceRecord::Unload { ts_ns, incarnation } => {
@@ -132,6 +151,14 @@ impl Replay {
                     m.verdict = Some((**v).clone());
                 }
             }
+            TraceRecord::Anomaly(a) => {
+                s.last_ns = s.last_ns.max(a.ts_ns);
+                if a.incarnation == 0 {
+                    s.load_anomalies.push((**a).clone());
+                } else if let Some(m) = s.module_mut(a.incarnation) {
+                    merge_anomaly(&mut m.anomalies, a);
+                }
+            }
             &TraceRecord::SessionEnd { ts_ns, reason } => {
                 s.last_ns = s.last_ns.max(ts_ns);
                 s.end = Some((ts_ns, reason));
@@ -158,12 +185,32 @@ mod tests {
         assert_eq!(s.first_uses[&(6_000_000_000, 0x200)].ts_ns, 6_000_000_100);
         assert_eq!(s.stats.counters.lost_events, 2);
         assert_eq!(s.end, Some((9_000_000_000, EndReason::Interrupt)));
-        assert_eq!(s.records, 10);
+        assert_eq!(s.records, 11);
+        assert_eq!(s.modules[0].anomalies.len(), 1);
         assert_eq!(
             s.modules[0].verdict.as_ref().map(|v| v.reasons.len()),
             Some(2)
         );
         assert_eq!(s.added_functions, vec![("msleep".to_owned(), 0x300)]);
+    }
+
+    #[test]
+    fn an_anomaly_sites_later_totals_update_it_and_never_lower_it() {
+        let mut all = samples::all();
+        let inc = 6_000_000_000;
+        all.push(TraceRecord::Anomaly(Box::new(samples::anomaly(inc, 750))));
+        all.push(TraceRecord::Anomaly(Box::new(samples::anomaly(inc, 500))));
+        let other_site = AnomalyRecord {
+            caller: 0xffff_ffff_c000_0200,
+            site: "core+0x200".into(),
+            ..samples::anomaly(inc, 3)
+        };
+        all.push(TraceRecord::Anomaly(Box::new(other_site)));
+        let r = Replay::from_records(&all);
+        let a = &r.sessions[0].modules[0].anomalies;
+        assert_eq!(a.len(), 2, "{a:#?}");
+        assert_eq!(a[0].count, 750);
+        assert_eq!(a[1].count, 3);
     }
 
     #[test]

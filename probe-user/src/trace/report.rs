@@ -60,6 +60,9 @@ pub struct SessionReport {
     pub not_attached: Vec<NotAttachedReport>,
     pub stats: Stats,
     pub modules: Vec<ModuleReport>,
+    /// Module images flagged as they were being loaded (before they had an
+    /// incarnation): the load-time layout check.
+    pub load_anomalies: Vec<crate::event::AnomalyInfo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -93,6 +96,9 @@ pub struct ModuleReport {
     /// The static verdict on its file against the recorded kernel; `null`
     /// when its file was not found.
     pub verdict: Option<VerdictReport>,
+    /// What the in-kernel detectors caught, one entry per call site, with
+    /// exact counts.
+    pub anomalies: Vec<crate::event::AnomalyInfo>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -233,6 +239,11 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
                 unloaded_ktime_ns: m.unloaded_ns,
                 init_counted: m.seen.init_counted,
                 verdict: m.verdict.as_ref().map(verdict_report),
+                anomalies: m
+                    .anomalies
+                    .iter()
+                    .map(crate::event::AnomalyInfo::new)
+                    .collect(),
                 total_calls: c.calls.iter().map(|u| u.count).sum(),
                 unprobed_imports: m.seen.imports.as_ref().map(|imports| {
                     imports
@@ -279,6 +290,12 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
             .collect(),
         stats: s.stats.counters,
         modules,
+        load_anomalies: s
+            .load_anomalies
+            .iter()
+            .filter(|a| module_filter.is_empty() || module_filter.contains(&a.module))
+            .map(crate::event::AnomalyInfo::new)
+            .collect(),
     }
 }
 
@@ -302,7 +319,7 @@ mod tests {
     fn report_of_the_sample_trace() {
         let r = build(&Replay::from_records(&samples::all()), &[], &[]);
         assert!(r.complete);
-        assert_eq!(r.records, 10);
+        assert_eq!(r.records, 11);
         let s = &r.sessions[0];
         assert_eq!(s.end_reason, Some("SIGINT"));
         assert_eq!(s.seconds, 4.0);
@@ -313,6 +330,10 @@ mod tests {
         assert_eq!(m.taints, "O");
         assert!(m.init_counted);
         assert_eq!(m.total_calls, 1999);
+        assert_eq!(m.anomalies.len(), 1);
+        assert_eq!(m.anomalies[0].detector, "spinlock_magic");
+        assert_eq!(m.anomalies[0].caller_offset, "core+0x123");
+        assert_eq!(m.anomalies[0].expected, "0xdead4ead");
         assert_eq!(
             m.calls[0],
             CallReport {

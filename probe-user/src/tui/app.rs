@@ -211,13 +211,13 @@ impl App {
                 SortKey::Verdict => a
                     .rating()
                     .cmp(&b.rating())
-                    .then(b.anomalies.len().cmp(&a.anomalies.len())),
+                    .then(b.anomaly_count().cmp(&a.anomaly_count())),
                 SortKey::Name => a.name.cmp(&b.name),
                 SortKey::State => a.state(now).cmp(&b.state(now)),
                 SortKey::Taints => b.taints().len().cmp(&a.taints().len()),
                 SortKey::Used => b.used().cmp(&a.used()),
                 SortKey::Rate => b.rate(now).total_cmp(&a.rate(now)),
-                SortKey::Anomalies => b.anomalies.len().cmp(&a.anomalies.len()),
+                SortKey::Anomalies => b.anomaly_count().cmp(&a.anomaly_count()),
             };
             let o = if self.view.descending { o.reverse() } else { o };
             o.then_with(|| a.name.cmp(&b.name))

@@ -9,7 +9,13 @@ use rustc_hash::FxHashMap;
 use crate::{
     event::{Stats, sanitize},
     taint,
-    trace::records::{EndReason, Level, ModuleOrigin, ModuleVerdict, TraceRecord, VerdictReason},
+    trace::{
+        records::{
+            AnomalyRecord, EndReason, Level, ModuleOrigin, ModuleVerdict, TraceRecord,
+            VerdictReason,
+        },
+        replay::merge_anomaly,
+    },
 };
 
 /// Log lines kept; older ones are dropped (and counted).
@@ -126,6 +132,9 @@ pub struct ModuleEntry {
     pub verdict: Option<Verdict>,
     /// Runtime evidence: calls to symbols its verdict flags.
     pub anomalies: Vec<Anomaly>,
+    /// What the in-kernel detectors caught, one per call site (current
+    /// incarnation), with exact counts.
+    pub detected: Vec<AnomalyRecord>,
     /// Calls per tick, newest last.
     pub spark: VecDeque<u64>,
     rate: f64,
@@ -143,6 +152,11 @@ pub struct Anomaly {
 }
 
 impl ModuleEntry {
+    /// Flagged first calls plus detector sites: the table's anomaly column.
+    pub fn anomaly_count(&self) -> usize {
+        self.anomalies.len() + self.detected.len()
+    }
+
     fn new(name: String) -> Self {
         Self {
             name,
@@ -153,6 +167,7 @@ impl ModuleEntry {
             init_text: (0, 0),
             verdict: None,
             anomalies: Vec::new(),
+            detected: Vec::new(),
             spark: VecDeque::new(),
             rate: 0.0,
             rate_ns: 0,
@@ -396,6 +411,7 @@ impl Model {
                     calls: 0,
                 });
                 entry.calls.clear();
+                entry.detected.clear();
                 entry.core_text = m.core_text;
                 entry.init_text = m.init_text;
                 entry.ticked_total = 0;
@@ -415,6 +431,7 @@ impl Model {
                 }
             }
             TraceRecord::Verdict(v) => applied.mark = self.apply_verdict(v),
+            TraceRecord::Anomaly(a) => applied.mark = self.apply_anomaly(a),
             &TraceRecord::Unload { ts_ns, incarnation } => {
                 if let Some(m) = self.by_incarnation(incarnation) {
                     let calls = m.total_calls();
@@ -500,6 +517,45 @@ impl Model {
             }
         }
         applied
+    }
+
+    /// A detector's record: a new site is logged and marks the replay; a
+    /// later record for the same site only updates its count.
+    fn apply_anomaly(&mut self, a: &AnomalyRecord) -> bool {
+        if a.incarnation == 0 {
+            // Seen as the image was being loaded: no module row yet.
+            let text = format!(
+                "{}: {} while {} loaded it: {}",
+                sanitize(&a.module),
+                sanitize(&a.detector),
+                sanitize(&a.site),
+                sanitize(&a.message)
+            );
+            self.log(a.ts_ns, LogKind::Anomaly, text);
+            return true;
+        }
+        let Some(m) = self.by_incarnation(a.incarnation) else {
+            return false;
+        };
+        let clean = AnomalyRecord {
+            detector: sanitize(&a.detector),
+            symbol: sanitize(&a.symbol),
+            site: sanitize(&a.site),
+            option: sanitize(&a.option),
+            message: sanitize(&a.message),
+            ..a.clone()
+        };
+        let before = m.detected.len();
+        merge_anomaly(&mut m.detected, &clean);
+        if m.detected.len() == before {
+            return false;
+        }
+        let text = format!(
+            "{}: {} at {} calling {}: {}",
+            m.name, clean.detector, clean.site, clean.symbol, clean.message
+        );
+        self.log(a.ts_ns, LogKind::Anomaly, text);
+        true
     }
 
     fn apply_verdict(&mut self, v: &ModuleVerdict) -> bool {

@@ -65,6 +65,42 @@ fn a_call_to_a_flagged_symbol_is_an_anomaly_and_a_mark() {
 }
 
 #[test]
+fn a_detector_site_is_logged_and_marked_once_and_its_count_follows() {
+    let mut m = Model::default();
+    let story = samples::story();
+    // Up to rtbad's verdict (module, verdict records), then its anomaly.
+    for r in &story[..5] {
+        m.apply(r);
+    }
+    let inc = match &story[3] {
+        TraceRecord::Module(s) => s.incarnation,
+        other => panic!("story changed: {other:?}"),
+    };
+    let first = AnomalyRecord {
+        message: "bad magic\x1b[2J".into(),
+        ..samples::anomaly(inc, 1)
+    };
+    assert!(m.apply(&TraceRecord::Anomaly(Box::new(first.clone()))).mark);
+    let later = AnomalyRecord {
+        count: 4000,
+        ..first.clone()
+    };
+    assert!(!m.apply(&TraceRecord::Anomaly(Box::new(later))).mark);
+    let bad = m.module("rtbad").unwrap();
+    assert_eq!(bad.detected.len(), 1);
+    assert_eq!(bad.detected[0].count, 4000);
+    assert_eq!(bad.anomaly_count(), 1);
+    assert!(!bad.detected[0].message.contains('\x1b'), "sanitised");
+    let logged: Vec<_> = m
+        .log
+        .iter()
+        .filter(|l| l.kind == LogKind::Anomaly && l.text.contains("spinlock_magic"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(logged[0].text.contains("core+0x123"));
+}
+
+#[test]
 fn rates_follow_the_ticks_and_go_stale() {
     let mut m = Model::default();
     let story = samples::story();

@@ -338,7 +338,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
         .map(|m| {
             let r = m.rating();
             let state = m.state(now);
-            let anomalies = m.anomalies.len();
+            let anomalies = m.anomaly_count();
             Row::new(vec![
                 Cell::from(format!("{} {}", r.symbol(), r.word())).style(p.rating(r)),
                 Cell::from(m.name.clone()),
@@ -461,6 +461,22 @@ pub fn detail_lines(app: &App, m: &ModuleEntry, p_no_color: bool) -> Vec<Line<'s
                 a.symbol,
                 a.code,
                 a.caller.as_deref().unwrap_or("?")
+            ),
+            p.fg(Color::Red),
+        ));
+    }
+    for a in &m.detected {
+        out.push(Line::styled(
+            format!(
+                "  ✖ {} {} at {} calling {}: {} ({} call{}, CONFIG_{})",
+                time_of(model, a.ts_ns),
+                a.detector,
+                a.site,
+                a.symbol,
+                a.message,
+                a.count,
+                if a.count == 1 { "" } else { "s" },
+                a.option
             ),
             p.fg(Color::Red),
         ));

@@ -1,0 +1,110 @@
+//! The anomaly detectors' kprobe (`probe_common::anomaly`). Attached only to
+//! the functions userspace gave a check, so plain call counting elsewhere
+//! pays nothing. For a call made by a module: look the function's check
+//! up, read the field of the object passed as the first argument, and when
+//! it is not what this kernel's layout requires (or, for registrations,
+//! always) count the call per site and report the site's first one.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::{
+        bpf_get_func_ip, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+    },
+    macros::kprobe,
+    programs::ProbeContext,
+};
+use probe_common::{
+    AnomalyEvent, AnomalyKey, EventHeader, EventKind, FieldCheck, anomaly::EXPECT_SELF,
+};
+
+use crate::{
+    attribution::module_caller,
+    call_counter::NOEXIST,
+    maps::{
+        self, ANOMALIES, ANOMALIES_SEEN, CALL_MAP_FULL, EVENTS, FIELD_CHECKS, LOST_EVENTS,
+        READ_ERRORS,
+    },
+};
+
+#[kprobe]
+pub fn check_fields(ctx: ProbeContext) -> u32 {
+    if let Err(slot) = try_check_fields(&ctx) {
+        maps::bump(slot);
+    }
+    0
+}
+
+#[inline(always)]
+fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
+    let Some((incarnation, caller)) = module_caller(ctx)? else {
+        return Ok(());
+    };
+    // SAFETY: the helper only reads the context it is given.
+    let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
+    // SAFETY: a plain-data value; the map is only written by userspace.
+    let Some(check) = (unsafe { FIELD_CHECKS.get(&func_ip) }).copied() else {
+        return Ok(());
+    };
+    let object: u64 = ctx.arg(0).unwrap_or(0);
+    let expected = if check.expected == EXPECT_SELF {
+        object
+    } else {
+        check.expected
+    };
+    let observed = read_field(object, &check)?;
+    if check.field_size != 0 && observed == expected {
+        return Ok(());
+    }
+    let key = AnomalyKey {
+        incarnation,
+        caller,
+        func_ip,
+        detector: check.detector,
+        _pad: 0,
+    };
+    if let Some(count) = ANOMALIES.get_ptr_mut(&key) {
+        // SAFETY: this CPU's slot; kprobe programs do not nest on one CPU.
+        unsafe { *count += 1 };
+        return Ok(());
+    }
+    ANOMALIES.insert(&key, &1, 0).map_err(|_| CALL_MAP_FULL)?;
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if ANOMALIES_SEEN.insert(&key, &now, NOEXIST).is_err() {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<AnomalyEvent>(0) else {
+        return Err(LOST_EVENTS);
+    };
+    entry.write(AnomalyEvent {
+        header: EventHeader {
+            kind: EventKind::Anomaly as u32,
+            // SAFETY: no preconditions.
+            cpu: unsafe { bpf_get_smp_processor_id() },
+            ts_ns: now,
+        },
+        key,
+        object,
+        expected,
+        observed,
+        option: check.option,
+        _pad: 0,
+    });
+    entry.submit(0);
+    Ok(())
+}
+
+/// The checked field's value, zero-extended; 0 when the check reads none.
+#[inline(always)]
+fn read_field(object: u64, check: &FieldCheck) -> Result<u64, u32> {
+    let at = object.wrapping_add(u64::from(check.field_offset));
+    // SAFETY (both reads): bpf_probe_read_kernel checks the address; a bad
+    // pointer is an error, counted, not a fault.
+    match check.field_size {
+        4 => unsafe { bpf_probe_read_kernel(at as *const u32) }
+            .map(u64::from)
+            .map_err(|_| READ_ERRORS),
+        8 => unsafe { bpf_probe_read_kernel(at as *const u64) }.map_err(|_| READ_ERRORS),
+        _ => Ok(0),
+    }
+}
