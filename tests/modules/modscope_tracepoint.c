@@ -24,17 +24,28 @@ static void find_tp(struct tracepoint *tp, void *priv)
 		module_free_tp = tp;
 }
 
+static bool registered;
+
 static int __init modscope_tracepoint_init(void)
 {
+	int ret;
+
 	for_each_kernel_tracepoint(find_tp, NULL);
 	if (!module_free_tp)
 		return -ENOENT;
-	return tracepoint_probe_register(module_free_tp, on_module_free, NULL);
+	/*
+	 * Not a tail call: calls are attributed by return address, and a
+	 * `jmp` to the function would return straight to the module's caller.
+	 */
+	ret = tracepoint_probe_register(module_free_tp, on_module_free, NULL);
+	WRITE_ONCE(registered, ret == 0);
+	return ret;
 }
 
 static void __exit modscope_tracepoint_exit(void)
 {
-	tracepoint_probe_unregister(module_free_tp, on_module_free, NULL);
+	if (registered)
+		tracepoint_probe_unregister(module_free_tp, on_module_free, NULL);
 	tracepoint_synchronize_unregister();
 }
 

@@ -224,7 +224,10 @@ pub fn ensure() -> anyhow::Result<()> {
 fn configure(tree: &Path) -> anyhow::Result<()> {
     shell::run(
         "make tinyconfig",
-        Command::new("make").current_dir(tree).arg("tinyconfig"),
+        Command::new("make")
+            .current_dir(tree)
+            .arg("tinyconfig")
+            .stdout(std::process::Stdio::null()),
     )?;
     let mut config = Command::new("scripts/config");
     config.current_dir(tree);
@@ -236,7 +239,10 @@ fn configure(tree: &Path) -> anyhow::Result<()> {
     shell::run("scripts/config", &mut config)?;
     shell::run(
         "make olddefconfig",
-        Command::new("make").current_dir(tree).arg("olddefconfig"),
+        Command::new("make")
+            .current_dir(tree)
+            .arg("olddefconfig")
+            .stdout(std::process::Stdio::null()),
     )?;
     let text = std::fs::read_to_string(tree.join(".config"))?;
     let missing: Vec<&str> = OPTIONS

@@ -110,6 +110,7 @@ pub fn run(boot: &Boot) -> anyhow::Result<Outcome> {
         wall: Duration::ZERO,
     };
     let mut deadline = boot.timeout;
+    let mut graced = false;
     loop {
         let left = deadline.saturating_sub(start.elapsed());
         match rx.recv_timeout(left.min(Duration::from_secs(1))) {
@@ -126,6 +127,7 @@ pub fn run(boot: &Boot) -> anyhow::Result<Outcome> {
                     && line.contains(marker)
                 {
                     deadline = deadline.min(start.elapsed() + grace);
+                    graced = true;
                 }
                 outcome.lines.push(line);
                 if outcome.panicked {
@@ -133,7 +135,8 @@ pub fn run(boot: &Boot) -> anyhow::Result<Outcome> {
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) if start.elapsed() >= deadline => {
-                outcome.timed_out = true;
+                // Past the marker's grace the kill is expected, not a timeout.
+                outcome.timed_out = !graced;
                 kill_group(pgid);
                 break;
             }
