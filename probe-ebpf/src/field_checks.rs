@@ -21,8 +21,8 @@ use crate::{
     attribution::module_caller,
     call_counter::NOEXIST,
     maps::{
-        self, ANOMALIES, ANOMALIES_SEEN, CALL_MAP_FULL, EVENTS, FIELD_CHECKS, LOST_EVENTS,
-        READ_ERRORS,
+        self, ANOMALIES, ANOMALIES_SEEN, CALL_MAP_FULL, EVENTS, FIELD_CHECKS, LAST_CHECKED,
+        LOST_EVENTS, READ_ERRORS,
     },
 };
 
@@ -45,6 +45,21 @@ fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
     let Some(check) = (unsafe { FIELD_CHECKS.get(&func_ip) }).copied() else {
         return Ok(());
     };
+    // One call seen twice: a checked kernel function that tail-calls
+    // another (`tracepoint_probe_register` jumps to `..._prio`) enters the
+    // second with the same stack pointer and return address. A loop calling
+    // one function from one site repeats the same function, so it counts.
+    // SAFETY: regs is the kprobe's pt_regs, valid for the program's run.
+    let sp = unsafe { (*ctx.regs).rsp };
+    if let Some(last) = LAST_CHECKED.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; kprobe programs do not nest on one CPU.
+        let last = unsafe { &mut *last };
+        let same_call = last[0] == sp && last[1] == caller && last[2] != func_ip;
+        *last = [sp, caller, func_ip];
+        if same_call {
+            return Ok(());
+        }
+    }
     let object: u64 = ctx.arg(0).unwrap_or(0);
     let expected = if check.expected == EXPECT_SELF {
         object

@@ -55,6 +55,11 @@ pub static FIELD_CHECKS: HashMap<u64, FieldCheck> = HashMap::with_max_entries(25
 #[map]
 pub static ANOMALIES: PerCpuHashMap<AnomalyKey, u64> = PerCpuHashMap::with_max_entries(16_384, 0);
 
+/// The last checked call on this CPU: (stack pointer, return address,
+/// function), to see a tail call between checked functions as one call.
+#[map]
+pub static LAST_CHECKED: PerCpuArray<[u64; 3]> = PerCpuArray::with_max_entries(1, 0);
+
 /// Anomaly sites already reported, with the boot-clock time of the first.
 #[map]
 pub static ANOMALIES_SEEN: HashMap<AnomalyKey, u64> = HashMap::with_max_entries(16_384, 0);

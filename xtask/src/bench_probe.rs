@@ -50,6 +50,10 @@ wait_for $W/modscope.log '"ready"'
 timed modscope
 kill -INT $P; wait $P
 echo "BENCH-CALLS $(grep '"type":"calls"' $W/modscope.log)"
+"$B" record --function kstrdup --function kfree --no-detectors --json > $W/modscope-nd.log 2>&1 & P=$!
+wait_for $W/modscope-nd.log '"ready"'
+timed modscope_no_detectors
+kill -INT $P; wait $P
 bpftrace -e '{attribution}' > $W/bt-attr.log 2>&1 & P=$!
 wait_for $W/bt-attr.log Attaching; sleep 1
 timed bpftrace
@@ -177,6 +181,18 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
         "hot-path: modscope / empty kprobe = {:.2} (goal <= 1.10)",
         ours / empty
     );
+    if let Ok(plain) = ms("modscope_no_detectors") {
+        println!(
+            "hot-path:   {:<26} {plain:>9.1} ms  {:>7.0} ns/call  (median {:.1} ms)",
+            "modscope --no-detectors",
+            plain * 1e6 / calls as f64,
+            med("modscope_no_detectors")
+        );
+        println!(
+            "hot-path: detectors' added cost over plain attribution = {:+.1}% (goal <= 10%)",
+            ((ours - bare) / (plain - bare) - 1.0) * 100.0
+        );
+    }
     println!(
         "hot-path: modscope overhead / bpftrace overhead = {:.2} (goal <= 0.40)",
         (ours - bare) / (bt - bare)

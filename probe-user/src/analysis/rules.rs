@@ -39,6 +39,18 @@ impl Loader {
     }
 }
 
+/// Whether the target's loader refuses a `.gnu.linkonce.this_module` of the
+/// wrong size (`elf_validity_cache_index_mod`). Read from the kernels
+/// themselves: Debian's 6.1 image has no such check, its 6.12 image has it;
+/// it came with the ELF validation rework of 6.4.
+fn loader_compares_this_module_size(release: &str) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    // An unknown release: assume the newer loader.
+    major == 0 || (major, minor) >= (6, 4)
+}
+
 pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, LoaderAnswer) {
     let mut reasons = Vec::new();
     let mut loader = Loader::default();
@@ -71,11 +83,27 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
     // 2. The compiled-in struct module must match the kernel's exactly.
     match target.struct_module_size {
         Some(size) if size != facts.this_module_size => {
-            loader.hard(ENOEXEC);
-            reasons.push(Reason::new(Code::ThisModuleSize, Severity::Incompatible, format!(
-                "the module's compiled struct module is {} bytes, the target's is {size}: the loader rejects it even with -f, \
-                 and a debug option that changes struct module's layout (lockdep, tracing, kprobes, PREEMPT_RT) is the usual cause",
-                facts.this_module_size)).struct_name("module"));
+            let cause = "a debug option that changes struct module's layout (lock debugging, since \
+                         it embeds a struct mutex; lockdep, tracing, kprobes, PREEMPT_RT) is the usual cause";
+            let message = if loader_compares_this_module_size(&target.release) {
+                loader.hard(ENOEXEC);
+                format!(
+                    "the module's compiled struct module is {} bytes, the target's is {size}: the loader rejects it \
+                     even with -f; {cause}",
+                    facts.this_module_size
+                )
+            } else {
+                format!(
+                    "the module's compiled struct module is {} bytes, the target's is {size}: this kernel's loader \
+                     does not compare them (module_layout's CRC refuses it without -f), so a forced load runs with \
+                     every struct module field past the first difference at the wrong offset; {cause}",
+                    facts.this_module_size
+                )
+            };
+            reasons.push(
+                Reason::new(Code::ThisModuleSize, Severity::Incompatible, message)
+                    .struct_name("module"),
+            );
         }
         Some(_) => {}
         None => reasons.push(Reason::new(

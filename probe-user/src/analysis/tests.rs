@@ -201,10 +201,17 @@ fn namespaced_symbol_needs_its_import() {
 }
 
 #[test]
-fn this_module_size_mismatch_is_refused_even_with_force() {
+fn this_module_size_mismatch_is_refused_even_with_force_from_6_4() {
     let mut ko = Ko::good();
     ko.this_module_size = 960;
-    let r = check(&ko);
+    let target = super::target::TargetKernel::from_parts(
+        "6.12.117+deb12-amd64",
+        super::kconfig::KernelConfig::parse(CONFIG),
+        super::symvers::Symvers::parse(SYMVERS),
+        Err("no BTF in unit tests".into()),
+        Some(896),
+    );
+    let r = check_on(&ko, &target);
     let t = reason(&r, Code::ThisModuleSize);
     assert!(
         t.message.contains("960") && t.message.contains("896"),
@@ -215,6 +222,24 @@ fn this_module_size_mismatch_is_refused_even_with_force() {
         r.loader.insmod_force.as_deref(),
         Some("Invalid module format")
     );
+}
+
+#[test]
+fn before_6_4_the_loader_does_not_compare_struct_module_sizes() {
+    // Debian's 6.1 loads a generic-built module into a lock-debugging
+    // build with -f (seen in the VM suite): the size is not checked.
+    let mut ko = Ko::good();
+    ko.this_module_size = 960;
+    let r = check(&ko);
+    assert!(
+        fixtures::RELEASE.starts_with("6.1."),
+        "{}",
+        fixtures::RELEASE
+    );
+    let t = reason(&r, Code::ThisModuleSize);
+    assert_eq!(t.severity, Severity::Incompatible);
+    assert!(t.message.contains("does not compare"), "{}", t.message);
+    assert_eq!(r.loader.insmod_force, None, "{:?}", r.loader);
 }
 
 #[test]
