@@ -96,22 +96,14 @@ pub fn test_modules(kernel: &Kernel) -> anyhow::Result<PathBuf> {
         }
     }
     let log = out.join("build.log");
-    let log_file = std::fs::File::create(&log)?;
-    let status = Command::new("make")
-        .arg("-C")
-        .arg(&kernel.build_dir)
-        .arg(format!("M={}", out.display()))
-        .arg("modules")
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .status()
-        .context("starting make")?;
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        bail!(
-            "building the test modules for {} failed:\n{text}",
-            kernel.release
-        );
-    }
+    shell::run_logged(
+        &format!("building the test modules for {}", kernel.release),
+        Command::new("make")
+            .arg("-C")
+            .arg(&kernel.build_dir)
+            .arg(format!("M={}", out.display()))
+            .arg("modules"),
+        &log,
+    )?;
     Ok(out)
 }

@@ -192,24 +192,14 @@ pub fn ensure() -> anyhow::Result<()> {
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     eprintln!("    building bzImage and modules with {jobs} jobs (about 6 minutes on 2 cores)");
     let log = dir.join("build.log");
-    let log_file = std::fs::File::create(&log)?;
-    let status = Command::new("make")
-        .current_dir(&tree)
-        .arg(format!("-j{jobs}"))
-        .args(["bzImage", "modules"])
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .status()
-        .context("starting make")?;
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        bail!(
-            "building the debug kernel failed (log: {}):\n{}",
-            log.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-    }
+    shell::run_logged(
+        "building the debug kernel",
+        Command::new("make")
+            .current_dir(&tree)
+            .arg(format!("-j{jobs}"))
+            .args(["bzImage", "modules"]),
+        &log,
+    )?;
     let built = start.elapsed();
     let release = make_output(&tree, "kernelrelease")?;
     install(&tree, &release)?;

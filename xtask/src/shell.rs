@@ -15,6 +15,28 @@ pub fn run(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `cmd` with its output going to `log`; on failure the error names
+/// `what` and carries the log's last 40 lines.
+pub fn run_logged(what: &str, cmd: &mut Command, log: &std::path::Path) -> anyhow::Result<()> {
+    let log_file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let status = cmd
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .status()
+        .with_context(|| format!("{what}: could not start {cmd:?}"))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        bail!(
+            "{what} failed (log: {}):\n{}",
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(())
+}
+
 /// Runs `cmd` and returns its stdout; true/false for "did it succeed" is
 /// the caller's business, so a failure is not an error here.
 pub fn output(cmd: &mut Command) -> Option<String> {

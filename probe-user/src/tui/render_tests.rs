@@ -181,3 +181,39 @@ fn sparklines_scale_to_the_largest_sample() {
     assert_eq!(sparkline(std::iter::empty(), 3), "   ");
     assert_eq!(sparkline((0..50).map(|_| 1), 4), "████");
 }
+
+#[test]
+fn a_detector_anomaly_shows_in_the_detail_and_the_table() {
+    let mut story = samples::story();
+    let inc = match &story[3] {
+        TraceRecord::Module(m) => m.incarnation,
+        other => panic!("story changed: {other:?}"),
+    };
+    let unload = story
+        .iter()
+        .position(|r| matches!(r, TraceRecord::Unload { .. }))
+        .unwrap();
+    let anomaly = crate::trace::records::AnomalyRecord {
+        module: "rtbad".into(),
+        count: 4000,
+        ..samples::anomaly(inc, 4000)
+    };
+    story.insert(unload, TraceRecord::Anomaly(Box::new(anomaly)));
+    let mut a = App::new(Mode::Live { dropped: 0 }, false);
+    for r in &story {
+        a.apply(r);
+    }
+    let table = screen(&a, 120, 40);
+    let row = table.lines().find(|l| l.contains("rtbad")).unwrap();
+    assert!(
+        row.contains("! 2"),
+        "flagged first call + detector site: {row}"
+    );
+    a.on_key(Key::Enter);
+    let s = screen(&a, 160, 50);
+    assert!(
+        s.contains("spinlock_magic at core+0x123 calling _raw_spin_lock"),
+        "{s}"
+    );
+    assert!(s.contains("(4000 calls, CONFIG_DEBUG_SPINLOCK)"), "{s}");
+}
