@@ -142,6 +142,18 @@ pub fn detector_name(d: Detector) -> &'static str {
     }
 }
 
+/// How serious a detector's finding is for the module's verdict: a lock or
+/// `struct module` laid out for another kernel is memory corruption in the
+/// making (incompatible); hooking a kernel tracepoint is worth a look
+/// (warning).
+pub fn severity(detector: &str) -> crate::trace::records::Level {
+    use crate::trace::records::Level;
+    match detector {
+        "spinlock_magic" | "mutex_magic" | LOAD_LAYOUT => Level::Incompatible,
+        _ => Level::Warning,
+    }
+}
+
 /// The load-time layout check's detector name (it has no `FieldCheck`: a
 /// kprobe on `load_module`, `probe-ebpf/src/load_check.rs`).
 pub const LOAD_LAYOUT: &str = "struct_module_size";

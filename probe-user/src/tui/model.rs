@@ -189,13 +189,21 @@ impl ModuleEntry {
         }
     }
 
+    /// The static verdict, raised by what the detectors saw at run time:
+    /// a lock laid out for another kernel makes the module unsafe whatever
+    /// its file said.
     pub fn rating(&self) -> Rating {
-        match &self.verdict {
-            None => Rating::Unchecked,
-            Some(v) => match v.level {
-                Level::Incompatible => Rating::Unsafe,
-                Level::Warning => Rating::Warning,
-                Level::Info => Rating::Compatible,
+        let runtime = self
+            .detected
+            .iter()
+            .map(|a| crate::detector_plan::severity(&a.detector))
+            .max();
+        match (self.verdict.as_ref().map(|v| v.level), runtime) {
+            (None, None) => Rating::Unchecked,
+            (a, b) => match a.max(b) {
+                Some(Level::Incompatible) => Rating::Unsafe,
+                Some(Level::Warning) => Rating::Warning,
+                _ => Rating::Compatible,
             },
         }
     }

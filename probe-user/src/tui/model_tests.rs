@@ -90,6 +90,7 @@ fn a_detector_site_is_logged_and_marked_once_and_its_count_follows() {
     assert_eq!(bad.detected.len(), 1);
     assert_eq!(bad.detected[0].count, 4000);
     assert_eq!(bad.anomaly_count(), 1);
+    assert_eq!(bad.rating(), Rating::Unsafe);
     assert!(!bad.detected[0].message.contains('\x1b'), "sanitised");
     let logged: Vec<_> = m
         .log
@@ -179,4 +180,29 @@ fn reloads_keep_history_and_count_each_incarnation_apart() {
     assert_eq!(e.incarnations[0].calls, 7);
     assert_eq!(e.total_calls(), 2);
     assert_eq!(e.state(m.now_ns), ModuleState::Loading);
+}
+
+#[test]
+fn a_detector_raises_a_compatible_modules_rating() {
+    let mut m = Model::default();
+    let story = samples::story();
+    // ext4: present, verdict compatible.
+    for r in &story[..3] {
+        m.apply(r);
+    }
+    assert_eq!(m.module("ext4").unwrap().rating(), Rating::Compatible);
+    let tracepoint = AnomalyRecord {
+        module: "ext4".into(),
+        detector: "tracepoint_probe".into(),
+        ..samples::anomaly(1, 1)
+    };
+    m.apply(&TraceRecord::Anomaly(Box::new(tracepoint)));
+    assert_eq!(m.module("ext4").unwrap().rating(), Rating::Warning);
+    let lock = AnomalyRecord {
+        module: "ext4".into(),
+        caller: 0xffff_ffff_c000_0999,
+        ..samples::anomaly(1, 1)
+    };
+    m.apply(&TraceRecord::Anomaly(Box::new(lock)));
+    assert_eq!(m.module("ext4").unwrap().rating(), Rating::Unsafe);
 }
