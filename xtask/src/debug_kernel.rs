@@ -6,7 +6,7 @@
 //! `~/.cache/modscope/debug-kernel`, and installed like any other kernel
 //! (`/boot/vmlinuz-<release>`, `/boot/config-<release>`,
 //! `/lib/modules/<release>/build` → the tree), so the suite and modscope
-//! find it the usual way. About 6 minutes on 2 cores; a stamp of the
+//! find it the usual way. About 10 minutes on 2 cores; a stamp of the
 //! option list and the source tarball decides when to rebuild.
 
 use std::{
@@ -190,7 +190,7 @@ pub fn ensure() -> anyhow::Result<()> {
     }
     configure(&tree)?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    eprintln!("    building bzImage and modules with {jobs} jobs (about 6 minutes on 2 cores)");
+    eprintln!("    building bzImage and modules with {jobs} jobs (about 10 minutes on 2 cores)");
     let log = dir.join("build.log");
     shell::run_logged(
         "building the debug kernel",
