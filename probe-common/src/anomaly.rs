@@ -38,6 +38,10 @@ impl TryFrom<u32> for Detector {
 /// `expected` value meaning "the object's own address".
 pub const EXPECT_SELF: u64 = u64::MAX;
 
+/// `FieldCheck::flags`: the function is in the call plan, and the checking
+/// program counts its calls (no `count_call` kprobe is attached to it).
+pub const COUNT_CALLS: u32 = 1;
+
 /// The check for one kernel function.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +57,9 @@ pub struct FieldCheck {
     /// Index of the config option that explains the check, in userspace's
     /// table; carried through to the event.
     pub option: u32,
+    /// [`COUNT_CALLS`], or 0.
+    pub flags: u32,
+    pub _pad: u32,
     /// The value the field must hold, or [`EXPECT_SELF`].
     pub expected: u64,
 }
@@ -125,7 +132,7 @@ pub struct LoadLayoutEvent {
 
 const _: () = assert!(core::mem::size_of::<LoadCheckConfig>() == 16);
 const _: () = assert!(core::mem::size_of::<LoadLayoutEvent>() == 16 + 24 + 56 + 16);
-const _: () = assert!(core::mem::size_of::<FieldCheck>() == 24);
+const _: () = assert!(core::mem::size_of::<FieldCheck>() == 32);
 const _: () = assert!(core::mem::size_of::<AnomalyKey>() == 32);
 const _: () = assert!(core::mem::size_of::<AnomalyEvent>() == 16 + 32 + 32);
 

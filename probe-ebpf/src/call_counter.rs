@@ -34,6 +34,13 @@ fn try_count_call(ctx: &ProbeContext) -> Result<(), u32> {
     };
     // SAFETY: the helper only reads the context it is given.
     let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
+    count(incarnation, caller, func_ip)
+}
+
+/// Counts one attributed call (also used by `check_fields`, which replaces
+/// this program on the functions it checks, so a checked call is one kprobe).
+#[inline(always)]
+pub fn count(incarnation: u64, caller: u64, func_ip: u64) -> Result<(), u32> {
     let key = CallKey {
         incarnation,
         func_ip,

@@ -3,7 +3,9 @@
 //! pays nothing. For a call made by a module: look the function's check
 //! up, read the field of the object passed as the first argument, and when
 //! it is not what this kernel's layout requires (or, for registrations,
-//! always) count the call per site and report the site's first one.
+//! always) count the call per site and report the site's first one. On a
+//! function that is also in the call plan it counts the call too, in place
+//! of `count_call` (one kprobe per call, not two).
 
 use aya_ebpf::{
     EbpfContext as _,
@@ -14,12 +16,13 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use probe_common::{
-    AnomalyEvent, AnomalyKey, EventHeader, EventKind, FieldCheck, anomaly::EXPECT_SELF,
+    AnomalyEvent, AnomalyKey, EventHeader, EventKind, FieldCheck,
+    anomaly::{COUNT_CALLS, EXPECT_SELF},
 };
 
 use crate::{
     attribution::module_caller,
-    call_counter::NOEXIST,
+    call_counter::{self, NOEXIST},
     maps::{
         self, ANOMALIES, ANOMALIES_SEEN, CALL_MAP_FULL, EVENTS, FIELD_CHECKS, LAST_CHECKED,
         LOST_EVENTS, READ_ERRORS,
@@ -45,6 +48,9 @@ fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
     let Some(check) = (unsafe { FIELD_CHECKS.get(&func_ip) }).copied() else {
         return Ok(());
     };
+    if check.flags & COUNT_CALLS != 0 {
+        call_counter::count(incarnation, caller, func_ip)?;
+    }
     // One call seen twice: a checked kernel function that tail-calls
     // another (`tracepoint_probe_register` jumps to `..._prio`) enters the
     // second with the same stack pointer and return address. A loop calling

@@ -99,6 +99,8 @@ pub fn plan(
                 field_offset: offset,
                 field_size: 4,
                 option: OPT_SPINLOCK,
+                flags: 0,
+                _pad: 0,
                 expected: SPINLOCK_MAGIC,
             },
         );
@@ -111,6 +113,8 @@ pub fn plan(
                 field_offset: offset,
                 field_size: 8,
                 option: OPT_MUTEXES,
+                flags: 0,
+                _pad: 0,
                 expected: EXPECT_SELF,
             },
         );
@@ -122,6 +126,8 @@ pub fn plan(
             field_offset: 0,
             field_size: 0,
             option: OPT_TRACEPOINTS,
+            flags: 0,
+            _pad: 0,
             expected: 0,
         },
     );

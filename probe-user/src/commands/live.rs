@@ -32,6 +32,7 @@ use modscope::{
 };
 use probe_common::{
     CallProbeConfig, Detector, LoadCheckConfig, ModuleName, ModuleRecord, RecordFlags,
+    anomaly::COUNT_CALLS,
     calls::{MAX_TEXT_PAGES, PAGE_SHIFT},
     decode,
 };
@@ -236,10 +237,41 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
     let mut status = None;
     let mut detector_functions: Vec<(String, u64)> = Vec::new();
     if let Some(plan) = &opts.calls {
-        let functions: Vec<String> = plan.functions.keys().cloned().collect();
-        let (attached, mut failed) = probe.attach_calls(&functions)?;
+        // Functions the checking program counts get no count_call kprobe.
+        let counted_by_checks: BTreeSet<&str> = plan
+            .checks
+            .iter()
+            .filter(|(_, _, c)| c.flags & COUNT_CALLS != 0)
+            .map(|(f, _, _)| f.as_str())
+            .collect();
+        let functions: Vec<String> = plan
+            .functions
+            .keys()
+            .filter(|f| !counted_by_checks.contains(f.as_str()))
+            .cloned()
+            .collect();
+        let (mut attached, mut failed) = probe.attach_calls(&functions)?;
         let (checked, check_failed) = probe.attach_field_checks(&plan.checks)?;
-        failed.extend(check_failed);
+        // Counted functions whose check would not attach get count_call.
+        let uncounted: Vec<String> = check_failed
+            .iter()
+            .filter(|(f, _)| counted_by_checks.contains(f.as_str()))
+            .map(|(f, _)| f.clone())
+            .collect();
+        let (recounted, still_failed) = probe.attach_more(&uncounted)?;
+        attached.extend(recounted);
+        failed.extend(still_failed);
+        failed.extend(
+            check_failed
+                .into_iter()
+                .filter(|(f, _)| !counted_by_checks.contains(f.as_str())),
+        );
+        attached.extend(
+            checked
+                .iter()
+                .filter(|f| counted_by_checks.contains(f.as_str()))
+                .cloned(),
+        );
         if load_check.struct_module_size != 0
             && let Some(error) = probe.attach_load_check()?
         {

@@ -14,6 +14,7 @@ use modscope::{
     kernel_features::{self, KernelPaths},
     proc_modules,
 };
+use probe_common::anomaly::COUNT_CALLS;
 
 use super::{
     anomalies,
@@ -219,6 +220,14 @@ pub fn plan(args: &ProbeArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
         .into_iter()
         .filter_map(|(n, _)| kallsyms.function(&n).map(|a| (n, a)))
         .collect();
+    // A planned function that also has a check is counted by the checking
+    // program: one kprobe per call.
+    let mut checks = checks;
+    for (function, _, check) in &mut checks {
+        if functions.contains_key(function.as_str()) {
+            check.flags |= COUNT_CALLS;
+        }
+    }
     // Modules loaded later get their imports probed as they load.
     let late = module_files.map(|files| {
         LatePlanner::new(
