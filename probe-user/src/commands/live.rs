@@ -812,13 +812,7 @@ impl Session {
     /// Where `caller` is in the incarnation's text: `core+0x…`, `init+0x…`.
     fn site_of(&self, incarnation: u64, caller: u64) -> Option<String> {
         self.ranges.get(&incarnation).and_then(|&(cb, cs, ib, is)| {
-            if (cb..cb + cs).contains(&caller) {
-                Some(format!("core+{:#x}", caller - cb))
-            } else if (ib..ib + is).contains(&caller) {
-                Some(format!("init+{:#x}", caller - ib))
-            } else {
-                None
-            }
+            modscope::trace::report::place_in(caller, (cb, cs), (ib, is))
         })
     }
 

@@ -301,12 +301,20 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
 
 /// `core+0x…`, `init+0x…`, or the bare address when outside both.
 pub fn place(addr: u64, core: (u64, u64), init: (u64, u64)) -> String {
-    if (core.0..core.0.saturating_add(core.1)).contains(&addr) {
-        format!("core+{:#x}", addr - core.0)
-    } else if (init.0..init.0.saturating_add(init.1)).contains(&addr) {
-        format!("init+{:#x}", addr - init.0)
+    place_in(addr, core, init).unwrap_or_else(|| hex(addr))
+}
+
+/// `core+0x…` or `init+0x…` when `addr` is in one of the (base, size)
+/// text ranges (a zero base is no range); the live session, the report and
+/// the TUI all name call sites this way.
+pub fn place_in(addr: u64, core: (u64, u64), init: (u64, u64)) -> Option<String> {
+    let within = |(base, size): (u64, u64)| base != 0 && addr >= base && addr - base < size;
+    if within(core) {
+        Some(format!("core+{:#x}", addr - core.0))
+    } else if within(init) {
+        Some(format!("init+{:#x}", addr - init.0))
     } else {
-        hex(addr)
+        None
     }
 }
 

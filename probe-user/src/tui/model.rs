@@ -238,14 +238,7 @@ impl ModuleEntry {
     }
 
     fn place(&self, addr: u64) -> Option<String> {
-        let within = |(base, size): (u64, u64)| base != 0 && addr >= base && addr - base < size;
-        if within(self.core_text) {
-            Some(format!("core+{:#x}", addr - self.core_text.0))
-        } else if within(self.init_text) {
-            Some(format!("init+{:#x}", addr - self.init_text.0))
-        } else {
-            None
-        }
+        crate::trace::report::place_in(addr, self.core_text, self.init_text)
     }
 
     /// The verdict reason that makes a call to `symbol` suspect.
