@@ -45,6 +45,8 @@ pub struct GuestReport {
     pub tests: Vec<TestResult>,
     pub binaries_failed: Vec<String>,
     pub finished: bool,
+    /// A test that started and never reported (the guest died in it).
+    pub unfinished: Option<String>,
 }
 
 pub fn parse_console(lines: &[String]) -> GuestReport {
@@ -62,7 +64,12 @@ pub fn parse_console(lines: &[String]) -> GuestReport {
                     name: name.to_owned(),
                     passed: false,
                 });
+            } else if let Some((name, _)) = rest.split_once(" ...") {
+                // Still running, or the console carried on past it (a crash).
+                report.unfinished = Some(name.to_owned());
+                continue;
             }
+            report.unfinished = None;
         } else if let Some(rest) = line.strip_prefix("MODSCOPE-VM-EXIT ") {
             if let Some((bin, code)) = rest.rsplit_once(' ')
                 && code != "0"
@@ -180,7 +187,20 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
         let bad_count = report.tests.len() - ok_count;
         let mut problems: Vec<String> = report.binaries_failed.clone();
         if outcome.panicked {
-            problems.push("the guest kernel panicked".into());
+            problems.push(match &report.unfinished {
+                Some(test) => format!("the guest kernel panicked during {test}"),
+                None => "the guest kernel panicked".into(),
+            });
+        }
+        let oops = vm::oops_excerpt(&outcome.lines, 40);
+        if !oops.is_empty() {
+            eprintln!(
+                "    the kernel crashed; its account (full console: {}):",
+                log.display()
+            );
+            for line in oops {
+                eprintln!("      {line}");
+            }
         }
         if outcome.timed_out {
             problems.push(format!(
@@ -358,8 +378,14 @@ mod tests {
 
     #[test]
     fn a_guest_that_died_is_not_finished() {
-        let report = parse_console(&lines("test a ... ok\n[ 5.0] Kernel panic - not syncing\n"));
+        let report = parse_console(&lines(
+            "test a ... ok\ntest b ... [ 5.0] BUG: kernel NULL pointer dereference\n\
+             [ 5.1] Kernel panic - not syncing\n",
+        ));
         assert!(!report.finished);
         assert_eq!(report.tests.len(), 1);
+        assert_eq!(report.unfinished.as_deref(), Some("b"));
+        let report = parse_console(&lines("test a ... ok\n"));
+        assert_eq!(report.unfinished, None);
     }
 }

@@ -32,6 +32,33 @@ fn is_fatal(line: &str) -> bool {
         || line.contains("kernel BUG at")
 }
 
+/// Lines that start the kernel's own account of a crash.
+const OOPS_STARTS: [&str; 5] = [
+    "BUG: ",
+    "Oops: ",
+    "general protection fault",
+    "kernel BUG at",
+    "Kernel panic - not syncing",
+];
+
+/// The kernel's account of the first crash on the console (the oops, its
+/// registers and call trace): at most `max` kernel lines from the first
+/// line that starts one. Empty when the kernel never crashed.
+pub fn oops_excerpt(lines: &[String], max: usize) -> Vec<&str> {
+    let Some(start) = lines
+        .iter()
+        .position(|l| OOPS_STARTS.iter().any(|m| l.contains(m)))
+    else {
+        return Vec::new();
+    };
+    lines[start..]
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with('['))
+        .take(max)
+        .collect()
+}
+
 pub struct Boot<'a> {
     pub kernel: &'a Kernel,
     pub script: &'a Path,
@@ -202,6 +229,30 @@ mod tests {
         assert!(is_fatal(
             "[  118.142022] kernel BUG at arch/x86/kernel/kprobes/core.c:917!"
         ));
+    }
+
+    #[test]
+    fn the_oops_excerpt_starts_at_the_first_crash_and_keeps_kernel_lines() {
+        let console: Vec<String> = [
+            "[   11.0] virtme-ng-init: starting script",
+            "test a ... ok",
+            "[   97.7] BUG: kernel NULL pointer dereference, address: 0000000000000000",
+            "test b ... ",
+            "[   97.8] RIP: 0010:0x0",
+            "[   97.9]  free_ftrace_hash.part.0+0xc6/0x100",
+            "[   98.0] Kernel panic - not syncing: Fatal exception",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            oops_excerpt(&console, 3),
+            [
+                "[   97.7] BUG: kernel NULL pointer dereference, address: 0000000000000000",
+                "[   97.8] RIP: 0010:0x0",
+                "[   97.9]  free_ftrace_hash.part.0+0xc6/0x100",
+            ]
+        );
+        assert!(oops_excerpt(&console[..2], 40).is_empty());
     }
 
     #[test]
