@@ -20,6 +20,11 @@ pub enum Detector {
     MutexMagic = 2,
     /// A module registering a probe on a kernel tracepoint.
     TracepointProbe = 3,
+    /// A kernel-typed object (lock, wait queue, ...) that a module passed
+    /// and that runs past the end of the module's own allocation at this
+    /// kernel's size of the type: the module was built with a smaller
+    /// layout, and the kernel writes past its object.
+    ObjectBounds = 4,
 }
 
 impl TryFrom<u32> for Detector {
@@ -30,6 +35,7 @@ impl TryFrom<u32> for Detector {
             1 => Ok(Self::SpinlockMagic),
             2 => Ok(Self::MutexMagic),
             3 => Ok(Self::TracepointProbe),
+            4 => Ok(Self::ObjectBounds),
             other => Err(other),
         }
     }
@@ -42,11 +48,44 @@ pub const EXPECT_SELF: u64 = u64::MAX;
 /// program counts its calls (no `count_call` kprobe is attached to it).
 pub const COUNT_CALLS: u32 = 1;
 
-/// The check for one kernel function.
+/// `FieldCheck::flags`: the function frees the object passed as its first
+/// argument (`kfree`): a module's allocation there stops being tracked.
+pub const FREES_OBJECT: u32 = 2;
+
+/// `FieldCheck::detector` when the function has no field check (only an
+/// object-bounds check, or only [`FREES_OBJECT`]).
+pub const NO_FIELD_CHECK: u32 = 0;
+
+/// Allocations remembered per module incarnation for the object-bounds
+/// check (the most recent ones; older ones are overwritten in turn).
+pub const ALLOC_RING_LEN: usize = 32;
+
+/// A module incarnation's recent allocations (`ALLOC_RING`): the returned
+/// address and the size the module asked for, in slot `next % LEN` order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocRing {
+    pub next: u64,
+    pub base: [u64; ALLOC_RING_LEN],
+    pub size: [u64; ALLOC_RING_LEN],
+}
+
+/// An allocation call by a module in flight on one thread (between the
+/// allocator's entry and its return).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingAlloc {
+    pub incarnation: u64,
+    pub size: u64,
+}
+
+/// The checks for one kernel function: a field check (a detector reading
+/// one field of the object passed as the first argument) and/or an
+/// object-bounds check (`object_size` non-zero).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FieldCheck {
-    /// A [`Detector`] value.
+    /// A [`Detector`] value, or [`NO_FIELD_CHECK`].
     pub detector: u32,
     /// Offset of the checked field in the object passed as the first
     /// argument.
@@ -57,11 +96,33 @@ pub struct FieldCheck {
     /// Index of the config option that explains the check, in userspace's
     /// table; carried through to the event.
     pub option: u32,
-    /// [`COUNT_CALLS`], or 0.
+    /// [`COUNT_CALLS`], [`FREES_OBJECT`], or 0.
     pub flags: u32,
-    pub _pad: u32,
+    /// This kernel's size of the type the first argument points at; when
+    /// non-zero and the object lies in one of the module's recent
+    /// allocations, it must end inside it ([`Detector::ObjectBounds`]).
+    pub object_size: u32,
     /// The value the field must hold, or [`EXPECT_SELF`].
     pub expected: u64,
+    /// The option that explains the object's size on this kernel
+    /// (userspace's table, like `option`).
+    pub bounds_option: u32,
+    pub _pad: u32,
+}
+
+impl FieldCheck {
+    /// No check at all (a function that only frees, or only bounds).
+    pub const NONE: Self = Self {
+        detector: NO_FIELD_CHECK,
+        field_offset: 0,
+        field_size: 0,
+        option: 0,
+        flags: 0,
+        object_size: 0,
+        expected: 0,
+        bounds_option: 0,
+        _pad: 0,
+    };
 }
 
 /// Per call site and detector.
@@ -132,7 +193,8 @@ pub struct LoadLayoutEvent {
 
 const _: () = assert!(core::mem::size_of::<LoadCheckConfig>() == 16);
 const _: () = assert!(core::mem::size_of::<LoadLayoutEvent>() == 16 + 24 + 56 + 16);
-const _: () = assert!(core::mem::size_of::<FieldCheck>() == 32);
+const _: () = assert!(core::mem::size_of::<FieldCheck>() == 40);
+const _: () = assert!(core::mem::size_of::<AllocRing>() == 8 + 16 * ALLOC_RING_LEN);
 const _: () = assert!(core::mem::size_of::<AnomalyKey>() == 32);
 const _: () = assert!(core::mem::size_of::<AnomalyEvent>() == 16 + 32 + 32);
 
@@ -146,10 +208,11 @@ mod tests {
             Detector::SpinlockMagic,
             Detector::MutexMagic,
             Detector::TracepointProbe,
+            Detector::ObjectBounds,
         ] {
             assert_eq!(Detector::try_from(d as u32), Ok(d));
         }
         assert_eq!(Detector::try_from(0), Err(0));
-        assert_eq!(Detector::try_from(4), Err(4));
+        assert_eq!(Detector::try_from(5), Err(5));
     }
 }

@@ -3,9 +3,12 @@
 //! pays nothing. For a call made by a module: look the function's check
 //! up, read the field of the object passed as the first argument, and when
 //! it is not what this kernel's layout requires (or, for registrations,
-//! always) count the call per site and report the site's first one. On a
+//! always) count the call per site and report the site's first one. Where
+//! the function takes a kernel-typed object, also check that the object
+//! ends inside the module's own allocation (`alloc_ring.rs`). On a
 //! function that is also in the call plan it counts the call too, in place
-//! of `count_call` (one kprobe per call, not two).
+//! of `count_call` (one kprobe per call, not two); on `kfree` it forgets
+//! the module's allocation.
 
 use aya_ebpf::{
     EbpfContext as _,
@@ -16,11 +19,12 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use probe_common::{
-    AnomalyEvent, AnomalyKey, EventHeader, EventKind, FieldCheck,
-    anomaly::{COUNT_CALLS, EXPECT_SELF},
+    AnomalyEvent, AnomalyKey, Detector, EventHeader, EventKind, FieldCheck,
+    anomaly::{COUNT_CALLS, EXPECT_SELF, FREES_OBJECT, NO_FIELD_CHECK},
 };
 
 use crate::{
+    alloc_ring,
     attribution::module_caller,
     call_counter::{self, NOEXIST},
     maps::{
@@ -51,6 +55,11 @@ fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
     if check.flags & COUNT_CALLS != 0 {
         call_counter::count(incarnation, caller, func_ip)?;
     }
+    let object: u64 = ctx.arg(0).unwrap_or(0);
+    if check.flags & FREES_OBJECT != 0 {
+        alloc_ring::forget(incarnation, object);
+        return Ok(());
+    }
     // One call seen twice: a checked kernel function that tail-calls
     // another (`tracepoint_probe_register` jumps to `..._prio`) enters the
     // second with the same stack pointer and return address. A loop calling
@@ -66,7 +75,22 @@ fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
             return Ok(());
         }
     }
-    let object: u64 = ctx.arg(0).unwrap_or(0);
+    if check.object_size != 0
+        && let Some(room) = alloc_ring::room_at(incarnation, object)
+        && room < u64::from(check.object_size)
+    {
+        let found = Found {
+            detector: Detector::ObjectBounds as u32,
+            object,
+            expected: u64::from(check.object_size),
+            observed: room,
+            option: check.bounds_option,
+        };
+        report(incarnation, caller, func_ip, &found)?;
+    }
+    if check.detector == NO_FIELD_CHECK {
+        return Ok(());
+    }
     let expected = if check.expected == EXPECT_SELF {
         object
     } else {
@@ -76,11 +100,34 @@ fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
     if check.field_size != 0 && observed == expected {
         return Ok(());
     }
+    let found = Found {
+        detector: check.detector,
+        object,
+        expected,
+        observed,
+        option: check.option,
+    };
+    report(incarnation, caller, func_ip, &found)
+}
+
+/// What one detector saw on one call.
+struct Found {
+    detector: u32,
+    object: u64,
+    expected: u64,
+    observed: u64,
+    option: u32,
+}
+
+/// Counts an anomalous call at its site; the site's first one becomes an
+/// event.
+#[inline(always)]
+fn report(incarnation: u64, caller: u64, func_ip: u64, found: &Found) -> Result<(), u32> {
     let key = AnomalyKey {
         incarnation,
         caller,
         func_ip,
-        detector: check.detector,
+        detector: found.detector,
         _pad: 0,
     };
     if let Some(count) = ANOMALIES.get_ptr_mut(&key) {
@@ -105,10 +152,10 @@ fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
             ts_ns: now,
         },
         key,
-        object,
-        expected,
-        observed,
-        option: check.option,
+        object: found.object,
+        expected: found.expected,
+        observed: found.observed,
+        option: found.option,
         _pad: 0,
     });
     entry.submit(0);

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod alloc_ring;
 mod attribution;
 mod call_counter;
 mod field_checks;

@@ -2,11 +2,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use probe_common::{
     AnomalyKey, CallKey, CallProbeConfig, FieldCheck, LoadCheckConfig, ModuleLayout, ModuleName,
-    ModuleRecord, calls::MODULE_AREA_PAGES,
+    ModuleRecord,
+    anomaly::{AllocRing, PendingAlloc},
+    calls::MODULE_AREA_PAGES,
 };
 
 /// Offsets inside `struct module`, read from the running kernel's BTF by
@@ -63,6 +65,26 @@ pub static LAST_CHECKED: PerCpuArray<[u64; 3]> = PerCpuArray::with_max_entries(1
 /// Anomaly sites already reported, with the boot-clock time of the first.
 #[map]
 pub static ANOMALIES_SEEN: HashMap<AnomalyKey, u64> = HashMap::with_max_entries(16_384, 0);
+
+/// Allocator function address -> which argument (0-based) is the size,
+/// for the allocators the object-bounds check follows (userspace fills it).
+#[map]
+pub static ALLOC_FUNCS: HashMap<u64, u32> = HashMap::with_max_entries(32, 0);
+
+/// Thread (pid_tgid) -> a module's allocation between the allocator's entry
+/// and its return.
+#[map]
+pub static PENDING_ALLOCS: HashMap<u64, PendingAlloc> = HashMap::with_max_entries(1024, 0);
+
+/// Module incarnation -> its most recent allocations (least recently used
+/// incarnations make room for new ones).
+#[map]
+pub static ALLOC_RINGS: LruHashMap<u64, AllocRing> = LruHashMap::with_max_entries(1024, 0);
+
+/// Never written: the zeroed ring a new incarnation starts from (a map
+/// value, as the update helper wants, and too large for the stack).
+#[map]
+pub static EMPTY_RING: PerCpuArray<AllocRing> = PerCpuArray::with_max_entries(1, 0);
 
 /// Thread (pid_tgid) -> `struct module *` whose init is running there.
 #[map]

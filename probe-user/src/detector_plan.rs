@@ -13,11 +13,21 @@ use crate::analysis::struct_layout::Layout;
 /// `raw_spin_lock_init` writes with DEBUG_SPINLOCK.
 pub const SPINLOCK_MAGIC: u64 = 0xdead_4ead;
 
-/// The config option behind each check, indexed by `FieldCheck::option`.
-pub const OPTIONS: [&str; 3] = ["DEBUG_SPINLOCK", "DEBUG_MUTEXES", "TRACEPOINTS"];
+/// The config option behind each check, indexed by `FieldCheck::option`
+/// (and `bounds_option`); the empty name: no option, the layout itself.
+pub const OPTIONS: [&str; 7] = [
+    "DEBUG_SPINLOCK",
+    "DEBUG_MUTEXES",
+    "TRACEPOINTS",
+    "PREEMPT_RT",
+    "DEBUG_LOCK_ALLOC",
+    "DEBUG_RWSEMS",
+    "",
+];
 const OPT_SPINLOCK: u32 = 0;
 const OPT_MUTEXES: u32 = 1;
 const OPT_TRACEPOINTS: u32 = 2;
+const OPT_NONE: u32 = 6;
 
 /// Functions that acquire a `raw_spinlock_t *` (a `spinlock_t *` is the same
 /// address without PREEMPT_RT). Acquisitions only: the kernel does not
@@ -99,9 +109,8 @@ pub fn plan(
                 field_offset: offset,
                 field_size: 4,
                 option: OPT_SPINLOCK,
-                flags: 0,
-                _pad: 0,
                 expected: SPINLOCK_MAGIC,
+                ..FieldCheck::NONE
             },
         );
     }
@@ -113,9 +122,8 @@ pub fn plan(
                 field_offset: offset,
                 field_size: 8,
                 option: OPT_MUTEXES,
-                flags: 0,
-                _pad: 0,
                 expected: EXPECT_SELF,
+                ..FieldCheck::NONE
             },
         );
     }
@@ -126,12 +134,177 @@ pub fn plan(
             field_offset: 0,
             field_size: 0,
             option: OPT_TRACEPOINTS,
-            flags: 0,
-            _pad: 0,
-            expected: 0,
+            ..FieldCheck::NONE
         },
     );
     out
+}
+
+/// Kernel types a module hands to kernel functions by pointer, the
+/// functions that take one as their first argument, and the options that
+/// change the type's size (the first one this kernel has explains it).
+const BOUNDED: &[(&str, &[&str], &[&str])] = &[
+    (
+        "raw_spinlock",
+        &[
+            "_raw_spin_lock",
+            "_raw_spin_lock_irqsave",
+            "_raw_spin_lock_irq",
+            "_raw_spin_lock_bh",
+            "_raw_spin_trylock",
+            "_raw_spin_lock_nested",
+            "__raw_spin_lock_init",
+        ],
+        &["DEBUG_SPINLOCK", "DEBUG_LOCK_ALLOC"],
+    ),
+    (
+        "spinlock",
+        &[
+            "rt_spin_lock",
+            "rt_spin_trylock",
+            "rt_spin_lock_nested",
+            "__rt_spin_lock_init",
+        ],
+        &["PREEMPT_RT", "DEBUG_SPINLOCK", "DEBUG_LOCK_ALLOC"],
+    ),
+    (
+        "mutex",
+        &[
+            "mutex_lock",
+            "mutex_lock_interruptible",
+            "mutex_lock_killable",
+            "mutex_trylock",
+            "mutex_lock_nested",
+            "__mutex_init",
+            "__mutex_rt_init",
+        ],
+        &[
+            "PREEMPT_RT",
+            "DEBUG_MUTEXES",
+            "DEBUG_LOCK_ALLOC",
+            "DEBUG_SPINLOCK",
+        ],
+    ),
+    (
+        "wait_queue_head",
+        &[
+            "__init_waitqueue_head",
+            "add_wait_queue",
+            "add_wait_queue_exclusive",
+            "prepare_to_wait_event",
+            "__wake_up",
+        ],
+        &["PREEMPT_RT", "DEBUG_SPINLOCK", "DEBUG_LOCK_ALLOC"],
+    ),
+    (
+        "completion",
+        &[
+            "complete",
+            "complete_all",
+            "wait_for_completion",
+            "wait_for_completion_timeout",
+            "wait_for_completion_interruptible",
+        ],
+        &["PREEMPT_RT", "DEBUG_SPINLOCK", "DEBUG_LOCK_ALLOC"],
+    ),
+    (
+        "rw_semaphore",
+        &[
+            "down_read",
+            "down_write",
+            "down_read_trylock",
+            "__init_rwsem",
+        ],
+        &[
+            "PREEMPT_RT",
+            "DEBUG_RWSEMS",
+            "DEBUG_LOCK_ALLOC",
+            "DEBUG_SPINLOCK",
+        ],
+    ),
+    (
+        "timer_list",
+        &["init_timer_key", "add_timer", "mod_timer"],
+        &["DEBUG_LOCK_ALLOC"],
+    ),
+];
+
+/// Allocators a module calls directly (`kmalloc`/`kzalloc` inline to
+/// these on 6.1 and 6.12), with the size's argument index.
+pub const ALLOCATORS: &[(&str, u32)] = &[
+    ("__kmalloc", 0),
+    ("kmalloc_trace", 2),
+    ("__kmalloc_node", 0),
+    ("kmalloc_node_trace", 3),
+    ("kmalloc_large", 0),
+    ("kmalloc_large_node", 0),
+    ("kvmalloc_node", 0),
+    ("krealloc", 1),
+    ("krealloc_noprof", 1),
+    ("__kmalloc_noprof", 0),
+    ("__kmalloc_cache_noprof", 2),
+    ("__kmalloc_node_noprof", 0),
+    ("__kmalloc_cache_node_noprof", 3),
+    ("__kmalloc_large_noprof", 0),
+    ("__kmalloc_large_node_noprof", 0),
+    ("__kvmalloc_node_noprof", 0),
+    ("kvmalloc_node_noprof", 0),
+];
+
+/// Functions that free the object passed first.
+pub const FREES: &[&str] = &["kfree", "kvfree", "kfree_sensitive"];
+
+/// An object-bounds check: calls to `function` pass a `type_name`, which
+/// is `object_size` bytes on this kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundsCheck {
+    pub function: &'static str,
+    pub type_name: &'static str,
+    pub object_size: u32,
+    pub option: u32,
+}
+
+/// The object-bounds checks for this kernel: `size_of` gives a struct's
+/// size from its BTF, `enabled` whether a config option is on, `wanted`
+/// whether a function is probed (in the call plan) at all.
+pub fn bounds_plan(
+    size_of: impl Fn(&str) -> Option<u64>,
+    enabled: impl Fn(&str) -> bool,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<BoundsCheck> {
+    let mut out = Vec::new();
+    for &(type_name, functions, options) in BOUNDED {
+        let Some(size) = size_of(type_name).and_then(|s| u32::try_from(s).ok()) else {
+            continue;
+        };
+        let option = options
+            .iter()
+            .find(|o| enabled(o))
+            .and_then(|o| OPTIONS.iter().position(|known| known == o))
+            .map_or(OPT_NONE, |i| i as u32);
+        out.extend(
+            functions
+                .iter()
+                .filter(|f| wanted(f))
+                .map(|&function| BoundsCheck {
+                    function,
+                    type_name,
+                    object_size: size,
+                    option,
+                }),
+        );
+    }
+    out
+}
+
+/// Adds the bounds checks to a function's check (a new check where the
+/// function had none).
+pub fn add_bounds(check: Option<FieldCheck>, bounds: &BoundsCheck) -> FieldCheck {
+    FieldCheck {
+        object_size: bounds.object_size,
+        bounds_option: bounds.option,
+        ..check.unwrap_or(FieldCheck::NONE)
+    }
 }
 
 /// The option a check's event names (`FieldCheck::option`).
@@ -145,6 +318,7 @@ pub fn detector_name(d: Detector) -> &'static str {
         Detector::SpinlockMagic => "spinlock_magic",
         Detector::MutexMagic => "mutex_magic",
         Detector::TracepointProbe => "tracepoint_probe",
+        Detector::ObjectBounds => "object_bounds",
     }
 }
 
@@ -155,9 +329,23 @@ pub fn detector_name(d: Detector) -> &'static str {
 pub fn severity(detector: &str) -> crate::trace::records::Level {
     use crate::trace::records::Level;
     match detector {
-        "spinlock_magic" | "mutex_magic" | LOAD_LAYOUT => Level::Incompatible,
+        "spinlock_magic" | "mutex_magic" | "object_bounds" | LOAD_LAYOUT => Level::Incompatible,
         _ => Level::Warning,
     }
+}
+
+/// A module's verdict once the detectors' findings count: its static
+/// level (None: its file was not checked) raised to each finding's
+/// severity. None only when there is neither.
+pub fn with_findings<'a>(
+    static_level: Option<crate::trace::records::Level>,
+    detectors: impl IntoIterator<Item = &'a str>,
+) -> Option<crate::trace::records::Level> {
+    detectors
+        .into_iter()
+        .map(severity)
+        .chain(static_level)
+        .max()
 }
 
 /// The load-time layout check's detector name (it has no `FieldCheck`: a
@@ -175,8 +363,35 @@ pub fn explain_load_layout(module_size: u64, kernel_size: u64) -> String {
     )
 }
 
+/// The kernel type a bounds-checked function takes first.
+pub fn bounded_type(function: &str) -> Option<&'static str> {
+    BOUNDED
+        .iter()
+        .find(|(_, functions, _)| functions.contains(&function))
+        .map(|&(type_name, _, _)| type_name)
+}
+
+/// What one detector found, for [`explain`].
+pub struct Finding<'a> {
+    pub detector: Detector,
+    /// The kernel function the module called.
+    pub symbol: &'a str,
+    pub object: u64,
+    pub expected: u64,
+    pub observed: u64,
+    pub option: &'a str,
+}
+
 /// One sentence on what a detector saw and why it matters on this kernel.
-pub fn explain(d: Detector, object: u64, expected: u64, observed: u64, option: &str) -> String {
+pub fn explain(f: &Finding) -> String {
+    let Finding {
+        detector: d,
+        symbol,
+        object,
+        expected,
+        observed,
+        option,
+    } = *f;
     match d {
         Detector::SpinlockMagic => format!(
             "the spinlock at {object:#x} has debug magic {observed:#x} where this kernel \
@@ -188,6 +403,17 @@ pub fn explain(d: Detector, object: u64, expected: u64, observed: u64, option: &
             "the mutex at {object:#x} has debug magic {observed:#x} where this kernel \
              (CONFIG_{option}) keeps the mutex's own address: it was not initialised with this \
              kernel's struct mutex layout (built without CONFIG_{option}?)"
+        ),
+        Detector::ObjectBounds => format!(
+            "the struct {} at {object:#x} is {expected} bytes on this kernel{}, but only {observed} \
+             bytes of the module's own allocation are left there: the module was built with a \
+             smaller layout, and the kernel writes past the end of its allocation",
+            bounded_type(symbol).unwrap_or("object"),
+            if option.is_empty() {
+                String::new()
+            } else {
+                format!(" (CONFIG_{option})")
+            }
         ),
         Detector::TracepointProbe => format!(
             "registers a probe on the kernel tracepoint at {object:#x}: the module runs code \
@@ -285,6 +511,83 @@ mod tests {
             "{checks:?}"
         );
         assert!(plan(None, None, |_| true).len() == TRACEPOINT_REGISTER.len());
+    }
+
+    #[test]
+    fn bounds_checks_go_on_probed_functions_with_the_kernels_size_and_option() {
+        let sizes = |t: &str| match t {
+            "wait_queue_head" => Some(48),
+            "mutex" => Some(32),
+            _ => None,
+        };
+        let rt = |o: &str| o == "PREEMPT_RT";
+        let wanted = |f: &str| f == "__init_waitqueue_head" || f == "mutex_lock";
+        let checks = bounds_plan(sizes, rt, wanted);
+        assert_eq!(
+            checks,
+            [
+                BoundsCheck {
+                    function: "mutex_lock",
+                    type_name: "mutex",
+                    object_size: 32,
+                    option: 3,
+                },
+                BoundsCheck {
+                    function: "__init_waitqueue_head",
+                    type_name: "wait_queue_head",
+                    object_size: 48,
+                    option: 3,
+                },
+            ]
+        );
+        assert_eq!(option_name(checks[0].option), "PREEMPT_RT");
+        // No option explains the size on a generic kernel: the layout itself.
+        let generic = bounds_plan(sizes, |_| false, wanted);
+        assert_eq!(option_name(generic[1].option), "");
+        assert_eq!(
+            bounded_type("__init_waitqueue_head"),
+            Some("wait_queue_head")
+        );
+        assert_eq!(bounded_type("kfree"), None);
+    }
+
+    #[test]
+    fn a_bounds_check_joins_a_functions_magic_check_without_changing_it() {
+        let (spin, mutex) = debug_layouts();
+        let magic = plan(Some(&spin), Some(&mutex), |f| f == "_raw_spin_lock")[0].check;
+        let bounds = BoundsCheck {
+            function: "_raw_spin_lock",
+            type_name: "raw_spinlock",
+            object_size: 64,
+            option: OPT_SPINLOCK,
+        };
+        let both = add_bounds(Some(magic), &bounds);
+        assert_eq!(both.detector, Detector::SpinlockMagic as u32);
+        assert_eq!(both.field_offset, magic.field_offset);
+        assert_eq!(both.expected, SPINLOCK_MAGIC);
+        assert_eq!((both.object_size, both.bounds_option), (64, OPT_SPINLOCK));
+        let alone = add_bounds(None, &bounds);
+        assert_eq!(alone.detector, probe_common::anomaly::NO_FIELD_CHECK);
+        assert_eq!(alone.object_size, 64);
+    }
+
+    #[test]
+    fn findings_raise_a_verdict_and_never_lower_it() {
+        use crate::trace::records::Level;
+        assert_eq!(
+            with_findings(Some(Level::Warning), ["object_bounds"]),
+            Some(Level::Incompatible)
+        );
+        assert_eq!(
+            with_findings(None, ["tracepoint_probe"]),
+            Some(Level::Warning)
+        );
+        assert_eq!(
+            with_findings(Some(Level::Incompatible), ["tracepoint_probe"]),
+            Some(Level::Incompatible)
+        );
+        assert_eq!(with_findings(Some(Level::Info), []), Some(Level::Info));
+        assert_eq!(with_findings(None, []), None);
     }
 
     #[test]

@@ -60,6 +60,70 @@ impl ModuleProbe {
         Ok((attached, failed))
     }
 
+    /// Follows the allocators the object-bounds check needs: `alloc_entry`
+    /// on entry (the size, for calls by modules) and `alloc_return` on
+    /// return (the address) of each `(function, address, size argument)`.
+    /// Returns those followed and, for the others, why not.
+    pub fn attach_allocators(
+        &mut self,
+        allocators: &[(String, u64, u32)],
+    ) -> Result<(Vec<String>, Vec<RefusedProbe>), ProbeError> {
+        if allocators.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        {
+            let map = self
+                .ebpf
+                .map_mut("ALLOC_FUNCS")
+                .ok_or(ProbeError::Missing("ALLOC_FUNCS map"))?;
+            let mut table: HashMap<_, u64, u32> =
+                HashMap::try_from(map).map_err(|source| ProbeError::Map {
+                    map: "ALLOC_FUNCS",
+                    source,
+                })?;
+            for (_, address, size_arg) in allocators {
+                table
+                    .insert(address, size_arg, 0)
+                    .map_err(|source| ProbeError::Map {
+                        map: "ALLOC_FUNCS",
+                        source,
+                    })?;
+            }
+        }
+        let mut followed = Vec::new();
+        let mut failed = Vec::new();
+        // The return probe first: a kprobe registered later on the same
+        // address runs before the earlier ones, and a kretprobe's entry
+        // replaces the return address at the stack pointer with the
+        // kernel's trampoline. Attached after it, `alloc_entry` (and
+        // `count_call`, attached after this) still read the module's
+        // return address there.
+        for program in ["alloc_return", "alloc_entry"] {
+            let prog: &mut KProbe = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::Missing("alloc_entry/alloc_return program"))?
+                .try_into()
+                .map_err(ProbeError::KProbeLoad)?;
+            prog.load().map_err(ProbeError::KProbeLoad)?;
+            for (function, _, _) in allocators {
+                if failed.iter().any(|(f, _): &RefusedProbe| f == function) {
+                    continue;
+                }
+                if let Err(e) = prog.attach(function, 0) {
+                    failed.push((function.clone(), e.to_string()));
+                } else if program == "alloc_entry" {
+                    followed.push(function.clone());
+                }
+            }
+        }
+        if !followed.is_empty() {
+            self.attached
+                .push(format!("kprobe+kretprobe/alloc x{}", followed.len()));
+        }
+        Ok((followed, failed))
+    }
+
     /// Attaches the load-time layout check to `load_module`; the error
     /// text when the kernel will not probe it (inlined, say).
     pub fn attach_load_check(&mut self) -> Result<Option<String>, ProbeError> {

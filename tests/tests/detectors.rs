@@ -141,6 +141,97 @@ fn a_tracepoint_registration_is_one_anomaly_with_the_modules_taints() {
     assert_eq!(sites[0]["count"], 1);
 }
 
+/// Allocators followed for the object-bounds check ("kprobe+kretprobe/alloc xN").
+fn followed_allocators(events: &[Value]) -> u64 {
+    let ready = events.iter().find(|e| e["type"] == "ready").unwrap();
+    ready["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str()?.strip_prefix("kprobe+kretprobe/alloc x"))
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum()
+}
+
+/// A wait queue head sized as the generic kernels have it (24 bytes), at
+/// the end of the module's allocation: past its end where the kernel's
+/// wait_queue_head is bigger (PREEMPT_RT 48, lock debugging 80), inside it
+/// on the generic kernels. The size comes from the kernel's BTF, the
+/// allocation from following the module's kmalloc/krealloc.
+#[test]
+fn a_wait_queue_sized_for_the_generic_kernel_is_flagged_where_it_is_bigger() {
+    let module = "modscope_waitqueue_small";
+    let events = load_and_unload(&module_file(module), module, false);
+    assert!(
+        followed_allocators(&events) >= 2,
+        "kmalloc's and krealloc's results are followed"
+    );
+    // Counted exactly, though each allocator also has a return probe
+    // (whose entry swaps the return address for the kernel's trampoline).
+    let calls = events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "calls")
+        .expect("a calls summary at exit")["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == module)
+        .expect("the module's calls")["calls"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let allocations: Vec<(&str, u64)> = calls
+        .iter()
+        .map(|c| (c["symbol"].as_str().unwrap(), c["count"].as_u64().unwrap()))
+        .filter(|(s, _)| s.contains("kmalloc") || s.starts_with("krealloc"))
+        .collect();
+    assert_eq!(
+        allocations.len(),
+        2,
+        "kmalloc's and krealloc's functions: {calls:#?}"
+    );
+    assert!(allocations.iter().all(|&(_, n)| n == 1), "{calls:#?}");
+    let found = anomalies_of(&events, module);
+    let option = match flavour().as_str() {
+        "rt" => "PREEMPT_RT",
+        "debug" => "DEBUG_SPINLOCK",
+        _ => {
+            assert_eq!(
+                found,
+                Vec::<&Value>::new(),
+                "24 bytes is this kernel's size"
+            );
+            return;
+        }
+    };
+    assert_eq!(found.len(), 1, "exactly one call site: {found:#?}");
+    let a = found[0];
+    assert_eq!(a["detector"], "object_bounds", "{a:#}");
+    assert_eq!(a["symbol"], "__init_waitqueue_head", "{a:#}");
+    assert_eq!(a["option"], option, "{a:#}");
+    assert!(
+        a["caller_offset"].as_str().unwrap().starts_with("init+"),
+        "{a:#}"
+    );
+    let (size, room) = (
+        parse_hex(a["expected"].as_str().unwrap()),
+        parse_hex(a["observed"].as_str().unwrap()),
+    );
+    assert_eq!(room, 24, "the module left 24 bytes: {a:#}");
+    assert!(size > 24, "this kernel's wait_queue_head is bigger: {a:#}");
+    assert!(
+        a["message"]
+            .as_str()
+            .unwrap()
+            .contains("struct wait_queue_head"),
+        "{a:#}"
+    );
+    let sites = final_sites(&events, module);
+    assert_eq!(sites.len(), 1);
+    assert_eq!(sites[0]["count"], 1);
+}
+
 /// The kernel log's time (seconds since boot) of the first line holding `needle`.
 fn dmesg_time(needle: &str) -> Option<f64> {
     let out = Command::new("dmesg").output().unwrap();

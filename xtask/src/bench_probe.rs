@@ -110,6 +110,7 @@ pub fn run(kernel: &Kernel) -> anyhow::Result<()> {
         log: &work.join("console.log"),
         echo: false,
         grace_after: None,
+        tcg: vm::Tcg::SingleThread,
     })?;
     let log = work.join("console.log");
     if outcome.timed_out || outcome.panicked {

@@ -12,6 +12,7 @@ mod postmortem;
 mod run;
 mod setup;
 mod shell;
+mod stress;
 mod test;
 mod vm;
 
@@ -41,6 +42,8 @@ enum Command {
     DebugKernel,
     /// Benchmarks that print figures (static analysis of the installed corpus vs modinfo).
     Bench(bench::BenchArgs),
+    /// Churn kprobes in a VM (record, insmod, rmmod, stop, N rounds) and count guest crashes.
+    Stress(stress::StressArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo => demo::run(),
         Command::DebugKernel => debug_kernel::ensure(),
         Command::Bench(args) => bench::run(args),
+        Command::Stress(args) => stress::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

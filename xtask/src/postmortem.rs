@@ -74,6 +74,7 @@ pub fn run(
         log: &log,
         echo: false,
         grace_after: Some((INSMOD_MARKER, GRACE)),
+        tcg: vm::Tcg::SingleThread,
     })?;
     let said = |m: &str| outcome.lines.iter().any(|l| l.contains(m));
     if !said(INSMOD_MARKER) {

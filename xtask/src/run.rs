@@ -57,6 +57,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         log: &work.join("console.log"),
         echo: true,
         grace_after: None,
+        tcg: vm::Tcg::SingleThread,
     })?;
     if outcome.timed_out || outcome.panicked {
         anyhow::bail!(

@@ -28,7 +28,7 @@ pub struct TestArgs {
     #[arg(long)]
     filter: Option<String>,
     /// Per-kernel time limit in seconds, boot included.
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = 1500)]
     timeout: u64,
 }
 
@@ -174,6 +174,7 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
             // A guest that cannot power off (the lock-debugging kernel has no
             // ACPI) is done once the script has said so.
             grace_after: Some(("MODSCOPE-VM-END", Duration::from_secs(15))),
+            tcg: vm::Tcg::SingleThread,
         })?;
         let report = parse_console(&outcome.lines);
         for t in &report.tests {

@@ -72,11 +72,25 @@ pub struct Boot<'a> {
     /// Once a console line holds this marker, the guest gets at most this
     /// long before it is killed (a scenario that is expected to hang it).
     pub grace_after: Option<(&'a str, Duration)>,
+    pub tcg: Tcg,
 }
 
 /// vng booting `kernel` under software emulation with the host's root
 /// (9p), `rw_dir` writable; the caller says what runs in it.
 pub fn vng_boot(kernel: &Kernel, rw_dir: &Path) -> Command {
+    vng_boot_with(kernel, rw_dir, Tcg::SingleThread)
+}
+
+/// How qemu emulates the guest's CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tcg {
+    /// One host thread for both vCPUs: what everything here uses.
+    SingleThread,
+    /// qemu's default, a host thread per vCPU (`xtask stress` compares).
+    MultiThread,
+}
+
+pub fn vng_boot_with(kernel: &Kernel, rw_dir: &Path, tcg: Tcg) -> Command {
     let mut cmd = Command::new(setup::vng());
     cmd.arg("--run")
         .arg(&kernel.image)
@@ -90,11 +104,18 @@ pub fn vng_boot(kernel: &Kernel, rw_dir: &Path) -> Command {
         ])
         .arg("--rwdir")
         .arg(rw_dir);
+    // One host thread runs both vCPUs. With multi-threaded TCG, disarming
+    // a kprobe on a hot function (kfree) while the other vCPU runs it
+    // intermittently ended in a call to address 0 (free_ftrace_hash,
+    // process_srcu): see `cargo xtask stress` for the figures.
+    if tcg == Tcg::SingleThread {
+        cmd.arg("--qemu-opts=-accel tcg,thread=single");
+    }
     cmd
 }
 
 fn vng_command(boot: &Boot) -> Command {
-    let mut cmd = vng_boot(boot.kernel, boot.rw_dir);
+    let mut cmd = vng_boot_with(boot.kernel, boot.rw_dir, boot.tcg);
     cmd.arg("--exec")
         .arg(format!("sh {}", boot.script.display()));
     // Kernel messages on the console, so a panic or oops is in the log.

@@ -7,38 +7,89 @@ use std::{collections::BTreeMap, path::Path};
 
 use anyhow::Context as _;
 use modscope::{
-    analysis::struct_layout,
-    detector_plan::{self, PlannedCheck},
+    analysis::{kconfig::KernelConfig, struct_layout},
+    detector_plan::{self, Finding, PlannedCheck},
     kallsyms::{self, Kallsyms},
     taint,
     trace::records::AnomalyRecord,
 };
-use probe_common::{AnomalyEvent, AnomalyKey, Detector, FieldCheck, LoadLayoutEvent};
+use probe_common::{
+    AnomalyEvent, AnomalyKey, Detector, FieldCheck, LoadLayoutEvent, anomaly::FREES_OBJECT,
+};
 
 /// A check to attach: function, its address, what to check.
 pub type Check = (String, u64, FieldCheck);
 
-/// The checks for the running kernel, whose BTF is at `btf_path`.
+/// What the detectors attach on this kernel.
+#[derive(Default)]
+pub struct DetectorProbes {
+    pub checks: Vec<Check>,
+    /// Allocators whose results the object-bounds check follows: function,
+    /// address, the size's argument index.
+    pub allocators: Vec<(String, u64, u32)>,
+}
+
+/// The detectors for the running kernel, whose BTF is at `btf_path` and
+/// configuration is `config` (None: unknown). `counted` is the call plan:
+/// object-bounds checks and allocation tracking go only on functions it
+/// probes anyway (the imports of the modules watched), so they add no
+/// kprobe of their own to the lock functions.
 pub fn plan(
     btf_path: &Path,
     kallsyms: &Kallsyms,
+    config: Option<&KernelConfig>,
+    counted: &BTreeMap<String, u64>,
     probeable: impl Fn(&str) -> bool,
-) -> anyhow::Result<Vec<Check>> {
+) -> anyhow::Result<DetectorProbes> {
     let btf = btf_rs::Btf::from_file(btf_path)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("reading {} for the detectors", btf_path.display()))?;
     let spin = struct_layout::layout(&btf, "raw_spinlock");
     let mutex = struct_layout::layout(&btf, "mutex");
-    Ok(detector_plan::plan(spin.as_ref(), mutex.as_ref(), |f| {
-        probeable(f) && kallsyms.function(f).is_some()
-    })
-    .into_iter()
-    .filter_map(|PlannedCheck { function, check }| {
-        kallsyms
-            .function(function)
-            .map(|addr| (function.to_owned(), addr, check))
-    })
-    .collect())
+    let mut checks: BTreeMap<&str, FieldCheck> =
+        detector_plan::plan(spin.as_ref(), mutex.as_ref(), |f| {
+            probeable(f) && kallsyms.function(f).is_some()
+        })
+        .into_iter()
+        .map(|PlannedCheck { function, check }| (function, check))
+        .collect();
+    let bounds = detector_plan::bounds_plan(
+        |name| struct_layout::layout(&btf, name).map(|l| l.size),
+        |option| config.is_some_and(|c| c.enabled(option)),
+        |f| counted.contains_key(f),
+    );
+    for b in &bounds {
+        let merged = detector_plan::add_bounds(checks.get(b.function).copied(), b);
+        checks.insert(b.function, merged);
+    }
+    let mut allocators = Vec::new();
+    if !bounds.is_empty() {
+        for &(function, size_arg) in detector_plan::ALLOCATORS {
+            if let Some(&addr) = counted.get(function) {
+                allocators.push((function.to_owned(), addr, size_arg));
+            }
+        }
+        for &function in detector_plan::FREES {
+            if counted.contains_key(function) {
+                checks.insert(
+                    function,
+                    FieldCheck {
+                        flags: FREES_OBJECT,
+                        ..FieldCheck::NONE
+                    },
+                );
+            }
+        }
+    }
+    let checks = checks
+        .into_iter()
+        .filter_map(|(function, check)| {
+            kallsyms
+                .function(function)
+                .map(|addr| (function.to_owned(), addr, check))
+        })
+        .collect();
+    Ok(DetectorProbes { checks, allocators })
 }
 
 /// The record for a module image whose compiled `struct module` is not
@@ -113,7 +164,16 @@ impl AnomalySites {
                 .to_owned(),
             message: detector.map_or_else(
                 || format!("detector {} fired", e.key.detector),
-                |d| detector_plan::explain(d, e.object, e.expected, e.observed, option),
+                |detector| {
+                    detector_plan::explain(&Finding {
+                        detector,
+                        symbol: &symbol,
+                        object: e.object,
+                        expected: e.expected,
+                        observed: e.observed,
+                        option,
+                    })
+                },
             ) + detail,
             symbol,
             func_ip: e.key.func_ip,

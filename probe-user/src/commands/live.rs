@@ -66,6 +66,9 @@ pub struct CallPlan {
     pub files: HashMap<String, PathBuf>,
     /// The anomaly detectors' checks (`anomalies.rs`).
     pub checks: Vec<anomalies::Check>,
+    /// Allocators the object-bounds check follows (function, address, size
+    /// argument).
+    pub allocators: Vec<(String, u64, u32)>,
 }
 
 /// Probes added during the session, for modules loaded meanwhile.
@@ -250,7 +253,11 @@ pub async fn run(mut opts: LiveOptions) -> anyhow::Result<()> {
             .filter(|f| !counted_by_checks.contains(f.as_str()))
             .cloned()
             .collect();
+        // Allocators first: their return probes must be older than every
+        // kprobe that reads the return address (`attach_allocators`).
+        let (_, alloc_failed) = probe.attach_allocators(&plan.allocators)?;
         let (mut attached, mut failed) = probe.attach_calls(&functions)?;
+        failed.extend(alloc_failed);
         let (checked, check_failed) = probe.attach_field_checks(&plan.checks)?;
         // Counted functions whose check would not attach get count_call.
         let uncounted: Vec<String> = check_failed

@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 use modscope::{
+    analysis::target::running_config,
     analysis::{self, ko_file},
     kallsyms::{self, Kallsyms},
     kernel_features::{self, KernelPaths},
@@ -17,7 +18,7 @@ use modscope::{
 use probe_common::anomaly::COUNT_CALLS;
 
 use super::{
-    anomalies,
+    anomalies::{self, DetectorProbes},
     live::{self, CallPlan, LiveOptions, TraceOptions},
     probe_plan::{self, LatePlanner, Verdict},
     static_verdicts,
@@ -147,16 +148,6 @@ pub fn plan(args: &ProbeArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
             kallsyms::TRACEABLE_PATHS[0]
         )
     })?;
-    let checks = if args.no_detectors {
-        Vec::new()
-    } else {
-        anomalies::plan(&paths.vmlinux_btf, &kallsyms, |f| {
-            matches!(
-                probe_plan::classify(f, &kallsyms, &traceable),
-                Verdict::Probe(_)
-            )
-        })?
-    };
     let mut imports = imports_of(&args.watch)?;
     let mut module_files = None;
     let mut wanted: Vec<String> = args.functions.clone();
@@ -220,9 +211,29 @@ pub fn plan(args: &ProbeArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
         .into_iter()
         .filter_map(|(n, _)| kallsyms.function(&n).map(|a| (n, a)))
         .collect();
+    let detectors = if args.no_detectors {
+        DetectorProbes::default()
+    } else {
+        let config = running_config(&release).map(|(_, c)| c);
+        anomalies::plan(
+            &paths.vmlinux_btf,
+            &kallsyms,
+            config.as_ref(),
+            &functions,
+            |f| {
+                matches!(
+                    probe_plan::classify(f, &kallsyms, &traceable),
+                    Verdict::Probe(_)
+                )
+            },
+        )?
+    };
     // A planned function that also has a check is counted by the checking
     // program: one kprobe per call.
-    let mut checks = checks;
+    let DetectorProbes {
+        mut checks,
+        allocators,
+    } = detectors;
     for (function, _, check) in &mut checks {
         if functions.contains_key(function.as_str()) {
             check.flags |= COUNT_CALLS;
@@ -247,5 +258,6 @@ pub fn plan(args: &ProbeArgs, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
         late,
         files,
         checks,
+        allocators,
     })
 }

@@ -213,6 +213,14 @@ fn module(out: &mut String, m: &ModuleReport) {
             }
         );
     }
+    let static_word = m.verdict.as_ref().map_or("unchecked", |v| v.verdict);
+    if m.runtime_verdict != static_word {
+        let _ = writeln!(
+            out,
+            "    at run time: {} (the detectors' findings below)",
+            m.runtime_verdict
+        );
+    }
     for a in &m.anomalies {
         let _ = writeln!(
             out,

@@ -96,6 +96,11 @@ pub struct ModuleReport {
     /// The static verdict on its file against the recorded kernel; `null`
     /// when its file was not found.
     pub verdict: Option<VerdictReport>,
+    /// The verdict once the detectors' findings count (`compatible`,
+    /// `warning`, `incompatible`; `unchecked` with neither a file nor a
+    /// finding): a lock or layout anomaly makes a module incompatible
+    /// whatever its file said.
+    pub runtime_verdict: &'static str,
     /// What the in-kernel detectors caught, one entry per call site, with
     /// exact counts.
     pub anomalies: Vec<crate::event::AnomalyInfo>,
@@ -239,6 +244,14 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
                 unloaded_ktime_ns: m.unloaded_ns,
                 init_counted: m.seen.init_counted,
                 verdict: m.verdict.as_ref().map(verdict_report),
+                runtime_verdict: match crate::detector_plan::with_findings(
+                    m.verdict.as_ref().map(|v| v.level),
+                    m.anomalies.iter().map(|a| a.detector.as_str()),
+                ) {
+                    None => "unchecked",
+                    Some(Level::Info) => "compatible",
+                    Some(l) => level_word(Some(l)),
+                },
                 anomalies: m
                     .anomalies
                     .iter()

@@ -193,18 +193,14 @@ impl ModuleEntry {
     /// a lock laid out for another kernel makes the module unsafe whatever
     /// its file said.
     pub fn rating(&self) -> Rating {
-        let runtime = self
-            .detected
-            .iter()
-            .map(|a| crate::detector_plan::severity(&a.detector))
-            .max();
-        match (self.verdict.as_ref().map(|v| v.level), runtime) {
-            (None, None) => Rating::Unchecked,
-            (a, b) => match a.max(b) {
-                Some(Level::Incompatible) => Rating::Unsafe,
-                Some(Level::Warning) => Rating::Warning,
-                _ => Rating::Compatible,
-            },
+        match crate::detector_plan::with_findings(
+            self.verdict.as_ref().map(|v| v.level),
+            self.detected.iter().map(|a| a.detector.as_str()),
+        ) {
+            None => Rating::Unchecked,
+            Some(Level::Incompatible) => Rating::Unsafe,
+            Some(Level::Warning) => Rating::Warning,
+            Some(Level::Info) => Rating::Compatible,
         }
     }
 
