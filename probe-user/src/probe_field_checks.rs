@@ -13,31 +13,36 @@ use probe_common::{AnomalyKey, FieldCheck};
 use crate::probe::{ModuleProbe, ProbeError, RefusedProbe};
 
 impl ModuleProbe {
+    /// Writes `(function address, value)` entries into the hash map `name`.
+    fn fill_by_address<V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        entries: impl Iterator<Item = (u64, V)>,
+    ) -> Result<(), ProbeError> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(ProbeError::Missing(name))?;
+        let mut table: HashMap<_, u64, V> =
+            HashMap::try_from(map).map_err(|source| ProbeError::Map { map: name, source })?;
+        for (address, value) in entries {
+            table
+                .insert(address, value, 0)
+                .map_err(|source| ProbeError::Map { map: name, source })?;
+        }
+        Ok(())
+    }
+
     /// Loads `check_fields` and attaches it to each `(function, address,
     /// check)`; returns those attached and, for the others, why not.
     pub fn attach_field_checks(
         &mut self,
         checks: &[(String, u64, FieldCheck)],
     ) -> Result<(Vec<String>, Vec<RefusedProbe>), ProbeError> {
-        {
-            let map = self
-                .ebpf
-                .map_mut("FIELD_CHECKS")
-                .ok_or(ProbeError::Missing("FIELD_CHECKS map"))?;
-            let mut table: HashMap<_, u64, FieldCheck> =
-                HashMap::try_from(map).map_err(|source| ProbeError::Map {
-                    map: "FIELD_CHECKS",
-                    source,
-                })?;
-            for (_, address, check) in checks {
-                table
-                    .insert(address, check, 0)
-                    .map_err(|source| ProbeError::Map {
-                        map: "FIELD_CHECKS",
-                        source,
-                    })?;
-            }
-        }
+        self.fill_by_address(
+            "FIELD_CHECKS",
+            checks.iter().map(|(_, address, check)| (*address, *check)),
+        )?;
         let prog: &mut KProbe = self
             .ebpf
             .program_mut("check_fields")
@@ -71,25 +76,10 @@ impl ModuleProbe {
         if allocators.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        {
-            let map = self
-                .ebpf
-                .map_mut("ALLOC_FUNCS")
-                .ok_or(ProbeError::Missing("ALLOC_FUNCS map"))?;
-            let mut table: HashMap<_, u64, u32> =
-                HashMap::try_from(map).map_err(|source| ProbeError::Map {
-                    map: "ALLOC_FUNCS",
-                    source,
-                })?;
-            for (_, address, size_arg) in allocators {
-                table
-                    .insert(address, size_arg, 0)
-                    .map_err(|source| ProbeError::Map {
-                        map: "ALLOC_FUNCS",
-                        source,
-                    })?;
-            }
-        }
+        self.fill_by_address(
+            "ALLOC_FUNCS",
+            allocators.iter().map(|(_, address, size_arg)| (*address, *size_arg)),
+        )?;
         let mut followed = Vec::new();
         let mut failed = Vec::new();
         // The return probe first: a kprobe registered later on the same
