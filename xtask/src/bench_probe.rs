@@ -32,10 +32,12 @@ fn guest_script(modscope: &Path, modules: &Path, work: &Path) -> String {
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 M='{modules}'; B='{modscope}'; W='{work}'
 T=/sys/module/modscope_calls/parameters/trigger
-# mutex_lock makes the detectors follow the module's objects, so each kfree
-# goes through the checking program (count, then forget the allocation)
-# instead of count_call: the detectors' cost on the hot path.
+# The detectors as they run for this module (mutex_lock, kfree: no allocator
+# of its own to follow, so no object tracking); then with an allocator
+# followed (__kmalloc), which puts every kfree through the checking program
+# (count, then forget the allocation): the object-bounds bookkeeping's cost.
 FUNCS='--function kstrdup --function kfree --function mutex_lock'
+FOLLOWING="$FUNCS --function __kmalloc"
 insmod "$M/modscope_calls.ko" || echo "BENCH-ERROR insmod"
 now() {{ date +%s%N; }}
 timed() {{
@@ -56,6 +58,10 @@ wait_for $W/modscope.log '"ready"'
 timed modscope
 kill -INT $P; wait $P
 echo "BENCH-CALLS $(grep '"type":"calls"' $W/modscope.log)"
+"$B" record $FOLLOWING --json > $W/modscope-f.log 2>&1 & P=$!
+wait_for $W/modscope-f.log '"ready"'
+timed modscope_following
+kill -INT $P; wait $P
 "$B" record $FUNCS --no-detectors --json > $W/modscope-nd.log 2>&1 & P=$!
 wait_for $W/modscope-nd.log '"ready"'
 timed modscope_no_detectors
@@ -199,6 +205,18 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
             "hot-path: detectors' added cost over plain attribution = {:+.1}% (goal <= 10%)",
             ((ours - bare) / (plain - bare) - 1.0) * 100.0
         );
+        if let Ok(following) = ms("modscope_following") {
+            println!(
+                "hot-path:   {:<26} {following:>9.1} ms  {:>7.0} ns/call  (median {:.1} ms)",
+                "modscope, kfree tracked",
+                following * 1e6 / calls as f64,
+                med("modscope_following")
+            );
+            println!(
+                "hot-path: with allocations followed (every kfree checked) = {:+.1}% over plain attribution",
+                ((following - bare) / (plain - bare) - 1.0) * 100.0
+            );
+        }
     }
     println!(
         "hot-path: modscope overhead / bpftrace overhead = {:.2} (goal <= 0.40)",

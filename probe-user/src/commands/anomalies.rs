@@ -53,22 +53,33 @@ pub fn plan(
         .into_iter()
         .map(|PlannedCheck { function, check }| (function, check))
         .collect();
-    let bounds = detector_plan::bounds_plan(
-        |name| struct_layout::layout(&btf, name).map(|l| l.size),
-        |option| config.is_some_and(|c| c.enabled(option)),
-        |f| counted.contains_key(f),
-    );
+    // Objects are measured against the module's own allocations: without
+    // an allocator to follow there is nothing to measure against, and
+    // bounds checks and free tracking would only cost (a lookup per call).
+    let allocators: Vec<(String, u64, u32)> = detector_plan::ALLOCATORS
+        .iter()
+        .filter_map(|&(function, size_arg)| {
+            counted
+                .get(function)
+                .map(|&addr| (function.to_owned(), addr, size_arg))
+        })
+        .collect();
+    let bounds = if allocators.is_empty() {
+        Vec::new()
+    } else {
+        detector_plan::bounds_plan(
+            |name| struct_layout::layout(&btf, name).map(|l| l.size),
+            |option| config.is_some_and(|c| c.enabled(option)),
+            |f| counted.contains_key(f),
+        )
+    };
     for b in &bounds {
         let merged = detector_plan::add_bounds(checks.get(b.function).copied(), b);
         checks.insert(b.function, merged);
     }
-    let mut allocators = Vec::new();
-    if !bounds.is_empty() {
-        for &(function, size_arg) in detector_plan::ALLOCATORS {
-            if let Some(&addr) = counted.get(function) {
-                allocators.push((function.to_owned(), addr, size_arg));
-            }
-        }
+    let allocators = if bounds.is_empty() {
+        Vec::new()
+    } else {
         for &function in detector_plan::FREES {
             if counted.contains_key(function) {
                 checks.insert(
@@ -80,7 +91,8 @@ pub fn plan(
                 );
             }
         }
-    }
+        allocators
+    };
     let checks = checks
         .into_iter()
         .filter_map(|(function, check)| {
