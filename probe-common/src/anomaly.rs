@@ -50,6 +50,7 @@ pub const COUNT_CALLS: u32 = 1;
 
 /// `FieldCheck::flags`: the function frees the object passed as its first
 /// argument (`kfree`): a module's allocation there stops being tracked.
+/// Such a function gets the `count_free` program, not `check_fields`.
 pub const FREES_OBJECT: u32 = 2;
 
 /// `FieldCheck::detector` when the function has no field check (only an

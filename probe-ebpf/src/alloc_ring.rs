@@ -2,8 +2,8 @@
 //! against: an entry kprobe on each followed allocator notes the size a
 //! module asked for (attributed like every call), its return probe puts
 //! the returned address in that module incarnation's ring of recent
-//! allocations, and a module's `kfree` takes it out again
-//! (`field_checks.rs` calls [`forget`]).
+//! allocations, and a module's `kfree` takes it out again (`count_free`,
+//! which counts the call too, in place of `count_call`).
 
 use aya_ebpf::{
     EbpfContext as _,
@@ -15,7 +15,7 @@ use probe_common::anomaly::{ALLOC_RING_LEN, PendingAlloc};
 
 use crate::{
     attribution::module_caller,
-    call_counter::NOEXIST,
+    call_counter::{self, NOEXIST},
     maps::{self, ALLOC_FUNCS, ALLOC_RINGS, CALL_MAP_FULL, EMPTY_RING, PENDING_ALLOCS},
 };
 
@@ -117,9 +117,32 @@ fn try_alloc_return(ctx: &RetProbeContext) -> Result<(), u32> {
     Ok(())
 }
 
+/// On the functions that free (`kfree`, ...) while allocations are
+/// followed: counts a module's call, as `count_call` would, and forgets the
+/// allocation it frees. Its own program, so a free pays no check lookup.
+#[kprobe]
+pub fn count_free(ctx: ProbeContext) -> u32 {
+    if let Err(slot) = try_count_free(&ctx) {
+        maps::bump(slot);
+    }
+    0
+}
+
+#[inline(always)]
+fn try_count_free(ctx: &ProbeContext) -> Result<(), u32> {
+    let Some((incarnation, caller)) = module_caller(ctx)? else {
+        return Ok(());
+    };
+    // SAFETY: the helper only reads the context it is given.
+    let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
+    call_counter::count(incarnation, caller, func_ip)?;
+    forget(incarnation, ctx.arg(0).unwrap_or(0));
+    Ok(())
+}
+
 /// The module freed `object`: it is no longer one of its allocations.
 #[inline(always)]
-pub fn forget(incarnation: u64, object: u64) {
+fn forget(incarnation: u64, object: u64) {
     let Some(ring) = ALLOC_RINGS.get_ptr_mut(&incarnation) else {
         return;
     };

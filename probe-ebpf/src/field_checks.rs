@@ -7,8 +7,7 @@
 //! the function takes a kernel-typed object, also check that the object
 //! ends inside the module's own allocation (`alloc_ring.rs`). On a
 //! function that is also in the call plan it counts the call too, in place
-//! of `count_call` (one kprobe per call, not two); on `kfree` it forgets
-//! the module's allocation.
+//! of `count_call` (one kprobe per call, not two).
 
 use aya_ebpf::{
     EbpfContext as _,
@@ -20,7 +19,7 @@ use aya_ebpf::{
 };
 use probe_common::{
     AnomalyEvent, AnomalyKey, Detector, EventHeader, EventKind, FieldCheck,
-    anomaly::{COUNT_CALLS, EXPECT_SELF, FREES_OBJECT, NO_FIELD_CHECK},
+    anomaly::{COUNT_CALLS, EXPECT_SELF, NO_FIELD_CHECK},
 };
 
 use crate::{
@@ -56,10 +55,6 @@ fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
         call_counter::count(incarnation, caller, func_ip)?;
     }
     let object: u64 = ctx.arg(0).unwrap_or(0);
-    if check.flags & FREES_OBJECT != 0 {
-        alloc_ring::forget(incarnation, object);
-        return Ok(());
-    }
     // One call seen twice: a checked kernel function that tail-calls
     // another (`tracepoint_probe_register` jumps to `..._prio`) enters the
     // second with the same stack pointer and return address. A loop calling

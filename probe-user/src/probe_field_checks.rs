@@ -8,7 +8,7 @@ use aya::{
     maps::{HashMap, PerCpuHashMap},
     programs::KProbe,
 };
-use probe_common::{AnomalyKey, FieldCheck};
+use probe_common::{AnomalyKey, FieldCheck, anomaly::FREES_OBJECT};
 
 use crate::probe::{ModuleProbe, ProbeError, RefusedProbe};
 
@@ -34,7 +34,9 @@ impl ModuleProbe {
     }
 
     /// Loads `check_fields` and attaches it to each `(function, address,
-    /// check)`; returns those attached and, for the others, why not.
+    /// check)`, or `count_free` where the check only frees (`kfree`: count,
+    /// forget the allocation, no check to look up); returns those attached
+    /// and, for the others, why not.
     pub fn attach_field_checks(
         &mut self,
         checks: &[(String, u64, FieldCheck)],
@@ -43,24 +45,34 @@ impl ModuleProbe {
             "FIELD_CHECKS",
             checks.iter().map(|(_, address, check)| (*address, *check)),
         )?;
-        let prog: &mut KProbe = self
-            .ebpf
-            .program_mut("check_fields")
-            .ok_or(ProbeError::Missing("check_fields program"))?
-            .try_into()
-            .map_err(ProbeError::KProbeLoad)?;
-        prog.load().map_err(ProbeError::KProbeLoad)?;
+        let (frees, checked): (Vec<_>, Vec<_>) = checks
+            .iter()
+            .map(|(function, _, check)| (function, check))
+            .partition(|(_, check)| check.flags & FREES_OBJECT != 0);
         let mut attached = Vec::new();
         let mut failed = Vec::new();
-        for (function, _, _) in checks {
-            match prog.attach(function, 0) {
-                Ok(_) => attached.push(function.clone()),
-                Err(e) => failed.push((function.clone(), e.to_string())),
+        for (program, functions) in [("check_fields", checked), ("count_free", frees)] {
+            if functions.is_empty() {
+                continue;
             }
-        }
-        if !attached.is_empty() {
-            self.attached
-                .push(format!("kprobe/check_fields x{}", attached.len()));
+            let prog: &mut KProbe = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::Missing("check_fields/count_free program"))?
+                .try_into()
+                .map_err(ProbeError::KProbeLoad)?;
+            prog.load().map_err(ProbeError::KProbeLoad)?;
+            let before = attached.len();
+            for (function, _) in functions {
+                match prog.attach(function, 0) {
+                    Ok(_) => attached.push(function.clone()),
+                    Err(e) => failed.push((function.clone(), e.to_string())),
+                }
+            }
+            if attached.len() > before {
+                self.attached
+                    .push(format!("kprobe/{program} x{}", attached.len() - before));
+            }
         }
         Ok((attached, failed))
     }

@@ -42,7 +42,9 @@ static int __init modscope_waitqueue_small_init(void)
 
 static void __exit modscope_waitqueue_small_exit(void)
 {
+	/* Not a tail call (the store follows it): the free is counted. */
 	kfree(buffer);
+	buffer = NULL;
 }
 
 module_init(modscope_waitqueue_small_init);

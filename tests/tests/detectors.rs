@@ -192,6 +192,22 @@ fn a_wait_queue_sized_for_the_generic_kernel_is_flagged_where_it_is_bigger() {
         "kmalloc's and krealloc's functions: {calls:#?}"
     );
     assert!(allocations.iter().all(|&(_, n)| n == 1), "{calls:#?}");
+    // The free goes through count_free (count, forget the allocation).
+    let frees: Vec<u64> = calls
+        .iter()
+        .filter(|c| c["symbol"] == "kfree")
+        .map(|c| c["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(frees, [1], "the exit's kfree, counted once: {calls:#?}");
+    let ready = events.iter().find(|e| e["type"] == "ready").unwrap();
+    assert!(
+        ready["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().starts_with("kprobe/count_free x")),
+        "{ready}"
+    );
     let found = anomalies_of(&events, module);
     let option = match flavour().as_str() {
         "rt" => "PREEMPT_RT",
