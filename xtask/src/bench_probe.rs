@@ -175,6 +175,13 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
     );
     let calls = 2 * CALLS_PER_FUNCTION;
     println!("hot-path: {calls} module→kernel calls per run, best (and median) of 5, TCG guest");
+    let row = |name: &str, key: &str, t: f64| {
+        println!(
+            "hot-path:   {name:<26} {t:>9.1} ms  {:>7.0} ns/call  (median {:.1} ms)",
+            t * 1e6 / calls as f64,
+            med(key)
+        );
+    };
     for (name, key, t) in [
         ("unprobed", "unprobed", bare1),
         ("empty kprobe (bpftrace)", "empty_kprobe", empty),
@@ -182,11 +189,7 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
         ("bpftrace attribution", "bpftrace", bt),
         ("unprobed, again", "unprobed_again", bare2),
     ] {
-        println!(
-            "hot-path:   {name:<26} {t:>9.1} ms  {:>7.0} ns/call  (median {:.1} ms)",
-            t * 1e6 / calls as f64,
-            med(key)
-        );
+        row(name, key, t);
     }
     // The faster of the two unprobed series is the baseline.
     let bare = bare1.min(bare2);
@@ -195,23 +198,13 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
         ours / empty
     );
     if let Ok(plain) = ms("modscope_no_detectors") {
-        println!(
-            "hot-path:   {:<26} {plain:>9.1} ms  {:>7.0} ns/call  (median {:.1} ms)",
-            "modscope --no-detectors",
-            plain * 1e6 / calls as f64,
-            med("modscope_no_detectors")
-        );
+        row("modscope --no-detectors", "modscope_no_detectors", plain);
         println!(
             "hot-path: detectors' added cost over plain attribution = {:+.1}% (goal <= 10%)",
             ((ours - bare) / (plain - bare) - 1.0) * 100.0
         );
         if let Ok(following) = ms("modscope_following") {
-            println!(
-                "hot-path:   {:<26} {following:>9.1} ms  {:>7.0} ns/call  (median {:.1} ms)",
-                "modscope, kfree tracked",
-                following * 1e6 / calls as f64,
-                med("modscope_following")
-            );
+            row("modscope, kfree tracked", "modscope_following", following);
             println!(
                 "hot-path: with allocations followed (every kfree checked) = {:+.1}% over plain attribution",
                 ((following - bare) / (plain - bare) - 1.0) * 100.0
