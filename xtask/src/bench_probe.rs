@@ -247,7 +247,7 @@ fn print_attach(lines: &[&str]) {
     let base = rows.first().map_or(0, |r| r.2);
     for (cap, attached, us) in &rows {
         println!(
-            "attach: --max-probes {cap:<4} {attached:>4} functions attached, run {:>7.0} ms, attach {:>7.0} ms over 0 probes",
+            "attach: --max-probes {cap:<4} {attached:>4} functions attached, run {:>7.0} ms, attach {:>7.0} ms (the run less the 0-probe run)",
             *us as f64 / 1000.0,
             us.saturating_sub(base) as f64 / 1000.0
         );
