@@ -38,6 +38,8 @@ pub enum ProbeError {
     Load(#[source] aya::EbpfError),
     #[error("the eBPF object has no {0}; it does not match this modscope build")]
     Missing(&'static str),
+    #[error("the eBPF object has no {0} program; it does not match this modscope build")]
+    MissingProgram(&'static str),
     #[error("attaching {program} to raw tracepoint {tracepoint}: {source}")]
     Attach {
         program: &'static str,
@@ -52,6 +54,23 @@ pub enum ProbeError {
 
 /// A function the kernel would not probe, and its reason.
 pub type RefusedProbe = (String, String);
+
+/// Attaches the (loaded) `prog` to each function; returns those attached
+/// and, for the others, why not.
+pub(crate) fn attach_each<'a>(
+    prog: &mut KProbe,
+    functions: impl IntoIterator<Item = &'a String>,
+) -> (Vec<String>, Vec<RefusedProbe>) {
+    let mut attached = Vec::new();
+    let mut failed = Vec::new();
+    for f in functions {
+        match prog.attach(f, 0) {
+            Ok(_) => attached.push(f.clone()),
+            Err(e) => failed.push((f.clone(), e.to_string())),
+        }
+    }
+    (attached, failed)
+}
 
 /// Per-CPU counters summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -216,7 +235,7 @@ impl ModuleProbe {
         &mut self,
         functions: &[String],
     ) -> Result<(Vec<String>, Vec<RefusedProbe>), ProbeError> {
-        self.count_call_program()?
+        self.kprobe_program("count_call")?
             .load()
             .map_err(ProbeError::KProbeLoad)?;
         let (attached, failed) = self.attach_more(functions)?;
@@ -226,10 +245,11 @@ impl ModuleProbe {
         Ok((attached, failed))
     }
 
-    fn count_call_program(&mut self) -> Result<&mut KProbe, ProbeError> {
+    /// The kprobe (or kretprobe) program `name` of the eBPF object.
+    pub(crate) fn kprobe_program(&mut self, name: &'static str) -> Result<&mut KProbe, ProbeError> {
         self.ebpf
-            .program_mut("count_call")
-            .ok_or(ProbeError::Missing("count_call program"))?
+            .program_mut(name)
+            .ok_or(ProbeError::MissingProgram(name))?
             .try_into()
             .map_err(ProbeError::KProbeLoad)
     }
@@ -239,16 +259,8 @@ impl ModuleProbe {
         &mut self,
         functions: &[String],
     ) -> Result<(Vec<String>, Vec<RefusedProbe>), ProbeError> {
-        let prog = self.count_call_program()?;
-        let mut attached = Vec::new();
-        let mut failed = Vec::new();
-        for f in functions {
-            match prog.attach(f, 0) {
-                Ok(_) => attached.push(f.clone()),
-                Err(e) => failed.push((f.clone(), e.to_string())),
-            }
-        }
-        Ok((attached, failed))
+        let prog = self.kprobe_program("count_call")?;
+        Ok(attach_each(prog, functions))
     }
 
     /// Unmaps a module's init pages when `do_init_module()` returns, so
@@ -258,12 +270,7 @@ impl ModuleProbe {
             ("init_start", "kprobe/do_init_module"),
             ("init_done", "kretprobe/do_init_module"),
         ] {
-            let prog: &mut KProbe = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::Missing("init_start/init_done programs"))?
-                .try_into()
-                .map_err(ProbeError::KProbeLoad)?;
+            let prog = self.kprobe_program(program)?;
             prog.load().map_err(ProbeError::KProbeLoad)?;
             prog.attach("do_init_module", 0)
                 .map_err(ProbeError::KProbeLoad)?;

@@ -4,13 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use aya::{
-    maps::{HashMap, PerCpuHashMap},
-    programs::KProbe,
-};
+use aya::maps::{HashMap, PerCpuHashMap};
 use probe_common::{AnomalyKey, FieldCheck, anomaly::FREES_OBJECT};
 
-use crate::probe::{ModuleProbe, ProbeError, RefusedProbe};
+use crate::probe::{ModuleProbe, ProbeError, RefusedProbe, attach_each};
 
 impl ModuleProbe {
     /// Writes `(function address, value)` entries into the hash map `name`.
@@ -19,10 +16,7 @@ impl ModuleProbe {
         name: &'static str,
         entries: impl Iterator<Item = (u64, V)>,
     ) -> Result<(), ProbeError> {
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(ProbeError::Missing(name))?;
+        let map = self.ebpf.map_mut(name).ok_or(ProbeError::Missing(name))?;
         let mut table: HashMap<_, u64, V> =
             HashMap::try_from(map).map_err(|source| ProbeError::Map { map: name, source })?;
         for (address, value) in entries {
@@ -41,38 +35,30 @@ impl ModuleProbe {
         &mut self,
         checks: &[(String, u64, FieldCheck)],
     ) -> Result<(Vec<String>, Vec<RefusedProbe>), ProbeError> {
-        self.fill_by_address(
-            "FIELD_CHECKS",
-            checks.iter().map(|(_, address, check)| (*address, *check)),
-        )?;
+        // count_free looks no check up: only check_fields' functions go in
+        // the table.
         let (frees, checked): (Vec<_>, Vec<_>) = checks
             .iter()
-            .map(|(function, _, check)| (function, check))
-            .partition(|(_, check)| check.flags & FREES_OBJECT != 0);
+            .partition(|(_, _, check)| check.flags & FREES_OBJECT != 0);
+        self.fill_by_address(
+            "FIELD_CHECKS",
+            checked.iter().map(|(_, address, check)| (*address, *check)),
+        )?;
         let mut attached = Vec::new();
         let mut failed = Vec::new();
         for (program, functions) in [("check_fields", checked), ("count_free", frees)] {
             if functions.is_empty() {
                 continue;
             }
-            let prog: &mut KProbe = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::Missing("check_fields/count_free program"))?
-                .try_into()
-                .map_err(ProbeError::KProbeLoad)?;
+            let prog = self.kprobe_program(program)?;
             prog.load().map_err(ProbeError::KProbeLoad)?;
-            let before = attached.len();
-            for (function, _) in functions {
-                match prog.attach(function, 0) {
-                    Ok(_) => attached.push(function.clone()),
-                    Err(e) => failed.push((function.clone(), e.to_string())),
-                }
-            }
-            if attached.len() > before {
+            let (ok, refused) = attach_each(prog, functions.iter().map(|(f, _, _)| f));
+            if !ok.is_empty() {
                 self.attached
-                    .push(format!("kprobe/{program} x{}", attached.len() - before));
+                    .push(format!("kprobe/{program} x{}", ok.len()));
             }
+            attached.extend(ok);
+            failed.extend(refused);
         }
         Ok((attached, failed))
     }
@@ -90,7 +76,9 @@ impl ModuleProbe {
         }
         self.fill_by_address(
             "ALLOC_FUNCS",
-            allocators.iter().map(|(_, address, size_arg)| (*address, *size_arg)),
+            allocators
+                .iter()
+                .map(|(_, address, size_arg)| (*address, *size_arg)),
         )?;
         let mut followed = Vec::new();
         let mut failed = Vec::new();
@@ -101,12 +89,7 @@ impl ModuleProbe {
         // `count_call`, attached after this) still read the module's
         // return address there.
         for program in ["alloc_return", "alloc_entry"] {
-            let prog: &mut KProbe = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::Missing("alloc_entry/alloc_return program"))?
-                .try_into()
-                .map_err(ProbeError::KProbeLoad)?;
+            let prog = self.kprobe_program(program)?;
             prog.load().map_err(ProbeError::KProbeLoad)?;
             for (function, _, _) in allocators {
                 if failed.iter().any(|(f, _): &RefusedProbe| f == function) {
@@ -129,12 +112,7 @@ impl ModuleProbe {
     /// Attaches the load-time layout check to `load_module`; the error
     /// text when the kernel will not probe it (inlined, say).
     pub fn attach_load_check(&mut self) -> Result<Option<String>, ProbeError> {
-        let prog: &mut KProbe = self
-            .ebpf
-            .program_mut("load_check")
-            .ok_or(ProbeError::Missing("load_check program"))?
-            .try_into()
-            .map_err(ProbeError::KProbeLoad)?;
+        let prog = self.kprobe_program("load_check")?;
         prog.load().map_err(ProbeError::KProbeLoad)?;
         Ok(match prog.attach("load_module", 0) {
             Ok(_) => {
