@@ -12,6 +12,7 @@ pub mod calls;
 pub mod event;
 pub mod layout;
 pub mod module;
+pub mod names;
 
 #[cfg(feature = "user")]
 pub mod decode;

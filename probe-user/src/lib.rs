@@ -1,18 +1,12 @@
-//! modscope's userspace: loading the probes, reading the kernel's own
-//! descriptions of itself (BTF, /proc/modules, taints), and turning probe
-//! records into events for people and scripts.
+//! modscope's library: everything the `modscope` binary does, with one
+//! folder per concern. Dependencies run one way:
+//! `session` → `probe` / `detectors` / `trace` → `kernel` →
+//! `modscope_analysis` / `probe_common`; `tui` reads `trace` records only.
+//! (`tests/layers.rs` enforces the order.)
 
-pub mod analysis;
-pub mod btf_layout;
-pub mod call_report;
-pub mod clock;
-pub mod detector_plan;
-pub mod event;
-pub mod kallsyms;
-pub mod kernel_features;
+pub mod detectors;
+pub mod kernel;
 pub mod probe;
-pub mod probe_field_checks;
-pub mod proc_modules;
-pub mod taint;
+pub mod session;
 pub mod trace;
 pub mod tui;

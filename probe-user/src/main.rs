@@ -1,11 +1,11 @@
 //! The `modscope` command line.
 
-mod commands;
+mod cli;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use modscope::kernel_features::Unsupported;
+use modscope::kernel::features::Unsupported;
 
 /// Exit statuses, documented in the README.
 mod exit {
@@ -29,19 +29,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The live TUI: which modules are unsafe on this kernel, why, and what they call.
-    Live(commands::live_view::LiveArgs),
+    Live(cli::live::LiveArgs),
     /// The TUI over a trace file, with a timeline.
-    Replay(commands::replay::ReplayArgs),
+    Replay(cli::replay::ReplayArgs),
     /// Stream module load and unload events as the kernel sees them.
-    Events(commands::events::EventsArgs),
+    Events(cli::events::EventsArgs),
     /// Stream module events and count every call each module makes to the probed kernel functions.
-    Record(commands::record::RecordArgs),
+    Record(cli::record::RecordArgs),
     /// Per-module report of a trace file written by `record -o`.
-    Report(commands::report::ReportArgs),
+    Report(cli::report::ReportArgs),
     /// Check module files against a kernel: would it load them, and are they safe there?
-    Check(commands::check::CheckArgs),
+    Check(cli::check::CheckArgs),
     /// What changed between two kernels, and which modules survive the move.
-    Diff(commands::diff::DiffArgs),
+    Diff(cli::diff::DiffArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,13 +61,13 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command.unwrap_or(Command::Live(Default::default())) {
-        Command::Live(args) => commands::live_view::run(args, &runtime),
-        Command::Replay(args) => commands::replay::run(args),
-        Command::Events(args) => runtime.block_on(commands::events::run(args)).map(|()| 0),
-        Command::Record(args) => runtime.block_on(commands::record::run(args)).map(|()| 0),
-        Command::Check(args) => commands::check::run(args),
-        Command::Report(args) => commands::report::run(args),
-        Command::Diff(args) => commands::diff::run(args),
+        Command::Live(args) => cli::live::run(args, &runtime),
+        Command::Replay(args) => cli::replay::run(args),
+        Command::Events(args) => runtime.block_on(cli::events::run(args)).map(|()| 0),
+        Command::Record(args) => runtime.block_on(cli::record::run(args)).map(|()| 0),
+        Command::Check(args) => cli::check::run(args),
+        Command::Report(args) => cli::report::run(args),
+        Command::Diff(args) => cli::diff::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(status),

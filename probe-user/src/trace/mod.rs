@@ -5,7 +5,9 @@
 //! `replay` (records folded into per-session state), `report` (the per-module
 //! report built from that state).
 
+pub mod call_report;
 pub mod codec;
+pub mod display;
 pub mod frame;
 pub mod records;
 pub mod replay;

@@ -4,7 +4,8 @@
 //! them meaningful on another machine.
 
 use super::codec::{DecodeError, Decoder, Encoder};
-use crate::event::Stats;
+use modscope_analysis::verdict::Severity;
+use serde::Serialize;
 
 /// The first record of every capture session (a file holds one or more).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -61,6 +62,17 @@ pub struct ModuleSeen {
     pub imports: Option<Vec<String>>,
 }
 
+/// Probe counters as reported.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub lost_events: u64,
+    pub read_errors: u64,
+    pub registry_full: u64,
+    pub page_map_full: u64,
+    pub call_map_full: u64,
+    pub decode_errors: u64,
+}
+
 /// Probe counters at a point in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StatsSnapshot {
@@ -68,34 +80,24 @@ pub struct StatsSnapshot {
     pub counters: Stats,
 }
 
-/// How bad a static finding is (the analysis' severities, in the order
-/// they rank).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Info,
-    Warning,
-    Incompatible,
+/// A severity's byte in the trace (`Severity` is the analysis' own).
+fn severity_code(s: Severity) -> u8 {
+    match s {
+        Severity::Info => 0,
+        Severity::Warning => 1,
+        Severity::Incompatible => 2,
+    }
 }
 
-impl Level {
-    fn code(self) -> u8 {
-        match self {
-            Level::Info => 0,
-            Level::Warning => 1,
-            Level::Incompatible => 2,
-        }
-    }
-
-    fn from_code(v: u8) -> Result<Self, DecodeError> {
-        match v {
-            0 => Ok(Level::Info),
-            1 => Ok(Level::Warning),
-            2 => Ok(Level::Incompatible),
-            v => Err(DecodeError::Invalid {
-                what: "severity",
-                value: u64::from(v),
-            }),
-        }
+fn severity_from_code(v: u8) -> Result<Severity, DecodeError> {
+    match v {
+        0 => Ok(Severity::Info),
+        1 => Ok(Severity::Warning),
+        2 => Ok(Severity::Incompatible),
+        v => Err(DecodeError::Invalid {
+            what: "severity",
+            value: u64::from(v),
+        }),
     }
 }
 
@@ -104,7 +106,7 @@ impl Level {
 pub struct VerdictReason {
     /// Stable reason code (`CRC_MISMATCH`).
     pub code: String,
-    pub level: Option<Level>,
+    pub severity: Option<Severity>,
     /// Symbol, struct and config option it names (empty: none).
     pub symbol: String,
     pub struct_name: String,
@@ -120,8 +122,8 @@ pub struct ModuleVerdict {
     pub incarnation: u64,
     /// The file that was checked.
     pub file: String,
-    /// The worst reason's level (`Info`: compatible).
-    pub level: Level,
+    /// The worst reason's severity (`Info`: compatible).
+    pub severity: Severity,
     /// Plain insmod would refuse it (so it was forced, if it is loaded).
     pub kernel_would_refuse: bool,
     pub reasons: Vec<VerdictReason>,
@@ -351,12 +353,12 @@ impl TraceRecord {
                 e.varint(v.ts_ns);
                 e.varint(v.incarnation);
                 e.str(&v.file);
-                e.u8(v.level.code());
+                e.u8(severity_code(v.severity));
                 e.bool(v.kernel_would_refuse);
                 e.varint(v.reasons.len() as u64);
                 for r in &v.reasons {
                     e.str(&r.code);
-                    e.u8(r.level.map_or(255, Level::code));
+                    e.u8(r.severity.map_or(255, severity_code));
                     e.str(&r.symbol);
                     e.str(&r.struct_name);
                     e.str(&r.config);
@@ -501,19 +503,19 @@ fn decode_verdict(d: &mut Decoder) -> Result<ModuleVerdict, DecodeError> {
     let ts_ns = d.varint()?;
     let incarnation = d.varint()?;
     let file = d.str()?;
-    let level = Level::from_code(d.u8()?)?;
+    let severity = severity_from_code(d.u8()?)?;
     let kernel_would_refuse = d.bool("kernel_would_refuse")?;
     let n = d.count()?;
     let mut reasons = Vec::with_capacity(n);
     for _ in 0..n {
         let code = d.str()?;
-        let level = match d.u8()? {
+        let severity = match d.u8()? {
             255 => None,
-            v => Some(Level::from_code(v)?),
+            v => Some(severity_from_code(v)?),
         };
         reasons.push(VerdictReason {
             code,
-            level,
+            severity,
             symbol: d.str()?,
             struct_name: d.str()?,
             config: d.str()?,
@@ -524,7 +526,7 @@ fn decode_verdict(d: &mut Decoder) -> Result<ModuleVerdict, DecodeError> {
         ts_ns,
         incarnation,
         file,
-        level,
+        severity,
         kernel_would_refuse,
         reasons,
     })
@@ -622,12 +624,12 @@ pub mod samples {
             ts_ns: incarnation + 1,
             incarnation,
             file: "/lib/modules/m.ko".into(),
-            level: Level::Incompatible,
+            severity: Severity::Incompatible,
             kernel_would_refuse: true,
             reasons: vec![
                 VerdictReason {
                     code: "CRC_MISMATCH".into(),
-                    level: Some(Level::Incompatible),
+                    severity: Some(Severity::Incompatible),
                     symbol: "mutex_lock".into(),
                     config: "CONFIG_PREEMPT_RT".into(),
                     message: "mutex_lock's CRC differs from this kernel's".into(),
@@ -635,7 +637,7 @@ pub mod samples {
                 },
                 VerdictReason {
                     code: "OUT_OF_TREE".into(),
-                    level: None,
+                    severity: None,
                     message: "built outside the kernel tree".into(),
                     ..VerdictReason::default()
                 },
@@ -680,7 +682,7 @@ pub mod samples {
             ts_ns: start,
             incarnation: 1,
             file: "/lib/modules/6.1.0-56-rt-amd64/kernel/fs/ext4/ext4.ko".into(),
-            level: Level::Info,
+            severity: Severity::Info,
             kernel_would_refuse: false,
             reasons: vec![],
         })));
@@ -701,11 +703,11 @@ pub mod samples {
             ts_ns: load,
             incarnation: load,
             file: "/root/rtbad.ko".into(),
-            level: Level::Incompatible,
+            severity: Severity::Incompatible,
             kernel_would_refuse: true,
             reasons: vec![VerdictReason {
                 code: "CRC_MISMATCH".into(),
-                level: Some(Level::Incompatible),
+                severity: Some(Severity::Incompatible),
                 symbol: "mutex_lock".into(),
                 config: "CONFIG_PREEMPT_RT".into(),
                 message: "mutex_lock: the module expects CRC 0x1, this kernel has 0x2".into(),

@@ -8,17 +8,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::{
+    call_report::{self, Incarnation},
+    display::hex,
     frame::{Damage, FORMAT_VERSION},
-    records::{Level, ModuleOrigin, ModuleVerdict},
+    records::{ModuleOrigin, ModuleVerdict, Stats},
     replay::{Replay, SessionState},
 };
-use crate::{
-    call_report::{self, Incarnation},
-    clock::WallClock,
-    event::{Stats, hex},
-    kallsyms::FunctionNames,
-    taint,
-};
+use crate::kernel::{clock::WallClock, kallsyms::FunctionNames, taint};
+use modscope_analysis::verdict::Severity;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -62,7 +59,7 @@ pub struct SessionReport {
     pub modules: Vec<ModuleReport>,
     /// Module images flagged as they were being loaded (before they had an
     /// incarnation): the load-time layout check.
-    pub load_anomalies: Vec<crate::event::AnomalyInfo>,
+    pub load_anomalies: Vec<crate::trace::display::AnomalyInfo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,7 +100,7 @@ pub struct ModuleReport {
     pub runtime_verdict: &'static str,
     /// What the in-kernel detectors caught, one entry per call site, with
     /// exact counts.
-    pub anomalies: Vec<crate::event::AnomalyInfo>,
+    pub anomalies: Vec<crate::trace::display::AnomalyInfo>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -124,11 +121,11 @@ pub struct VerdictReasonReport {
     pub message: String,
 }
 
-fn level_word(l: Option<Level>) -> &'static str {
+fn severity_word(l: Option<Severity>) -> &'static str {
     match l {
-        Some(Level::Incompatible) => "incompatible",
-        Some(Level::Warning) => "warning",
-        Some(Level::Info) => "info",
+        Some(Severity::Incompatible) => "incompatible",
+        Some(Severity::Warning) => "warning",
+        Some(Severity::Info) => "info",
         None => "unknown",
     }
 }
@@ -136,9 +133,9 @@ fn level_word(l: Option<Level>) -> &'static str {
 fn verdict_report(v: &ModuleVerdict) -> VerdictReport {
     let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     VerdictReport {
-        verdict: match v.level {
-            Level::Info => "compatible",
-            l => level_word(Some(l)),
+        verdict: match v.severity {
+            Severity::Info => "compatible",
+            l => severity_word(Some(l)),
         },
         file: v.file.clone(),
         kernel_would_refuse: v.kernel_would_refuse,
@@ -147,7 +144,7 @@ fn verdict_report(v: &ModuleVerdict) -> VerdictReport {
             .iter()
             .map(|r| VerdictReasonReport {
                 code: r.code.clone(),
-                severity: level_word(r.level),
+                severity: severity_word(r.severity),
                 symbol: some(&r.symbol),
                 config: some(&r.config),
                 message: r.message.clone(),
@@ -244,18 +241,18 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
                 unloaded_ktime_ns: m.unloaded_ns,
                 init_counted: m.seen.init_counted,
                 verdict: m.verdict.as_ref().map(verdict_report),
-                runtime_verdict: match crate::detector_plan::with_findings(
-                    m.verdict.as_ref().map(|v| v.level),
+                runtime_verdict: match crate::detectors::explain::with_findings(
+                    m.verdict.as_ref().map(|v| v.severity),
                     m.anomalies.iter().map(|a| a.detector.as_str()),
                 ) {
                     None => "unchecked",
-                    Some(Level::Info) => "compatible",
-                    Some(l) => level_word(Some(l)),
+                    Some(Severity::Info) => "compatible",
+                    Some(l) => severity_word(Some(l)),
                 },
                 anomalies: m
                     .anomalies
                     .iter()
-                    .map(crate::event::AnomalyInfo::new)
+                    .map(crate::trace::display::AnomalyInfo::new)
                     .collect(),
                 total_calls: c.calls.iter().map(|u| u.count).sum(),
                 unprobed_imports: m.seen.imports.as_ref().map(|imports| {
@@ -307,7 +304,7 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
             .load_anomalies
             .iter()
             .filter(|a| module_filter.is_empty() || module_filter.contains(&a.module))
-            .map(crate::event::AnomalyInfo::new)
+            .map(crate::trace::display::AnomalyInfo::new)
             .collect(),
     }
 }

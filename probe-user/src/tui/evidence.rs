@@ -3,10 +3,9 @@
 //! functions whose structs the kernel's configuration changes).
 
 use super::model::{Model, ModuleEntry};
-use crate::{
-    analysis::feature_symbols,
-    trace::records::{Level, VerdictReason},
-};
+use modscope_analysis::{feature_symbols, verdict::Severity};
+
+use crate::trace::records::VerdictReason;
 
 /// `CONFIG_X=value` as this kernel has it, from the session header.
 fn setting(model: &Model, option: &str) -> Option<String> {
@@ -78,7 +77,7 @@ pub fn why(reason: &VerdictReason, model: &Model) -> String {
 /// A line of runtime evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evidence {
-    pub level: Level,
+    pub severity: Severity,
     pub text: String,
 }
 
@@ -100,11 +99,11 @@ pub fn runtime(m: &ModuleEntry, model: &Model) -> Vec<Evidence> {
         let flagged = m.verdict.as_ref().and_then(|v| {
             v.reasons
                 .iter()
-                .find(|r| r.symbol == symbol && r.level == Some(Level::Incompatible))
+                .find(|r| r.symbol == symbol && r.severity == Some(Severity::Incompatible))
         });
         if let Some(r) = flagged {
             out.push(Evidence {
-                level: Level::Incompatible,
+                severity: Severity::Incompatible,
                 text: format!(
                     "called {symbol} {calls} although {} flags it: {}",
                     r.code,
@@ -123,10 +122,10 @@ pub fn runtime(m: &ModuleEntry, model: &Model) -> Vec<Evidence> {
                 format!("this kernel has {}", set.join(", "))
             };
             out.push(Evidence {
-                level: if set.is_empty() {
-                    Level::Info
+                severity: if set.is_empty() {
+                    Severity::Info
                 } else {
-                    Level::Warning
+                    Severity::Warning
                 },
                 text: format!(
                     "called {symbol} {calls}: the lock it takes changes layout with {}; {here}",
@@ -135,7 +134,7 @@ pub fn runtime(m: &ModuleEntry, model: &Model) -> Vec<Evidence> {
             });
         }
     }
-    out.sort_by_key(|e| std::cmp::Reverse(e.level));
+    out.sort_by_key(|e| std::cmp::Reverse(e.severity));
     out
 }
 

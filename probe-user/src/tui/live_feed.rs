@@ -14,7 +14,7 @@ use super::{
     app::{Action, App, Mode},
     run::{Feed, FeedState},
 };
-use crate::{clock, trace::TraceRecord};
+use crate::{kernel::clock, trace::TraceRecord};
 
 pub struct LiveFeed {
     pub records: Receiver<TraceRecord>,

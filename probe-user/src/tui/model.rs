@@ -6,12 +6,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
 
+use modscope_analysis::verdict::Severity;
+
 use crate::{
-    event::{Stats, sanitize},
-    taint,
+    kernel::taint,
     trace::{
+        display::sanitize,
         records::{
-            AnomalyRecord, EndReason, Level, ModuleOrigin, ModuleVerdict, TraceRecord,
+            AnomalyRecord, EndReason, ModuleOrigin, ModuleVerdict, Stats, TraceRecord,
             VerdictReason,
         },
         replay::merge_anomaly,
@@ -114,7 +116,7 @@ pub struct CallStat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub file: String,
-    pub level: Level,
+    pub severity: Severity,
     pub kernel_would_refuse: bool,
     pub reasons: Vec<VerdictReason>,
 }
@@ -193,14 +195,14 @@ impl ModuleEntry {
     /// a lock laid out for another kernel makes the module unsafe whatever
     /// its file said.
     pub fn rating(&self) -> Rating {
-        match crate::detector_plan::with_findings(
-            self.verdict.as_ref().map(|v| v.level),
+        match crate::detectors::explain::with_findings(
+            self.verdict.as_ref().map(|v| v.severity),
             self.detected.iter().map(|a| a.detector.as_str()),
         ) {
             None => Rating::Unchecked,
-            Some(Level::Incompatible) => Rating::Unsafe,
-            Some(Level::Warning) => Rating::Warning,
-            Some(Level::Info) => Rating::Compatible,
+            Some(Severity::Incompatible) => Rating::Unsafe,
+            Some(Severity::Warning) => Rating::Warning,
+            Some(Severity::Info) => Rating::Compatible,
         }
     }
 
@@ -243,7 +245,7 @@ impl ModuleEntry {
             .as_ref()?
             .reasons
             .iter()
-            .find(|r| r.symbol == symbol && r.level == Some(Level::Incompatible))
+            .find(|r| r.symbol == symbol && r.severity == Some(Severity::Incompatible))
     }
 }
 
@@ -562,14 +564,14 @@ impl Model {
         let before = m.rating();
         m.verdict = Some(Verdict {
             file: sanitize(&v.file),
-            level: v.level,
+            severity: v.severity,
             kernel_would_refuse: v.kernel_would_refuse,
             reasons: v
                 .reasons
                 .iter()
                 .map(|r| VerdictReason {
                     code: sanitize(&r.code),
-                    level: r.level,
+                    severity: r.severity,
                     symbol: sanitize(&r.symbol),
                     struct_name: sanitize(&r.struct_name),
                     config: sanitize(&r.config),
@@ -584,7 +586,7 @@ impl Model {
             .verdict
             .iter()
             .flat_map(|v| &v.reasons)
-            .find(|r| r.level >= Some(Level::Warning))
+            .find(|r| r.severity >= Some(Severity::Warning))
             .map(|r| format!(": {}", r.code))
             .unwrap_or_default();
         let changed = before != after;

@@ -15,7 +15,9 @@ use super::{
     evidence::{self, group},
     model::{LogKind, Model, ModuleEntry, ModuleState, Rating},
 };
-use crate::{analysis::feature_symbols::WATCHED_STRUCTS, clock, trace::records::Level};
+use modscope_analysis::{feature_symbols::WATCHED_STRUCTS, verdict::Severity};
+
+use crate::kernel::clock;
 
 /// Options shown in the header: lock debugging, RT, and the tracing
 /// features that change `struct module`.
@@ -52,10 +54,10 @@ impl Palette {
         }
     }
 
-    fn level(&self, l: Option<Level>) -> Style {
+    fn severity(&self, l: Option<Severity>) -> Style {
         match l {
-            Some(Level::Incompatible) => self.fg(Color::Red),
-            Some(Level::Warning) => self.fg(Color::Yellow),
+            Some(Severity::Incompatible) => self.fg(Color::Red),
+            Some(Severity::Warning) => self.fg(Color::Yellow),
             _ => self.fg(Color::Gray),
         }
     }
@@ -73,10 +75,10 @@ impl Palette {
     }
 }
 
-fn level_symbol(l: Option<Level>) -> &'static str {
+fn severity_symbol(l: Option<Severity>) -> &'static str {
     match l {
-        Some(Level::Incompatible) => "✖",
-        Some(Level::Warning) => "▲",
+        Some(Severity::Incompatible) => "✖",
+        Some(Severity::Warning) => "▲",
         _ => "·",
     }
 }
@@ -417,17 +419,17 @@ pub fn detail_lines(app: &App, m: &ModuleEntry, p_no_color: bool) -> Vec<Line<'s
                 ));
             }
             out.push(Line::styled("Static reasons", bold));
-            let serious: Vec<_> = v.reasons.iter().filter(|r| r.level >= Some(Level::Warning)).collect();
+            let serious: Vec<_> = v.reasons.iter().filter(|r| r.severity >= Some(Severity::Warning)).collect();
             if serious.is_empty() {
                 out.push(Line::raw("  none: the loader's checks and struct layouts agree with this kernel"));
             }
             for reason in serious {
-                let mut text = format!("  {} {}", level_symbol(reason.level), reason.code);
+                let mut text = format!("  {} {}", severity_symbol(reason.severity), reason.code);
                 if !reason.symbol.is_empty() {
                     text.push_str(&format!(" {}", reason.symbol));
                 }
                 text.push_str(&format!(": {}", reason.message));
-                out.push(Line::styled(text, p.level(reason.level)));
+                out.push(Line::styled(text, p.severity(reason.severity)));
                 let why = evidence::why(reason, model);
                 if !why.is_empty() {
                     out.push(Line::raw(format!("      why it matters: {why}")));
@@ -449,8 +451,8 @@ pub fn detail_lines(app: &App, m: &ModuleEntry, p_no_color: bool) -> Vec<Line<'s
     }
     for e in ev {
         out.push(Line::styled(
-            format!("  {} {}", level_symbol(Some(e.level)), e.text),
-            p.level(Some(e.level)),
+            format!("  {} {}", severity_symbol(Some(e.severity)), e.text),
+            p.severity(Some(e.severity)),
         ));
     }
     for a in &m.anomalies {
@@ -539,7 +541,7 @@ pub fn detail_lines(app: &App, m: &ModuleEntry, p_no_color: bool) -> Vec<Line<'s
         .verdict
         .iter()
         .flat_map(|v| &v.reasons)
-        .filter(|r| r.level < Some(Level::Warning))
+        .filter(|r| r.severity < Some(Severity::Warning))
         .collect();
     if !notes.is_empty() {
         out.push(Line::styled("Notes", bold));

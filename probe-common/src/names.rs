@@ -1,0 +1,76 @@
+//! The names by which user space finds the eBPF object's maps, programs and
+//! load-time globals. The eBPF side declares them as statics and functions
+//! of these exact names (`probe-ebpf/src/maps.rs`, one file per program
+//! family); `probe-user`'s tests check the built object against this list.
+
+/// Maps user space reads or fills.
+pub mod map {
+    pub const EVENTS: &str = "EVENTS";
+    pub const MODULES: &str = "MODULES";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const PAGES: &str = "PAGES";
+    pub const CALLS: &str = "CALLS";
+    pub const SEEN: &str = "SEEN";
+    pub const FIELD_CHECKS: &str = "FIELD_CHECKS";
+    pub const ANOMALIES: &str = "ANOMALIES";
+    pub const ALLOC_FUNCS: &str = "ALLOC_FUNCS";
+
+    pub const ALL: [&str; 9] = [
+        EVENTS,
+        MODULES,
+        COUNTERS,
+        PAGES,
+        CALLS,
+        SEEN,
+        FIELD_CHECKS,
+        ANOMALIES,
+        ALLOC_FUNCS,
+    ];
+}
+
+/// Programs, by their function names in `probe-ebpf`.
+pub mod program {
+    pub const MODULE_LOAD: &str = "module_load";
+    pub const MODULE_FREE: &str = "module_free";
+    pub const COUNT_CALL: &str = "count_call";
+    pub const INIT_START: &str = "init_start";
+    pub const INIT_DONE: &str = "init_done";
+    pub const CHECK_FIELDS: &str = "check_fields";
+    pub const COUNT_FREE: &str = "count_free";
+    pub const ALLOC_ENTRY: &str = "alloc_entry";
+    pub const ALLOC_RETURN: &str = "alloc_return";
+    pub const LOAD_CHECK: &str = "load_check";
+
+    pub const ALL: [&str; 10] = [
+        MODULE_LOAD,
+        MODULE_FREE,
+        COUNT_CALL,
+        INIT_START,
+        INIT_DONE,
+        CHECK_FIELDS,
+        COUNT_FREE,
+        ALLOC_ENTRY,
+        ALLOC_RETURN,
+        LOAD_CHECK,
+    ];
+}
+
+/// Globals written before the verifier sees the programs.
+pub mod global {
+    pub const MODULE_LAYOUT: &str = "MODULE_LAYOUT";
+    pub const CALL_PROBE: &str = "CALL_PROBE";
+    pub const LOAD_CHECK: &str = "LOAD_CHECK";
+
+    pub const ALL: [&str; 3] = [MODULE_LAYOUT, CALL_PROBE, LOAD_CHECK];
+}
+
+/// Kernel hooks the programs attach to.
+pub mod hook {
+    /// Raw tracepoints of the module registry.
+    pub const MODULE_LOAD: &str = "module_load";
+    pub const MODULE_FREE: &str = "module_free";
+    /// The loader's init step: init text is unmapped when it returns.
+    pub const DO_INIT_MODULE: &str = "do_init_module";
+    /// The loader's entry, where the image is checked before it is parsed.
+    pub const LOAD_MODULE: &str = "load_module";
+}

@@ -1,0 +1,352 @@
+//! The kernel a module is checked against: its release, `.config`,
+//! `Module.symvers` and BTF, found where Debian (and most distributions)
+//! install them, or given explicitly.
+
+use std::path::{Path, PathBuf};
+
+use btf_rs::Btf;
+
+use super::{kconfig::KernelConfig, kernel_btf, symvers::Symvers, vermagic::Vermagic};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("reading {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("no {what} for kernel {release}: looked in {looked}; pass {flag}")]
+    NotFound {
+        what: &'static str,
+        release: String,
+        looked: String,
+        flag: &'static str,
+    },
+    #[error(
+        "{path}: {count} malformed lines (first, line {line}: {text:?}); refusing a {what} this damaged"
+    )]
+    Damaged {
+        what: &'static str,
+        path: String,
+        count: usize,
+        line: usize,
+        text: String,
+    },
+}
+
+/// Where to look; `None` means "the usual place for the release".
+#[derive(Debug, Clone, Default)]
+pub struct TargetSpec {
+    pub release: Option<String>,
+    pub config: Option<PathBuf>,
+    pub symvers: Option<PathBuf>,
+    pub btf: Option<PathBuf>,
+    /// Root under which /boot, /lib/modules, /proc and /sys are found (tests).
+    pub root: Option<PathBuf>,
+}
+
+pub struct TargetKernel {
+    pub release: String,
+    pub config: KernelConfig,
+    pub config_path: String,
+    pub symvers: Symvers,
+    pub symvers_path: String,
+    btf: std::sync::OnceLock<Result<Btf, String>>,
+    pub btf_source: BtfSource,
+    pub btf_path: String,
+    pub vermagic: Vermagic,
+    /// `sizeof(struct module)` from BTF.
+    pub struct_module_size: Option<u64>,
+}
+
+fn running_release(root: &Path) -> Option<String> {
+    std::fs::read_to_string(root.join("proc/sys/kernel/osrelease"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+fn read_text(what: &'static str, path: &Path) -> Result<String, TargetError> {
+    let bytes = std::fs::read(path).map_err(|source| TargetError::Read {
+        what,
+        path: path.display().to_string(),
+        source,
+    })?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let text = super::ko_file::decompress(bytes).map_err(|e| TargetError::Read {
+            what,
+            path: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        return Ok(String::from_utf8_lossy(&text).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The running kernel's configuration (`/proc/config.gz`, else
+/// `/boot/config-<release>`) and where it was read, if either is there.
+pub fn running_config(release: &str) -> Option<(String, KernelConfig)> {
+    [
+        PathBuf::from("/proc/config.gz"),
+        PathBuf::from(format!("/boot/config-{release}")),
+    ]
+    .into_iter()
+    .filter(|p| p.exists())
+    .find_map(|p| {
+        let text = read_text("kernel config", &p).ok()?;
+        Some((p.display().to_string(), KernelConfig::parse(&text)))
+    })
+}
+
+/// More than this share of malformed lines means the file is not what it claims to be.
+fn check_damage(
+    what: &'static str,
+    path: &Path,
+    malformed: &[(usize, String)],
+    good: usize,
+) -> Result<(), TargetError> {
+    if let Some((line, text)) = malformed.first()
+        && malformed.len() > good / 10
+    {
+        return Err(TargetError::Damaged {
+            what,
+            path: path.display().to_string(),
+            count: malformed.len(),
+            line: *line,
+            text: text.chars().take(80).collect(),
+        });
+    }
+    Ok(())
+}
+
+pub fn resolve(spec: &TargetSpec) -> Result<TargetKernel, TargetError> {
+    let root = spec.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let running = running_release(&root);
+    let release = spec
+        .release
+        .clone()
+        .or_else(|| running.clone())
+        .unwrap_or_default();
+    let is_running = running.as_deref() == Some(release.as_str());
+
+    let config_candidates: Vec<PathBuf> = match &spec.config {
+        Some(p) => vec![p.clone()],
+        None if is_running => vec![
+            root.join("proc/config.gz"),
+            root.join(format!("boot/config-{release}")),
+        ],
+        None => vec![root.join(format!("boot/config-{release}"))],
+    };
+    let config_path = first_existing(&config_candidates).ok_or_else(|| TargetError::NotFound {
+        what: "kernel config",
+        release: release.clone(),
+        looked: join(&config_candidates),
+        flag: "--config",
+    })?;
+    let config = KernelConfig::parse(&read_text("kernel config", &config_path)?);
+    check_damage(
+        "kernel config",
+        &config_path,
+        &config.malformed,
+        config.len(),
+    )?;
+
+    let symvers_candidates: Vec<PathBuf> = match &spec.symvers {
+        Some(p) => vec![p.clone()],
+        None => vec![
+            root.join(format!("lib/modules/{release}/build/Module.symvers")),
+            root.join(format!("usr/src/linux-headers-{release}/Module.symvers")),
+        ],
+    };
+    let symvers_path =
+        first_existing(&symvers_candidates).ok_or_else(|| TargetError::NotFound {
+            what: "Module.symvers",
+            release: release.clone(),
+            looked: join(&symvers_candidates),
+            flag: "--symvers (or install the kernel's headers package)",
+        })?;
+    let symvers = Symvers::parse(&read_text("Module.symvers", &symvers_path)?);
+    check_damage(
+        "Module.symvers",
+        &symvers_path,
+        &symvers.malformed,
+        symvers.len(),
+    )?;
+
+    let btf_source = btf_source(spec, &root, &release, is_running);
+    let btf_path = btf_source.path.display().to_string();
+    let btf = std::sync::OnceLock::new();
+    let struct_module_size = struct_module_size(&btf_source, &btf);
+    let randstruct_hash =
+        std::fs::read_to_string(symvers_path.with_file_name("include/generated/randstruct_hash.h"))
+            .ok()
+            .and_then(|t| t.split('"').nth(1).map(str::to_owned));
+    let vermagic = Vermagic::for_kernel(&release, &config, randstruct_hash.as_deref());
+    Ok(TargetKernel {
+        release,
+        config,
+        config_path: config_path.display().to_string(),
+        symvers,
+        symvers_path: symvers_path.display().to_string(),
+        btf,
+        btf_source,
+        btf_path,
+        vermagic,
+        struct_module_size,
+    })
+}
+
+/// Where a target's BTF comes from: a raw BTF file, or a kernel image to
+/// take it out of.
+#[derive(Debug, Clone)]
+pub struct BtfSource {
+    pub path: PathBuf,
+    pub in_image: bool,
+}
+
+fn btf_source(spec: &TargetSpec, root: &Path, release: &str, is_running: bool) -> BtfSource {
+    if let Some(p) = &spec.btf {
+        return BtfSource {
+            path: p.clone(),
+            in_image: false,
+        };
+    }
+    let sys = root.join("sys/kernel/btf/vmlinux");
+    if is_running && sys.exists() {
+        return BtfSource {
+            path: sys,
+            in_image: false,
+        };
+    }
+    BtfSource {
+        path: root.join(format!("boot/vmlinuz-{release}")),
+        in_image: true,
+    }
+}
+
+fn load_btf(source: &BtfSource) -> Result<Btf, String> {
+    let shown = source.path.display();
+    if source.in_image {
+        let bytes = kernel_btf::extract_cached(&source.path, &kernel_btf::default_cache_dir())
+            .map_err(|e| e.to_string())?;
+        Btf::from_bytes(&bytes).map_err(|e| format!("{shown}: {e}"))
+    } else {
+        Btf::from_file(&source.path).map_err(|e| format!("{shown}: {e}"))
+    }
+}
+
+/// `sizeof(struct module)`, remembered per BTF source (path, size, mtime):
+/// parsing a whole vmlinux BTF costs more than checking thousands of modules.
+fn struct_module_size(
+    source: &BtfSource,
+    btf: &std::sync::OnceLock<Result<Btf, String>>,
+) -> Option<u64> {
+    let cache = kernel_btf::cache_key(&source.path)
+        .map(|k| kernel_btf::default_cache_dir().join(format!("{k}.struct-module-size")));
+    if let Some(size) = cache
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| t.trim().parse().ok())
+    {
+        return Some(size);
+    }
+    let size = btf
+        .get_or_init(|| load_btf(source))
+        .as_ref()
+        .ok()
+        .and_then(|b| crate::btf::struct_size(b, "module"))?;
+    if let Some(path) = cache {
+        let _ = std::fs::create_dir_all(kernel_btf::default_cache_dir())
+            .and_then(|()| std::fs::write(path, size.to_string()));
+    }
+    Some(size)
+}
+
+impl TargetKernel {
+    /// A target assembled from parts already in hand (tests, `diff` inputs).
+    pub fn from_parts(
+        release: &str,
+        config: KernelConfig,
+        symvers: Symvers,
+        btf: Result<Btf, String>,
+        struct_module_size: Option<u64>,
+    ) -> Self {
+        let vermagic = Vermagic::for_kernel(release, &config, None);
+        Self {
+            release: release.to_owned(),
+            config,
+            config_path: "(given)".into(),
+            symvers,
+            symvers_path: "(given)".into(),
+            btf: std::sync::OnceLock::from(btf),
+            btf_source: BtfSource {
+                path: "(given)".into(),
+                in_image: false,
+            },
+            btf_path: "(given)".into(),
+            vermagic,
+            struct_module_size,
+        }
+    }
+
+    /// Lines of the config or Module.symvers that were skipped as malformed,
+    /// one sentence per file.
+    pub fn warnings(&self) -> Vec<String> {
+        [
+            ("config", &self.config_path, &self.config.malformed),
+            (
+                "Module.symvers",
+                &self.symvers_path,
+                &self.symvers.malformed,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(what, path, bad)| {
+            let (line, text) = bad.first()?;
+            Some(format!(
+                "{what} {path}: {} malformed line(s) ignored (first, line {line}: {:?})",
+                bad.len(),
+                text.chars().take(60).collect::<String>()
+            ))
+        })
+        .collect()
+    }
+
+    /// The target's BTF, parsed on first use.
+    pub fn btf(&self) -> Result<&Btf, &str> {
+        self.btf
+            .get_or_init(|| load_btf(&self.btf_source))
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+fn first_existing(paths: &[PathBuf]) -> Option<PathBuf> {
+    paths.iter().find(|p| p.exists()).cloned()
+}
+
+fn join(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Releases installed under `root`/boot that have a config (for `--all-kernels`).
+pub fn installed_releases(root: Option<&Path>) -> Vec<String> {
+    let boot = root.unwrap_or(Path::new("/")).join("boot");
+    let mut out: Vec<String> = std::fs::read_dir(&boot)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("config-")
+                .map(str::to_owned)
+        })
+        .collect();
+    out.sort();
+    out
+}

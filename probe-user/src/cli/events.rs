@@ -1,0 +1,24 @@
+//! `modscope events`: module loads and unloads, live.
+
+use modscope::session::{self, LiveOptions};
+
+#[derive(clap::Args)]
+pub struct EventsArgs {
+    /// One JSON object per line (schema in the README).
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many seconds (default: until SIGINT or SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+}
+
+pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
+    session::run(LiveOptions {
+        json: args.json,
+        duration: args.duration,
+        calls: None,
+        trace: None,
+        view: None,
+    })
+    .await
+}

@@ -1,0 +1,12 @@
+//! One module per subcommand: its arguments, a call into the library, and
+//! what it prints.
+
+pub mod check;
+pub mod diff;
+pub mod events;
+pub mod live;
+pub mod probe_args;
+pub mod record;
+pub mod replay;
+pub mod report;
+pub mod style;

@@ -1,0 +1,76 @@
+//! The options of the live commands (`record`, `live`): what to probe and
+//! where the trace goes.
+
+use std::{path::PathBuf, time::Duration};
+
+use modscope::session::{ProbeRequest, TraceOptions};
+
+/// What a live session probes.
+#[derive(clap::Args, Default)]
+pub struct ProbeArgs {
+    /// A module file (or directory of them) to watch: its imported functions
+    /// are probed before it loads, so calls from its init are counted.
+    #[arg(long, value_name = "PATH")]
+    watch: Vec<PathBuf>,
+    /// Also probe this kernel function.
+    #[arg(long = "function", value_name = "NAME")]
+    functions: Vec<String>,
+    /// Report only these modules (default: every module seen).
+    #[arg(long = "module", value_name = "NAME")]
+    pub modules: Vec<String>,
+    /// At most this many functions are probed; the rest are listed as capped.
+    #[arg(long, default_value_t = 64)]
+    max_probes: usize,
+    /// Count calls only: no in-kernel anomaly detectors (lock debug magic,
+    /// tracepoint registrations).
+    #[arg(long)]
+    no_detectors: bool,
+}
+
+impl ProbeArgs {
+    pub fn request(&self) -> ProbeRequest {
+        ProbeRequest {
+            watch: self.watch.clone(),
+            functions: self.functions.clone(),
+            modules: self.modules.clone(),
+            max_probes: self.max_probes,
+            no_detectors: self.no_detectors,
+        }
+    }
+}
+
+/// Where a live session's trace goes.
+#[derive(clap::Args, Default)]
+pub struct TraceFileArgs {
+    /// Write a trace file (read it with `modscope report`); standard output
+    /// then gets a one-screen summary instead of the event stream, unless
+    /// --json is given.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Add a session to an existing trace file instead of replacing it.
+    #[arg(long, requires = "output")]
+    append: bool,
+    /// Seconds between counter snapshots written to the trace.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = positive_seconds)]
+    snapshot_interval: f64,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.01..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0.01 and 3600"
+        )),
+    }
+}
+
+impl TraceFileArgs {
+    pub fn options(&self, modules: &[String]) -> Option<TraceOptions> {
+        self.output.as_ref().map(|path| TraceOptions {
+            path: path.clone(),
+            append: self.append,
+            snapshot_interval: Duration::from_secs_f64(self.snapshot_interval),
+            modules: modules.to_vec(),
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! Allocation following for the object-bounds check
+//! (`probe-ebpf/src/alloc_ring.rs`): `alloc_entry` and `alloc_return` on
+//! the allocators the watched modules call.
+
+use probe_common::names::{map, program};
+
+use super::{AttachOutcome, ModuleProbe, ProbeError, RefusedProbe};
+use crate::detectors::probes::FollowedAllocator;
+
+impl ModuleProbe {
+    /// Follows each allocator: `alloc_entry` on entry (the size, for calls
+    /// by modules) and `alloc_return` on return (the address). `attached`
+    /// lists the allocators followed at both ends.
+    pub fn attach_allocators(
+        &mut self,
+        allocators: &[FollowedAllocator],
+    ) -> Result<AttachOutcome, ProbeError> {
+        if allocators.is_empty() {
+            return Ok(AttachOutcome::default());
+        }
+        self.fill_by_address(
+            map::ALLOC_FUNCS,
+            allocators.iter().map(|a| (a.address, a.size_arg)),
+        )?;
+        let mut outcome = AttachOutcome::default();
+        // The return probe first: a kprobe registered later on the same
+        // address runs before the earlier ones, and a kretprobe's entry
+        // replaces the return address at the stack pointer with the
+        // kernel's trampoline. Attached after it, `alloc_entry` (and
+        // `count_call`, attached after this) still read the module's
+        // return address there.
+        for name in [program::ALLOC_RETURN, program::ALLOC_ENTRY] {
+            let prog = self.loaded_kprobe(name)?;
+            for a in allocators {
+                if outcome.refused.iter().any(|r| r.function == a.function) {
+                    continue;
+                }
+                match prog.attach(&a.function, 0) {
+                    Err(e) => outcome.refused.push(RefusedProbe {
+                        function: a.function.clone(),
+                        error: e.to_string(),
+                    }),
+                    Ok(_) if name == program::ALLOC_ENTRY => {
+                        outcome.attached.push(a.function.clone())
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        if !outcome.attached.is_empty() {
+            self.attached.push(format!(
+                "kprobe+kretprobe/alloc x{}",
+                outcome.attached.len()
+            ));
+        }
+        Ok(outcome)
+    }
+}

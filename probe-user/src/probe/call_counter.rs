@@ -1,0 +1,62 @@
+//! The call counter (`probe-ebpf/src/call_counter.rs`): `count_call` on
+//! every planned function, and the exact counts and first uses it keeps.
+
+use std::collections::BTreeMap;
+
+use aya::maps::{HashMap, MapData, PerCpuHashMap};
+use probe_common::{
+    CallKey,
+    names::{map, program},
+};
+
+use super::{AttachOutcome, ModuleProbe, ProbeError, attach_each, sum_cpus};
+
+/// Calls (or first-use times) per (incarnation, function address).
+pub type PerFunction = BTreeMap<(u64, u64), u64>;
+
+impl ModuleProbe {
+    /// Loads `count_call`, attaches it to each function, then the init
+    /// pair on `do_init_module`.
+    pub fn attach_calls(&mut self, functions: &[String]) -> Result<AttachOutcome, ProbeError> {
+        self.loaded_kprobe(program::COUNT_CALL)?;
+        let outcome = self.attach_more(functions)?;
+        self.attached
+            .push(format!("kprobe/count_call x{}", outcome.attached.len()));
+        self.attach_init_done()?;
+        Ok(outcome)
+    }
+
+    /// Attaches the (loaded) call counter to more functions, during a session.
+    pub fn attach_more(&mut self, functions: &[String]) -> Result<AttachOutcome, ProbeError> {
+        let prog = self.kprobe_program(program::COUNT_CALL)?;
+        Ok(attach_each(prog, functions))
+    }
+
+    /// Calls per (incarnation, function address), summed over CPUs.
+    pub fn call_counts(&self) -> Result<PerFunction, ProbeError> {
+        let calls: PerCpuHashMap<&MapData, CallKey, u64> = self.map(map::CALLS)?;
+        let mut out = BTreeMap::new();
+        for entry in calls.iter() {
+            let (key, values) = entry.map_err(|source| ProbeError::Map {
+                map: map::CALLS,
+                source,
+            })?;
+            out.insert((key.incarnation, key.func_ip), sum_cpus(&values));
+        }
+        Ok(out)
+    }
+
+    /// Boot-clock time of each (incarnation, function)'s first call.
+    pub fn first_uses(&self) -> Result<PerFunction, ProbeError> {
+        let seen: HashMap<&MapData, CallKey, u64> = self.map(map::SEEN)?;
+        let mut out = BTreeMap::new();
+        for entry in seen.iter() {
+            let (key, ts) = entry.map_err(|source| ProbeError::Map {
+                map: map::SEEN,
+                source,
+            })?;
+            out.insert((key.incarnation, key.func_ip), ts);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,123 @@
+//! The end of a session: the last anomaly totals and snapshot, the trace's
+//! end record, the anomaly list, the one-screen summary of a recording,
+//! and the per-module call report.
+
+use std::collections::BTreeSet;
+
+use super::{
+    CallPlan,
+    attach_plan::Attached,
+    event::{CallProbeStatus, Event},
+    live::Session,
+    summary,
+};
+use crate::{
+    kernel::clock,
+    trace::{call_report::ModuleCalls, records::EndReason},
+};
+
+pub fn finish(
+    session: &mut Session,
+    plan: Option<&CallPlan>,
+    attached: Option<Attached>,
+    reason: EndReason,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
+    session.anomaly_totals()?;
+    if session.trace.is_some() {
+        let stats = session.stats()?;
+        let counts = session.probe.call_counts()?;
+        if let Some(t) = &mut session.trace {
+            t.end(clock::boot_ns(), &counts, stats, reason)?;
+        }
+    }
+    if plan.is_some_and(|p| !p.checks.is_empty()) {
+        session.out.emit(&Event::Anomalies {
+            time: Event::now(),
+            sites: session.state.all_anomalies(),
+        })?;
+    }
+    let (Some(plan), Some(attached)) = (plan, attached) else {
+        return Ok(());
+    };
+    let status = with_late_probes(session, attached.status);
+    let modules = call_report(session, plan)?;
+    print_summary(session, &status, &modules, reason, started)?;
+    session.out.emit(&Event::Calls {
+        time: Event::now(),
+        probes: status,
+        modules,
+    })
+}
+
+/// The status as attached at the start, plus the probes added since.
+fn with_late_probes(session: &Session, mut status: CallProbeStatus) -> CallProbeStatus {
+    let late = &session.late;
+    status.attached += late.attached.len();
+    status
+        .not_attached
+        .extend(late.not_attached.iter().cloned());
+    status.capped.extend(late.capped.iter().cloned());
+    status
+}
+
+/// Modules that made a probed call or whose imports are known, within the
+/// `--module` filter.
+fn call_report(session: &Session, plan: &CallPlan) -> anyhow::Result<Vec<ModuleCalls>> {
+    let probed: BTreeSet<String> = plan
+        .functions
+        .keys()
+        .cloned()
+        .chain(session.late.attached.iter().map(|(n, _)| n.clone()))
+        .collect();
+    let mut modules = session.state.call_report(
+        &session.probe.call_counts()?,
+        &session.probe.first_uses()?,
+        &probed,
+    );
+    // Modules that made no probed call and whose imports are unknown
+    // have nothing to report.
+    modules.retain(|m| !m.calls.is_empty() || m.unused_imports.is_some());
+    if !plan.modules.is_empty() {
+        modules.retain(|m| plan.modules.contains(&m.name));
+    }
+    Ok(modules)
+}
+
+/// A recording without the view ends with a one-screen summary (on
+/// standard error when standard output carries the JSON stream).
+fn print_summary(
+    session: &Session,
+    status: &CallProbeStatus,
+    modules: &[ModuleCalls],
+    reason: EndReason,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
+    let Some(t) = &session.trace else {
+        return Ok(());
+    };
+    if t.viewed() {
+        return Ok(());
+    }
+    let counters = session.probe.counters()?;
+    let text = summary::render(&summary::SummaryInput {
+        path: &t
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        records: t.records(),
+        bytes: t.bytes(),
+        elapsed: started.elapsed(),
+        reason,
+        probes: status,
+        lost_events: counters.lost_events,
+        decode_errors: session.state.decode_errors(),
+        modules,
+    });
+    if session.out.quiet {
+        print!("{text}");
+    } else {
+        eprint!("{text}");
+    }
+    Ok(())
+}

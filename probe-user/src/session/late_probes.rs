@@ -1,0 +1,51 @@
+//! Probes added during a session, for modules that load meanwhile and
+//! whose imports were not known when the probes attached.
+
+use std::collections::BTreeSet;
+
+use super::{attach_plan::UNTRACEABLE, event::NotAttached, probe_policy::LatePlanner};
+use crate::probe::ModuleProbe;
+
+#[derive(Default)]
+pub struct LateProbes {
+    pub planner: Option<LatePlanner>,
+    /// Functions attached during the session, with their addresses.
+    pub attached: Vec<(String, u64)>,
+    pub not_attached: Vec<NotAttached>,
+    pub capped: Vec<String>,
+}
+
+impl LateProbes {
+    /// Plans and attaches the probes a module that just loaded needs:
+    /// its imports, and the functions attached now. `None` when its file
+    /// is not on the module path (or there is no planner).
+    pub fn module_loaded(
+        &mut self,
+        name: &str,
+        probe: &mut ModuleProbe,
+    ) -> anyhow::Result<Option<(BTreeSet<String>, Vec<(String, u64)>)>> {
+        let Some(add) = self.planner.as_mut().and_then(|p| p.module_loaded(name)) else {
+            return Ok(None);
+        };
+        let wanted: Vec<String> = add.functions.iter().map(|(n, _)| n.clone()).collect();
+        let outcome = probe.attach_more(&wanted)?;
+        let attached: Vec<(String, u64)> = add
+            .functions
+            .into_iter()
+            .filter(|(n, _)| outcome.attached.contains(n))
+            .collect();
+        self.attached.extend(attached.iter().cloned());
+        self.not_attached
+            .extend(add.refused.into_iter().map(|function| NotAttached {
+                function,
+                error: UNTRACEABLE.to_owned(),
+            }));
+        self.not_attached
+            .extend(outcome.refused.into_iter().map(|r| NotAttached {
+                function: r.function,
+                error: r.error,
+            }));
+        self.capped.extend(add.capped);
+        Ok(Some((add.imports, attached)))
+    }
+}

@@ -1,0 +1,280 @@
+//! The running session: the probe, the state fold, the trace sink and the
+//! output, and the select loop that moves data between them. Every
+//! decision lives elsewhere: what to attach (`attach_plan`), what a record
+//! means (`state`), what is written when (`trace_sink`).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use probe_common::{ModuleRecord, decode};
+use tokio::{io::unix::AsyncFd, sync::oneshot};
+
+use super::{
+    anomaly_sites,
+    event::{Event, ModuleInfo},
+    late_probes::LateProbes,
+    output::Output,
+    state::{self, SessionState},
+    static_verdicts::StaticVerdicts,
+    trace_sink::TraceSink,
+};
+use crate::{
+    kernel::clock,
+    probe::ModuleProbe,
+    trace::records::{EndReason, ModuleOrigin, Stats, StatsSnapshot},
+};
+
+/// The signals that end a session, installed before anything else.
+pub struct Signals {
+    pub interrupt: tokio::signal::unix::Signal,
+    pub terminate: tokio::signal::unix::Signal,
+}
+
+/// How the stream ends, besides a signal.
+pub struct StreamEnd<'a> {
+    pub duration: Option<f64>,
+    pub snapshot_interval: Duration,
+    pub quit: Option<&'a mut oneshot::Receiver<()>>,
+}
+
+pub struct Session {
+    pub probe: ModuleProbe,
+    pub state: SessionState,
+    pub out: Output,
+    pub trace: Option<TraceSink>,
+    pub late: LateProbes,
+    pub verdicts: Option<StaticVerdicts>,
+}
+
+impl Session {
+    /// Streams until a signal, the duration, or the view quits; then
+    /// drains what is left and prints the registry.
+    pub async fn stream(
+        &mut self,
+        mut events: AsyncFd<RingBuf<MapData>>,
+        mut end: StreamEnd<'_>,
+        signals: &mut Signals,
+    ) -> anyhow::Result<EndReason> {
+        let deadline = tokio::time::sleep(
+            end.duration
+                .map_or(Duration::MAX / 4, Duration::from_secs_f64),
+        );
+        tokio::pin!(deadline);
+        let mut snapshots = tokio::time::interval(end.snapshot_interval);
+        snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lost_reported = 0;
+        let reason = loop {
+            tokio::select! {
+                guard = events.readable_mut() => {
+                    let mut guard = guard.context("waiting on the EVENTS ring buffer")?;
+                    self.drain(guard.get_inner_mut())?;
+                    guard.clear_ready();
+                }
+                _ = snapshots.tick(), if self.trace.is_some() => self.snapshot()?,
+                _ = async { end.quit.as_mut().expect("guarded").await }, if end.quit.is_some() => {
+                    break EndReason::Quit;
+                }
+                _ = signals.interrupt.recv() => break EndReason::Interrupt,
+                _ = signals.terminate.recv() => break EndReason::Terminate,
+                () = &mut deadline => break EndReason::Duration,
+            }
+            lost_reported = self.report_lost(lost_reported)?;
+        };
+        // Whatever arrived between the last wake-up and the signal.
+        self.drain(events.get_mut())?;
+        self.report_lost(lost_reported)?;
+        let stats = self.stats()?.counters;
+        let modules = self
+            .probe
+            .registry()?
+            .iter()
+            .map(ModuleInfo::from)
+            .collect();
+        self.out.emit(&Event::Registry {
+            time: Event::now(),
+            modules,
+            stats,
+        })?;
+        Ok(reason)
+    }
+
+    /// A module present before the session: its pages mapped, tracked,
+    /// recorded, reported.
+    pub fn present(&mut self, record: &ModuleRecord) -> anyhow::Result<()> {
+        self.probe.map_text_pages(
+            record.core_text_base,
+            record.core_text_size,
+            record.incarnation,
+        )?;
+        self.state.track(record, false);
+        self.record_module(record, ModuleOrigin::Present, false, clock::boot_ns());
+        self.out.emit(&Event::Present {
+            time: Event::now(),
+            module: ModuleInfo::from(record),
+        })
+    }
+
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> anyhow::Result<()> {
+        while let Some(item) = ring.next() {
+            let decoded = decode::Event::try_from(&*item);
+            drop(item);
+            let event = match decoded {
+                Ok(event) => self.apply(event)?,
+                Err(err) => self.state.decode_error(err.to_string()),
+            };
+            self.out.emit(&event)?;
+        }
+        if let Some(t) = &mut self.trace {
+            t.end_batch()?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: decode::Event) -> anyhow::Result<Event> {
+        Ok(match event {
+            decode::Event::ModuleLoad(e) => self.loaded(&e.record, e.header.ts_ns)?,
+            decode::Event::ModuleFree(e) => {
+                self.map_large_text(&e.record, false)?;
+                if let Some(t) = &mut self.trace {
+                    t.unload(e.header.ts_ns, e.record.incarnation);
+                }
+                self.state.unloaded(&e.record, e.header.ts_ns)
+            }
+            decode::Event::Anomaly(e) => {
+                let detail = if e.key.detector == probe_common::Detector::TracepointProbe as u32 {
+                    anomaly_sites::tracepoint_detail(
+                        e.object,
+                        self.state.taints_of(e.key.incarnation),
+                    )
+                } else {
+                    String::new()
+                };
+                let (record, event) = self.state.anomaly(&e, &detail);
+                if let Some(t) = &mut self.trace {
+                    t.anomaly(&record);
+                }
+                event
+            }
+            decode::Event::LoadLayout(e) => {
+                let (record, event) = self.state.load_layout(&e);
+                if let Some(t) = &mut self.trace {
+                    t.anomaly(&record);
+                }
+                event
+            }
+            decode::Event::FirstUse(e) => {
+                if let Some(t) = &mut self.trace {
+                    t.first_use(e.header.ts_ns, e.key.incarnation, e.key.func_ip, e.caller);
+                }
+                self.state.first_use(&e)
+            }
+        })
+    }
+
+    fn loaded(&mut self, r: &ModuleRecord, ts_ns: u64) -> anyhow::Result<Event> {
+        let counted = self.state.track(r, true);
+        self.probe_late_imports(r, ts_ns)?;
+        // Mapped before the load is reported: a script that waits for the
+        // event then drives the module is counted.
+        self.map_large_text(r, true)?;
+        self.record_module(r, ModuleOrigin::Loaded, counted, ts_ns);
+        Ok(self.state.load_event(r, ts_ns))
+    }
+
+    /// A module whose imports were unknown when the probes attached: its
+    /// file on the module path names them, and the ones not yet probed are
+    /// probed now. Its init has already run (the report says so).
+    fn probe_late_imports(&mut self, r: &ModuleRecord, ts_ns: u64) -> anyhow::Result<()> {
+        let name = state::module_name(r);
+        if self.state.knows_imports(&name) {
+            return Ok(());
+        }
+        let Some((imports, attached)) = self.late.module_loaded(&name, &mut self.probe)? else {
+            return Ok(());
+        };
+        if let Some(t) = &mut self.trace {
+            t.functions(ts_ns, &attached);
+        }
+        self.state.learn_imports(name, imports, &attached);
+        Ok(())
+    }
+
+    /// Maps (or unmaps) module text the kernel-side loop could not reach:
+    /// calls there are counted from now on, not from the load.
+    fn map_large_text(&mut self, r: &ModuleRecord, loaded: bool) -> anyhow::Result<()> {
+        for t in state::large_text(r, loaded) {
+            if t.loaded {
+                self.probe.map_text_pages(t.base, t.size, t.incarnation)?;
+            } else {
+                self.probe.unmap_text_pages(t.base, t.size, t.incarnation)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a module seen (present or loaded) to the trace, with its static
+    /// verdict when its file is known.
+    fn record_module(&mut self, r: &ModuleRecord, origin: ModuleOrigin, counted: bool, now: u64) {
+        let Some(t) = &mut self.trace else {
+            return;
+        };
+        let name = state::module_name(r);
+        t.module(r, origin, counted, self.state.imports_of(&name));
+        if let Some(v) = self.verdicts.as_mut() {
+            let ts = if r.load_ns == 0 { now } else { r.load_ns };
+            if let Some(v) = v.verdict(&name, ts, r.incarnation) {
+                t.verdict(v);
+            }
+        }
+    }
+
+    /// Counts, probe counters and changed anomaly totals, to the trace.
+    fn snapshot(&mut self) -> anyhow::Result<()> {
+        self.anomaly_totals()?;
+        let stats = self.stats()?;
+        let counts = self.probe.call_counts()?;
+        if let Some(t) = &mut self.trace {
+            t.snapshot(clock::boot_ns(), &counts, stats)?;
+        }
+        Ok(())
+    }
+
+    /// Sites whose anomaly count changed go to the trace.
+    pub fn anomaly_totals(&mut self) -> anyhow::Result<()> {
+        let counts = self.probe.anomaly_counts()?;
+        for record in self.state.anomaly_updates(&counts) {
+            if let Some(t) = &mut self.trace {
+                t.anomaly(&record);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> anyhow::Result<StatsSnapshot> {
+        let c = self.probe.counters()?;
+        Ok(StatsSnapshot {
+            ts_ns: clock::boot_ns(),
+            counters: Stats {
+                lost_events: c.lost_events,
+                read_errors: c.read_errors,
+                registry_full: c.registry_full,
+                page_map_full: c.page_map_full,
+                call_map_full: c.call_map_full,
+                decode_errors: self.state.decode_errors(),
+            },
+        })
+    }
+
+    /// Emits a `lost` event when the kernel dropped records since the last report.
+    fn report_lost(&mut self, reported: u64) -> anyhow::Result<u64> {
+        let lost = self.probe.counters()?.lost_events;
+        if lost > reported {
+            self.out.emit(&Event::Lost {
+                time: Event::now(),
+                count: lost - reported,
+            })?;
+        }
+        Ok(lost)
+    }
+}

@@ -1,0 +1,80 @@
+//! The live session behind `events`, `record` and `live`: the probes
+//! planned (`call_plan`, `probe_policy`), attached in the kernel's order
+//! (`attach_plan`), the kernel's records folded into state (`state`), and
+//! each one printed (`event`, `output`), written to the trace and the view
+//! (`trace_sink`), judged (`static_verdicts`) and summed up at the end
+//! (`summary`). `live.rs` runs the loop that moves data between them.
+
+pub mod anomaly_sites;
+pub mod attach_plan;
+pub mod call_plan;
+pub mod event;
+mod finish;
+mod late_probes;
+mod live;
+mod output;
+pub mod probe_policy;
+mod start;
+pub mod state;
+pub mod static_verdicts;
+pub mod summary;
+pub mod trace_sink;
+
+use std::{path::PathBuf, time::Duration};
+
+use tokio::sync::oneshot;
+
+pub use call_plan::{CallPlan, ProbeRequest};
+pub use trace_sink::Tap;
+
+/// Lowest module text address on x86-64 (MODULES_VADDR): calls returning
+/// below it come from the core kernel.
+const X86_64_MODULES_VADDR: u64 = 0xffff_ffff_a000_0000;
+
+pub struct LiveOptions {
+    pub json: bool,
+    pub duration: Option<f64>,
+    /// Count calls (`record`, `live`); `None`: the registry only (`events`).
+    pub calls: Option<CallPlan>,
+    pub trace: Option<TraceOptions>,
+    /// A live view: gets every trace record, owns the terminal.
+    pub view: Option<ViewLink>,
+}
+
+/// The live TUI's link to the session.
+pub struct ViewLink {
+    pub tap: Tap,
+    /// Fires when the user quits.
+    pub quit: oneshot::Receiver<()>,
+}
+
+/// Where and how to write the trace file.
+pub struct TraceOptions {
+    pub path: PathBuf,
+    pub append: bool,
+    pub snapshot_interval: Duration,
+    /// Only these modules are recorded (empty: all).
+    pub modules: Vec<String>,
+}
+
+/// Runs a session to its end: set up (`start`), stream (`live`), report
+/// (`finish`).
+pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
+    let mut started = start::start(opts).await?;
+    let end = live::StreamEnd {
+        duration: started.duration,
+        snapshot_interval: started.snapshot_interval,
+        quit: started.quit.as_mut(),
+    };
+    let reason = started
+        .session
+        .stream(started.events, end, &mut started.signals)
+        .await?;
+    finish::finish(
+        &mut started.session,
+        started.plan.as_ref(),
+        started.attached,
+        reason,
+        started.clock,
+    )
+}

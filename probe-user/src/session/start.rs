@@ -1,0 +1,287 @@
+//! Setting a session up, in the order that matters: signal handlers
+//! first (a SIGTERM during set-up still ends it cleanly), the trace file
+//! opened before any probe loads (a path that cannot be written fails
+//! first), the ring buffer polled before the registry attaches, the
+//! registry before the kprobes (modules loaded meanwhile are known), the
+//! kprobes in the attach plan's order, then modules already loaded.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use modscope_analysis::{feature_symbols, target};
+use probe_common::{CallProbeConfig, LoadCheckConfig, ModuleName, ModuleRecord, RecordFlags};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+    sync::oneshot,
+};
+
+use super::{
+    CallPlan, LiveOptions, X86_64_MODULES_VADDR,
+    attach_plan::{AttachPlan, AttachResults, Attached, Stage},
+    event::{CallProbeStatus, Event},
+    late_probes::LateProbes,
+    live::{Session, Signals},
+    output::Output,
+    state::SessionState,
+    static_verdicts::StaticVerdicts,
+    trace_sink::TraceSink,
+};
+use crate::{
+    kernel::{
+        clock,
+        features::{self, KernelPaths},
+        kallsyms::FunctionNames,
+        module_layout, proc_modules,
+    },
+    probe::{ModuleProbe, ProbeGlobals},
+    trace::records::SessionStart,
+};
+
+/// A session set up and ready to stream.
+pub struct Started {
+    pub session: Session,
+    pub events: AsyncFd<RingBuf<MapData>>,
+    pub signals: Signals,
+    pub quit: Option<oneshot::Receiver<()>>,
+    pub duration: Option<f64>,
+    pub snapshot_interval: Duration,
+    pub plan: Option<CallPlan>,
+    pub attached: Option<Attached>,
+    pub clock: std::time::Instant,
+}
+
+pub async fn start(mut opts: LiveOptions) -> anyhow::Result<Started> {
+    let signals = Signals {
+        interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+    };
+    let paths = KernelPaths::default();
+    features::check_live_probe(&paths)?;
+    let (tap, quit) = match opts.view.take() {
+        Some(v) => (Some(v.tap), Some(v.quit)),
+        None => (None, None),
+    };
+    let viewing = tap.is_some();
+    let mut trace = match (&opts.trace, tap) {
+        (None, None) => None,
+        (t, tap) => {
+            let file = t.as_ref().map(|t| (t.path.as_path(), t.append));
+            let filter = t.as_ref().map(|t| t.modules.clone()).unwrap_or_default();
+            Some(TraceSink::new(file, tap, filter)?)
+        }
+    };
+    let verdicts = static_verdicts_for(trace.is_some(), opts.calls.as_ref(), viewing);
+    let (mut probe, load_check_on) = load_probe(&paths, opts.calls.as_ref())?;
+    let ring = probe.take_events()?;
+    // SAFETY: the ring buffer owns its map fd, which stays open and
+    // unchanged until the AsyncFd (which owns the ring buffer) is dropped.
+    let events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("polling the EVENTS ring buffer")?;
+    probe.attach_registry()?;
+    let attached = match &opts.calls {
+        Some(plan) => Some(attach(&mut probe, plan, load_check_on)?),
+        None => None,
+    };
+    if let Some(t) = &mut trace {
+        let status = attached.as_ref().map(|a| &a.status);
+        t.start(session_start(&paths, opts.calls.as_ref(), status))?;
+    }
+    if let (Some(path), false) = (trace.as_ref().and_then(TraceSink::path), viewing) {
+        eprintln!("modscope: recording to {}", path.display());
+    }
+    let started_at = std::time::Instant::now();
+    let quiet = viewing || (trace.is_some() && !opts.json);
+    let names = FunctionNames::new(
+        opts.calls
+            .iter()
+            .flat_map(|p| p.functions.iter().map(|(n, a)| (n.clone(), *a)))
+            .chain(attached.iter().flat_map(|a| a.checked.iter().cloned())),
+    );
+    let imports = opts
+        .calls
+        .as_ref()
+        .map(|p| p.imports.clone())
+        .unwrap_or_default();
+    let mut session = Session {
+        probe,
+        state: SessionState::new(clock::WallClock::sample(), clock::boot_ns(), names, imports),
+        out: Output {
+            json: opts.json,
+            quiet,
+        },
+        trace,
+        late: LateProbes {
+            planner: opts.calls.as_mut().and_then(|p| p.late.take()),
+            ..LateProbes::default()
+        },
+        verdicts,
+    };
+    seed_present(&mut session, &paths)?;
+    Ok(Started {
+        session,
+        events,
+        signals,
+        quit,
+        duration: opts.duration,
+        snapshot_interval: opts
+            .trace
+            .as_ref()
+            .map_or(Duration::from_secs(1), |t| t.snapshot_interval),
+        plan: opts.calls,
+        attached,
+        clock: started_at,
+    })
+}
+
+/// Static verdicts are written to the trace (file or view) of a session
+/// that counts calls.
+fn static_verdicts_for(
+    tracing: bool,
+    plan: Option<&CallPlan>,
+    viewing: bool,
+) -> Option<StaticVerdicts> {
+    let plan = plan.filter(|_| tracing)?;
+    let (v, warning) = StaticVerdicts::new(plan.files.clone());
+    if let (Some(w), false) = (warning, viewing) {
+        eprintln!("modscope: no static verdicts in this session: {w}");
+    }
+    Some(v)
+}
+
+/// Loads the programs with this kernel's facts written into their globals;
+/// with whether the load-time layout check is on (detectors on, and BTF
+/// has what it needs).
+fn load_probe(paths: &KernelPaths, plan: Option<&CallPlan>) -> anyhow::Result<(ModuleProbe, bool)> {
+    let (layout, load_check) = module_layout::layouts_from_file(&paths.vmlinux_btf)
+        .context("finding struct module's layout in the running kernel's BTF")?;
+    // The detectors are on when the call plan carries checks (not --no-detectors).
+    let detectors = plan.is_some_and(|p| !p.checks.is_empty());
+    let load_check = if detectors {
+        load_check
+    } else {
+        LoadCheckConfig::UNSET
+    };
+    let calls = match plan {
+        Some(_) => CallProbeConfig {
+            module_area_start: X86_64_MODULES_VADDR,
+        },
+        None => CallProbeConfig::UNSET,
+    };
+    let probe = ModuleProbe::load(&ProbeGlobals {
+        layout: &layout,
+        calls: &calls,
+        load_check: &load_check,
+    })?;
+    Ok((probe, load_check.struct_module_size != 0))
+}
+
+/// Runs the attach plan's stages in order.
+fn attach(
+    probe: &mut ModuleProbe,
+    plan: &CallPlan,
+    load_check_on: bool,
+) -> anyhow::Result<Attached> {
+    let attach_plan = AttachPlan::new(plan, load_check_on);
+    let mut results = AttachResults::default();
+    for stage in attach_plan.stages() {
+        match stage {
+            Stage::Allocators => results.allocators = probe.attach_allocators(&plan.allocators)?,
+            Stage::Calls => results.calls = probe.attach_calls(&attach_plan.counted)?,
+            Stage::FieldChecks => results.checks = probe.attach_field_checks(&plan.checks)?,
+            Stage::Recount => {
+                results.recount = probe.attach_more(&attach_plan.recount(&results.checks))?
+            }
+            Stage::LoadCheck => results.load_check = probe.attach_load_check()?,
+        }
+    }
+    Ok(attach_plan.status(results))
+}
+
+/// Modules already loaded go into the registry, the state and the trace.
+fn seed_present(session: &mut Session, paths: &KernelPaths) -> anyhow::Result<()> {
+    for record in session.probe.seed(&preexisting_modules(paths)?)? {
+        session.present(&record)?;
+    }
+    session.out.emit(&Event::Ready {
+        time: Event::now(),
+        kernel: features::release(paths),
+        probes: session.probe.attached().to_vec(),
+    })?;
+    if let Some(t) = &mut session.trace {
+        t.end_batch()?;
+    }
+    Ok(())
+}
+
+/// Modules already loaded, as registry records. /proc/modules gives the
+/// core base and the whole core size; init text is long gone. Their
+/// incarnation ids are small numbers no load time can equal.
+fn preexisting_modules(paths: &KernelPaths) -> anyhow::Result<Vec<ModuleRecord>> {
+    let loaded = proc_modules::read(&paths.proc_modules)?;
+    Ok(loaded
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut r = ModuleRecord::zeroed();
+            r.name = ModuleName::from_bytes(m.name.as_bytes());
+            r.taints = m.taints;
+            r.core_text_base = m.address;
+            r.core_text_size = m.size;
+            r.incarnation = i as u64 + 1;
+            r.flags = RecordFlags::PREEXISTING;
+            r
+        })
+        .collect())
+}
+
+/// The trace's session header: where, when, what kernel, what is probed.
+fn session_start(
+    paths: &KernelPaths,
+    plan: Option<&CallPlan>,
+    status: Option<&CallProbeStatus>,
+) -> SessionStart {
+    let release = features::release(paths);
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let (config_source, config) = match target::running_config(&release) {
+        Some((source, config)) => (
+            source,
+            feature_symbols::layout_relevant_options()
+                .into_iter()
+                .map(|o| (o.to_owned(), config.get(o).unwrap_or("n").to_owned()))
+                .collect(),
+        ),
+        None => (String::new(), Vec::new()),
+    };
+    SessionStart {
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        kernel_release: release,
+        boot_id: read("/proc/sys/kernel/random/boot_id"),
+        hostname: read("/proc/sys/kernel/hostname"),
+        epoch_at_boot_ns: clock::WallClock::sample().epoch_at_boot_ns(),
+        started_ns: clock::boot_ns(),
+        command: std::env::args().collect(),
+        config_source,
+        config,
+        attach_type: if plan.is_some() { "kprobe" } else { "none" }.to_owned(),
+        functions: plan
+            .map(|p| p.functions.iter().map(|(n, a)| (n.clone(), *a)).collect())
+            .unwrap_or_default(),
+        capped: status.map(|s| s.capped.clone()).unwrap_or_default(),
+        not_attached: status
+            .map(|s| {
+                s.not_attached
+                    .iter()
+                    .map(|n| (n.function.clone(), n.error.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        module_filter: plan.map(|p| p.modules.clone()).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,116 @@
+//! The static verdict on each module a live session sees: its file (from
+//! `--watch`, or this kernel's module path) checked against the running
+//! kernel, as a trace record. Files are checked once per name.
+
+use std::{collections::HashMap, path::PathBuf};
+
+use modscope_analysis::{
+    self as analysis, ModuleReport,
+    target::{self, TargetKernel, TargetSpec},
+    verdict::{Severity, Verdict},
+};
+
+use crate::trace::records::{ModuleVerdict, VerdictReason};
+
+pub struct StaticVerdicts {
+    /// `None` when the running kernel's config or Module.symvers cannot be
+    /// read; no verdicts then.
+    target: Option<TargetKernel>,
+    files: HashMap<String, PathBuf>,
+    cache: HashMap<String, Option<ModuleReport>>,
+}
+
+impl StaticVerdicts {
+    /// `files`: module name → its file. With why there will be no
+    /// verdicts, when the running kernel's files cannot be read.
+    pub fn new(files: HashMap<String, PathBuf>) -> (Self, Option<String>) {
+        let (target, warning) = match target::resolve(&TargetSpec::default()) {
+            Ok(t) => (Some(t), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let verdicts = Self {
+            target,
+            files,
+            cache: HashMap::new(),
+        };
+        (verdicts, warning)
+    }
+
+    /// The verdict record for a module incarnation, when its file is known.
+    pub fn verdict(&mut self, name: &str, ts_ns: u64, incarnation: u64) -> Option<ModuleVerdict> {
+        let target = self.target.as_ref()?;
+        let report = self
+            .cache
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                let file = self.files.get(name)?;
+                analysis::check_file(file, target).ok()
+            })
+            .as_ref()?;
+        Some(to_record(report, ts_ns, incarnation))
+    }
+}
+
+pub fn to_record(report: &ModuleReport, ts_ns: u64, incarnation: u64) -> ModuleVerdict {
+    ModuleVerdict {
+        ts_ns,
+        incarnation,
+        file: report.path.clone(),
+        severity: match report.verdict {
+            Verdict::Compatible => Severity::Info,
+            Verdict::Warning => Severity::Warning,
+            Verdict::Incompatible => Severity::Incompatible,
+        },
+        kernel_would_refuse: report.kernel_would_refuse,
+        reasons: report
+            .reasons
+            .iter()
+            .map(|r| VerdictReason {
+                code: r.code.as_str(),
+                severity: Some(r.severity),
+                symbol: r.symbol.clone().unwrap_or_default(),
+                struct_name: r.struct_name.clone().unwrap_or_default(),
+                config: r.config.clone().unwrap_or_default(),
+                message: r.message.clone(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modscope_analysis::verdict::{Code, LoaderAnswer, Reason};
+
+    #[test]
+    fn a_report_becomes_a_record_with_every_reason() {
+        let report = ModuleReport {
+            path: "/x/m.ko".into(),
+            name: "m".into(),
+            verdict: Verdict::Incompatible,
+            kernel_would_refuse: true,
+            loader: LoaderAnswer {
+                insmod: Some("Invalid module format".into()),
+                insmod_force: None,
+            },
+            imports: 3,
+            versioned_imports: 3,
+            reasons: vec![
+                Reason::new(Code::CrcMismatch, Severity::Incompatible, "crc differs")
+                    .symbol("mutex_lock")
+                    .config("PREEMPT_RT"),
+                Reason::new(Code::OutOfTree, Severity::Info, "out of tree"),
+            ],
+        };
+        let v = to_record(&report, 5, 6);
+        assert_eq!(
+            (v.ts_ns, v.incarnation, v.severity),
+            (5, 6, Severity::Incompatible)
+        );
+        assert!(v.kernel_would_refuse);
+        assert_eq!(v.reasons[0].code, "CRC_MISMATCH");
+        assert_eq!(v.reasons[0].symbol, "mutex_lock");
+        assert_eq!(v.reasons[0].config, "CONFIG_PREEMPT_RT");
+        assert_eq!(v.reasons[1].severity, Some(Severity::Info));
+    }
+}

@@ -1,0 +1,316 @@
+//! The live session's side of a trace file: what is written when, and the
+//! flush policy.
+//!
+//! Flush policy (documented in the README):
+//! - module loads and unloads are written and forced to the disk
+//!   (fdatasync) as soon as the ring buffer delivers them, so a forced load
+//!   that hangs or panics the machine still leaves its evidence;
+//! - first uses (once per module incarnation and function) and detector
+//!   anomalies are synced the same way: the first `mutex_lock` of a module
+//!   that then hangs the kernel is the evidence a post-mortem needs;
+//! - counter totals that changed, and the probe counters, are written every
+//!   snapshot interval (1 s by default) and synced then;
+//! - the end of the session writes a last snapshot and an end record.
+//!
+//! The live TUI taps the same records (a bounded channel): what it shows
+//! live is what a replay of the file shows.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{SyncSender, TrySendError},
+    },
+};
+
+use anyhow::Context as _;
+use probe_common::ModuleRecord;
+
+use crate::trace::{
+    TraceRecord, TraceWriter,
+    records::{
+        AnomalyRecord, EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict, SessionStart,
+        StatsSnapshot,
+    },
+};
+
+/// Where the records go: a file, a live view, or both.
+pub struct TraceSink {
+    file: Option<(TraceWriter, PathBuf)>,
+    tap: Option<Tap>,
+    /// A live view was given (it may have quit since).
+    viewed: bool,
+    /// Only these modules are recorded (empty: all).
+    filter: Vec<String>,
+    /// Incarnations being recorded.
+    kept: BTreeSet<u64>,
+    last_counts: BTreeMap<(u64, u64), u64>,
+    last_stats: Option<StatsSnapshot>,
+    /// Written since the last sync.
+    unsynced: bool,
+    /// Written since the last flush needs to reach the disk now.
+    urgent: bool,
+}
+
+/// The live view's end of the records. Never blocks the session: when the
+/// view falls behind by a whole channel, records are counted as dropped
+/// (the view says so) and the next counts snapshot is sent whole.
+pub struct Tap {
+    pub sender: SyncSender<TraceRecord>,
+    /// Shared with the view, which shows it.
+    pub dropped: Arc<AtomicU64>,
+    resend_counts: bool,
+}
+
+impl Tap {
+    pub fn new(sender: SyncSender<TraceRecord>, dropped: Arc<AtomicU64>) -> Self {
+        Self {
+            sender,
+            dropped,
+            resend_counts: false,
+        }
+    }
+}
+
+impl TraceSink {
+    pub fn new(
+        file: Option<(&Path, bool)>,
+        tap: Option<Tap>,
+        filter: Vec<String>,
+    ) -> anyhow::Result<Self> {
+        let file = match file {
+            Some((path, append)) => Some((Self::open_file(path, append)?, path.to_owned())),
+            None => None,
+        };
+        Ok(Self {
+            file,
+            viewed: tap.is_some(),
+            tap,
+            filter,
+            kept: BTreeSet::new(),
+            last_counts: BTreeMap::new(),
+            last_stats: None,
+            unsynced: false,
+            urgent: false,
+        })
+    }
+
+    fn open_file(path: &Path, append: bool) -> anyhow::Result<TraceWriter> {
+        let writer = if append {
+            let (w, info) = TraceWriter::append(path)
+                .with_context(|| format!("opening trace {} to append", path.display()))?;
+            if info.dropped_tail > 0 {
+                eprintln!(
+                    "modscope: {}: cut off {} bytes of a torn last record before appending",
+                    path.display(),
+                    info.dropped_tail
+                );
+            }
+            w
+        } else {
+            TraceWriter::create(path)
+                .with_context(|| format!("creating trace {}", path.display()))?
+        };
+        Ok(writer)
+    }
+
+    /// Whether a live view was given this session's records.
+    pub fn viewed(&self) -> bool {
+        self.viewed
+    }
+
+    /// The trace file, when one is written.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|(_, p)| p.as_path())
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.file.as_ref().map_or(0, |(w, _)| w.bytes())
+    }
+
+    pub fn records(&self) -> u64 {
+        self.file.as_ref().map_or(0, |(w, _)| w.records())
+    }
+
+    fn write(&mut self, record: &TraceRecord) {
+        if let Some((w, _)) = &mut self.file {
+            w.write(record);
+            self.unsynced = true;
+        }
+        self.send_tap(record);
+    }
+
+    fn send_tap(&mut self, record: &TraceRecord) {
+        if let Some(tap) = &mut self.tap {
+            match tap.sender.try_send(record.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    tap.dropped.fetch_add(1, Ordering::Relaxed);
+                    tap.resend_counts = true;
+                }
+                Err(TrySendError::Disconnected(_)) => self.tap = None,
+            }
+        }
+    }
+
+    /// A module's static verdict (its file checked against this kernel).
+    pub fn verdict(&mut self, verdict: ModuleVerdict) {
+        if self.kept.contains(&verdict.incarnation) {
+            self.write(&TraceRecord::Verdict(Box::new(verdict)));
+        }
+    }
+
+    pub fn start(&mut self, start: SessionStart) -> anyhow::Result<()> {
+        self.write(&TraceRecord::SessionStart(Box::new(start)));
+        self.urgent = true;
+        self.end_batch()
+    }
+
+    pub fn module(
+        &mut self,
+        r: &ModuleRecord,
+        origin: ModuleOrigin,
+        init_counted: bool,
+        imports: Option<&BTreeSet<String>>,
+    ) {
+        let name = String::from_utf8_lossy(r.name.as_bytes()).into_owned();
+        if !self.filter.is_empty() && !self.filter.contains(&name) {
+            return;
+        }
+        self.kept.insert(r.incarnation);
+        self.write(&TraceRecord::Module(Box::new(ModuleSeen {
+            ts_ns: r.load_ns,
+            origin,
+            incarnation: r.incarnation,
+            name,
+            taints: r.taints,
+            struct_module: r.module_addr,
+            core_text: (r.core_text_base, r.core_text_size),
+            init_text: (r.init_text_base, r.init_text_size),
+            init_counted,
+            imports: imports.map(|s| s.iter().cloned().collect()),
+        })));
+        self.urgent |= origin == ModuleOrigin::Loaded;
+    }
+
+    pub fn unload(&mut self, ts_ns: u64, incarnation: u64) {
+        if self.kept.contains(&incarnation) {
+            self.write(&TraceRecord::Unload { ts_ns, incarnation });
+            self.urgent = true;
+        }
+    }
+
+    /// A first call: synced at the end of the batch (at most once per
+    /// module and function), so the call that preceded a hang is on disk.
+    pub fn first_use(&mut self, ts_ns: u64, incarnation: u64, func_ip: u64, caller: u64) {
+        if self.kept.contains(&incarnation) {
+            self.write(&TraceRecord::FirstUse {
+                ts_ns,
+                incarnation,
+                func_ip,
+                caller,
+            });
+            self.urgent = true;
+        }
+    }
+
+    /// A detector's anomaly (first at a site, or a new total). Synced at the
+    /// end of the batch like a load: it is what a post-mortem needs most,
+    /// and the kernel may not survive what comes next.
+    pub fn anomaly(&mut self, record: &AnomalyRecord) {
+        // Incarnation 0: seen at load time, before the module has one.
+        let kept = if record.incarnation == 0 {
+            self.filter.is_empty() || self.filter.contains(&record.module)
+        } else {
+            self.kept.contains(&record.incarnation)
+        };
+        if kept {
+            self.write(&TraceRecord::Anomaly(Box::new(record.clone())));
+            self.urgent = true;
+        }
+    }
+
+    /// Functions probed from now on (for a module loaded meanwhile).
+    pub fn functions(&mut self, ts_ns: u64, functions: &[(String, u64)]) {
+        if !functions.is_empty() {
+            self.write(&TraceRecord::Functions {
+                ts_ns,
+                functions: functions.to_vec(),
+            });
+        }
+    }
+
+    /// After a ring-buffer batch: hands it to the kernel, and to the disk
+    /// when it held a load or unload.
+    pub fn end_batch(&mut self) -> anyhow::Result<()> {
+        let urgent = std::mem::take(&mut self.urgent);
+        let Some((writer, path)) = &mut self.file else {
+            return Ok(());
+        };
+        let result = if urgent {
+            self.unsynced = false;
+            writer.sync()
+        } else {
+            writer.flush()
+        };
+        result.with_context(|| format!("writing trace {}", path.display()))
+    }
+
+    /// The counters that changed since the last snapshot, then a sync. A
+    /// live view gets a counts record every time (its clock), and all
+    /// totals after it missed records.
+    pub fn snapshot(
+        &mut self,
+        ts_ns: u64,
+        counts: &BTreeMap<(u64, u64), u64>,
+        stats: StatsSnapshot,
+    ) -> anyhow::Result<()> {
+        let resend = self
+            .tap
+            .as_mut()
+            .is_some_and(|t| std::mem::take(&mut t.resend_counts));
+        let entries: Vec<(u64, u64, u64)> = counts
+            .iter()
+            .filter(|((inc, _), _)| self.kept.contains(inc))
+            .filter(|(k, n)| resend || self.last_counts.get(k) != Some(n))
+            .map(|(&(inc, ip), &n)| (inc, ip, n))
+            .collect();
+        if entries.is_empty() {
+            // The view's clock: nothing changed at this time.
+            self.send_tap(&TraceRecord::Counts { ts_ns, entries });
+        } else {
+            self.write(&TraceRecord::Counts { ts_ns, entries });
+            self.last_counts.extend(
+                counts
+                    .iter()
+                    .filter(|((inc, _), _)| self.kept.contains(inc)),
+            );
+        }
+        let unchanged = self
+            .last_stats
+            .is_some_and(|s| StatsSnapshot { ts_ns, ..s } == stats);
+        if !unchanged {
+            self.write(&TraceRecord::Stats(stats));
+            self.last_stats = Some(stats);
+        }
+        if self.unsynced {
+            self.urgent = true;
+        }
+        self.end_batch()
+    }
+
+    pub fn end(
+        &mut self,
+        ts_ns: u64,
+        counts: &BTreeMap<(u64, u64), u64>,
+        stats: StatsSnapshot,
+        reason: EndReason,
+    ) -> anyhow::Result<()> {
+        self.snapshot(ts_ns, counts, stats)?;
+        self.write(&TraceRecord::SessionEnd { ts_ns, reason });
+        self.urgent = true;
+        self.end_batch()
+    }
+}
