@@ -161,12 +161,13 @@ fn report(incarnation: u64, caller: u64, func_ip: u64, found: &Found) -> Result<
 #[inline(always)]
 fn read_field(object: u64, check: &FieldCheck) -> Result<u64, u32> {
     let at = object.wrapping_add(u64::from(check.field_offset));
-    // SAFETY (both reads): bpf_probe_read_kernel checks the address; a bad
-    // pointer is an error, counted, not a fault.
     match check.field_size {
+        // SAFETY: bpf_probe_read_kernel checks the address; a bad pointer
+        // is an error, counted, not a fault.
         4 => unsafe { bpf_probe_read_kernel(at as *const u32) }
             .map(u64::from)
             .map_err(|_| READ_ERRORS),
+        // SAFETY: as above.
         8 => unsafe { bpf_probe_read_kernel(at as *const u64) }.map_err(|_| READ_ERRORS),
         _ => Ok(0),
     }

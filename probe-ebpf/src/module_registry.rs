@@ -44,6 +44,7 @@ fn try_module_load(ctx: &RawTracePointContext) -> Result<(), u32> {
         return Ok(());
     }
     let module: u64 = ctx.arg(0);
+    // SAFETY: a helper call without arguments; it reads the boot clock.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let record = scratch()?;
     read_record(module, &layout, now, record)?;
@@ -75,11 +76,14 @@ fn try_module_free(ctx: &RawTracePointContext) -> Result<(), u32> {
         return Ok(());
     }
     let module: u64 = ctx.arg(0);
+    // SAFETY: a helper call without arguments; it reads the boot clock.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let record = scratch()?;
     read_name(module, &layout, record)?;
     // Prefer what the registry recorded at load (it knows the load time and
     // the init range, both gone by now); fall back to reading the struct.
+    // SAFETY: the value is copied out at once, before anything could
+    // delete the entry it points to (the remove below comes after).
     let known = unsafe { MODULES.get(&record.name) };
     match known {
         Some(known) if known.module_addr == module => copy_record(record, known),

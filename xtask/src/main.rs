@@ -8,6 +8,7 @@ mod bench_probe;
 mod debug_kernel;
 mod demo;
 mod kernels;
+mod lint;
 mod postmortem;
 mod run;
 mod setup;
@@ -29,7 +30,9 @@ struct Cli {
 enum Command {
     /// Install what modscope needs (idempotent; each step says what it does).
     Setup,
-    /// Set up, run the host unit tests, then the VM suite on every installed Debian kernel.
+    /// The lint gate: rustfmt --check and clippy -D warnings (host and eBPF crates).
+    Lint,
+    /// Set up, run the lint gate and the host unit tests, then the VM suite on every installed Debian kernel.
     Test(test::TestArgs),
     /// Set up, build, and run modscope: on this kernel when it has modules,
     /// otherwise in a VM running a Debian kernel, with sample modules loading
@@ -49,6 +52,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Setup => setup::run(),
+        Command::Lint => setup::run().and_then(|()| lint::run()),
         Command::Test(args) => test::run(args),
         Command::Run(args) => run::run(args),
         Command::Demo => demo::run(),

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::bail;
 
-use crate::{artifacts, debug_kernel, kernels, postmortem, setup, shell, vm};
+use crate::{artifacts, debug_kernel, kernels, lint, postmortem, setup, shell, vm};
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -86,6 +86,7 @@ pub fn parse_console(lines: &[String]) -> GuestReport {
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
     setup::run()?;
     if !args.vm_only {
+        lint::run()?;
         // --release: the corpus test reads ~12,000 real modules.
         shell::step("host tests (unit tests, the CLI on this kernel, the installed-module corpus)");
         shell::run(

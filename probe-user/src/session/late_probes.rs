@@ -6,6 +6,13 @@ use std::collections::BTreeSet;
 use super::{attach_plan::UNTRACEABLE, event::NotAttached, probe_policy::LatePlanner};
 use crate::probe::ModuleProbe;
 
+/// What a late module got: its imports, and the functions attached for it
+/// with their addresses.
+pub struct LateAddition {
+    pub imports: BTreeSet<String>,
+    pub attached: Vec<(String, u64)>,
+}
+
 #[derive(Default)]
 pub struct LateProbes {
     pub planner: Option<LatePlanner>,
@@ -23,7 +30,7 @@ impl LateProbes {
         &mut self,
         name: &str,
         probe: &mut ModuleProbe,
-    ) -> anyhow::Result<Option<(BTreeSet<String>, Vec<(String, u64)>)>> {
+    ) -> anyhow::Result<Option<LateAddition>> {
         let Some(add) = self.planner.as_mut().and_then(|p| p.module_loaded(name)) else {
             return Ok(None);
         };
@@ -46,6 +53,9 @@ impl LateProbes {
                 error: r.error,
             }));
         self.capped.extend(add.capped);
-        Ok(Some((add.imports, attached)))
+        Ok(Some(LateAddition {
+            imports: add.imports,
+            attached,
+        }))
     }
 }

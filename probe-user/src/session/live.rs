@@ -190,13 +190,13 @@ impl Session {
         if self.state.knows_imports(&name) {
             return Ok(());
         }
-        let Some((imports, attached)) = self.late.module_loaded(&name, &mut self.probe)? else {
+        let Some(add) = self.late.module_loaded(&name, &mut self.probe)? else {
             return Ok(());
         };
         if let Some(t) = &mut self.trace {
-            t.functions(ts_ns, &attached);
+            t.functions(ts_ns, &add.attached);
         }
-        self.state.learn_imports(name, imports, &attached);
+        self.state.learn_imports(name, add.imports, &add.attached);
         Ok(())
     }
 
