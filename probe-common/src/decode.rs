@@ -27,12 +27,34 @@ pub enum Event {
     LoadLayout(LoadLayoutEvent),
 }
 
+/// A `#[repr(C)]` type made only of integers and integer arrays, with no
+/// padding: every bit pattern of its size is a valid value, so it may be
+/// copied out of untrusted bytes. No enum, bool, reference or float may
+/// implement it. Private to this module: only the record types below do.
+///
+/// # Safety
+/// Implement only for such types; `read_exact` relies on it.
+unsafe trait IntegerOnly: Copy {}
+
+// SAFETY: each of these is `#[repr(C)]` of u32/u64 fields and u8 arrays,
+// with explicit `_pad` fields where alignment would leave a gap (the
+// `const` size asserts next to each definition pin that).
+unsafe impl IntegerOnly for EventHeader {}
+// SAFETY: as above.
+unsafe impl IntegerOnly for ModuleEvent {}
+// SAFETY: as above.
+unsafe impl IntegerOnly for FirstUseEvent {}
+// SAFETY: as above.
+unsafe impl IntegerOnly for AnomalyEvent {}
+// SAFETY: as above.
+unsafe impl IntegerOnly for LoadLayoutEvent {}
+
 /// Copies a `T` out of `bytes`, which must be exactly `size_of::<T>()` long.
-fn read_exact<T: Copy>(bytes: &[u8]) -> T {
+fn read_exact<T: IntegerOnly>(bytes: &[u8]) -> T {
     assert_eq!(bytes.len(), core::mem::size_of::<T>());
     // SAFETY: the length is checked above; read_unaligned copes with the
-    // ring buffer's 8-byte alignment; T is one of this crate's repr(C)
-    // integer-only types, valid for every bit pattern.
+    // ring buffer's 8-byte alignment; `T: IntegerOnly` is valid for every
+    // bit pattern.
     unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
 }
 

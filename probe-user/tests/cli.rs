@@ -155,7 +155,7 @@ fn a_config_that_is_mostly_garbage_is_refused() {
 }
 
 fn sample_trace(path: &std::path::Path) -> Vec<u8> {
-    use modscope::trace::{TraceWriter, records::samples};
+    use modscope::trace::{TraceWriter, samples};
     let mut w = TraceWriter::create(path).unwrap();
     for r in samples::all() {
         w.write(&r);

@@ -6,7 +6,7 @@ use std::{
     process::Command,
 };
 
-use modscope::trace::{TraceWriter, records::samples};
+use modscope::trace::{TraceWriter, samples};
 
 #[path = "../../tests/src/tmux.rs"]
 #[allow(dead_code)] // shared with the VM tests, which use all of it

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modscope::analysis::{kconfig::KernelConfig, vermagic::Vermagic};
+use modscope_analysis::{kconfig::KernelConfig, vermagic::Vermagic};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modscope::analysis::{kconfig::KernelConfig, ko_file, rules, symvers::Symvers, target::TargetKernel};
+use modscope_analysis::{kconfig::KernelConfig, ko_file, rules, symvers::Symvers, target::TargetKernel};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(bytes) = ko_file::decompress(data.to_vec()) else { return };

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modscope::analysis::symvers::Symvers;
+use modscope_analysis::symvers::Symvers;
 
 fuzz_target!(|data: &[u8]| {
     let s = Symvers::parse(&String::from_utf8_lossy(data));

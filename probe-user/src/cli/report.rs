@@ -261,7 +261,7 @@ fn module(out: &mut String, m: &ModuleReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modscope::trace::{Damage, TraceRecord, records::samples};
+    use modscope::trace::{Damage, TraceRecord, samples};
 
     fn sample_report(records: &[TraceRecord], damage: &[Damage]) -> Report {
         report::build(&Replay::from_records(records), damage, &[])

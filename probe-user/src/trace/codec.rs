@@ -2,6 +2,7 @@
 //! length-prefixed UTF-8 strings. Decoding checks every length against
 //! what is left, so a damaged record is an error, never a panic.
 
+use bytes::{Buf, BufMut};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -20,32 +21,33 @@ pub enum DecodeError {
     Trailing { extra: usize },
 }
 
-/// Appends encoded values to a byte buffer.
+/// Appends encoded values to a buffer (`Vec<u8>`, or the frame being
+/// written through `&mut Vec<u8>`).
 #[derive(Default)]
-pub struct Encoder {
-    pub buf: Vec<u8>,
+pub struct Encoder<B: BufMut = Vec<u8>> {
+    pub buf: B,
 }
 
-impl Encoder {
+impl<B: BufMut> Encoder<B> {
     pub fn u8(&mut self, v: u8) {
-        self.buf.push(v);
+        self.buf.put_u8(v);
     }
 
     pub fn varint(&mut self, mut v: u64) {
         while v >= 0x80 {
-            self.buf.push(v as u8 | 0x80);
+            self.buf.put_u8(v as u8 | 0x80);
             v >>= 7;
         }
-        self.buf.push(v as u8);
+        self.buf.put_u8(v as u8);
     }
 
     pub fn bool(&mut self, v: bool) {
-        self.buf.push(u8::from(v));
+        self.buf.put_u8(u8::from(v));
     }
 
     pub fn str(&mut self, s: &str) {
         self.varint(s.len() as u64);
-        self.buf.extend_from_slice(s.as_bytes());
+        self.buf.put_slice(s.as_bytes());
     }
 
     pub fn strs<'a>(&mut self, items: impl ExactSizeIterator<Item = &'a String>) {
@@ -56,36 +58,52 @@ impl Encoder {
     }
 }
 
-/// Reads encoded values from one record's payload.
+/// Reads encoded values from one record's payload: a `Buf` over the
+/// bytes, every read checked against what remains first.
 pub struct Decoder<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    rest: &'a [u8],
+    len: usize,
 }
 
 impl<'a> Decoder<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
+        Self {
+            rest: buf,
+            len: buf.len(),
+        }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let left = self.buf.len() - self.pos;
+    /// Where the next read starts, from the payload's start.
+    fn pos(&self) -> usize {
+        self.len - self.rest.remaining()
+    }
+
+    /// Fails unless `n` more bytes remain.
+    fn need(&self, n: usize) -> Result<(), DecodeError> {
+        let left = self.rest.remaining();
         if n > left {
             return Err(DecodeError::Short {
-                at: self.pos,
+                at: self.pos(),
                 needed: n - left,
             });
         }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
+        Ok(())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        self.need(n)?;
+        let (taken, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(taken)
     }
 
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
+        self.need(1)?;
+        Ok(self.rest.get_u8())
     }
 
     pub fn varint(&mut self) -> Result<u64, DecodeError> {
-        let start = self.pos;
+        let start = self.pos();
         let mut v = 0u64;
         for i in 0..10 {
             let b = self.u8()?;
@@ -100,9 +118,9 @@ impl<'a> Decoder<'a> {
     /// A count of following items, each at least one byte long: bounded by
     /// what is left, so a corrupt count cannot make the reader allocate.
     pub fn count(&mut self) -> Result<usize, DecodeError> {
-        let at = self.pos;
+        let at = self.pos();
         let n = self.varint()?;
-        let left = (self.buf.len() - self.pos) as u64;
+        let left = self.rest.remaining() as u64;
         if n > left {
             return Err(DecodeError::Short {
                 at,
@@ -129,7 +147,7 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn str(&mut self) -> Result<String, DecodeError> {
-        let at = self.pos;
+        let at = self.pos();
         let n = self.count()?;
         let bytes = self.take(n)?;
         std::str::from_utf8(bytes)
@@ -143,7 +161,7 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn finish(self) -> Result<(), DecodeError> {
-        match self.buf.len() - self.pos {
+        match self.rest.remaining() {
             0 => Ok(()),
             extra => Err(DecodeError::Trailing { extra }),
         }
@@ -157,7 +175,7 @@ mod tests {
     #[test]
     fn varints_round_trip_at_every_width() {
         let values = [0, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX];
-        let mut e = Encoder::default();
+        let mut e: Encoder = Encoder::default();
         for v in values {
             e.varint(v);
         }
@@ -191,7 +209,7 @@ mod tests {
             })
         );
         // A huge count is refused before anything is allocated.
-        let mut e = Encoder::default();
+        let mut e: Encoder = Encoder::default();
         e.varint(u64::MAX);
         assert!(matches!(
             Decoder::new(&e.buf).strs(),

@@ -5,6 +5,7 @@
 //! reader that meets damage finds the next intact frame by its marker,
 //! length and checksum.
 
+use bytes::{Buf, BufMut};
 use thiserror::Error;
 
 use super::{codec::DecodeError, records::TraceRecord};
@@ -50,13 +51,10 @@ pub fn frames_of(file: &[u8]) -> Result<&[u8], TraceError> {
 /// Appends one framed record to `out`.
 pub fn encode_frame(record: &TraceRecord, out: &mut Vec<u8>) {
     let start = out.len();
-    out.extend_from_slice(&FRAME_MARKER);
-    out.extend_from_slice(&[0; 8]);
-    let mut enc = super::codec::Encoder {
-        buf: std::mem::take(out),
-    };
-    record.encode(&mut enc);
-    *out = enc.buf;
+    out.put_slice(&FRAME_MARKER);
+    // Length and CRC, filled in once the payload is there.
+    out.put_bytes(0, 8);
+    record.encode(&mut super::codec::Encoder { buf: &mut *out });
     let len = (out.len() - start - FRAME_HEADER_LEN) as u32;
     out[start + 2..start + 6].copy_from_slice(&len.to_le_bytes());
     let crc = checksum(&out[start + 2..start + 6], &out[start + FRAME_HEADER_LEN..]);
@@ -84,8 +82,9 @@ fn intact_frame(data: &[u8]) -> Option<&[u8]> {
     if data.len() < FRAME_HEADER_LEN || data[..2] != FRAME_MARKER {
         return None;
     }
-    let len = u32::from_le_bytes(data[2..6].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(data[6..10].try_into().ok()?);
+    let mut header = &data[2..FRAME_HEADER_LEN];
+    let len = header.get_u32_le() as usize;
+    let crc = header.get_u32_le();
     if len > MAX_PAYLOAD || data.len() - FRAME_HEADER_LEN < len {
         return None;
     }
@@ -101,7 +100,7 @@ fn diagnose(data: &[u8]) -> String {
     if data[..2] != FRAME_MARKER {
         return "no frame marker".into();
     }
-    let len = u32::from_le_bytes([data[2], data[3], data[4], data[5]]) as usize;
+    let len = (&data[2..6]).get_u32_le() as usize;
     if len > MAX_PAYLOAD {
         format!("frame length {len} is impossible")
     } else if data.len() - FRAME_HEADER_LEN < len {
@@ -187,7 +186,7 @@ fn undecodable(e: &DecodeError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::records::samples;
+    use crate::trace::samples;
 
     fn file(records: &[TraceRecord]) -> Vec<u8> {
         let mut out = file_header().to_vec();

@@ -9,9 +9,12 @@ pub mod call_report;
 pub mod codec;
 pub mod display;
 pub mod frame;
+pub mod record_codec;
 pub mod records;
 pub mod replay;
 pub mod report;
+#[doc(hidden)]
+pub mod samples;
 pub mod writer;
 
 pub use frame::{Damage, TraceError};

@@ -170,7 +170,7 @@ impl Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::records::samples;
+    use crate::trace::samples;
 
     #[test]
     fn sample_trace_folds_into_one_session() {

@@ -331,7 +331,7 @@ pub fn place_in(addr: u64, core: (u64, u64), init: (u64, u64)) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::records::samples;
+    use crate::trace::samples;
 
     #[test]
     fn report_of_the_sample_trace() {

@@ -143,7 +143,7 @@ impl TraceWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{read_trace, records::samples};
+    use crate::trace::{read_trace, samples};
 
     fn temp(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("modscope-writer-{}", std::process::id()));

@@ -1,5 +1,5 @@
 use super::*;
-use crate::trace::records::samples;
+use crate::trace::samples;
 
 fn story_app(mode: Mode) -> App {
     let mut app = App::new(mode, false);

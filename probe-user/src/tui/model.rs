@@ -113,14 +113,6 @@ pub struct CallStat {
     pub first_caller: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub file: String,
-    pub severity: Severity,
-    pub kernel_would_refuse: bool,
-    pub reasons: Vec<VerdictReason>,
-}
-
 #[derive(Debug, Clone)]
 pub struct ModuleEntry {
     pub name: String,
@@ -131,7 +123,8 @@ pub struct ModuleEntry {
     /// Text ranges of the current incarnation (core, init).
     core_text: (u64, u64),
     init_text: (u64, u64),
-    pub verdict: Option<Verdict>,
+    /// Its static verdict, as the trace carried it (strings sanitised).
+    pub verdict: Option<ModuleVerdict>,
     /// Runtime evidence: calls to symbols its verdict flags.
     pub anomalies: Vec<Anomaly>,
     /// What the in-kernel detectors caught, one per call site (current
@@ -562,7 +555,9 @@ impl Model {
             return false;
         };
         let before = m.rating();
-        m.verdict = Some(Verdict {
+        m.verdict = Some(ModuleVerdict {
+            ts_ns: v.ts_ns,
+            incarnation: v.incarnation,
             file: sanitize(&v.file),
             severity: v.severity,
             kernel_would_refuse: v.kernel_would_refuse,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::trace::records::samples;
+use crate::trace::samples;
 
 fn story_model() -> Model {
     let mut m = Model::default();

@@ -1,7 +1,7 @@
 use ratatui::{Terminal, backend::TestBackend, buffer::Buffer};
 
 use super::*;
-use crate::trace::{TraceRecord, records::samples};
+use crate::trace::{TraceRecord, samples};
 use crate::tui::Key;
 
 fn app() -> App {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::trace::records::samples;
+use crate::trace::samples;
 
 fn feed() -> (App, ReplayFeed) {
     let app = App::new(Mode::Live { dropped: 0 }, false);
