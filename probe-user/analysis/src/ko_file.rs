@@ -155,25 +155,7 @@ const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
 
 /// Parses an (uncompressed) module image.
 pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts<'a>, KoError> {
-    let len = data
-        .len()
-        .map_err(|()| KoError::Elf("cannot read the file's length".into()))?;
-    if data.read_bytes_at(0, 4).ok() != Some(b"\x7fELF".as_slice()) {
-        return Err(KoError::NotElf);
-    }
-    let marker = SIGNATURE_MARKER.len() as u64;
-    let signed =
-        len >= marker && data.read_bytes_at(len - marker, marker).ok() == Some(SIGNATURE_MARKER);
-    let file = object::File::parse(data).map_err(|e| KoError::Elf(e.to_string()))?;
-    if file.architecture() != object::Architecture::X86_64 {
-        return Err(KoError::WrongArchitecture {
-            found: format!("{:?}", file.architecture()),
-            expected: "X86_64",
-        });
-    }
-    if file.kind() != object::ObjectKind::Relocatable {
-        return Err(KoError::NotAModule("not a relocatable object (ET_REL)"));
-    }
+    let (file, signed) = open_object(data)?;
     // One pass over the section headers, remembering the ones we use.
     let mut wanted: [Option<object::Section<'a, '_, R>>; SECTIONS.len()] = Default::default();
     for section in file.sections() {
@@ -205,16 +187,11 @@ pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts<'a>, KoE
     let this_module_size = get(".gnu.linkonce.this_module")
         .ok_or(KoError::NotAModule("no .gnu.linkonce.this_module section"))?
         .size();
-    let (versions, has_versions) = match (
+    let (versions, has_versions) = symbol_versions(
         section_data("__version_ext_names")?,
         section_data("__version_ext_crcs")?,
-    ) {
-        (Some(names), Some(crcs)) => (extended_versions(names, crcs)?, true),
-        _ => match section_data("__versions")? {
-            Some(v) => (classic_versions(v)?, true),
-            None => (Vec::new(), false),
-        },
-    };
+        || section_data("__versions"),
+    )?;
     let imports = file
         .symbols()
         .filter(|s| s.is_undefined())
@@ -241,6 +218,51 @@ pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts<'a>, KoE
         ftrace_sites,
         defined_tracepoints,
         signed,
+    })
+}
+
+/// Checks the magic, notes the appended signature, and parses the ELF: a
+/// relocatable x86-64 object, or an error that says what it is instead.
+fn open_object<'a, R: object::ReadRef<'a>>(
+    data: R,
+) -> Result<(object::File<'a, R>, bool), KoError> {
+    let len = data
+        .len()
+        .map_err(|()| KoError::Elf("cannot read the file's length".into()))?;
+    if data.read_bytes_at(0, 4).ok() != Some(b"\x7fELF".as_slice()) {
+        return Err(KoError::NotElf);
+    }
+    let marker = SIGNATURE_MARKER.len() as u64;
+    let signed =
+        len >= marker && data.read_bytes_at(len - marker, marker).ok() == Some(SIGNATURE_MARKER);
+    let file = object::File::parse(data).map_err(|e| KoError::Elf(e.to_string()))?;
+    if file.architecture() != object::Architecture::X86_64 {
+        return Err(KoError::WrongArchitecture {
+            found: format!("{:?}", file.architecture()),
+            expected: "X86_64",
+        });
+    }
+    if file.kind() != object::ObjectKind::Relocatable {
+        return Err(KoError::NotAModule("not a relocatable object (ET_REL)"));
+    }
+    Ok((file, signed))
+}
+
+/// The CRCs of the imports: the extended tables (6.12's
+/// `__version_ext_*`), else the classic `__versions` (read only then);
+/// with whether the
+/// module has symbol versions at all.
+fn symbol_versions<'a>(
+    ext_names: Option<&'a [u8]>,
+    ext_crcs: Option<&'a [u8]>,
+    classic: impl FnOnce() -> Result<Option<&'a [u8]>, KoError>,
+) -> Result<(Vec<VersionedImport<'a>>, bool), KoError> {
+    Ok(match (ext_names, ext_crcs) {
+        (Some(names), Some(crcs)) => (extended_versions(names, crcs)?, true),
+        _ => match classic()? {
+            Some(v) => (classic_versions(v)?, true),
+            None => (Vec::new(), false),
+        },
     })
 }
 

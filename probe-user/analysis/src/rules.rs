@@ -52,181 +52,260 @@ fn loader_compares_this_module_size(release: &str) -> bool {
 }
 
 pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, LoaderAnswer) {
-    let mut reasons = Vec::new();
-    let mut loader = Loader::default();
-    let cfg = &target.config;
+    let license = facts.modinfo.get("license").unwrap_or("");
+    let mut c = Checking {
+        facts,
+        target,
+        license,
+        gpl_ok: license_is_gpl_compatible(license),
+        reasons: Vec::new(),
+        loader: Loader::default(),
+    };
+    // The loader's order (see the module's comment).
+    c.signature();
+    c.struct_module_size();
+    c.module_layout_crc();
+    c.vermagic();
+    c.retpoline();
+    c.licence_and_tree();
+    c.imports();
+    c.build_features();
+    (
+        c.reasons,
+        LoaderAnswer {
+            insmod: c.loader.plain.map(str::to_owned),
+            insmod_force: c.loader.forced.map(str::to_owned),
+        },
+    )
+}
 
-    // 1. Signature.
-    if !facts.signed {
-        if cfg.builtin("MODULE_SIG_FORCE") {
-            loader.hard(EKEYREJECTED);
-            reasons.push(
-                Reason::new(
-                    Code::SignatureRequired,
-                    Severity::Incompatible,
-                    "the module is unsigned and the target enforces signatures (MODULE_SIG_FORCE)",
-                )
-                .config("MODULE_SIG_FORCE"),
-            );
-        } else if cfg.builtin("MODULE_SIG") {
-            reasons.push(
-                Reason::new(
-                    Code::Unsigned,
-                    Severity::Info,
-                    "unsigned: loading taints the kernel with E",
-                )
-                .config("MODULE_SIG"),
-            );
-        }
-    }
+/// One module held against one target, the reasons found so far, and
+/// where the loader stops.
+struct Checking<'a> {
+    facts: &'a ModuleFacts<'a>,
+    target: &'a TargetKernel,
+    license: &'a str,
+    gpl_ok: bool,
+    reasons: Vec<Reason>,
+    loader: Loader,
+}
 
-    // 2. The compiled-in struct module must match the kernel's exactly.
-    match target.struct_module_size {
-        Some(size) if size != facts.this_module_size => {
-            let cause = "a debug option that changes struct module's layout (lock debugging, since \
-                         it embeds a struct mutex; lockdep, tracing, kprobes, PREEMPT_RT) is the usual cause";
-            let message = if loader_compares_this_module_size(&target.release) {
-                loader.hard(ENOEXEC);
-                format!(
-                    "the module's compiled struct module is {} bytes, the target's is {size}: the loader rejects it \
-                     even with -f; {cause}",
-                    facts.this_module_size
-                )
-            } else {
-                format!(
-                    "the module's compiled struct module is {} bytes, the target's is {size}: this kernel's loader \
-                     does not compare them (module_layout's CRC refuses it without -f), so a forced load runs with \
-                     every struct module field past the first difference at the wrong offset; {cause}",
-                    facts.this_module_size
-                )
-            };
-            reasons.push(
-                Reason::new(Code::ThisModuleSize, Severity::Incompatible, message)
-                    .struct_name("module"),
-            );
-        }
-        Some(_) => {}
-        None => reasons.push(Reason::new(
-            Code::BtfUnavailable,
-            Severity::Info,
-            format!(
-                "no BTF for the target ({}): struct module's size was not checked",
-                target.btf_path
-            ),
-        )),
-    }
-
-    // 3. module_layout's CRC summarises struct module and friends.
-    if let Some(v) = facts.versions.iter().find(|v| v.name == "module_layout")
-        && let Some(export) = target.symvers.get("module_layout")
-        && export.crc != v.crc
-    {
-        loader.soft(ENOEXEC);
-        reasons.push(Reason::new(Code::StructModuleCrc, Severity::Warning, format!(
-            "module_layout CRC {:#010x} differs from the target's {:#010x}: struct module or a struct it embeds changed; \
-             the loader refuses without -f",
-            v.crc, export.crc)).symbol("module_layout").struct_name("module"));
-    }
-
-    // 4. Version magic.
-    let kernel_magic = &target.vermagic;
-    match facts.modinfo.get("vermagic") {
-        None => {
-            if cfg.builtin("MODULE_FORCE_LOAD") {
-                loader.soft(ENOEXEC);
-            } else {
-                loader.hard(ENOEXEC);
+impl Checking<'_> {
+    /// 1. The signature: whether there is one (whether it verifies is not
+    /// checked here).
+    fn signature(&mut self) {
+        let facts = self.facts;
+        let cfg = &self.target.config;
+        // 1. Signature.
+        if !facts.signed {
+            if cfg.builtin("MODULE_SIG_FORCE") {
+                self.loader.hard(EKEYREJECTED);
+                self.reasons.push(
+                    Reason::new(
+                        Code::SignatureRequired,
+                        Severity::Incompatible,
+                        "the module is unsigned and the target enforces signatures (MODULE_SIG_FORCE)",
+                    )
+                    .config("MODULE_SIG_FORCE"),
+                );
+            } else if cfg.builtin("MODULE_SIG") {
+                self.reasons.push(
+                    Reason::new(
+                        Code::Unsigned,
+                        Severity::Info,
+                        "unsigned: loading taints the kernel with E",
+                    )
+                    .config("MODULE_SIG"),
+                );
             }
-            reasons.push(Reason::new(
-                Code::VermagicMissing,
-                Severity::Warning,
-                "no vermagic in .modinfo: the loader treats it as a forced load",
+        }
+    }
+
+    /// 2. The compiled-in struct module must match the kernel's exactly.
+    fn struct_module_size(&mut self) {
+        let facts = self.facts;
+        let target = self.target;
+        // 2. The compiled-in struct module must match the kernel's exactly.
+        match target.struct_module_size {
+            Some(size) if size != facts.this_module_size => {
+                let cause = "a debug option that changes struct module's layout (lock debugging, since \
+                             it embeds a struct mutex; lockdep, tracing, kprobes, PREEMPT_RT) is the usual cause";
+                let message = if loader_compares_this_module_size(&target.release) {
+                    self.loader.hard(ENOEXEC);
+                    format!(
+                        "the module's compiled struct module is {} bytes, the target's is {size}: the loader rejects it \
+                         even with -f; {cause}",
+                        facts.this_module_size
+                    )
+                } else {
+                    format!(
+                        "the module's compiled struct module is {} bytes, the target's is {size}: this kernel's loader \
+                         does not compare them (module_layout's CRC refuses it without -f), so a forced load runs with \
+                         every struct module field past the first difference at the wrong offset; {cause}",
+                        facts.this_module_size
+                    )
+                };
+                self.reasons.push(
+                    Reason::new(Code::ThisModuleSize, Severity::Incompatible, message)
+                        .struct_name("module"),
+                );
+            }
+            Some(_) => {}
+            None => self.reasons.push(Reason::new(
+                Code::BtfUnavailable,
+                Severity::Info,
+                format!(
+                    "no BTF for the target ({}): struct module's size was not checked",
+                    target.btf_path
+                ),
+            )),
+        }
+    }
+
+    /// 3. module_layout's CRC summarises struct module and friends.
+    fn module_layout_crc(&mut self) {
+        let facts = self.facts;
+        let target = self.target;
+        // 3. module_layout's CRC summarises struct module and friends.
+        if let Some(v) = facts.versions.iter().find(|v| v.name == "module_layout")
+            && let Some(export) = target.symvers.get("module_layout")
+            && export.crc != v.crc
+        {
+            self.loader.soft(ENOEXEC);
+            self.reasons.push(Reason::new(Code::StructModuleCrc, Severity::Warning, format!(
+                "module_layout CRC {:#010x} differs from the target's {:#010x}: struct module or a struct it embeds changed; \
+                 the loader refuses without -f",
+                v.crc, export.crc)).symbol("module_layout").struct_name("module"));
+        }
+    }
+
+    /// 4. Version magic.
+    fn vermagic(&mut self) {
+        let facts = self.facts;
+        let target = self.target;
+        let cfg = &self.target.config;
+        // 4. Version magic.
+        let kernel_magic = &target.vermagic;
+        match facts.modinfo.get("vermagic") {
+            None => {
+                if cfg.builtin("MODULE_FORCE_LOAD") {
+                    self.loader.soft(ENOEXEC);
+                } else {
+                    self.loader.hard(ENOEXEC);
+                }
+                self.reasons.push(Reason::new(
+                    Code::VermagicMissing,
+                    Severity::Warning,
+                    "no vermagic in .modinfo: the loader treats it as a forced load",
+                ));
+            }
+            Some(magic) if !Vermagic::same_magic(magic, &kernel_magic.raw, facts.has_versions) => {
+                self.loader.soft(ENOEXEC);
+                let module_magic = Vermagic::parse(magic);
+                for (field, mine, theirs) in module_magic.differences(kernel_magic) {
+                    if field == "release" && facts.has_versions {
+                        continue; // same_magic skips the release when CRCs exist
+                    }
+                    // Without CRCs nothing backs a forced load; with them, the per-symbol
+                    // checks below decide, and the mismatch itself means "needs -f".
+                    let severity = if field == "release" || facts.has_versions {
+                        Severity::Warning
+                    } else {
+                        Severity::Incompatible
+                    };
+                    let show = |w: &Option<String>| w.clone().unwrap_or_else(|| "(absent)".into());
+                    let mut r = Reason::new(
+                        Code::VermagicMismatch,
+                        severity,
+                        format!(
+                            "vermagic {field}: module has {}, target has {}; insmod refuses without -f",
+                            show(&mine),
+                            show(&theirs)
+                        ),
+                    );
+                    if field == "preempt model" {
+                        r = r.config(
+                            if theirs.as_deref() == Some("preempt_rt")
+                                || mine.as_deref() == Some("preempt_rt")
+                            {
+                                "PREEMPT_RT"
+                            } else {
+                                "PREEMPT_BUILD"
+                            },
+                        );
+                    }
+                    self.reasons.push(r);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Built with retpolines where the target uses them.
+    fn retpoline(&mut self) {
+        let facts = self.facts;
+        let cfg = &self.target.config;
+        if cfg.builtin("RETPOLINE") && facts.modinfo.get("retpoline") != Some("Y") {
+            self.reasons.push(Reason::new(Code::RetpolineMissing, Severity::Warning,
+                "not built with a retpoline compiler while the target uses retpolines: the kernel warns that the module may be vulnerable to Spectre v2").config("RETPOLINE"));
+        }
+    }
+
+    /// 5. Licence, tree.
+    fn licence_and_tree(&mut self) {
+        let facts = self.facts;
+        let (license, gpl_ok) = (self.license, self.gpl_ok);
+        // 5. Licence, tree.
+        if !gpl_ok {
+            self.reasons.push(Reason::new(Code::NotGplCompatible, Severity::Info,
+                format!("licence {license:?} is not GPL-compatible: loading taints the kernel with P, and GPL-only exports are unavailable")));
+        }
+        if facts.modinfo.get("intree") != Some("Y") {
+            self.reasons.push(Reason::new(
+                Code::OutOfTree,
+                Severity::Info,
+                "built out of tree: loading taints the kernel with O",
             ));
         }
-        Some(magic) if !Vermagic::same_magic(magic, &kernel_magic.raw, facts.has_versions) => {
-            loader.soft(ENOEXEC);
-            let module_magic = Vermagic::parse(magic);
-            for (field, mine, theirs) in module_magic.differences(kernel_magic) {
-                if field == "release" && facts.has_versions {
-                    continue; // same_magic skips the release when CRCs exist
-                }
-                // Without CRCs nothing backs a forced load; with them, the per-symbol
-                // checks below decide, and the mismatch itself means "needs -f".
-                let severity = if field == "release" || facts.has_versions {
-                    Severity::Warning
-                } else {
-                    Severity::Incompatible
-                };
-                let show = |w: &Option<String>| w.clone().unwrap_or_else(|| "(absent)".into());
-                let mut r = Reason::new(
-                    Code::VermagicMismatch,
-                    severity,
-                    format!(
-                        "vermagic {field}: module has {}, target has {}; insmod refuses without -f",
-                        show(&mine),
-                        show(&theirs)
-                    ),
-                );
-                if field == "preempt model" {
-                    r = r.config(
-                        if theirs.as_deref() == Some("preempt_rt")
-                            || mine.as_deref() == Some("preempt_rt")
-                        {
-                            "PREEMPT_RT"
-                        } else {
-                            "PREEMPT_BUILD"
-                        },
-                    );
-                }
-                reasons.push(r);
-            }
+    }
+
+    /// 6. Every import, in the order the loader resolves them.
+    fn imports(&mut self) {
+        let facts = self.facts;
+        // 6. Every import, in the order the loader resolves them.
+        let imported_ns: Vec<&str> = facts.modinfo.all("import_ns").collect();
+        let versions: rustc_hash::FxHashMap<&str, u32> = facts
+            .versions
+            .iter()
+            .map(|v| (v.name.as_ref(), v.crc))
+            .collect();
+        for sym in &facts.imports {
+            self.import(sym, &imported_ns, versions.get(*sym).copied());
         }
-        Some(_) => {}
-    }
-    if cfg.builtin("RETPOLINE") && facts.modinfo.get("retpoline") != Some("Y") {
-        reasons.push(Reason::new(Code::RetpolineMissing, Severity::Warning,
-            "not built with a retpoline compiler while the target uses retpolines: the kernel warns that the module may be vulnerable to Spectre v2").config("RETPOLINE"));
     }
 
-    // 5. Licence, tree.
-    let license = facts.modinfo.get("license").unwrap_or("");
-    let gpl_ok = license_is_gpl_compatible(license);
-    if !gpl_ok {
-        reasons.push(Reason::new(Code::NotGplCompatible, Severity::Info,
-            format!("licence {license:?} is not GPL-compatible: loading taints the kernel with P, and GPL-only exports are unavailable")));
-    }
-    if facts.modinfo.get("intree") != Some("Y") {
-        reasons.push(Reason::new(
-            Code::OutOfTree,
-            Severity::Info,
-            "built out of tree: loading taints the kernel with O",
-        ));
-    }
-
-    // 6. Every import, in the order the loader resolves them.
-    let imported_ns: Vec<&str> = facts.modinfo.all("import_ns").collect();
-    let versions: rustc_hash::FxHashMap<&str, u32> = facts
-        .versions
-        .iter()
-        .map(|v| (v.name.as_ref(), v.crc))
-        .collect();
-    for sym in &facts.imports {
-        let version = versions.get(sym).copied();
+    /// One import: exported at all, GPL-only, its CRC, its namespace, and
+    /// the feature it belongs to.
+    fn import(&mut self, sym: &str, imported_ns: &[&str], version: Option<u32>) {
+        let facts = self.facts;
+        let target = self.target;
+        let cfg = &self.target.config;
+        let (license, gpl_ok) = (self.license, self.gpl_ok);
         let feature = feature_symbols::feature_of(sym);
         let Some(export) = target.symvers.get(sym) else {
-            loader.hard(ENOENT);
-            reasons.push(match feature {
+            self.loader.hard(ENOENT);
+            self.reasons.push(match feature {
                 Some(f) if !cfg.enabled(f.option) => Reason::new(Code::NeedsConfig, Severity::Incompatible, format!(
                     "{sym} comes with {} (CONFIG_{}), which the target lacks: insmod reports \"Unknown symbol\"",
                     f.what, f.option)).config(f.option),
                 _ => Reason::new(Code::UnknownSymbol, Severity::Incompatible,
                     format!("{sym} is not exported by the target kernel or its modules")),
             }.symbol(sym));
-            continue;
+            return;
         };
         if export.kind == ExportKind::GplOnly && !gpl_ok {
-            loader.hard(ENOENT);
-            reasons.push(
+            self.loader.hard(ENOENT);
+            self.reasons.push(
                 Reason::new(
                     Code::GplOnlySymbol,
                     Severity::Incompatible,
@@ -234,11 +313,11 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
                 )
                 .symbol(sym),
             );
-            continue;
+            return;
         }
         match version {
             Some(crc) if crc != export.crc => {
-                loader.soft(EINVAL);
+                self.loader.soft(EINVAL);
                 let mut r = Reason::new(Code::CrcMismatch, Severity::Incompatible, format!(
                     "{sym}: CRC {crc:#010x} in the module, {:#010x} on the target: its prototype or a struct it takes changed",
                     export.crc)).symbol(sym);
@@ -252,9 +331,9 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
                         r = r.config(first);
                     }
                 }
-                reasons.push(r);
+                self.reasons.push(r);
             }
-            None if facts.has_versions => reasons.push(Reason::new(Code::NoSymbolVersion, Severity::Warning,
+            None if facts.has_versions => self.reasons.push(Reason::new(Code::NoSymbolVersion, Severity::Warning,
                 format!("{sym} has no CRC in __versions: the loader only warns, so a changed prototype would go unnoticed")).symbol(sym)),
             _ => {}
         }
@@ -262,8 +341,8 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
             && !imported_ns.contains(&ns.as_str())
             && !cfg.builtin("MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS")
         {
-            loader.hard(EINVAL);
-            reasons.push(Reason::new(Code::MissingNamespaceImport, Severity::Incompatible, format!(
+            self.loader.hard(EINVAL);
+            self.reasons.push(Reason::new(Code::MissingNamespaceImport, Severity::Incompatible, format!(
                 "{sym} is in symbol namespace {ns}, which the module does not import (MODULE_IMPORT_NS)")).symbol(sym));
         }
         if let Some(f) = feature {
@@ -277,41 +356,40 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
             } else {
                 Severity::Info
             };
-            reasons.push(Reason::new(code, severity, format!(
+            self.reasons.push(Reason::new(code, severity, format!(
                 "{sym} belongs to {} (CONFIG_{}): the module depends on that feature staying configured", f.what, f.option))
                 .symbol(sym).config(f.option));
         }
     }
-    if facts.ftrace_sites > 0 {
-        reasons.push(
-            Reason::new(
-                Code::FtraceSites,
-                Severity::Info,
-                format!(
-                    "{} ftrace call sites: built with function tracing",
-                    facts.ftrace_sites
-                ),
-            )
-            .config("FUNCTION_TRACER"),
-        );
+
+    /// How it was built: ftrace call sites, tracepoints it defines.
+    fn build_features(&mut self) {
+        let facts = self.facts;
+        let (license, gpl_ok) = (self.license, self.gpl_ok);
+        if facts.ftrace_sites > 0 {
+            self.reasons.push(
+                Reason::new(
+                    Code::FtraceSites,
+                    Severity::Info,
+                    format!(
+                        "{} ftrace call sites: built with function tracing",
+                        facts.ftrace_sites
+                    ),
+                )
+                .config("FUNCTION_TRACER"),
+            );
+        }
+        if !facts.defined_tracepoints.is_empty() {
+            let severity = if gpl_ok {
+                Severity::Info
+            } else {
+                Severity::Warning
+            };
+            self.reasons.push(Reason::new(Code::TracepointDefined, severity, format!(
+                "defines {} tracepoint(s) ({}){}", facts.defined_tracepoints.len(),
+                facts.defined_tracepoints.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+                if gpl_ok { String::new() } else { format!("; licence {license:?}: tracepoints in non-GPL modules taint and may be disabled") }))
+                .config("TRACEPOINTS"));
+        }
     }
-    if !facts.defined_tracepoints.is_empty() {
-        let severity = if gpl_ok {
-            Severity::Info
-        } else {
-            Severity::Warning
-        };
-        reasons.push(Reason::new(Code::TracepointDefined, severity, format!(
-            "defines {} tracepoint(s) ({}){}", facts.defined_tracepoints.len(),
-            facts.defined_tracepoints.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
-            if gpl_ok { String::new() } else { format!("; licence {license:?}: tracepoints in non-GPL modules taint and may be disabled") }))
-            .config("TRACEPOINTS"));
-    }
-    (
-        reasons,
-        LoaderAnswer {
-            insmod: loader.plain.map(str::to_owned),
-            insmod_force: loader.forced.map(str::to_owned),
-        },
-    )
 }

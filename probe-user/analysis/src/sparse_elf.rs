@@ -50,25 +50,10 @@ impl SparseFile {
         if sparse.fetch(file, 0, 64)? < 64 {
             return Ok(None);
         }
-        let header = sparse.bytes(0, 64).expect("just read").to_vec();
-        if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
-            return Ok(None);
-        }
-        let (Some(shoff), Some(shentsize), Some(shnum), Some(shstrndx)) = (
-            le64(&header, 0x28),
-            le16(&header, 0x3a),
-            le16(&header, 0x3c),
-            le16(&header, 0x3e),
-        ) else {
+        let Some(table) = SectionTable::parse(sparse.bytes(0, 64).expect("just read")) else {
             return Ok(None);
         };
-        if shentsize != 64
-            || shnum == 0
-            || shstrndx >= shnum
-            || shoff.checked_add(shnum * 64).is_none()
-        {
-            return Ok(None);
-        }
+        let (shoff, shnum) = (table.offset, table.count);
         // One read for the end of the file: `ld -r` puts the symbol and string
         // tables just before the section headers, and the signature follows
         // them. A short read also tells the file's length, saving a stat.
@@ -88,45 +73,20 @@ impl SparseFile {
             .bytes(shoff, shnum * 64)
             .expect("within the tail")
             .to_vec();
-        let section = |i: u64| -> Option<(u64, u32, u64, u64, u64)> {
-            let at = (i * 64) as usize;
-            Some((
-                le32(&shdrs, at)?,
-                le32(&shdrs, at + 4)? as u32,
-                le64(&shdrs, at + 0x18)?,
-                le64(&shdrs, at + 0x20)?,
-                le32(&shdrs, at + 0x28)?,
-            ))
-        };
-        let Some((_, _, str_off, str_size, _)) = section(shstrndx) else {
+        let Some(names) = section(&shdrs, table.names) else {
             return Ok(None);
         };
-        if str_off.checked_add(str_size).is_none_or(|e| e > len) {
+        if names.offset.checked_add(names.size).is_none_or(|e| e > len) {
             return Ok(None);
         }
-        sparse.ensure(file, str_off..str_off + str_size)?;
+        sparse.ensure(file, names.offset..names.offset + names.size)?;
         let names = sparse
-            .bytes(str_off, str_size)
+            .bytes(names.offset, names.size)
             .expect("just ensured")
             .to_vec();
-        let mut ranges: Vec<Range<u64>> = Vec::new();
-        for i in 0..shnum {
-            let Some((name_off, kind, off, size, link)) = section(i) else {
-                return Ok(None);
-            };
-            let name = names
-                .get(name_off as usize..)
-                .and_then(|n| n.split(|&b| b == 0).next())
-                .unwrap_or_default();
-            if kind == SHT_SYMTAB || WANTED.iter().any(|w| w.as_bytes() == name) {
-                ranges.push(off..off.saturating_add(size));
-            }
-            if kind == SHT_SYMTAB
-                && let Some((_, _, s_off, s_size, _)) = section(link)
-            {
-                ranges.push(s_off..s_off.saturating_add(s_size));
-            }
-        }
+        let Some(mut ranges) = wanted_ranges(&shdrs, &names, shnum) else {
+            return Ok(None);
+        };
         ranges.push(len.saturating_sub(SIGNATURE_TAIL)..len);
         for r in ranges {
             if r.end > len || r.start >= r.end {
@@ -231,6 +191,76 @@ impl<'a> object::ReadRef<'a> for &'a SparseFile {
         let end = piece.iter().position(|&b| b == delimiter).ok_or(())?;
         Ok(&piece[..end])
     }
+}
+
+/// Where an ELF64 little-endian file's section headers are.
+struct SectionTable {
+    offset: u64,
+    count: u64,
+    /// The index of the section-name string table.
+    names: u64,
+}
+
+impl SectionTable {
+    /// From the 64-byte ELF header; `None` unless it is ELF64 LE with a
+    /// plausible section table.
+    fn parse(header: &[u8]) -> Option<Self> {
+        if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+            return None;
+        }
+        let offset = le64(header, 0x28)?;
+        let entry_size = le16(header, 0x3a)?;
+        let count = le16(header, 0x3c)?;
+        let names = le16(header, 0x3e)?;
+        (entry_size == 64 && count > 0 && names < count && offset.checked_add(count * 64).is_some())
+            .then_some(Self {
+                offset,
+                count,
+                names,
+            })
+    }
+}
+
+/// The fields of one section header this reader uses.
+struct SectionHeader {
+    name: u64,
+    kind: u32,
+    offset: u64,
+    size: u64,
+    link: u64,
+}
+
+fn section(shdrs: &[u8], i: u64) -> Option<SectionHeader> {
+    let at = (i * 64) as usize;
+    Some(SectionHeader {
+        name: le32(shdrs, at)?,
+        kind: le32(shdrs, at + 4)? as u32,
+        offset: le64(shdrs, at + 0x18)?,
+        size: le64(shdrs, at + 0x20)?,
+        link: le32(shdrs, at + 0x28)?,
+    })
+}
+
+/// The byte ranges of the sections `check` reads: the symbol table and its
+/// strings, and the `WANTED` sections by name.
+fn wanted_ranges(shdrs: &[u8], names: &[u8], count: u64) -> Option<Vec<Range<u64>>> {
+    let mut ranges = Vec::new();
+    for i in 0..count {
+        let s = section(shdrs, i)?;
+        let name = names
+            .get(s.name as usize..)
+            .and_then(|n| n.split(|&b| b == 0).next())
+            .unwrap_or_default();
+        if s.kind == SHT_SYMTAB || WANTED.iter().any(|w| w.as_bytes() == name) {
+            ranges.push(s.offset..s.offset.saturating_add(s.size));
+        }
+        if s.kind == SHT_SYMTAB
+            && let Some(strings) = section(shdrs, s.link)
+        {
+            ranges.push(strings.offset..strings.offset.saturating_add(strings.size));
+        }
+    }
+    Some(ranges)
 }
 
 #[cfg(test)]
