@@ -91,8 +91,8 @@ struct Checking<'a> {
 }
 
 impl Checking<'_> {
-    /// 1. The signature: whether there is one (whether it verifies is not
-    /// checked here).
+    /// Step 1, the signature: whether there is one (whether it verifies
+    /// is not checked here).
     fn signature(&mut self) {
         let facts = self.facts;
         let cfg = &self.target.config;
@@ -121,7 +121,7 @@ impl Checking<'_> {
         }
     }
 
-    /// 2. The compiled-in struct module must match the kernel's exactly.
+    /// Step 2: The compiled-in struct module must match the kernel's exactly.
     fn struct_module_size(&mut self) {
         let facts = self.facts;
         let target = self.target;
@@ -162,7 +162,7 @@ impl Checking<'_> {
         }
     }
 
-    /// 3. module_layout's CRC summarises struct module and friends.
+    /// Step 3: module_layout's CRC summarises struct module and friends.
     fn module_layout_crc(&mut self) {
         let facts = self.facts;
         let target = self.target;
@@ -179,7 +179,7 @@ impl Checking<'_> {
         }
     }
 
-    /// 4. Version magic.
+    /// Step 4: Version magic.
     fn vermagic(&mut self) {
         let facts = self.facts;
         let target = self.target;
@@ -251,7 +251,7 @@ impl Checking<'_> {
         }
     }
 
-    /// 5. Licence, tree.
+    /// Step 5: Licence, tree.
     fn licence_and_tree(&mut self) {
         let facts = self.facts;
         let (license, gpl_ok) = (self.license, self.gpl_ok);
@@ -269,7 +269,7 @@ impl Checking<'_> {
         }
     }
 
-    /// 6. Every import, in the order the loader resolves them.
+    /// Step 6: Every import, in the order the loader resolves them.
     fn imports(&mut self) {
         let facts = self.facts;
         // 6. Every import, in the order the loader resolves them.

@@ -2,9 +2,11 @@
 //! or a trace file) → `App::apply` (pure state) → `render::draw`.
 
 pub mod app;
+pub mod detail;
 pub mod evidence;
 pub mod live_feed;
 pub mod model;
+pub mod palette;
 pub mod render;
 pub mod replay;
 pub mod run;
