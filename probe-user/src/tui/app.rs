@@ -2,7 +2,10 @@
 //! looking at (selection, sort, filter, focus, overlays), and the keys that
 //! change it. Pure: no terminal, no I/O; `render` draws it.
 
-use super::model::{Applied, Model, ModuleEntry};
+use super::{
+    model::{Applied, Model},
+    module_entry::ModuleEntry,
+};
 use crate::trace::TraceRecord;
 
 /// A key, as the TUI understands it (terminal-independent).

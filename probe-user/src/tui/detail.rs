@@ -11,7 +11,8 @@ use ratatui::{
 use super::{
     app::App,
     evidence::{self, group},
-    model::{Model, ModuleEntry},
+    model::Model,
+    module_entry::{CallStat, ModuleEntry},
     palette::{Palette, severity_symbol, time_of},
 };
 
@@ -147,7 +148,7 @@ fn calls(out: &mut Vec<Line<'static>>, m: &ModuleEntry, model: &Model, _: &Palet
         ),
         bold,
     ));
-    let mut calls: Vec<(String, &super::model::CallStat)> = m
+    let mut calls: Vec<(String, &CallStat)> = m
         .calls
         .iter()
         .map(|(&ip, s)| (model.function_name(ip), s))

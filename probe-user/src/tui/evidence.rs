@@ -2,7 +2,7 @@
 //! reason, and for the runtime evidence (calls the module actually made to
 //! functions whose structs the kernel's configuration changes).
 
-use super::model::{Model, ModuleEntry};
+use super::{model::Model, module_entry::ModuleEntry};
 use modscope_analysis::{feature_symbols, verdict::Severity};
 
 use crate::trace::records::VerdictReason;

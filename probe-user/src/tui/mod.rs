@@ -6,6 +6,7 @@ pub mod detail;
 pub mod evidence;
 pub mod live_feed;
 pub mod model;
+pub mod module_entry;
 pub mod palette;
 pub mod render;
 pub mod replay;

@@ -2,19 +2,20 @@
 //! entry per module name (its incarnations, verdict, exact counts, rates),
 //! the event log. Pure: live and replay feed it the same records.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
 
 use modscope_analysis::verdict::Severity;
 
+use super::module_entry::{Anomaly, CallStat, Incarnation, ModuleEntry, Rating};
 use crate::{
     kernel::taint,
     trace::{
         display::sanitize,
         records::{
-            AnomalyRecord, EndReason, ModuleOrigin, ModuleVerdict, Stats, TraceRecord,
-            VerdictReason,
+            AnomalyRecord, EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict, SessionStart, Stats,
+            StatsSnapshot, TraceRecord, VerdictReason,
         },
         replay::merge_anomaly,
     },
@@ -24,10 +25,6 @@ use crate::{
 pub const LOG_CAPACITY: usize = 5_000;
 /// Samples in a module's sparkline.
 pub const SPARK_SAMPLES: usize = 30;
-/// A module is "loading" this long after its load event (its init runs then).
-const LOADING_NS: u64 = 1_000_000_000;
-/// Rates older than this are shown as zero (no counts arrived since).
-const RATE_STALE_NS: u64 = 2_500_000_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionInfo {
@@ -42,204 +39,6 @@ pub struct SessionInfo {
     pub probes: usize,
     pub capped: usize,
     pub not_attached: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ModuleState {
-    Loading,
-    Live,
-    Unloaded,
-}
-
-impl ModuleState {
-    pub fn word(self) -> &'static str {
-        match self {
-            ModuleState::Loading => "loading",
-            ModuleState::Live => "live",
-            ModuleState::Unloaded => "unloaded",
-        }
-    }
-}
-
-/// The verdict shown for a module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Rating {
-    Unsafe,
-    Warning,
-    Compatible,
-    /// Its file was not found: not checked.
-    Unchecked,
-}
-
-impl Rating {
-    pub fn word(self) -> &'static str {
-        match self {
-            Rating::Unsafe => "unsafe",
-            Rating::Warning => "warning",
-            Rating::Compatible => "compatible",
-            Rating::Unchecked => "unchecked",
-        }
-    }
-
-    /// Never colour alone: a symbol too.
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Rating::Unsafe => "✖",
-            Rating::Warning => "▲",
-            Rating::Compatible => "✔",
-            Rating::Unchecked => "?",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Incarnation {
-    pub id: u64,
-    pub origin: ModuleOrigin,
-    /// `None` for modules present before the capture.
-    pub loaded_ns: Option<u64>,
-    pub unloaded_ns: Option<u64>,
-    pub init_counted: bool,
-    pub taints: String,
-    /// Calls counted in this incarnation.
-    pub calls: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallStat {
-    pub count: u64,
-    pub first_use_ns: Option<u64>,
-    /// `core+0x…` / `init+0x…`.
-    pub first_caller: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ModuleEntry {
-    pub name: String,
-    pub incarnations: Vec<Incarnation>,
-    pub imports: Option<Vec<String>>,
-    /// Current incarnation's calls by function address.
-    pub calls: BTreeMap<u64, CallStat>,
-    /// Text ranges of the current incarnation (core, init).
-    core_text: (u64, u64),
-    init_text: (u64, u64),
-    /// Its static verdict, as the trace carried it (strings sanitised).
-    pub verdict: Option<ModuleVerdict>,
-    /// Runtime evidence: calls to symbols its verdict flags.
-    pub anomalies: Vec<Anomaly>,
-    /// What the in-kernel detectors caught, one per call site (current
-    /// incarnation), with exact counts.
-    pub detected: Vec<AnomalyRecord>,
-    /// Calls per tick, newest last.
-    pub spark: VecDeque<u64>,
-    rate: f64,
-    rate_ns: u64,
-    ticked_total: u64,
-}
-
-/// A call the static verdict says should not happen on this kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Anomaly {
-    pub ts_ns: u64,
-    pub symbol: String,
-    pub code: String,
-    pub caller: Option<String>,
-}
-
-impl ModuleEntry {
-    /// Flagged first calls plus detector sites: the table's anomaly column.
-    pub fn anomaly_count(&self) -> usize {
-        self.anomalies.len() + self.detected.len()
-    }
-
-    fn new(name: String) -> Self {
-        Self {
-            name,
-            incarnations: Vec::new(),
-            imports: None,
-            calls: BTreeMap::new(),
-            core_text: (0, 0),
-            init_text: (0, 0),
-            verdict: None,
-            anomalies: Vec::new(),
-            detected: Vec::new(),
-            spark: VecDeque::new(),
-            rate: 0.0,
-            rate_ns: 0,
-            ticked_total: 0,
-        }
-    }
-
-    pub fn current(&self) -> Option<&Incarnation> {
-        self.incarnations.last()
-    }
-
-    pub fn state(&self, now_ns: u64) -> ModuleState {
-        match self.current() {
-            Some(i) if i.unloaded_ns.is_some() => ModuleState::Unloaded,
-            Some(Incarnation {
-                loaded_ns: Some(t), ..
-            }) if now_ns < t.saturating_add(LOADING_NS) => ModuleState::Loading,
-            _ => ModuleState::Live,
-        }
-    }
-
-    /// The static verdict, raised by what the detectors saw at run time:
-    /// a lock laid out for another kernel makes the module unsafe whatever
-    /// its file said.
-    pub fn rating(&self) -> Rating {
-        match crate::detectors::explain::with_findings(
-            self.verdict.as_ref().map(|v| v.severity),
-            self.detected.iter().map(|a| a.detector.as_str()),
-        ) {
-            None => Rating::Unchecked,
-            Some(Severity::Incompatible) => Rating::Unsafe,
-            Some(Severity::Warning) => Rating::Warning,
-            Some(Severity::Info) => Rating::Compatible,
-        }
-    }
-
-    pub fn taints(&self) -> &str {
-        self.current().map_or("", |i| i.taints.as_str())
-    }
-
-    pub fn total_calls(&self) -> u64 {
-        self.calls.values().map(|c| c.count).sum()
-    }
-
-    /// Distinct probed functions it called (current incarnation).
-    pub fn used(&self) -> usize {
-        self.calls
-            .values()
-            .filter(|c| c.count > 0 || c.first_use_ns.is_some())
-            .count()
-    }
-
-    pub fn imported(&self) -> Option<usize> {
-        self.imports.as_ref().map(Vec::len)
-    }
-
-    /// Calls per second over the last tick; zero when no counts came lately.
-    pub fn rate(&self, now_ns: u64) -> f64 {
-        if now_ns > self.rate_ns.saturating_add(RATE_STALE_NS) {
-            0.0
-        } else {
-            self.rate
-        }
-    }
-
-    fn place(&self, addr: u64) -> Option<String> {
-        crate::trace::report::place_in(addr, self.core_text, self.init_text)
-    }
-
-    /// The verdict reason that makes a call to `symbol` suspect.
-    fn flagged(&self, symbol: &str) -> Option<&VerdictReason> {
-        self.verdict
-            .as_ref()?
-            .reasons
-            .iter()
-            .find(|r| r.symbol == symbol && r.severity == Some(Severity::Incompatible))
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,150 +154,20 @@ impl Model {
         self.advance(ts);
         let mut applied = Applied::default();
         match record {
-            TraceRecord::SessionStart(s) => {
-                // A new session (an appended capture, maybe another boot):
-                // modules start over, the log goes on.
-                self.modules.clear();
-                self.by_name.clear();
-                self.by_incarnation.clear();
-                self.functions = s.functions.iter().map(|(n, a)| (*a, sanitize(n))).collect();
-                self.stats = Stats::default();
-                self.ended = None;
-                self.last_tick_ns = None;
-                self.sessions += 1;
-                let info = SessionInfo {
-                    kernel_release: sanitize(&s.kernel_release),
-                    hostname: sanitize(&s.hostname),
-                    boot_id: sanitize(&s.boot_id),
-                    epoch_at_boot_ns: s.epoch_at_boot_ns,
-                    config_source: sanitize(&s.config_source),
-                    config: s
-                        .config
-                        .iter()
-                        .map(|(k, v)| (sanitize(k), sanitize(v)))
-                        .collect(),
-                    attach_type: sanitize(&s.attach_type),
-                    probes: s.functions.len(),
-                    capped: s.capped.len(),
-                    not_attached: s.not_attached.len(),
-                };
-                let text = format!(
-                    "{} started on {} ({}), {} functions probed",
-                    self.sessions, info.hostname, info.kernel_release, info.probes
-                );
-                self.session = Some(info);
-                self.log(ts, LogKind::Session, text);
-            }
-            TraceRecord::Module(m) => {
-                let name = sanitize(&m.name);
-                let loaded = m.origin == ModuleOrigin::Loaded;
-                let entry = self.entry_mut(&name);
-                entry.incarnations.push(Incarnation {
-                    id: m.incarnation,
-                    origin: m.origin,
-                    loaded_ns: loaded.then_some(m.ts_ns),
-                    unloaded_ns: None,
-                    init_counted: m.init_counted,
-                    taints: taint::letters(m.taints),
-                    calls: 0,
-                });
-                entry.calls.clear();
-                entry.detected.clear();
-                entry.core_text = m.core_text;
-                entry.init_text = m.init_text;
-                entry.ticked_total = 0;
-                if let Some(imports) = &m.imports {
-                    entry.imports = Some(imports.iter().map(|s| sanitize(s)).collect());
-                }
-                let i = self.by_name[&name];
-                self.by_incarnation.insert(m.incarnation, i);
-                if loaded {
-                    let taints = taint::letters(m.taints);
-                    let text = if taints.is_empty() {
-                        format!("{name} loaded")
-                    } else {
-                        format!("{name} loaded (taints {taints})")
-                    };
-                    self.log(ts, LogKind::Load, text);
-                }
-            }
+            TraceRecord::SessionStart(s) => self.apply_session(ts, s),
+            TraceRecord::Module(m) => self.apply_module(ts, m),
             TraceRecord::Verdict(v) => applied.mark = self.apply_verdict(v),
             TraceRecord::Anomaly(a) => applied.mark = self.apply_anomaly(a),
-            &TraceRecord::Unload { ts_ns, incarnation } => {
-                if let Some(m) = self.by_incarnation(incarnation) {
-                    let calls = m.total_calls();
-                    if let Some(i) = m.incarnations.last_mut() {
-                        i.unloaded_ns = Some(ts_ns);
-                        i.calls = calls;
-                    }
-                    let text = format!("{} unloaded after {calls} counted calls", m.name);
-                    self.log(ts_ns, LogKind::Unload, text);
-                }
-            }
+            &TraceRecord::Unload { ts_ns, incarnation } => self.apply_unload(ts_ns, incarnation),
             &TraceRecord::FirstUse {
                 ts_ns,
                 incarnation,
                 func_ip,
                 caller,
-            } => {
-                let symbol = self.function_name(func_ip);
-                if let Some(m) = self.by_incarnation(incarnation) {
-                    let place = m.place(caller);
-                    let stat = m.calls.entry(func_ip).or_insert(CallStat {
-                        count: 0,
-                        first_use_ns: None,
-                        first_caller: None,
-                    });
-                    stat.first_use_ns.get_or_insert(ts_ns);
-                    if stat.first_caller.is_none() {
-                        stat.first_caller.clone_from(&place);
-                    }
-                    let name = m.name.clone();
-                    let flagged = m.flagged(&symbol).map(|r| r.code.clone());
-                    if let Some(code) = flagged {
-                        m.anomalies.push(Anomaly {
-                            ts_ns,
-                            symbol: symbol.clone(),
-                            code: code.clone(),
-                            caller: place.clone(),
-                        });
-                        applied.mark = true;
-                        self.log(
-                            ts_ns,
-                            LogKind::Anomaly,
-                            format!(
-                                "{name} called {symbol} ({code}) from {}",
-                                place.as_deref().unwrap_or("?")
-                            ),
-                        );
-                    }
-                    let at = place.map(|p| format!(" at {p}")).unwrap_or_default();
-                    self.log(ts_ns, LogKind::FirstUse, format!("{name} → {symbol}{at}"));
-                }
-            }
+            } => applied.mark = self.apply_first_use(ts_ns, incarnation, func_ip, caller),
             TraceRecord::Counts { ts_ns, entries } => self.apply_counts(*ts_ns, entries),
-            TraceRecord::Stats(s) => {
-                let lost = s
-                    .counters
-                    .lost_events
-                    .saturating_sub(self.stats.lost_events);
-                if lost > 0 {
-                    self.log(
-                        s.ts_ns,
-                        LogKind::Lost,
-                        format!("the kernel dropped {lost} events (ring buffer full)"),
-                    );
-                }
-                self.stats = s.counters;
-            }
-            TraceRecord::Functions { functions, .. } => {
-                for (n, a) in functions {
-                    self.functions.insert(*a, sanitize(n));
-                }
-                if let Some(s) = &mut self.session {
-                    s.probes += functions.len();
-                }
-            }
+            TraceRecord::Stats(s) => self.apply_stats(s),
+            TraceRecord::Functions { functions, .. } => self.apply_functions(functions),
             &TraceRecord::SessionEnd { ts_ns, reason } => {
                 self.ended = Some(reason);
                 self.log(
@@ -509,6 +178,153 @@ impl Model {
             }
         }
         applied
+    }
+
+    /// A new session (an appended capture, maybe another boot): modules
+    /// start over, the log goes on.
+    fn apply_session(&mut self, ts: u64, s: &SessionStart) {
+        self.modules.clear();
+        self.by_name.clear();
+        self.by_incarnation.clear();
+        self.functions = s.functions.iter().map(|(n, a)| (*a, sanitize(n))).collect();
+        self.stats = Stats::default();
+        self.ended = None;
+        self.last_tick_ns = None;
+        self.sessions += 1;
+        let info = SessionInfo {
+            kernel_release: sanitize(&s.kernel_release),
+            hostname: sanitize(&s.hostname),
+            boot_id: sanitize(&s.boot_id),
+            epoch_at_boot_ns: s.epoch_at_boot_ns,
+            config_source: sanitize(&s.config_source),
+            config: s
+                .config
+                .iter()
+                .map(|(k, v)| (sanitize(k), sanitize(v)))
+                .collect(),
+            attach_type: sanitize(&s.attach_type),
+            probes: s.functions.len(),
+            capped: s.capped.len(),
+            not_attached: s.not_attached.len(),
+        };
+        let text = format!(
+            "{} started on {} ({}), {} functions probed",
+            self.sessions, info.hostname, info.kernel_release, info.probes
+        );
+        self.session = Some(info);
+        self.log(ts, LogKind::Session, text);
+    }
+
+    fn apply_module(&mut self, ts: u64, m: &ModuleSeen) {
+        let name = sanitize(&m.name);
+        let loaded = m.origin == ModuleOrigin::Loaded;
+        let entry = self.entry_mut(&name);
+        entry.incarnations.push(Incarnation {
+            id: m.incarnation,
+            origin: m.origin,
+            loaded_ns: loaded.then_some(m.ts_ns),
+            unloaded_ns: None,
+            init_counted: m.init_counted,
+            taints: taint::letters(m.taints),
+            calls: 0,
+        });
+        entry.calls.clear();
+        entry.detected.clear();
+        entry.core_text = m.core_text;
+        entry.init_text = m.init_text;
+        entry.ticked_total = 0;
+        if let Some(imports) = &m.imports {
+            entry.imports = Some(imports.iter().map(|s| sanitize(s)).collect());
+        }
+        let i = self.by_name[&name];
+        self.by_incarnation.insert(m.incarnation, i);
+        if loaded {
+            let taints = taint::letters(m.taints);
+            let text = if taints.is_empty() {
+                format!("{name} loaded")
+            } else {
+                format!("{name} loaded (taints {taints})")
+            };
+            self.log(ts, LogKind::Load, text);
+        }
+    }
+
+    fn apply_unload(&mut self, ts_ns: u64, incarnation: u64) {
+        if let Some(m) = self.by_incarnation(incarnation) {
+            let calls = m.total_calls();
+            if let Some(i) = m.incarnations.last_mut() {
+                i.unloaded_ns = Some(ts_ns);
+                i.calls = calls;
+            }
+            let text = format!("{} unloaded after {calls} counted calls", m.name);
+            self.log(ts_ns, LogKind::Unload, text);
+        }
+    }
+
+    /// A module's first call to a function; a call its verdict flags is an
+    /// anomaly (and marks the replay).
+    fn apply_first_use(&mut self, ts_ns: u64, incarnation: u64, func_ip: u64, caller: u64) -> bool {
+        let mut mark = false;
+        let symbol = self.function_name(func_ip);
+        if let Some(m) = self.by_incarnation(incarnation) {
+            let place = m.place(caller);
+            let stat = m.calls.entry(func_ip).or_insert(CallStat {
+                count: 0,
+                first_use_ns: None,
+                first_caller: None,
+            });
+            stat.first_use_ns.get_or_insert(ts_ns);
+            if stat.first_caller.is_none() {
+                stat.first_caller.clone_from(&place);
+            }
+            let name = m.name.clone();
+            let flagged = m.flagged(&symbol).map(|r| r.code.clone());
+            if let Some(code) = flagged {
+                m.anomalies.push(Anomaly {
+                    ts_ns,
+                    symbol: symbol.clone(),
+                    code: code.clone(),
+                    caller: place.clone(),
+                });
+                mark = true;
+                self.log(
+                    ts_ns,
+                    LogKind::Anomaly,
+                    format!(
+                        "{name} called {symbol} ({code}) from {}",
+                        place.as_deref().unwrap_or("?")
+                    ),
+                );
+            }
+            let at = place.map(|p| format!(" at {p}")).unwrap_or_default();
+            self.log(ts_ns, LogKind::FirstUse, format!("{name} → {symbol}{at}"));
+        }
+        mark
+    }
+
+    fn apply_stats(&mut self, s: &StatsSnapshot) {
+        let lost = s
+            .counters
+            .lost_events
+            .saturating_sub(self.stats.lost_events);
+        if lost > 0 {
+            self.log(
+                s.ts_ns,
+                LogKind::Lost,
+                format!("the kernel dropped {lost} events (ring buffer full)"),
+            );
+        }
+        self.stats = s.counters;
+    }
+
+    /// Functions probed from now on.
+    fn apply_functions(&mut self, functions: &[(String, u64)]) {
+        for (n, a) in functions {
+            self.functions.insert(*a, sanitize(n));
+        }
+        if let Some(s) = &mut self.session {
+            s.probes += functions.len();
+        }
     }
 
     /// A detector's record: a new site is logged and marks the replay; a

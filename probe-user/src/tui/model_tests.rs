@@ -1,5 +1,6 @@
 use super::*;
 use crate::trace::samples;
+use crate::tui::module_entry::ModuleState;
 
 fn story_model() -> Model {
     let mut m = Model::default();

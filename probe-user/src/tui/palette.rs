@@ -4,7 +4,10 @@
 use modscope_analysis::verdict::Severity;
 use ratatui::style::{Color, Modifier, Style};
 
-use super::model::{LogKind, Model, Rating};
+use super::{
+    model::{LogKind, Model},
+    module_entry::Rating,
+};
 use crate::kernel::clock;
 
 pub struct Palette {

@@ -13,7 +13,7 @@ use ratatui::{
 use super::{
     app::{App, Mode, Pane, SortKey, help_lines},
     detail::detail_lines,
-    model::ModuleState,
+    module_entry::ModuleState,
     palette::{Palette, time_of},
 };
 use modscope_analysis::feature_symbols::WATCHED_STRUCTS;

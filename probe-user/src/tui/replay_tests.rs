@@ -49,7 +49,7 @@ fn stepping_forward_and_back_is_one_record_and_rebuilds_the_state() {
     assert_eq!(f.position(), n);
     assert_eq!(
         app.model.module("rtbad").unwrap().state(app.model.now_ns),
-        super::super::model::ModuleState::Unloaded
+        super::super::module_entry::ModuleState::Unloaded
     );
     // Back over the session end and the unload.
     f.act(&mut app, Action::StepBack);
@@ -87,7 +87,7 @@ fn g_goes_to_the_start_and_n_finds_each_mark() {
     assert_eq!(f.position(), 5);
     assert_eq!(
         app.model.module("rtbad").unwrap().rating(),
-        super::super::model::Rating::Unsafe
+        super::super::module_entry::Rating::Unsafe
     );
     f.act(&mut app, Action::NextMark);
     f.pump(&mut app, NO_TIME, BUDGET);
