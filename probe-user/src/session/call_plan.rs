@@ -71,103 +71,23 @@ pub fn plan(args: &ProbeRequest, paths: &KernelPaths) -> anyhow::Result<CallPlan
             kallsyms::TRACEABLE_PATHS[0]
         )
     })?;
-    let mut imports = analysis::imports_of(&args.watch).map_err(|e| match e {
-        analysis::ImportsError::Path(e) => anyhow::anyhow!("--watch {}: {}", e.path, e.error),
-        read => anyhow::Error::new(read),
-    })?;
-    let mut module_files = None;
-    let mut wanted: Vec<String> = args.functions.clone();
-    wanted.extend(imports.values().flatten().cloned());
-    // Without --watch, modules that load during the session are probed as
-    // they load (their files are looked up on this kernel's module path).
     let release = features::release(paths);
-    let on_module_path =
-        analysis::module_files(&[PathBuf::from(format!("/lib/modules/{release}"))]);
-    let mut files = on_module_path.clone();
-    files.extend(analysis::module_files(&args.watch));
-    if args.watch.is_empty() && !args.functions.is_empty() {
-        module_files = Some(on_module_path.clone());
-    }
-    // Without --watch or --function: also the imports of every loaded
-    // module whose file is on the module path.
-    if args.watch.is_empty() && args.functions.is_empty() {
-        let loaded: BTreeSet<String> = proc_modules::read(&paths.proc_modules)?
-            .into_iter()
-            .map(|m| m.name)
-            .collect();
-        let loaded_files: Vec<PathBuf> = on_module_path
-            .iter()
-            .filter(|(name, _)| loaded.contains(*name))
-            .map(|(_, f)| f.clone())
-            .collect();
-        for (name, set) in analysis::imports_of(&loaded_files)? {
-            wanted.extend(set.iter().cloned());
-            imports.entry(name).or_insert(set);
-        }
-        module_files = Some(on_module_path);
-    }
-    // Functions only (data symbols cannot be probed), each once, in order of
-    // how many modules import them: the cap drops the least shared.
-    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
-    for w in wanted {
-        *uses.entry(w).or_default() += 1;
-    }
-    let mut untraceable = Vec::new();
-    let mut ranked: Vec<(String, usize)> = Vec::new();
-    for (name, n) in uses {
-        match probe_policy::classify(&name, &kallsyms, &traceable) {
-            ProbeDecision::Probe(_) => ranked.push((name, n)),
-            ProbeDecision::Refuse => untraceable.push(name),
-            ProbeDecision::Skip => {}
-        }
-    }
-    ranked.sort_by(|a, b| {
-        let explicit = |n: &str| args.functions.iter().any(|f| f == n);
-        explicit(&b.0)
-            .cmp(&explicit(&a.0))
-            .then(b.1.cmp(&a.1))
-            .then(a.0.cmp(&b.0))
+    let wanted = wanted_imports(args, paths, &release)?;
+    let ranked = rank(&wanted.functions, args, |name| {
+        probe_policy::classify(name, &kallsyms, &traceable)
     });
-    let capped = ranked
-        .split_off(ranked.len().min(args.max_probes))
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
     let functions: BTreeMap<String, u64> = ranked
+        .probed
         .into_iter()
-        .filter_map(|(n, _)| kallsyms.function(&n).map(|a| (n, a)))
+        .filter_map(|n| kallsyms.function(&n).map(|a| (n, a)))
         .collect();
-    let detectors = if args.no_detectors {
+    let DetectorProbes { checks, allocators } = if args.no_detectors {
         DetectorProbes::default()
     } else {
-        let config = running_config(&release).map(|(_, c)| c);
-        detector_probes::for_kernel(
-            &paths.vmlinux_btf,
-            &kallsyms,
-            config.as_ref(),
-            &functions,
-            |f| {
-                matches!(
-                    probe_policy::classify(f, &kallsyms, &traceable),
-                    ProbeDecision::Probe(_)
-                )
-            },
-        )
-        .with_context(|| format!("reading {} for the detectors", paths.vmlinux_btf.display()))?
+        detectors(paths, &release, &kallsyms, &traceable, &functions)?
     };
-    // A planned function that also has a check is counted by the checking
-    // program: one kprobe per call.
-    let DetectorProbes {
-        mut checks,
-        allocators,
-    } = detectors;
-    for c in &mut checks {
-        if functions.contains_key(c.function.as_str()) {
-            c.check.flags |= COUNT_CALLS;
-        }
-    }
     // Modules loaded later get their imports probed as they load.
-    let late = module_files.map(|files| {
+    let late = wanted.late_files.map(|files| {
         LatePlanner::new(
             kallsyms,
             traceable,
@@ -178,13 +98,186 @@ pub fn plan(args: &ProbeRequest, paths: &KernelPaths) -> anyhow::Result<CallPlan
     });
     Ok(CallPlan {
         functions,
-        untraceable,
-        capped,
-        imports,
+        untraceable: ranked.untraceable,
+        capped: ranked.capped,
+        imports: wanted.imports,
         modules: args.modules.clone(),
         late,
-        files,
+        files: wanted.files,
         checks,
         allocators,
     })
+}
+
+/// The functions asked for, before ranking, and where they come from.
+struct Wanted {
+    /// Each function once per module importing it (and once per --function).
+    functions: Vec<String>,
+    imports: HashMap<String, BTreeSet<String>>,
+    /// Module files by name, for static verdicts.
+    files: HashMap<String, PathBuf>,
+    /// Files on the module path for modules that load later (None: --watch
+    /// names the modules, no late probes).
+    late_files: Option<HashMap<String, PathBuf>>,
+}
+
+/// The imports of the `--watch` files; without `--watch`, the module path
+/// serves modules that load later, and without `--function` either, the
+/// imports of every loaded module whose file is found are wanted too.
+fn wanted_imports(
+    args: &ProbeRequest,
+    paths: &KernelPaths,
+    release: &str,
+) -> anyhow::Result<Wanted> {
+    let mut imports = analysis::imports_of(&args.watch).map_err(|e| match e {
+        analysis::ImportsError::Path(e) => anyhow::anyhow!("--watch {}: {}", e.path, e.error),
+        read => anyhow::Error::new(read),
+    })?;
+    let mut functions: Vec<String> = args.functions.clone();
+    functions.extend(imports.values().flatten().cloned());
+    let on_module_path =
+        analysis::module_files(&[PathBuf::from(format!("/lib/modules/{release}"))]);
+    let mut files = on_module_path.clone();
+    files.extend(analysis::module_files(&args.watch));
+    let late_files = match (args.watch.is_empty(), args.functions.is_empty()) {
+        (false, _) => None,
+        (true, false) => Some(on_module_path),
+        (true, true) => {
+            let loaded: BTreeSet<String> = proc_modules::read(&paths.proc_modules)?
+                .into_iter()
+                .map(|m| m.name)
+                .collect();
+            let loaded_files: Vec<PathBuf> = on_module_path
+                .iter()
+                .filter(|(name, _)| loaded.contains(*name))
+                .map(|(_, f)| f.clone())
+                .collect();
+            for (name, set) in analysis::imports_of(&loaded_files)? {
+                functions.extend(set.iter().cloned());
+                imports.entry(name).or_insert(set);
+            }
+            Some(on_module_path)
+        }
+    };
+    Ok(Wanted {
+        functions,
+        imports,
+        files,
+        late_files,
+    })
+}
+
+/// The wanted functions sorted into probed, capped and untraceable.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ranked {
+    pub probed: Vec<String>,
+    pub capped: Vec<String>,
+    pub untraceable: Vec<String>,
+}
+
+/// Functions only (data symbols cannot be probed), each once: `--function`
+/// names first, then by how many modules import them, so the cap drops the
+/// least shared. Pure.
+pub fn rank(
+    wanted: &[String],
+    args: &ProbeRequest,
+    decide: impl Fn(&str) -> ProbeDecision,
+) -> Ranked {
+    let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
+    for w in wanted {
+        *uses.entry(w).or_default() += 1;
+    }
+    let mut untraceable = Vec::new();
+    let mut ranked: Vec<(&str, usize)> = Vec::new();
+    for (name, n) in uses {
+        match decide(name) {
+            ProbeDecision::Probe(_) => ranked.push((name, n)),
+            ProbeDecision::Refuse => untraceable.push(name.to_owned()),
+            ProbeDecision::Skip => {}
+        }
+    }
+    let explicit = |n: &str| args.functions.iter().any(|f| f == n);
+    ranked.sort_by(|a, b| {
+        explicit(b.0)
+            .cmp(&explicit(a.0))
+            .then(b.1.cmp(&a.1))
+            .then(a.0.cmp(b.0))
+    });
+    let capped = ranked
+        .split_off(ranked.len().min(args.max_probes))
+        .into_iter()
+        .map(|(n, _)| n.to_owned())
+        .collect();
+    Ranked {
+        probed: ranked.into_iter().map(|(n, _)| n.to_owned()).collect(),
+        capped,
+        untraceable,
+    }
+}
+
+/// The detectors' checks for this kernel. A planned function that also has
+/// a check is counted by the checking program: one kprobe per call.
+fn detectors(
+    paths: &KernelPaths,
+    release: &str,
+    kallsyms: &Kallsyms,
+    traceable: &std::collections::HashSet<String>,
+    functions: &BTreeMap<String, u64>,
+) -> anyhow::Result<DetectorProbes> {
+    let config = running_config(release).map(|(_, c)| c);
+    let mut probes = detector_probes::for_kernel(
+        &paths.vmlinux_btf,
+        kallsyms,
+        config.as_ref(),
+        functions,
+        |f| {
+            matches!(
+                probe_policy::classify(f, kallsyms, traceable),
+                ProbeDecision::Probe(_)
+            )
+        },
+    )
+    .with_context(|| format!("reading {} for the detectors", paths.vmlinux_btf.display()))?;
+    for c in &mut probes.checks {
+        if functions.contains_key(c.function.as_str()) {
+            c.check.flags |= COUNT_CALLS;
+        }
+    }
+    Ok(probes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn explicit_functions_first_then_the_most_shared_and_the_cap_drops_the_rest() {
+        let wanted = names(&[
+            "kfree",
+            "kstrdup",
+            "kfree",
+            "msleep",
+            "kfree",
+            "kstrdup",
+            "jiffies",
+            "__rcu_read_lock",
+        ]);
+        let args = ProbeRequest {
+            functions: names(&["msleep"]),
+            max_probes: 2,
+            ..ProbeRequest::default()
+        };
+        let ranked = rank(&wanted, &args, |n| match n {
+            "jiffies" => ProbeDecision::Skip,
+            "__rcu_read_lock" => ProbeDecision::Refuse,
+            _ => ProbeDecision::Probe(1),
+        });
+        assert_eq!(ranked.probed, names(&["msleep", "kfree"]));
+        assert_eq!(ranked.capped, names(&["kstrdup"]));
+        assert_eq!(ranked.untraceable, names(&["__rcu_read_lock"]));
+    }
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::{
     kernel::{clock, taint},
     trace::{
+        call_report::ModuleCalls,
         display::{AnomalyInfo, hex, sanitize},
         records::Stats,
     },
@@ -148,7 +149,7 @@ pub enum Event {
     Calls {
         time: String,
         probes: CallProbeStatus,
-        modules: Vec<crate::trace::call_report::ModuleCalls>,
+        modules: Vec<ModuleCalls>,
     },
 }
 
@@ -231,58 +232,62 @@ impl Event {
                 sanitize(&a.symbol),
                 sanitize(&a.message)
             ),
-            Event::Anomalies { time, sites } => {
-                let mut s = format!("{time} anomalies {} call sites", sites.len());
-                for a in sites {
-                    s.push_str(&format!(
-                        "\n  {} {} at {} calling {}: {} calls (CONFIG_{})",
-                        sanitize(&a.module),
-                        a.detector,
-                        sanitize(&a.caller_offset),
-                        sanitize(&a.symbol),
-                        a.count,
-                        a.option
-                    ));
-                }
-                s
-            }
+            Event::Anomalies { time, sites } => anomalies_text(time, sites),
             Event::Calls {
                 time,
                 probes,
                 modules,
-            } => {
-                let mut s = format!(
-                    "{time} calls   {} functions probed, {} not probeable, {} over the cap",
-                    probes.attached,
-                    probes.not_attached.len(),
-                    probes.capped.len()
-                );
-                for m in modules {
-                    s.push_str(&format!(
-                        "\n  {}{}{}",
-                        sanitize(&m.name),
-                        if m.init_counted {
-                            ""
-                        } else {
-                            " (init not counted)"
-                        },
-                        if m.unloaded_ktime_ns.is_some() {
-                            " (unloaded)"
-                        } else {
-                            ""
-                        }
-                    ));
-                    for c in &m.calls {
-                        s.push_str(&format!("\n    {:>10}  {}", c.count, sanitize(&c.symbol)));
-                    }
-                    if let Some(unused) = &m.unused_imports {
-                        s.push_str(&format!("\n    unused: {}", unused.join(" ")));
-                    }
-                }
-                s
-            }
+            } => calls_text(time, probes, modules),
         }
     }
+}
+
+fn anomalies_text(time: &str, sites: &[AnomalyInfo]) -> String {
+    let mut s = format!("{time} anomalies {} call sites", sites.len());
+    for a in sites {
+        s.push_str(&format!(
+            "\n  {} {} at {} calling {}: {} calls (CONFIG_{})",
+            sanitize(&a.module),
+            a.detector,
+            sanitize(&a.caller_offset),
+            sanitize(&a.symbol),
+            a.count,
+            a.option
+        ));
+    }
+    s
+}
+
+fn calls_text(time: &str, probes: &CallProbeStatus, modules: &[ModuleCalls]) -> String {
+    let mut s = format!(
+        "{time} calls   {} functions probed, {} not probeable, {} over the cap",
+        probes.attached,
+        probes.not_attached.len(),
+        probes.capped.len()
+    );
+    for m in modules {
+        s.push_str(&format!(
+            "\n  {}{}{}",
+            sanitize(&m.name),
+            if m.init_counted {
+                ""
+            } else {
+                " (init not counted)"
+            },
+            if m.unloaded_ktime_ns.is_some() {
+                " (unloaded)"
+            } else {
+                ""
+            }
+        ));
+        for c in &m.calls {
+            s.push_str(&format!("\n    {:>10}  {}", c.count, sanitize(&c.symbol)));
+        }
+        if let Some(unused) = &m.unused_imports {
+            s.push_str(&format!("\n    unused: {}", unused.join(" ")));
+        }
+    }
+    s
 }
 
 #[cfg(test)]
