@@ -9,7 +9,7 @@ use super::records::{
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModuleState {
+pub struct SessionModule {
     pub seen: ModuleSeen,
     pub unloaded_ns: Option<u64>,
     /// The static verdict on its file, when one was recorded.
@@ -26,10 +26,10 @@ pub struct FirstUse {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct SessionState {
+pub struct ReplayedSession {
     /// `None` when the session's header record was lost to damage.
     pub start: Option<SessionStart>,
-    pub modules: Vec<ModuleState>,
+    pub modules: Vec<SessionModule>,
     /// `(incarnation, function address)` → calls, as of the last snapshot.
     pub counts: FxHashMap<(u64, u64), u64>,
     pub first_uses: FxHashMap<(u64, u64), FirstUse>,
@@ -47,8 +47,8 @@ pub struct SessionState {
     pub records: u64,
 }
 
-impl SessionState {
-    fn module_mut(&mut self, incarnation: u64) -> Option<&mut ModuleState> {
+impl ReplayedSession {
+    fn module_mut(&mut self, incarnation: u64) -> Option<&mut SessionModule> {
         let i = *self.by_incarnation.get(&incarnation)?;
         self.modules.get_mut(i)
     }
@@ -68,7 +68,7 @@ pub fn merge_anomaly(list: &mut Vec<AnomalyRecord>, a: &AnomalyRecord) {
 
 #[derive(Debug, Default)]
 pub struct Replay {
-    pub sessions: Vec<SessionState>,
+    pub sessions: Vec<ReplayedSession>,
 }
 
 impl Replay {
@@ -80,19 +80,19 @@ impl Replay {
         r
     }
 
-    fn current(&mut self) -> &mut SessionState {
+    fn current(&mut self) -> &mut ReplayedSession {
         if self.sessions.is_empty() {
-            self.sessions.push(SessionState::default());
+            self.sessions.push(ReplayedSession::default());
         }
         self.sessions.last_mut().expect("one session exists")
     }
 
     pub fn apply(&mut self, record: &TraceRecord) {
         if let TraceRecord::SessionStart(s) = record {
-            self.sessions.push(SessionState {
+            self.sessions.push(ReplayedSession {
                 last_ns: s.started_ns,
                 start: Some((**s).clone()),
-                ..SessionState::default()
+                ..ReplayedSession::default()
             });
             self.current().records = 1;
             return;
@@ -104,7 +104,7 @@ impl Replay {
             TraceRecord::Module(m) => {
                 s.last_ns = s.last_ns.max(m.ts_ns);
                 s.by_incarnation.insert(m.incarnation, s.modules.len());
-                s.modules.push(ModuleState {
+                s.modules.push(SessionModule {
                     seen: (**m).clone(),
                     unloaded_ns: None,
                     verdict: None,

@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::{
-    call_report::{self, Incarnation},
+    call_report::{self, Incarnation, ModuleCalls},
     display::hex,
     frame::{Damage, FORMAT_VERSION},
     records::{ModuleOrigin, ModuleVerdict, Stats},
-    replay::{Replay, SessionState},
+    replay::{Replay, ReplayedSession, SessionModule},
 };
 use crate::kernel::{clock::WallClock, kallsyms::FunctionNames, taint};
 use modscope_analysis::verdict::Severity;
@@ -185,7 +185,7 @@ pub fn build(replay: &Replay, damage: &[Damage], module_filter: &[String]) -> Re
     }
 }
 
-fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
+fn session(s: &ReplayedSession, module_filter: &[String]) -> SessionReport {
     let start = s.start.clone().unwrap_or_default();
     // Without a header the wall clock is unknown: times stay boot-clock.
     let clock = s
@@ -201,81 +201,18 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
         .collect();
     let names = FunctionNames::new(functions.iter().cloned());
     let probed: BTreeSet<String> = functions.iter().map(|(n, _)| n.clone()).collect();
-    let incarnations: Vec<Incarnation> = s
-        .modules
-        .iter()
-        .map(|m| Incarnation {
-            name: m.seen.name.clone(),
-            incarnation: m.seen.incarnation,
-            loaded_ktime_ns: m.seen.ts_ns,
-            init_counted: m.seen.init_counted,
-            unloaded_ktime_ns: m.unloaded_ns,
-            imports: m.seen.imports.as_ref().map(|v| v.iter().cloned().collect()),
-        })
-        .collect();
-    let first_ts: BTreeMap<(u64, u64), u64> =
-        s.first_uses.iter().map(|(k, f)| (*k, f.ts_ns)).collect();
-    let counts: BTreeMap<(u64, u64), u64> = s.counts.iter().map(|(k, n)| (*k, *n)).collect();
-    let calls = call_report::build(&incarnations, &counts, &first_ts, &names, &probed);
+    let calls = session_calls(s, &names, &probed);
+    let facts = SessionFacts {
+        functions: &functions,
+        probed: &probed,
+        at: &at,
+    };
     let modules = s
         .modules
         .iter()
         .zip(calls)
         .filter(|(m, _)| module_filter.is_empty() || module_filter.contains(&m.seen.name))
-        .map(|(m, c)| {
-            let preexisting = m.seen.origin == ModuleOrigin::Present;
-            let caller_of = |symbol: &str| {
-                let ip = functions.iter().find(|(n, _)| n == symbol)?.1;
-                let f = s.first_uses.get(&(m.seen.incarnation, ip))?;
-                Some(place(f.caller, m.seen.core_text, m.seen.init_text))
-            };
-            ModuleReport {
-                name: m.seen.name.clone(),
-                incarnation: m.seen.incarnation,
-                taints: taint::letters(m.seen.taints),
-                taint_mask: m.seen.taints,
-                preexisting,
-                loaded: (!preexisting).then(|| at(m.seen.ts_ns)).flatten(),
-                loaded_ktime_ns: (!preexisting).then_some(m.seen.ts_ns),
-                unloaded: m.unloaded_ns.and_then(at),
-                unloaded_ktime_ns: m.unloaded_ns,
-                init_counted: m.seen.init_counted,
-                verdict: m.verdict.as_ref().map(verdict_report),
-                runtime_verdict: match crate::detectors::explain::with_findings(
-                    m.verdict.as_ref().map(|v| v.severity),
-                    m.anomalies.iter().map(|a| a.detector.as_str()),
-                ) {
-                    None => "unchecked",
-                    Some(Severity::Info) => "compatible",
-                    Some(l) => severity_word(Some(l)),
-                },
-                anomalies: m
-                    .anomalies
-                    .iter()
-                    .map(crate::trace::display::AnomalyInfo::new)
-                    .collect(),
-                total_calls: c.calls.iter().map(|u| u.count).sum(),
-                unprobed_imports: m.seen.imports.as_ref().map(|imports| {
-                    imports
-                        .iter()
-                        .filter(|i| !probed.contains(*i))
-                        .cloned()
-                        .collect()
-                }),
-                calls: c
-                    .calls
-                    .into_iter()
-                    .map(|u| CallReport {
-                        first_use: u.first_use_ktime_ns.and_then(at),
-                        first_caller: caller_of(&u.symbol),
-                        symbol: u.symbol,
-                        count: u.count,
-                        first_use_ktime_ns: u.first_use_ktime_ns,
-                    })
-                    .collect(),
-                unused_imports: c.unused_imports,
-            }
-        })
+        .map(|(m, c)| module_report(s, m, c, &facts))
         .collect();
     SessionReport {
         header: s.start.is_some(),
@@ -306,6 +243,103 @@ fn session(s: &SessionState, module_filter: &[String]) -> SessionReport {
             .filter(|a| module_filter.is_empty() || module_filter.contains(&a.module))
             .map(crate::trace::display::AnomalyInfo::new)
             .collect(),
+    }
+}
+
+/// What every module's report in a session reads.
+struct SessionFacts<'a> {
+    functions: &'a [(String, u64)],
+    probed: &'a BTreeSet<String>,
+    /// Boot-clock time to wall clock, when the session header gave it.
+    at: &'a dyn Fn(u64) -> Option<String>,
+}
+
+/// The call report of each incarnation in the session, in order.
+fn session_calls(
+    s: &ReplayedSession,
+    names: &FunctionNames,
+    probed: &BTreeSet<String>,
+) -> Vec<ModuleCalls> {
+    let incarnations: Vec<Incarnation> = s
+        .modules
+        .iter()
+        .map(|m| Incarnation {
+            name: m.seen.name.clone(),
+            incarnation: m.seen.incarnation,
+            loaded_ktime_ns: m.seen.ts_ns,
+            init_counted: m.seen.init_counted,
+            unloaded_ktime_ns: m.unloaded_ns,
+            imports: m.seen.imports.as_ref().map(|v| v.iter().cloned().collect()),
+        })
+        .collect();
+    let first_ts: BTreeMap<(u64, u64), u64> =
+        s.first_uses.iter().map(|(k, f)| (*k, f.ts_ns)).collect();
+    let counts: BTreeMap<(u64, u64), u64> = s.counts.iter().map(|(k, n)| (*k, *n)).collect();
+    call_report::build(&incarnations, &counts, &first_ts, names, probed)
+}
+
+fn module_report(
+    s: &ReplayedSession,
+    m: &SessionModule,
+    c: ModuleCalls,
+    facts: &SessionFacts,
+) -> ModuleReport {
+    let SessionFacts {
+        functions,
+        probed,
+        at,
+    } = *facts;
+    let preexisting = m.seen.origin == ModuleOrigin::Present;
+    let caller_of = |symbol: &str| {
+        let ip = functions.iter().find(|(n, _)| n == symbol)?.1;
+        let f = s.first_uses.get(&(m.seen.incarnation, ip))?;
+        Some(place(f.caller, m.seen.core_text, m.seen.init_text))
+    };
+    ModuleReport {
+        name: m.seen.name.clone(),
+        incarnation: m.seen.incarnation,
+        taints: taint::letters(m.seen.taints),
+        taint_mask: m.seen.taints,
+        preexisting,
+        loaded: (!preexisting).then(|| at(m.seen.ts_ns)).flatten(),
+        loaded_ktime_ns: (!preexisting).then_some(m.seen.ts_ns),
+        unloaded: m.unloaded_ns.and_then(at),
+        unloaded_ktime_ns: m.unloaded_ns,
+        init_counted: m.seen.init_counted,
+        verdict: m.verdict.as_ref().map(verdict_report),
+        runtime_verdict: match crate::detectors::explain::with_findings(
+            m.verdict.as_ref().map(|v| v.severity),
+            m.anomalies.iter().map(|a| a.detector.as_str()),
+        ) {
+            None => "unchecked",
+            Some(Severity::Info) => "compatible",
+            Some(l) => severity_word(Some(l)),
+        },
+        anomalies: m
+            .anomalies
+            .iter()
+            .map(crate::trace::display::AnomalyInfo::new)
+            .collect(),
+        total_calls: c.calls.iter().map(|u| u.count).sum(),
+        unprobed_imports: m.seen.imports.as_ref().map(|imports| {
+            imports
+                .iter()
+                .filter(|i| !probed.contains(*i))
+                .cloned()
+                .collect()
+        }),
+        calls: c
+            .calls
+            .into_iter()
+            .map(|u| CallReport {
+                first_use: u.first_use_ktime_ns.and_then(at),
+                first_caller: caller_of(&u.symbol),
+                symbol: u.symbol,
+                count: u.count,
+                first_use_ktime_ns: u.first_use_ktime_ns,
+            })
+            .collect(),
+        unused_imports: c.unused_imports,
     }
 }
 
