@@ -4,6 +4,7 @@
 pub mod app;
 pub mod detail;
 pub mod evidence;
+pub mod header;
 pub mod live_feed;
 pub mod model;
 pub mod module_entry;

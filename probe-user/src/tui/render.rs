@@ -11,25 +11,12 @@ use ratatui::{
 };
 
 use super::{
-    app::{App, Mode, Pane, SortKey, help_lines},
+    app::{App, Pane, SortKey, help_lines},
     detail::detail_lines,
+    header,
     module_entry::ModuleState,
     palette::{Palette, time_of},
 };
-use modscope_analysis::feature_symbols::WATCHED_STRUCTS;
-
-/// Options shown in the header: lock debugging, RT, and the tracing
-/// features that change `struct module`.
-const HEADER_OPTIONS: &[&str] = &[
-    "PREEMPT_RT",
-    "DEBUG_SPINLOCK",
-    "DEBUG_MUTEXES",
-    "DEBUG_LOCK_ALLOC",
-    "LOCKDEP",
-    "FUNCTION_TRACER",
-    "KPROBES",
-    "PERF_EVENTS",
-];
 
 /// Calls per tick as a line of block characters (blank: no calls).
 pub fn sparkline(samples: impl Iterator<Item = u64> + Clone, width: usize) -> String {
@@ -90,134 +77,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
-    let m = &app.model;
-    let bold = Style::default().add_modifier(Modifier::BOLD);
-    let mode = match &app.mode {
-        Mode::Live { .. } => "live".to_owned(),
-        Mode::Replay(r) => format!("replay {}", r.file),
-    };
-    let (release, host) = m
-        .session
-        .as_ref()
-        .map(|s| (s.kernel_release.as_str(), s.hostname.as_str()))
-        .unwrap_or(("kernel unknown (no session header)", "?"));
-    let line1 = Line::from(vec![
-        Span::styled(" modscope ", bold),
-        Span::raw(format!(
-            "{mode} · {release} · {host} · {} UTC",
-            time_of(m, m.now_ns)
-        )),
-    ]);
-    let config = m.session.as_ref().map(|s| &s.config);
-    let value = |o: &str| {
-        config
-            .and_then(|c| c.iter().find(|(k, _)| k == o))
-            .map_or("n", |(_, v)| v.as_str())
-            .to_owned()
-    };
-    let mut line2 = vec![Span::raw(" config ")];
-    let mut layout_changed: Vec<String> = Vec::new();
-    match config {
-        Some(c) if !c.is_empty() => {
-            for o in HEADER_OPTIONS {
-                let v = value(o);
-                let on = v != "n";
-                line2.push(Span::styled(
-                    format!("{o}={v} "),
-                    if on {
-                        p.fg(Color::Yellow)
-                    } else {
-                        Style::default()
-                    },
-                ));
-            }
-            for (s, options) in WATCHED_STRUCTS {
-                let by: Vec<&str> = options
-                    .iter()
-                    .copied()
-                    .filter(|o| value(o) != "n")
-                    .collect();
-                if !by.is_empty() {
-                    layout_changed.push(format!("{s} ({})", by.join(",")));
-                }
-            }
-        }
-        _ => line2.push(Span::raw(
-            "unknown (no /boot/config or /proc/config.gz was read)",
-        )),
-    }
-    let line3 = Line::from(vec![
-        Span::raw(" layouts changed by this config: "),
-        Span::raw(if layout_changed.is_empty() {
-            "none of the watched structs".to_owned()
-        } else {
-            layout_changed.join(", ")
-        }),
-    ]);
-    let lost = m.stats.lost_events;
-    // What changes most comes first: it must fit in 80 columns.
-    let mut line4 = vec![Span::raw(" ")];
-    match &app.mode {
-        Mode::Live { dropped } => {
-            if *dropped > 0 {
-                line4.push(Span::styled(
-                    format!("view skipped {dropped} records · "),
-                    p.fg(Color::Red),
-                ));
-            }
-            if let Some(e) = m.ended {
-                line4.push(Span::raw(format!("session ended ({}) · ", e.as_str())));
-            }
-            if m.session.is_none() {
-                line4.push(Span::raw("starting: loading and attaching the probes… · "));
-            }
-        }
-        Mode::Replay(r) => {
-            let secs = |ns: u64| ns.saturating_sub(r.start_ns) as f64 / 1e9;
-            line4.push(Span::styled(
-                format!(
-                    "{} ×{} {:.1}/{:.1} s · record {}/{} · ",
-                    if r.paused {
-                        "⏸ paused"
-                    } else {
-                        "▶ playing"
-                    },
-                    speed_text(r.speed),
-                    secs(r.play_ns),
-                    secs(r.end_ns),
-                    r.position,
-                    r.total
-                ),
-                bold,
-            ));
-            if r.damaged.0 > 0 {
-                line4.push(Span::styled(
-                    format!(
-                        "damaged: {} stretches, {} B skipped · ",
-                        r.damaged.0, r.damaged.1
-                    ),
-                    p.fg(Color::Red),
-                ));
-            }
-        }
-    }
-    line4.push(Span::styled(
-        format!("lost {lost}"),
-        if lost > 0 {
-            p.fg(Color::Red)
-        } else {
-            Style::default()
-        },
-    ));
-    line4.push(Span::raw(match &m.session {
-        Some(s) => format!(
-            " · {} {}s, {} refused, {} capped",
-            s.probes, s.attach_type, s.not_attached, s.capped
-        ),
-        None => String::new(),
-    }));
-    let para = Paragraph::new(vec![line1, Line::from(line2), line3, Line::from(line4)]);
-    frame.render_widget(para, area);
+    frame.render_widget(Paragraph::new(header::header_lines(app, p)), area);
 }
 
 pub fn speed_text(s: f64) -> String {

@@ -2,7 +2,7 @@ use ratatui::{Terminal, backend::TestBackend, buffer::Buffer};
 
 use super::*;
 use crate::trace::{TraceRecord, samples};
-use crate::tui::Key;
+use crate::tui::{Key, Mode};
 
 fn app() -> App {
     let mut app = App::new(Mode::Live { dropped: 0 }, false);
