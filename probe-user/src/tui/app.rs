@@ -277,20 +277,7 @@ impl App {
             };
         }
         if self.view.editing_filter {
-            match key {
-                Key::Char(c) => self.view.filter.push(c),
-                Key::Backspace => {
-                    self.view.filter.pop();
-                }
-                Key::Enter => self.view.editing_filter = false,
-                Key::Esc => {
-                    self.view.filter.clear();
-                    self.view.editing_filter = false;
-                }
-                Key::CtrlC => return Action::Quit,
-                _ => {}
-            }
-            return Action::None;
+            return self.on_filter_key(key);
         }
         let replay = self.is_replay();
         match key {
@@ -302,36 +289,7 @@ impl App {
             Key::PageUp => self.scroll(-10),
             Key::Home => self.scroll(isize::MIN / 2),
             Key::End => self.scroll(isize::MAX / 2),
-            Key::Enter => {
-                self.view.detail_zoomed = !self.view.detail_zoomed;
-                self.view.focus = if self.view.detail_zoomed {
-                    Pane::Detail
-                } else {
-                    Pane::Modules
-                };
-            }
-            Key::Esc => {
-                if self.view.detail_zoomed {
-                    self.view.detail_zoomed = false;
-                    self.view.focus = Pane::Modules;
-                } else {
-                    self.view.filter.clear();
-                }
-            }
-            Key::Tab => {
-                self.view.focus = match self.view.focus {
-                    Pane::Modules => Pane::Detail,
-                    Pane::Detail => Pane::Log,
-                    Pane::Log => Pane::Modules,
-                }
-            }
-            Key::BackTab => {
-                self.view.focus = match self.view.focus {
-                    Pane::Modules => Pane::Log,
-                    Pane::Detail => Pane::Modules,
-                    Pane::Log => Pane::Detail,
-                }
-            }
+            Key::Enter | Key::Esc | Key::Tab | Key::BackTab => self.on_pane_key(key),
             Key::Char('/') => {
                 self.view.editing_filter = true;
                 self.view.filter.clear();
@@ -351,6 +309,60 @@ impl App {
             _ => {}
         }
         Action::None
+    }
+
+    /// Keys while the filter is being typed: text, not commands.
+    fn on_filter_key(&mut self, key: Key) -> Action {
+        match key {
+            Key::Char(c) => self.view.filter.push(c),
+            Key::Backspace => {
+                self.view.filter.pop();
+            }
+            Key::Enter => self.view.editing_filter = false,
+            Key::Esc => {
+                self.view.filter.clear();
+                self.view.editing_filter = false;
+            }
+            Key::CtrlC => return Action::Quit,
+            _ => {}
+        }
+        Action::None
+    }
+
+    /// Enter zooms the detail, Esc unzooms or clears the filter, Tab and
+    /// Shift-Tab move the focus.
+    fn on_pane_key(&mut self, key: Key) {
+        let v = &mut self.view;
+        match key {
+            Key::Enter => {
+                v.detail_zoomed = !v.detail_zoomed;
+                v.focus = if v.detail_zoomed {
+                    Pane::Detail
+                } else {
+                    Pane::Modules
+                };
+            }
+            Key::Esc if v.detail_zoomed => {
+                v.detail_zoomed = false;
+                v.focus = Pane::Modules;
+            }
+            Key::Esc => v.filter.clear(),
+            Key::Tab => {
+                v.focus = match v.focus {
+                    Pane::Modules => Pane::Detail,
+                    Pane::Detail => Pane::Log,
+                    Pane::Log => Pane::Modules,
+                }
+            }
+            Key::BackTab => {
+                v.focus = match v.focus {
+                    Pane::Modules => Pane::Log,
+                    Pane::Detail => Pane::Modules,
+                    Pane::Log => Pane::Detail,
+                }
+            }
+            _ => {}
+        }
     }
 }
 

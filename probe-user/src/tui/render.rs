@@ -14,7 +14,7 @@ use super::{
     app::{App, Pane, SortKey, help_lines},
     detail::detail_lines,
     header,
-    module_entry::ModuleState,
+    module_entry::{ModuleEntry, ModuleState},
     palette::{Palette, time_of},
 };
 
@@ -132,41 +132,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
             s
         })
     });
-    let table_rows: Vec<Row> = rows
-        .iter()
-        .map(|m| {
-            let r = m.rating();
-            let state = m.state(now);
-            let anomalies = m.anomaly_count();
-            Row::new(vec![
-                Cell::from(format!("{} {}", r.symbol(), r.word())).style(p.rating(r)),
-                Cell::from(m.name.clone()),
-                Cell::from(state.word()).style(match state {
-                    ModuleState::Unloaded => p.fg(Color::DarkGray),
-                    ModuleState::Loading => p.fg(Color::Cyan),
-                    ModuleState::Live => Style::default(),
-                }),
-                Cell::from(m.taints().to_owned()),
-                Cell::from(format!(
-                    "{}/{}",
-                    m.used(),
-                    m.imported().map_or("?".to_owned(), |n| n.to_string())
-                )),
-                Cell::from(rate_text(m.rate(now))),
-                Cell::from(sparkline(m.spark.iter().copied(), 10)).style(p.fg(Color::Cyan)),
-                Cell::from(if anomalies > 0 {
-                    format!("! {anomalies}")
-                } else {
-                    "0".to_owned()
-                })
-                .style(if anomalies > 0 {
-                    p.fg(Color::Red)
-                } else {
-                    Style::default()
-                }),
-            ])
-        })
-        .collect();
+    let table_rows: Vec<Row> = rows.iter().map(|m| module_row(m, now, p)).collect();
     let widths = [
         Constraint::Length(12),
         Constraint::Min(12),
@@ -187,6 +153,40 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
         .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
     let mut state = TableState::default().with_selected(app.selected_index());
     frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// One module's row of the table.
+fn module_row<'a>(m: &ModuleEntry, now: u64, p: &Palette) -> Row<'a> {
+    let r = m.rating();
+    let state = m.state(now);
+    let anomalies = m.anomaly_count();
+    Row::new(vec![
+        Cell::from(format!("{} {}", r.symbol(), r.word())).style(p.rating(r)),
+        Cell::from(m.name.clone()),
+        Cell::from(state.word()).style(match state {
+            ModuleState::Unloaded => p.fg(Color::DarkGray),
+            ModuleState::Loading => p.fg(Color::Cyan),
+            ModuleState::Live => Style::default(),
+        }),
+        Cell::from(m.taints().to_owned()),
+        Cell::from(format!(
+            "{}/{}",
+            m.used(),
+            m.imported().map_or("?".to_owned(), |n| n.to_string())
+        )),
+        Cell::from(rate_text(m.rate(now))),
+        Cell::from(sparkline(m.spark.iter().copied(), 10)).style(p.fg(Color::Cyan)),
+        Cell::from(if anomalies > 0 {
+            format!("! {anomalies}")
+        } else {
+            "0".to_owned()
+        })
+        .style(if anomalies > 0 {
+            p.fg(Color::Red)
+        } else {
+            Style::default()
+        }),
+    ])
 }
 
 /// The detail pane's lines for a module.
