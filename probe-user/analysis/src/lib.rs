@@ -8,6 +8,7 @@ pub mod kconfig;
 pub mod kernel_btf;
 pub mod kernel_diff;
 pub mod ko_file;
+pub mod matrix;
 pub mod modinfo;
 pub mod module_btf;
 pub mod rules;
@@ -102,6 +103,48 @@ pub fn imports_of(paths: &[PathBuf]) -> Result<HashMap<String, BTreeSet<String>>
         out.insert(name, imports);
     }
     Ok(out)
+}
+
+/// Analyses every file against `target` on all cores; results in input order.
+pub fn check_files(
+    files: &[PathBuf],
+    target: &TargetKernel,
+) -> (Vec<ModuleReport>, Vec<FileError>) {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    // Files are handed out one at a time, so a thread that drew large
+    // modules does not leave the other idle at the end.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut indexed: Vec<(usize, Result<ModuleReport, FileError>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(f) = files.get(i) else { break out };
+                        out.push((i, check_file(f, target)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("analysis threads do not panic"))
+            .collect()
+    });
+    indexed.sort_unstable_by_key(|(i, _)| *i);
+    let results = indexed.into_iter().map(|(_, r)| r);
+    let mut reports = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(report) => reports.push(report),
+            Err(e) => errors.push(e),
+        }
+    }
+    (reports, errors)
 }
 
 pub fn check_file(path: &Path, target: &TargetKernel) -> Result<ModuleReport, FileError> {

@@ -132,45 +132,6 @@ pub fn write_json(value: &impl Serialize) -> anyhow::Result<()> {
         .context("writing the JSON report")
 }
 
-/// Analyses every file against `target` on all cores; results in input order.
-pub fn analyse(files: &[PathBuf], target: &TargetKernel) -> (Vec<ModuleReport>, Vec<FileError>) {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len().max(1));
-    // Files are handed out one at a time, so a thread that drew large
-    // modules does not leave the other idle at the end.
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut indexed: Vec<(usize, Result<ModuleReport, FileError>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(f) = files.get(i) else { break out };
-                        out.push((i, analysis::check_file(f, target)));
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("analysis threads do not panic"))
-            .collect()
-    });
-    indexed.sort_unstable_by_key(|(i, _)| *i);
-    let results = indexed.into_iter().map(|(_, r)| r);
-    let mut reports = Vec::new();
-    let mut errors = Vec::new();
-    for r in results {
-        match r {
-            Ok(report) => reports.push(report),
-            Err(e) => errors.push(e),
-        }
-    }
-    (reports, errors)
-}
-
 fn spec(args: &CheckArgs, release: Option<String>) -> TargetSpec {
     TargetSpec {
         release,
@@ -214,7 +175,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     for w in target.warnings() {
         eprintln!("modscope: warning: {w}");
     }
-    let (reports, more_errors) = analyse(&files, &target);
+    let (reports, more_errors) = analysis::check_files(&files, &target);
     errors.extend(more_errors);
     let summary = Summary::of(&reports, &errors);
     if args.json {
@@ -319,122 +280,72 @@ fn print_text(
     );
 }
 
-fn run_matrix(
-    args: &CheckArgs,
-    files: &[PathBuf],
-    mut errors: Vec<FileError>,
-) -> anyhow::Result<u8> {
+fn run_matrix(args: &CheckArgs, files: &[PathBuf], errors: Vec<FileError>) -> anyhow::Result<u8> {
     let releases = target::installed_releases(None);
-    let mut columns = Vec::new();
-    for release in &releases {
-        match target::resolve(&spec(args, Some(release.clone()))) {
-            Ok(t) => {
-                let (reports, errs) = analyse(files, &t);
-                if columns.is_empty() {
-                    errors.extend(errs);
-                }
-                columns.push((release.clone(), reports, None));
-            }
-            Err(e) => columns.push((release.clone(), Vec::new(), Some(e.to_string()))),
-        }
-    }
-    let paths: Vec<String> = columns
-        .iter()
-        .find(|c| c.2.is_none())
-        .map(|c| c.1.iter().map(|r| r.path.clone()).collect())
-        .unwrap_or_default();
-    let mut any_incompatible = false;
-    #[derive(Serialize)]
-    struct Cell<'a> {
-        kernel: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        report: Option<&'a ModuleReport>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<&'a str>,
-    }
-    let mut rows = Vec::new();
-    for path in &paths {
-        let cells: Vec<Cell> = columns
-            .iter()
-            .map(|(k, reports, err)| Cell {
-                kernel: k,
-                report: reports.iter().find(|r| &r.path == path),
-                error: err.as_deref(),
-            })
-            .collect();
-        any_incompatible |= cells
-            .iter()
-            .any(|c| c.report.is_some_and(|r| r.verdict == Verdict::Incompatible));
-        rows.push((path.clone(), cells));
-    }
+    let matrix = analysis::matrix::check_on_each(files, &releases, errors, |release| {
+        target::resolve(&spec(args, Some(release.to_owned())))
+    });
     if args.json {
-        #[derive(Serialize)]
-        struct Row<'a> {
-            path: &'a str,
-            results: &'a [Cell<'a>],
-        }
         #[derive(Serialize)]
         struct Out<'a> {
             schema: u32,
             kernels: &'a [String],
-            modules: Vec<Row<'a>>,
+            modules: &'a [analysis::matrix::Row],
             errors: &'a [FileError],
         }
-        let modules = rows
-            .iter()
-            .map(|(p, c)| Row {
-                path: p,
-                results: c,
-            })
-            .collect();
         write_json(&Out {
             schema: 1,
-            kernels: &releases,
-            modules,
-            errors: &errors,
+            kernels: &matrix.kernels,
+            modules: &matrix.rows,
+            errors: &matrix.errors,
         })?;
     } else {
-        let st = Style::detect(std::io::stdout().is_terminal());
-        for (path, cells) in &rows {
-            let name = cells
-                .iter()
-                .find_map(|c| c.report.map(|r| r.name.clone()))
-                .unwrap_or_default();
-            println!("{}  {}", st.bold(&sanitize(&name)), sanitize(path));
-            for c in cells {
-                match (c.report, c.error) {
-                    (Some(r), _) => {
-                        let why = r
-                            .reasons
-                            .iter()
-                            .find(|x| x.severity > Severity::Info)
-                            .map(|x| sanitize(&x.message))
-                            .unwrap_or_default();
-                        let refuse = if r.kernel_would_refuse {
-                            "insmod refuses"
-                        } else {
-                            "insmod loads"
-                        };
-                        println!(
-                            "  {:<28} {} {:<15} {}",
-                            c.kernel,
-                            st.verdict(r.verdict),
-                            refuse,
-                            why
-                        );
-                    }
-                    (None, Some(e)) => println!("  {:<28} {} {}", c.kernel, st.red("error"), e),
-                    (None, None) => {}
-                }
-            }
-        }
-        print_file_errors(&st, &errors);
+        print_matrix(&matrix);
     }
-    Ok(if !errors.is_empty() {
+    Ok(if !matrix.errors.is_empty() {
         status::BAD_INPUT
-    } else if any_incompatible {
+    } else if matrix.any_incompatible() {
         status::SOME_INCOMPATIBLE
     } else {
         status::ALL_COMPATIBLE
     })
+}
+
+fn print_matrix(matrix: &analysis::matrix::Matrix) {
+    let st = Style::detect(std::io::stdout().is_terminal());
+    for row in &matrix.rows {
+        let name = row
+            .results
+            .iter()
+            .find_map(|c| c.report.as_ref().map(|r| r.name.clone()))
+            .unwrap_or_default();
+        println!("{}  {}", st.bold(&sanitize(&name)), sanitize(&row.path));
+        for c in &row.results {
+            match (&c.report, &c.error) {
+                (Some(r), _) => {
+                    let why = r
+                        .reasons
+                        .iter()
+                        .find(|x| x.severity > Severity::Info)
+                        .map(|x| sanitize(&x.message))
+                        .unwrap_or_default();
+                    let refuse = if r.kernel_would_refuse {
+                        "insmod refuses"
+                    } else {
+                        "insmod loads"
+                    };
+                    println!(
+                        "  {:<28} {} {:<15} {}",
+                        c.kernel,
+                        st.verdict(r.verdict),
+                        refuse,
+                        why
+                    );
+                }
+                (None, Some(e)) => println!("  {:<28} {} {}", c.kernel, st.red("error"), e),
+                (None, None) => {}
+            }
+        }
+    }
+    print_file_errors(&st, &matrix.errors);
 }

@@ -76,7 +76,7 @@ pub fn run(args: DiffArgs) -> anyhow::Result<u8> {
     for w in a.warnings().into_iter().chain(b.warnings()) {
         eprintln!("modscope: warning: {w}");
     }
-    let (reports, more) = check::analyse(&files, &b);
+    let (reports, more) = analysis::check_files(&files, &b);
     errors.extend(more);
     let any_incompatible = reports.iter().any(|r| r.verdict == Verdict::Incompatible);
     let impact = kernel_diff::impact(reports);
@@ -122,6 +122,15 @@ fn print_text(
     let st = Style::detect(std::io::stdout().is_terminal());
     let limit = if verbose { usize::MAX } else { 12 };
     println!("{} {} -> {}", st.bold("diff"), a.release, b.release);
+    print_config(&st, d, limit);
+    print_symbols(&st, d, limit);
+    print_structs(&st, d, limit);
+    print_modules(&st, impact, limit);
+    check::print_file_errors(&st, errors);
+}
+
+/// Options that differ, those known to change module ABI first.
+fn print_config(st: &Style, d: &KernelDiff, limit: usize) {
     let relevant = d.config.iter().filter(|c| c.layout_relevant).count();
     println!(
         "\n{} {} options differ, {relevant} of them known to change module ABI",
@@ -143,6 +152,9 @@ fn print_text(
     if listed.len() > limit {
         println!("  … {} more (--verbose)", listed.len() - limit);
     }
+}
+
+fn print_symbols(st: &Style, d: &KernelDiff, limit: usize) {
     println!(
         "\n{} {} CRCs changed, {} gone, {} new",
         st.bold("exported symbols:"),
@@ -161,6 +173,9 @@ fn print_text(
     for s in d.symbols_gone.iter().take(limit) {
         println!("  {:<44} gone", sanitize(s));
     }
+}
+
+fn print_structs(st: &Style, d: &KernelDiff, limit: usize) {
     match (&d.structs_changed, &d.btf_note) {
         (Some(changes), _) => {
             println!("\n{} {} layouts differ", st.bold("structs:"), changes.len());
@@ -187,6 +202,9 @@ fn print_text(
             note.as_deref().unwrap_or("not compared")
         ),
     }
+}
+
+fn print_modules(st: &Style, impact: &ModuleImpact, limit: usize) {
     println!(
         "\n{} {} safe to reuse unchanged, {} affected",
         st.bold("modules:"),
@@ -212,5 +230,4 @@ fn print_text(
             impact.affected.len() - limit.max(30)
         );
     }
-    check::print_file_errors(&st, errors);
 }
