@@ -161,11 +161,21 @@ fn session(out: &mut String, n: usize, s: &SessionReport) {
 }
 
 fn module(out: &mut String, m: &ModuleReport) {
-    let when = |t: &Option<String>, ns: Option<u64>| match (t, ns) {
+    module_header(out, m);
+    module_verdict(out, m);
+    module_calls(out, m);
+}
+
+/// A time as the report has it: wall clock, else boot-clock nanoseconds.
+fn when(t: &Option<String>, ns: Option<u64>) -> String {
+    match (t, ns) {
         (Some(t), _) => t.clone(),
         (None, Some(ns)) => format!("{ns} ns"),
         (None, None) => "?".to_owned(),
-    };
+    }
+}
+
+fn module_header(out: &mut String, m: &ModuleReport) {
     let _ = writeln!(
         out,
         "\n  {} [{}] taints {}{}{}  init calls {}",
@@ -187,6 +197,10 @@ fn module(out: &mut String, m: &ModuleReport) {
             "not counted"
         },
     );
+}
+
+/// The static verdict, what the detectors raised it to, and their findings.
+fn module_verdict(out: &mut String, m: &ModuleReport) {
     if let Some(v) = &m.verdict {
         let worst: Vec<String> = v
             .reasons
@@ -234,6 +248,9 @@ fn module(out: &mut String, m: &ModuleReport) {
             sanitize(&a.message)
         );
     }
+}
+
+fn module_calls(out: &mut String, m: &ModuleReport) {
     for c in &m.calls {
         let _ = writeln!(
             out,

@@ -18,7 +18,7 @@ use tokio::{
 };
 
 use super::{
-    CallPlan, LiveOptions, X86_64_MODULES_VADDR,
+    CallPlan, LiveOptions, TraceOptions, X86_64_MODULES_VADDR,
     attach_plan::{AttachPlan, AttachResults, Attached, Stage},
     event::{CallProbeStatus, Event},
     late_probes::LateProbes,
@@ -26,7 +26,7 @@ use super::{
     output::Output,
     state::SessionState,
     static_verdicts::StaticVerdicts,
-    trace_sink::TraceSink,
+    trace_sink::{Tap, TraceSink},
 };
 use crate::{
     kernel::{
@@ -64,14 +64,7 @@ pub async fn start(mut opts: LiveOptions) -> anyhow::Result<Started> {
         None => (None, None),
     };
     let viewing = tap.is_some();
-    let mut trace = match (&opts.trace, tap) {
-        (None, None) => None,
-        (t, tap) => {
-            let file = t.as_ref().map(|t| (t.path.as_path(), t.append));
-            let filter = t.as_ref().map(|t| t.modules.clone()).unwrap_or_default();
-            Some(TraceSink::new(file, tap, filter)?)
-        }
-    };
+    let mut trace = open_sink(opts.trace.as_ref(), tap)?;
     let verdicts = static_verdicts_for(trace.is_some(), opts.calls.as_ref(), viewing);
     let (mut probe, load_check_on) = load_probe(&paths, opts.calls.as_ref())?;
     let ring = probe.take_events()?;
@@ -93,30 +86,20 @@ pub async fn start(mut opts: LiveOptions) -> anyhow::Result<Started> {
         eprintln!("modscope: recording to {}", path.display());
     }
     let started_at = std::time::Instant::now();
-    let quiet = viewing || (trace.is_some() && !opts.json);
-    let names = FunctionNames::new(
-        opts.calls
-            .iter()
-            .flat_map(|p| p.functions.iter().map(|(n, a)| (n.clone(), *a)))
-            .chain(attached.iter().flat_map(|a| a.checked.iter().cloned())),
-    );
-    let imports = opts
-        .calls
-        .as_ref()
-        .map(|p| p.imports.clone())
-        .unwrap_or_default();
+    let out = Output {
+        json: opts.json,
+        quiet: viewing || (trace.is_some() && !opts.json),
+    };
+    let late = LateProbes {
+        planner: opts.calls.as_mut().and_then(|p| p.late.take()),
+        ..LateProbes::default()
+    };
     let mut session = Session {
         probe,
-        state: SessionState::new(clock::WallClock::sample(), clock::boot_ns(), names, imports),
-        out: Output {
-            json: opts.json,
-            quiet,
-        },
+        state: fresh_state(opts.calls.as_ref(), attached.as_ref()),
+        out,
         trace,
-        late: LateProbes {
-            planner: opts.calls.as_mut().and_then(|p| p.late.take()),
-            ..LateProbes::default()
-        },
+        late,
         verdicts,
     };
     seed_present(&mut session, &paths)?;
@@ -134,6 +117,30 @@ pub async fn start(mut opts: LiveOptions) -> anyhow::Result<Started> {
         attached,
         clock: started_at,
     })
+}
+
+/// The trace sink, when a file or the view takes the records. Opened
+/// before any probe loads: a path that cannot be written fails first.
+fn open_sink(trace: Option<&TraceOptions>, tap: Option<Tap>) -> anyhow::Result<Option<TraceSink>> {
+    if trace.is_none() && tap.is_none() {
+        return Ok(None);
+    }
+    let file = trace.map(|t| (t.path.as_path(), t.append));
+    let filter = trace.map(|t| t.modules.clone()).unwrap_or_default();
+    Ok(Some(TraceSink::new(file, tap, filter)?))
+}
+
+/// The state a session starts from, once the probes are live: the probed
+/// and checked functions' names, the imports known from files, and now as
+/// the time after which every load is seen with its probes.
+fn fresh_state(plan: Option<&CallPlan>, attached: Option<&Attached>) -> SessionState {
+    let names = FunctionNames::new(
+        plan.iter()
+            .flat_map(|p| p.functions.iter().map(|(n, a)| (n.clone(), *a)))
+            .chain(attached.iter().flat_map(|a| a.checked.iter().cloned())),
+    );
+    let imports = plan.map(|p| p.imports.clone()).unwrap_or_default();
+    SessionState::new(clock::WallClock::sample(), clock::boot_ns(), names, imports)
 }
 
 /// Static verdicts are written to the trace (file or view) of a session

@@ -57,7 +57,18 @@ pub fn render(s: &SummaryInput) -> String {
         "modules  {} with calls or known imports; {loaded} loaded and {unloaded} unloaded during the capture",
         s.modules.len()
     );
-    let mut rows: Vec<&ModuleCalls> = s.modules.iter().collect();
+    module_rows(&mut out, s.modules);
+    let _ = writeln!(
+        out,
+        "health   lost events {}, decode errors {}",
+        s.lost_events, s.decode_errors
+    );
+    out
+}
+
+/// The busiest modules first, at most `MAX_ROWS`.
+fn module_rows(out: &mut String, modules: &[ModuleCalls]) {
+    let mut rows: Vec<&ModuleCalls> = modules.iter().collect();
     let total = |m: &ModuleCalls| m.calls.iter().map(|c| c.count).sum::<u64>();
     rows.sort_by(|a, b| total(b).cmp(&total(a)).then(a.name.cmp(&b.name)));
     if !rows.is_empty() {
@@ -95,12 +106,6 @@ pub fn render(s: &SummaryInput) -> String {
     if rows.len() > MAX_ROWS {
         let _ = writeln!(out, "  … and {} more modules", rows.len() - MAX_ROWS);
     }
-    let _ = writeln!(
-        out,
-        "health   lost events {}, decode errors {}",
-        s.lost_events, s.decode_errors
-    );
-    out
 }
 
 #[cfg(test)]
