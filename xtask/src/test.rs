@@ -118,22 +118,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
 fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
     let suite_start = Instant::now();
     let all = kernels::installed(Path::new("/boot"), Path::new("/lib/modules"))?;
-    let selected = if args.kernel.is_empty() {
-        kernels::required_set(&all)?
-    } else {
-        let picked: Vec<_> = all
-            .iter()
-            .filter(|k| args.kernel.contains(&k.release))
-            .cloned()
-            .collect();
-        if picked.len() != args.kernel.len() {
-            bail!(
-                "--kernel {:?}: not all of these are installed with headers",
-                args.kernel
-            );
-        }
-        picked
-    };
+    let selected = select_kernels(args, &all)?;
     let modscope = artifacts::modscope()?;
     let binaries = artifacts::vm_test_binaries()?;
     let mut summary = Vec::new();
@@ -147,116 +132,26 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
             Some(s) => Some((s.release.clone(), artifacts::test_modules(s)?)),
             None => None,
         };
-        let work = vm::work_dir("runs", kernel)?;
-        let script = work.join("guest.sh");
         let guest = GuestEnv {
             kernel,
             modscope: &modscope,
             modules: &modules,
             sibling: sibling.as_ref(),
-            work: &work,
+            work: &vm::work_dir("runs", kernel)?,
         };
-        std::fs::write(
-            &script,
-            guest_script(
-                &guest,
-                &binaries_for(kernel, &binaries),
-                args.filter.as_deref(),
-            ),
-        )?;
-        let log = work.join("console.log");
-        let outcome = vm::run(&vm::Boot {
-            kernel,
-            script: &script,
-            rw_dir: &work,
-            timeout: Duration::from_secs(args.timeout),
-            log: &log,
-            echo: false,
-            // A guest that cannot power off (the lock-debugging kernel has no
-            // ACPI) is done once the script has said so.
-            grace_after: Some(("MODSCOPE-VM-END", Duration::from_secs(15))),
-            tcg: vm::Tcg::SingleThread,
-        })?;
-        let report = parse_console(&outcome.lines);
-        for t in &report.tests {
-            eprintln!(
-                "    {} {}",
-                if t.passed { "ok    " } else { "FAILED" },
-                t.name
-            );
-        }
-        let ok_count = report.tests.iter().filter(|t| t.passed).count();
-        let bad_count = report.tests.len() - ok_count;
-        let mut problems: Vec<String> = report.binaries_failed.clone();
-        if outcome.panicked {
-            problems.push(match &report.unfinished {
-                Some(test) => format!("the guest kernel panicked during {test}"),
-                None => "the guest kernel panicked".into(),
-            });
-        }
-        let oops = vm::oops_excerpt(&outcome.lines, 40);
-        if !oops.is_empty() {
-            eprintln!(
-                "    the kernel crashed; its account (full console: {}):",
-                log.display()
-            );
-            for line in oops {
-                eprintln!("      {line}");
-            }
-        }
-        if outcome.timed_out {
-            problems.push(format!(
-                "timed out after {} s; the guest was killed",
-                args.timeout
-            ));
-        }
-        if !report.finished && !outcome.timed_out && !outcome.panicked {
-            problems.push("the guest stopped before the suite finished".into());
-        }
-        if report.tests.is_empty() {
-            problems.push("no test ran".into());
-        }
-        passed += ok_count;
-        failed += bad_count + usize::from(bad_count == 0 && !problems.is_empty());
-        summary.push(format!(
-            "{:<34} {:>3} passed {:>3} failed {:>6.1} s{}{}",
-            kernel.describe(),
-            ok_count,
-            bad_count,
-            outcome.wall.as_secs_f64(),
-            if problems.is_empty() {
-                String::new()
-            } else {
-                format!("  [{}]", problems.join("; "))
-            },
-            if bad_count > 0 || !problems.is_empty() {
-                format!("  (console: {})", log.display())
-            } else {
-                String::new()
-            },
-        ));
-        let wants_postmortem = args
-            .filter
-            .as_deref()
-            .is_none_or(|f| "postmortem".contains(f));
+        let run = run_guest(&guest, &binaries_for(kernel, &binaries), args)?;
+        passed += run.passed;
+        failed += run.failed;
+        summary.push(run.line);
         if let (kernels::Flavour::PreemptRt, Some((_, generic)), true) =
-            (&kernel.flavour, &sibling, wants_postmortem)
+            (&kernel.flavour, &sibling, wants_postmortem(args))
         {
-            let line = match postmortem::run(
-                kernel,
-                &modscope,
-                generic,
-                Duration::from_secs(args.timeout),
-            ) {
-                Ok(o) => {
-                    passed += 1;
-                    format!("post-mortem ok: {}", o.summary)
-                }
-                Err(e) => {
-                    failed += 1;
-                    format!("post-mortem FAILED: {e:#}")
-                }
-            };
+            let (ok, line) = run_postmortem(kernel, &modscope, generic, args);
+            if ok {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
             eprintln!("    {line}");
             summary.push(format!("  {line}"));
         }
@@ -273,6 +168,138 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
         bail!("the VM suite failed");
     }
     Ok(())
+}
+
+/// The kernels `--kernel` names (each must be installed), else the
+/// required set.
+fn select_kernels(
+    args: &TestArgs,
+    all: &[kernels::Kernel],
+) -> anyhow::Result<Vec<kernels::Kernel>> {
+    if args.kernel.is_empty() {
+        return kernels::required_set(all);
+    }
+    let picked: Vec<_> = all
+        .iter()
+        .filter(|k| args.kernel.contains(&k.release))
+        .cloned()
+        .collect();
+    if picked.len() != args.kernel.len() {
+        bail!(
+            "--kernel {:?}: not all of these are installed with headers",
+            args.kernel
+        );
+    }
+    Ok(picked)
+}
+
+fn wants_postmortem(args: &TestArgs) -> bool {
+    args.filter
+        .as_deref()
+        .is_none_or(|f| "postmortem".contains(f))
+}
+
+fn run_postmortem(
+    kernel: &kernels::Kernel,
+    modscope: &Path,
+    generic: &Path,
+    args: &TestArgs,
+) -> (bool, String) {
+    match postmortem::run(kernel, modscope, generic, Duration::from_secs(args.timeout)) {
+        Ok(o) => (true, format!("post-mortem ok: {}", o.summary)),
+        Err(e) => (false, format!("post-mortem FAILED: {e:#}")),
+    }
+}
+
+/// One kernel's guest run: its counts and its summary line.
+struct GuestRun {
+    passed: usize,
+    failed: usize,
+    line: String,
+}
+
+/// Boots the kernel with the suite's script and reads the results back
+/// from its console.
+fn run_guest(env: &GuestEnv, binaries: &[PathBuf], args: &TestArgs) -> anyhow::Result<GuestRun> {
+    let script = env.work.join("guest.sh");
+    std::fs::write(&script, guest_script(env, binaries, args.filter.as_deref()))?;
+    let log = env.work.join("console.log");
+    let outcome = vm::run(&vm::Boot {
+        kernel: env.kernel,
+        script: &script,
+        rw_dir: env.work,
+        timeout: Duration::from_secs(args.timeout),
+        log: &log,
+        echo: false,
+        // A guest that cannot power off (the lock-debugging kernel has no
+        // ACPI) is done once the script has said so.
+        grace_after: Some(("MODSCOPE-VM-END", Duration::from_secs(15))),
+        tcg: vm::Tcg::SingleThread,
+    })?;
+    let report = parse_console(&outcome.lines);
+    for t in &report.tests {
+        eprintln!(
+            "    {} {}",
+            if t.passed { "ok    " } else { "FAILED" },
+            t.name
+        );
+    }
+    let oops = vm::oops_excerpt(&outcome.lines, 40);
+    if !oops.is_empty() {
+        eprintln!(
+            "    the kernel crashed; its account (full console: {}):",
+            log.display()
+        );
+        for line in oops {
+            eprintln!("      {line}");
+        }
+    }
+    let problems = problems_of(&report, &outcome, args.timeout);
+    let ok_count = report.tests.iter().filter(|t| t.passed).count();
+    let bad_count = report.tests.len() - ok_count;
+    let line = format!(
+        "{:<34} {:>3} passed {:>3} failed {:>6.1} s{}{}",
+        env.kernel.describe(),
+        ok_count,
+        bad_count,
+        outcome.wall.as_secs_f64(),
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", problems.join("; "))
+        },
+        if bad_count > 0 || !problems.is_empty() {
+            format!("  (console: {})", log.display())
+        } else {
+            String::new()
+        },
+    );
+    Ok(GuestRun {
+        passed: ok_count,
+        failed: bad_count + usize::from(bad_count == 0 && !problems.is_empty()),
+        line,
+    })
+}
+
+/// What went wrong with a guest besides failed tests.
+fn problems_of(report: &GuestReport, outcome: &vm::Outcome, timeout: u64) -> Vec<String> {
+    let mut problems: Vec<String> = report.binaries_failed.clone();
+    if outcome.panicked {
+        problems.push(match &report.unfinished {
+            Some(test) => format!("the guest kernel panicked during {test}"),
+            None => "the guest kernel panicked".into(),
+        });
+    }
+    if outcome.timed_out {
+        problems.push(format!("timed out after {timeout} s; the guest was killed"));
+    }
+    if !report.finished && !outcome.timed_out && !outcome.panicked {
+        problems.push("the guest stopped before the suite finished".into());
+    }
+    if report.tests.is_empty() {
+        problems.push("no test ran".into());
+    }
+    problems
 }
 
 /// The debug kernel is there for the anomaly detectors and has no Debian
