@@ -5,7 +5,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use modscope::kernel::features::Unsupported;
+use modscope::{kernel::features::Unsupported, session::SessionError};
 
 /// Exit statuses, documented in the README.
 mod exit {
@@ -79,7 +79,11 @@ fn main() -> ExitCode {
 }
 
 fn exit_status(err: &anyhow::Error) -> u8 {
-    match err.downcast_ref::<Unsupported>() {
+    let unsupported = err.downcast_ref::<Unsupported>().or_else(|| {
+        err.downcast_ref::<SessionError>()
+            .and_then(SessionError::unsupported)
+    });
+    match unsupported {
         Some(Unsupported::MissingCapability { .. }) => exit::NOT_PERMITTED,
         Some(_) => exit::UNSUPPORTED_KERNEL,
         None => exit::FAILURE,

@@ -20,5 +20,6 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         trace: None,
         view: None,
     })
-    .await
+    .await?;
+    Ok(())
 }

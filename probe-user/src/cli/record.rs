@@ -33,5 +33,6 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         trace: args.trace.options(&args.probes.modules),
         view: None,
     })
-    .await
+    .await?;
+    Ok(())
 }

@@ -3,12 +3,12 @@
 //! and capped, the functions ftrace cannot trace, the detectors' checks,
 //! and the planner for modules that load later.
 
+use super::error::{Result, SessionError};
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     path::PathBuf,
 };
 
-use anyhow::Context as _;
 use modscope_analysis::{self as analysis, target::running_config};
 use probe_common::anomaly::COUNT_CALLS;
 
@@ -62,15 +62,13 @@ pub struct CallPlan {
     pub allocators: Vec<FollowedAllocator>,
 }
 
-pub fn plan(args: &ProbeRequest, paths: &KernelPaths) -> anyhow::Result<CallPlan> {
-    let kallsyms = Kallsyms::read().context("reading /proc/kallsyms")?;
-    let traceable = kallsyms::read_traceable().with_context(|| {
-        format!(
-            "reading the functions ftrace can trace ({}); is tracefs mounted \
+pub fn plan(args: &ProbeRequest, paths: &KernelPaths) -> Result<CallPlan> {
+    let kallsyms = Kallsyms::read().map_err(SessionError::io("reading /proc/kallsyms"))?;
+    let traceable = kallsyms::read_traceable().map_err(SessionError::io(format!(
+        "reading the functions ftrace can trace ({}); is tracefs mounted \
              (mount -t tracefs nodev /sys/kernel/tracing)?",
-            kallsyms::TRACEABLE_PATHS[0]
-        )
-    })?;
+        kallsyms::TRACEABLE_PATHS[0]
+    )))?;
     let release = features::release(paths);
     let wanted = wanted_imports(args, paths, &release)?;
     let ranked = rank(&wanted.functions, args, |name| {
@@ -124,15 +122,8 @@ struct Wanted {
 /// The imports of the `--watch` files; without `--watch`, the module path
 /// serves modules that load later, and without `--function` either, the
 /// imports of every loaded module whose file is found are wanted too.
-fn wanted_imports(
-    args: &ProbeRequest,
-    paths: &KernelPaths,
-    release: &str,
-) -> anyhow::Result<Wanted> {
-    let mut imports = analysis::imports_of(&args.watch).map_err(|e| match e {
-        analysis::ImportsError::Path(e) => anyhow::anyhow!("--watch {}: {}", e.path, e.error),
-        read => anyhow::Error::new(read),
-    })?;
+fn wanted_imports(args: &ProbeRequest, paths: &KernelPaths, release: &str) -> Result<Wanted> {
+    let mut imports = analysis::imports_of(&args.watch)?;
     let mut functions: Vec<String> = args.functions.clone();
     functions.extend(imports.values().flatten().cloned());
     let on_module_path =
@@ -223,7 +214,7 @@ fn detectors(
     kallsyms: &Kallsyms,
     traceable: &std::collections::HashSet<String>,
     functions: &BTreeMap<String, u64>,
-) -> anyhow::Result<DetectorProbes> {
+) -> Result<DetectorProbes> {
     let config = running_config(release).map(|(_, c)| c);
     let mut probes = detector_probes::for_kernel(
         &paths.vmlinux_btf,
@@ -237,7 +228,10 @@ fn detectors(
             )
         },
     )
-    .with_context(|| format!("reading {} for the detectors", paths.vmlinux_btf.display()))?;
+    .map_err(|source| SessionError::Detectors {
+        path: paths.vmlinux_btf.display().to_string(),
+        source,
+    })?;
     for c in &mut probes.checks {
         if functions.contains_key(c.function.as_str()) {
             c.check.flags |= COUNT_CALLS;

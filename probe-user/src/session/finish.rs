@@ -2,6 +2,7 @@
 //! end record, the anomaly list, the one-screen summary of a recording,
 //! and the per-module call report.
 
+use super::error::Result;
 use std::collections::BTreeSet;
 
 use super::{
@@ -22,7 +23,7 @@ pub fn finish(
     attached: Option<Attached>,
     reason: EndReason,
     started: std::time::Instant,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     session.anomaly_totals()?;
     if session.trace.is_some() {
         let stats = session.stats()?;
@@ -63,7 +64,7 @@ fn with_late_probes(session: &Session, mut status: CallProbeStatus) -> CallProbe
 
 /// Modules that made a probed call or whose imports are known, within the
 /// `--module` filter.
-fn call_report(session: &Session, plan: &CallPlan) -> anyhow::Result<Vec<ModuleCalls>> {
+fn call_report(session: &Session, plan: &CallPlan) -> Result<Vec<ModuleCalls>> {
     let probed: BTreeSet<String> = plan
         .functions
         .keys()
@@ -92,7 +93,7 @@ fn print_summary(
     modules: &[ModuleCalls],
     reason: EndReason,
     started: std::time::Instant,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let Some(t) = &session.trace else {
         return Ok(());
     };

@@ -1,6 +1,7 @@
 //! Probes added during a session, for modules that load meanwhile and
 //! whose imports were not known when the probes attached.
 
+use super::error::Result;
 use std::collections::BTreeSet;
 
 use super::{attach_plan::UNTRACEABLE, event::NotAttached, probe_policy::LatePlanner};
@@ -30,7 +31,7 @@ impl LateProbes {
         &mut self,
         name: &str,
         probe: &mut ModuleProbe,
-    ) -> anyhow::Result<Option<LateAddition>> {
+    ) -> Result<Option<LateAddition>> {
         let Some(add) = self.planner.as_mut().and_then(|p| p.module_loaded(name)) else {
             return Ok(None);
         };

@@ -3,9 +3,9 @@
 //! decision lives elsewhere: what to attach (`attach_plan`), what a record
 //! means (`state`), what is written when (`trace_sink`).
 
+use super::error::{Result, SessionError};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use probe_common::{ModuleRecord, decode};
 use tokio::{io::unix::AsyncFd, sync::oneshot};
@@ -55,7 +55,7 @@ impl Session {
         mut events: AsyncFd<RingBuf<MapData>>,
         mut end: StreamEnd<'_>,
         signals: &mut Signals,
-    ) -> anyhow::Result<EndReason> {
+    ) -> Result<EndReason> {
         let deadline = tokio::time::sleep(
             end.duration
                 .map_or(Duration::MAX / 4, Duration::from_secs_f64),
@@ -67,7 +67,7 @@ impl Session {
         let reason = loop {
             tokio::select! {
                 guard = events.readable_mut() => {
-                    let mut guard = guard.context("waiting on the EVENTS ring buffer")?;
+                    let mut guard = guard.map_err(SessionError::io("waiting on the EVENTS ring buffer"))?;
                     self.drain(guard.get_inner_mut())?;
                     guard.clear_ready();
                 }
@@ -101,7 +101,7 @@ impl Session {
 
     /// A module present before the session: its pages mapped, tracked,
     /// recorded, reported.
-    pub fn present(&mut self, record: &ModuleRecord) -> anyhow::Result<()> {
+    pub fn present(&mut self, record: &ModuleRecord) -> Result<()> {
         self.probe.map_text_pages(
             record.core_text_base,
             record.core_text_size,
@@ -115,7 +115,7 @@ impl Session {
         })
     }
 
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> anyhow::Result<()> {
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<()> {
         while let Some(item) = ring.next() {
             let decoded = decode::Event::try_from(&*item);
             drop(item);
@@ -131,7 +131,7 @@ impl Session {
         Ok(())
     }
 
-    fn apply(&mut self, event: decode::Event) -> anyhow::Result<Event> {
+    fn apply(&mut self, event: decode::Event) -> Result<Event> {
         Ok(match event {
             decode::Event::ModuleLoad(e) => self.loaded(&e.record, e.header.ts_ns)?,
             decode::Event::ModuleFree(e) => {
@@ -172,7 +172,7 @@ impl Session {
         })
     }
 
-    fn loaded(&mut self, r: &ModuleRecord, ts_ns: u64) -> anyhow::Result<Event> {
+    fn loaded(&mut self, r: &ModuleRecord, ts_ns: u64) -> Result<Event> {
         let counted = self.state.track(r, true);
         self.probe_late_imports(r, ts_ns)?;
         // Mapped before the load is reported: a script that waits for the
@@ -185,7 +185,7 @@ impl Session {
     /// A module whose imports were unknown when the probes attached: its
     /// file on the module path names them, and the ones not yet probed are
     /// probed now. Its init has already run (the report says so).
-    fn probe_late_imports(&mut self, r: &ModuleRecord, ts_ns: u64) -> anyhow::Result<()> {
+    fn probe_late_imports(&mut self, r: &ModuleRecord, ts_ns: u64) -> Result<()> {
         let name = state::module_name(r);
         if self.state.knows_imports(&name) {
             return Ok(());
@@ -202,7 +202,7 @@ impl Session {
 
     /// Maps (or unmaps) module text the kernel-side loop could not reach:
     /// calls there are counted from now on, not from the load.
-    fn map_large_text(&mut self, r: &ModuleRecord, loaded: bool) -> anyhow::Result<()> {
+    fn map_large_text(&mut self, r: &ModuleRecord, loaded: bool) -> Result<()> {
         for t in state::large_text(r, loaded) {
             if t.loaded {
                 self.probe.map_text_pages(t.base, t.size, t.incarnation)?;
@@ -230,7 +230,7 @@ impl Session {
     }
 
     /// Counts, probe counters and changed anomaly totals, to the trace.
-    fn snapshot(&mut self) -> anyhow::Result<()> {
+    fn snapshot(&mut self) -> Result<()> {
         self.anomaly_totals()?;
         let stats = self.stats()?;
         let counts = self.probe.call_counts()?;
@@ -241,7 +241,7 @@ impl Session {
     }
 
     /// Sites whose anomaly count changed go to the trace.
-    pub fn anomaly_totals(&mut self) -> anyhow::Result<()> {
+    pub fn anomaly_totals(&mut self) -> Result<()> {
         let counts = self.probe.anomaly_counts()?;
         for record in self.state.anomaly_updates(&counts) {
             if let Some(t) = &mut self.trace {
@@ -251,7 +251,7 @@ impl Session {
         Ok(())
     }
 
-    pub fn stats(&self) -> anyhow::Result<StatsSnapshot> {
+    pub fn stats(&self) -> Result<StatsSnapshot> {
         let c = self.probe.counters()?;
         Ok(StatsSnapshot {
             ts_ns: clock::boot_ns(),
@@ -267,7 +267,7 @@ impl Session {
     }
 
     /// Emits a `lost` event when the kernel dropped records since the last report.
-    fn report_lost(&mut self, reported: u64) -> anyhow::Result<u64> {
+    fn report_lost(&mut self, reported: u64) -> Result<u64> {
         let lost = self.probe.counters()?.lost_events;
         if lost > reported {
             self.out.emit(&Event::Lost {

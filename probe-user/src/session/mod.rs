@@ -8,6 +8,7 @@
 pub mod anomaly_sites;
 pub mod attach_plan;
 pub mod call_plan;
+pub mod error;
 pub mod event;
 mod finish;
 mod late_probes;
@@ -25,6 +26,7 @@ use std::{path::PathBuf, time::Duration};
 use tokio::sync::oneshot;
 
 pub use call_plan::{CallPlan, ProbeRequest};
+pub use error::SessionError;
 pub use trace_sink::Tap;
 
 /// Lowest module text address on x86-64 (MODULES_VADDR): calls returning
@@ -59,7 +61,7 @@ pub struct TraceOptions {
 
 /// Runs a session to its end: set up (`start`), stream (`live`), report
 /// (`finish`).
-pub async fn run(opts: LiveOptions) -> anyhow::Result<()> {
+pub async fn run(opts: LiveOptions) -> error::Result<()> {
     let mut started = start::start(opts).await?;
     let end = live::StreamEnd {
         duration: started.duration,

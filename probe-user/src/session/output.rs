@@ -1,9 +1,8 @@
 //! Where a session's events go: one line each on standard output, as JSON
 //! or text, or nowhere while a trace file or the TUI takes them.
 
+use super::error::{Result, SessionError};
 use std::io::{self, Write as _};
-
-use anyhow::Context as _;
 
 use super::event::Event;
 
@@ -14,7 +13,7 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn emit(&mut self, event: &Event) -> anyhow::Result<()> {
+    pub fn emit(&mut self, event: &Event) -> Result<()> {
         if self.quiet {
             return Ok(());
         }
@@ -26,6 +25,6 @@ impl Output {
         let mut out = io::stdout().lock();
         writeln!(out, "{line}")
             .and_then(|()| out.flush())
-            .context("writing to standard output")
+            .map_err(SessionError::io("writing to standard output"))
     }
 }

@@ -5,9 +5,9 @@
 //! registry before the kprobes (modules loaded meanwhile are known), the
 //! kprobes in the attach plan's order, then modules already loaded.
 
+use super::error::{Result, SessionError};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use modscope_analysis::{feature_symbols, target};
 use probe_common::{CallProbeConfig, LoadCheckConfig, ModuleName, ModuleRecord, RecordFlags};
@@ -52,10 +52,12 @@ pub struct Started {
     pub clock: std::time::Instant,
 }
 
-pub async fn start(mut opts: LiveOptions) -> anyhow::Result<Started> {
+pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     let signals = Signals {
-        interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-        terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        interrupt: signal(SignalKind::interrupt())
+            .map_err(SessionError::io("installing the SIGINT handler"))?,
+        terminate: signal(SignalKind::terminate())
+            .map_err(SessionError::io("installing the SIGTERM handler"))?,
     };
     let paths = KernelPaths::default();
     features::check_live_probe(&paths)?;
@@ -72,7 +74,7 @@ pub async fn start(mut opts: LiveOptions) -> anyhow::Result<Started> {
     // unchanged until the AsyncFd (which owns the ring buffer) is dropped.
     let events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
-        .context("polling the EVENTS ring buffer")?;
+        .map_err(SessionError::io("polling the EVENTS ring buffer"))?;
     probe.attach_registry()?;
     let attached = match &opts.calls {
         Some(plan) => Some(attach(&mut probe, plan, load_check_on)?),
@@ -121,7 +123,7 @@ pub async fn start(mut opts: LiveOptions) -> anyhow::Result<Started> {
 
 /// The trace sink, when a file or the view takes the records. Opened
 /// before any probe loads: a path that cannot be written fails first.
-fn open_sink(trace: Option<&TraceOptions>, tap: Option<Tap>) -> anyhow::Result<Option<TraceSink>> {
+fn open_sink(trace: Option<&TraceOptions>, tap: Option<Tap>) -> Result<Option<TraceSink>> {
     if trace.is_none() && tap.is_none() {
         return Ok(None);
     }
@@ -161,9 +163,9 @@ fn static_verdicts_for(
 /// Loads the programs with this kernel's facts written into their globals;
 /// with whether the load-time layout check is on (detectors on, and BTF
 /// has what it needs).
-fn load_probe(paths: &KernelPaths, plan: Option<&CallPlan>) -> anyhow::Result<(ModuleProbe, bool)> {
-    let (layout, load_check) = module_layout::layouts_from_file(&paths.vmlinux_btf)
-        .context("finding struct module's layout in the running kernel's BTF")?;
+fn load_probe(paths: &KernelPaths, plan: Option<&CallPlan>) -> Result<(ModuleProbe, bool)> {
+    let (layout, load_check) =
+        module_layout::layouts_from_file(&paths.vmlinux_btf).map_err(SessionError::ModuleLayout)?;
     // The detectors are on when the call plan carries checks (not --no-detectors).
     let detectors = plan.is_some_and(|p| !p.checks.is_empty());
     let load_check = if detectors {
@@ -186,11 +188,7 @@ fn load_probe(paths: &KernelPaths, plan: Option<&CallPlan>) -> anyhow::Result<(M
 }
 
 /// Runs the attach plan's stages in order.
-fn attach(
-    probe: &mut ModuleProbe,
-    plan: &CallPlan,
-    load_check_on: bool,
-) -> anyhow::Result<Attached> {
+fn attach(probe: &mut ModuleProbe, plan: &CallPlan, load_check_on: bool) -> Result<Attached> {
     let attach_plan = AttachPlan::new(plan, load_check_on);
     let mut results = AttachResults::default();
     for stage in attach_plan.stages() {
@@ -208,7 +206,7 @@ fn attach(
 }
 
 /// Modules already loaded go into the registry, the state and the trace.
-fn seed_present(session: &mut Session, paths: &KernelPaths) -> anyhow::Result<()> {
+fn seed_present(session: &mut Session, paths: &KernelPaths) -> Result<()> {
     for record in session.probe.seed(&preexisting_modules(paths)?)? {
         session.present(&record)?;
     }
@@ -226,7 +224,7 @@ fn seed_present(session: &mut Session, paths: &KernelPaths) -> anyhow::Result<()
 /// Modules already loaded, as registry records. /proc/modules gives the
 /// core base and the whole core size; init text is long gone. Their
 /// incarnation ids are small numbers no load time can equal.
-fn preexisting_modules(paths: &KernelPaths) -> anyhow::Result<Vec<ModuleRecord>> {
+fn preexisting_modules(paths: &KernelPaths) -> Result<Vec<ModuleRecord>> {
     let loaded = proc_modules::read(&paths.proc_modules)?;
     Ok(loaded
         .iter()

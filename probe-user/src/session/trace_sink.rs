@@ -15,6 +15,7 @@
 //! The live TUI taps the same records (a bounded channel): what it shows
 //! live is what a replay of the file shows.
 
+use super::error::{Result, SessionError};
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
@@ -25,7 +26,6 @@ use std::{
     },
 };
 
-use anyhow::Context as _;
 use probe_common::ModuleRecord;
 
 use crate::trace::{
@@ -75,11 +75,7 @@ impl Tap {
 }
 
 impl TraceSink {
-    pub fn new(
-        file: Option<(&Path, bool)>,
-        tap: Option<Tap>,
-        filter: Vec<String>,
-    ) -> anyhow::Result<Self> {
+    pub fn new(file: Option<(&Path, bool)>, tap: Option<Tap>, filter: Vec<String>) -> Result<Self> {
         let file = match file {
             Some((path, append)) => Some((Self::open_file(path, append)?, path.to_owned())),
             None => None,
@@ -97,10 +93,14 @@ impl TraceSink {
         })
     }
 
-    fn open_file(path: &Path, append: bool) -> anyhow::Result<TraceWriter> {
+    fn open_file(path: &Path, append: bool) -> Result<TraceWriter> {
         let writer = if append {
-            let (w, info) = TraceWriter::append(path)
-                .with_context(|| format!("opening trace {} to append", path.display()))?;
+            let (w, info) =
+                TraceWriter::append(path).map_err(|source| SessionError::TraceOpen {
+                    what: "opening trace",
+                    path: format!("{} to append", path.display()),
+                    source,
+                })?;
             if info.dropped_tail > 0 {
                 eprintln!(
                     "modscope: {}: cut off {} bytes of a torn last record before appending",
@@ -110,8 +110,11 @@ impl TraceSink {
             }
             w
         } else {
-            TraceWriter::create(path)
-                .with_context(|| format!("creating trace {}", path.display()))?
+            TraceWriter::create(path).map_err(|source| SessionError::TraceOpen {
+                what: "creating trace",
+                path: path.display().to_string(),
+                source,
+            })?
         };
         Ok(writer)
     }
@@ -162,7 +165,7 @@ impl TraceSink {
         }
     }
 
-    pub fn start(&mut self, start: SessionStart) -> anyhow::Result<()> {
+    pub fn start(&mut self, start: SessionStart) -> Result<()> {
         self.write(&TraceRecord::SessionStart(Box::new(start)));
         self.urgent = true;
         self.end_batch()
@@ -244,7 +247,7 @@ impl TraceSink {
 
     /// After a ring-buffer batch: hands it to the kernel, and to the disk
     /// when it held a load or unload.
-    pub fn end_batch(&mut self) -> anyhow::Result<()> {
+    pub fn end_batch(&mut self) -> Result<()> {
         let urgent = std::mem::take(&mut self.urgent);
         let Some((writer, path)) = &mut self.file else {
             return Ok(());
@@ -255,7 +258,10 @@ impl TraceSink {
         } else {
             writer.flush()
         };
-        result.with_context(|| format!("writing trace {}", path.display()))
+        result.map_err(|source| SessionError::TraceWrite {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// The counters that changed since the last snapshot, then a sync. A
@@ -266,7 +272,7 @@ impl TraceSink {
         ts_ns: u64,
         counts: &BTreeMap<(u64, u64), u64>,
         stats: StatsSnapshot,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let resend = self
             .tap
             .as_mut()
@@ -307,7 +313,7 @@ impl TraceSink {
         counts: &BTreeMap<(u64, u64), u64>,
         stats: StatsSnapshot,
         reason: EndReason,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         self.snapshot(ts_ns, counts, stats)?;
         self.write(&TraceRecord::SessionEnd { ts_ns, reason });
         self.urgent = true;

@@ -10,8 +10,7 @@ use ratatui::{
 
 use super::{
     app::{App, Mode},
-    palette::{Palette, time_of},
-    render::speed_text,
+    palette::{Palette, speed_text, time_of},
 };
 
 /// Options shown in the header: lock debugging, RT, and the tracing

@@ -71,3 +71,11 @@ pub fn time_of(model: &Model, ts_ns: u64) -> String {
         _ => format!("{:.1}s", ts_ns as f64 / 1e9),
     }
 }
+
+pub fn speed_text(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s}")
+    }
+}

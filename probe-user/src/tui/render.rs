@@ -80,14 +80,6 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
     frame.render_widget(Paragraph::new(header::header_lines(app, p)), area);
 }
 
-pub fn speed_text(s: f64) -> String {
-    if s >= 1.0 {
-        format!("{s:.0}")
-    } else {
-        format!("{s}")
-    }
-}
-
 fn pane_block<'a>(title: String, focused: bool) -> Block<'a> {
     let b = Block::bordered().title(title);
     if focused {
