@@ -14,8 +14,10 @@ pub mod map {
     pub const FIELD_CHECKS: &str = "FIELD_CHECKS";
     pub const ANOMALIES: &str = "ANOMALIES";
     pub const ALLOC_FUNCS: &str = "ALLOC_FUNCS";
+    /// aya-log's record ring (`aya_log_ebpf`), read only with `--log-level`.
+    pub const AYA_LOGS: &str = "AYA_LOGS";
 
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         EVENTS,
         MODULES,
         COUNTERS,
@@ -25,6 +27,7 @@ pub mod map {
         FIELD_CHECKS,
         ANOMALIES,
         ALLOC_FUNCS,
+        AYA_LOGS,
     ];
 }
 
@@ -60,8 +63,10 @@ pub mod global {
     pub const MODULE_LAYOUT: &str = "MODULE_LAYOUT";
     pub const CALL_PROBE: &str = "CALL_PROBE";
     pub const LOAD_CHECK: &str = "LOAD_CHECK";
+    /// aya-log's level filter: 0 (off) unless `--log-level` says otherwise.
+    pub const AYA_LOG_LEVEL: &str = "AYA_LOG_LEVEL";
 
-    pub const ALL: [&str; 3] = [MODULE_LAYOUT, CALL_PROBE, LOAD_CHECK];
+    pub const ALL: [&str; 4] = [MODULE_LAYOUT, CALL_PROBE, LOAD_CHECK, AYA_LOG_LEVEL];
 }
 
 /// Kernel hooks the programs attach to.

@@ -25,7 +25,7 @@ const NOT_AN_ALLOCATION: u64 = 16;
 #[kprobe]
 pub fn alloc_entry(ctx: ProbeContext) -> u32 {
     if let Err(slot) = try_alloc_entry(&ctx) {
-        maps::bump(slot);
+        maps::failed(&ctx, "alloc_entry", slot);
     }
     0
 }
@@ -71,7 +71,7 @@ fn try_alloc_entry(ctx: &ProbeContext) -> Result<(), u32> {
 #[kretprobe]
 pub fn alloc_return(ctx: RetProbeContext) -> u32 {
     if let Err(slot) = try_alloc_return(&ctx) {
-        maps::bump(slot);
+        maps::failed(&ctx, "alloc_return", slot);
     }
     0
 }
@@ -123,7 +123,7 @@ fn try_alloc_return(ctx: &RetProbeContext) -> Result<(), u32> {
 #[kprobe]
 pub fn count_free(ctx: ProbeContext) -> u32 {
     if let Err(slot) = try_count_free(&ctx) {
-        maps::bump(slot);
+        maps::failed(&ctx, "count_free", slot);
     }
     0
 }

@@ -22,7 +22,7 @@ pub const NOEXIST: u64 = 1;
 #[kprobe]
 pub fn count_call(ctx: ProbeContext) -> u32 {
     if let Err(slot) = try_count_call(&ctx) {
-        maps::bump(slot);
+        maps::failed(&ctx, "count_call", slot);
     }
     0
 }

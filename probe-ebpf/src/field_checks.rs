@@ -35,7 +35,7 @@ use crate::{
 #[kprobe]
 pub fn check_fields(ctx: ProbeContext) -> u32 {
     if let Err(slot) = try_check_fields(&ctx) {
-        maps::bump(slot);
+        maps::failed(&ctx, "check_fields", slot);
     }
     0
 }

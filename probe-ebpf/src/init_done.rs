@@ -27,9 +27,9 @@ pub fn init_start(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
-pub fn init_done(_ctx: RetProbeContext) -> u32 {
+pub fn init_done(ctx: RetProbeContext) -> u32 {
     if let Err(slot) = try_init_done() {
-        maps::bump(slot);
+        maps::failed(&ctx, "init_done", slot);
     }
     0
 }

@@ -34,7 +34,7 @@ const NAME_TAIL: u16 = u16::from_le_bytes(*b"e\0");
 #[kprobe]
 pub fn load_check(ctx: ProbeContext) -> u32 {
     if let Err(slot) = try_load_check(&ctx) {
-        maps::bump(slot);
+        maps::failed(&ctx, "load_check", slot);
     }
     0
 }

@@ -1,9 +1,11 @@
 //! Maps shared by the programs, and the load-time globals userspace fills in.
 
+use aya_ebpf::EbpfContext;
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
+use aya_log_ebpf::{error, warn};
 use probe_common::{
     AnomalyKey, CallKey, CallProbeConfig, FieldCheck, LoadCheckConfig, ModuleLayout, ModuleName,
     ModuleRecord,
@@ -108,7 +110,26 @@ pub static COUNTERS: PerCpuArray<u64> =
 
 pub use probe_common::{CALL_MAP_FULL, LOST_EVENTS, PAGE_MAP_FULL, READ_ERRORS, REGISTRY_FULL};
 
-pub fn bump(slot: u32) {
+/// Counts a failure in its `COUNTERS` slot and, when user space asked for
+/// diagnostics (`--log-level`; `AYA_LOG_LEVEL` is 0, off, by default), says
+/// which program failed and how.
+#[inline(always)]
+pub fn failed<C: EbpfContext>(ctx: &C, program: &str, slot: u32) {
+    bump(slot);
+    match slot {
+        LOST_EVENTS => warn!(
+            ctx,
+            "{}: the ring buffer is full, an event was dropped", program
+        ),
+        READ_ERRORS => warn!(ctx, "{}: a kernel read failed", program),
+        REGISTRY_FULL => warn!(ctx, "{}: the module registry is full", program),
+        PAGE_MAP_FULL => warn!(ctx, "{}: a module text page could not be mapped", program),
+        CALL_MAP_FULL => warn!(ctx, "{}: a call counter could not be added", program),
+        _ => error!(ctx, "{}: failure in unknown counter slot {}", program, slot),
+    }
+}
+
+fn bump(slot: u32) {
     if let Some(counter) = COUNTERS.get_ptr_mut(slot) {
         // SAFETY: a per-CPU slot; no other context writes it concurrently
         // on this CPU while this program runs.

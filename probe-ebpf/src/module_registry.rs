@@ -16,6 +16,8 @@ use aya_ebpf::{
 };
 use probe_common::{EventHeader, EventKind, ModuleEvent, ModuleLayout, ModuleRecord};
 
+use aya_log_ebpf::debug;
+
 use crate::{
     maps::{self, EVENTS, LOST_EVENTS, MODULES, READ_ERRORS, REGISTRY_FULL, SCRATCH},
     text_pages,
@@ -24,7 +26,7 @@ use crate::{
 #[raw_tracepoint(tracepoint = "module_load")]
 pub fn module_load(ctx: RawTracePointContext) -> i32 {
     if let Err(slot) = try_module_load(&ctx) {
-        maps::bump(slot);
+        maps::failed(&ctx, "module_load", slot);
     }
     0
 }
@@ -32,7 +34,7 @@ pub fn module_load(ctx: RawTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "module_free")]
 pub fn module_free(ctx: RawTracePointContext) -> i32 {
     if let Err(slot) = try_module_free(&ctx) {
-        maps::bump(slot);
+        maps::failed(&ctx, "module_free", slot);
     }
     0
 }
@@ -66,7 +68,12 @@ fn try_module_load(ctx: &RawTracePointContext) -> Result<(), u32> {
         record.init_text_size,
         record.incarnation,
     )?;
-    emit(EventKind::ModuleLoad, now, record)
+    emit(EventKind::ModuleLoad, now, record)?;
+    debug!(
+        ctx,
+        "module_load: registered incarnation {} before its init", record.incarnation
+    );
+    Ok(())
 }
 
 #[inline(always)]

@@ -211,6 +211,12 @@ impl EventStream {
         }
     }
 
+    /// What modscope has written on standard error so far (it keeps
+    /// filling after `stop`, until the pipe closes).
+    pub fn stderr(&self) -> Arc<Mutex<String>> {
+        Arc::clone(&self.stderr)
+    }
+
     /// SIGKILL: nothing is flushed or finished. Returns the events so far.
     pub fn kill(mut self) -> Vec<Value> {
         self.child.kill().expect("killing modscope");

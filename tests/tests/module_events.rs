@@ -150,3 +150,38 @@ fn unprivileged_user_is_told_which_capability_is_missing() {
     assert!(stderr.contains("CAP_BPF"), "{stderr}");
     assert!(out.stdout.is_empty(), "printed events without privileges");
 }
+
+#[test]
+fn probe_diagnostics_follow_the_log_level() {
+    let mut stream =
+        EventStream::start_with(&["events", "--json", "--log-level", "debug"], "registry");
+    let stderr = stream.stderr();
+    let loaded = insmod(HELLO, &[]);
+    let load = stream.wait_for(WAIT, |e| e["type"] == "load" && e["name"] == HELLO);
+    loaded.unload();
+    stream.stop();
+    let said = format!(
+        "modscope: probe debug: module_load: registered incarnation {} before its init",
+        load["incarnation"]
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !stderr.lock().unwrap().contains(&said) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {said:?} on stderr:\n{}",
+            stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Off by default: the programs say nothing.
+    let mut quiet = EventStream::start();
+    let stderr = quiet.stderr();
+    let loaded = insmod(HELLO, &[]);
+    quiet.wait_for(WAIT, |e| e["type"] == "load" && e["name"] == HELLO);
+    loaded.unload();
+    quiet.stop();
+    std::thread::sleep(Duration::from_millis(200));
+    let text = stderr.lock().unwrap().clone();
+    assert!(!text.contains("modscope: probe"), "{text}");
+}

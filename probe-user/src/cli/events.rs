@@ -2,6 +2,8 @@
 
 use modscope::session::{self, LiveOptions};
 
+use super::probe_args::LogArgs;
+
 #[derive(clap::Args)]
 pub struct EventsArgs {
     /// One JSON object per line (schema in the README).
@@ -10,6 +12,8 @@ pub struct EventsArgs {
     /// Stop after this many seconds (default: until SIGINT or SIGTERM).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
@@ -19,6 +23,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         calls: None,
         trace: None,
         view: None,
+        diagnostics: args.log.to_stderr(),
     })
     .await?;
     Ok(())

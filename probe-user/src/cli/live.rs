@@ -4,18 +4,19 @@
 
 use std::{
     io::IsTerminal as _,
-    sync::{Arc, atomic::AtomicU64, mpsc},
+    sync::{Arc, Mutex, atomic::AtomicU64, mpsc},
 };
 
 use anyhow::Context as _;
 use modscope::{
     kernel::features::{self, KernelPaths},
+    probe::{Diagnostics, diagnostics::KeptLines},
     session::{self, LiveOptions, Tap, ViewLink, call_plan},
     tui::{App, Mode, live_feed::LiveFeed, run},
 };
 
 use super::{
-    probe_args::{ProbeArgs, TraceFileArgs},
+    probe_args::{LogArgs, ProbeArgs, TraceFileArgs},
     replay::no_color,
 };
 
@@ -31,6 +32,8 @@ pub struct LiveArgs {
     probes: ProbeArgs,
     #[command(flatten)]
     trace: TraceFileArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 /// What to try instead, when the live TUI cannot run here.
@@ -74,6 +77,8 @@ pub fn run(args: LiveArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
         .context("starting the TUI thread")?;
     let output = args.trace.options(&args.probes.modules);
     let path = output.as_ref().map(|t| t.path.clone());
+    // The TUI owns the terminal: the programs' diagnostics wait for it.
+    let kept = Arc::new(Mutex::new(KeptLines::default()));
     let session = runtime.block_on(session::run(LiveOptions {
         json: false,
         duration: args.duration,
@@ -83,8 +88,13 @@ pub fn run(args: LiveArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
             tap: Tap::new(sender, dropped),
             quit,
         }),
+        diagnostics: Diagnostics {
+            level: args.log.level(),
+            kept: Some(Arc::clone(&kept)),
+        },
     }));
     let view = ui.join();
+    print_kept(&kept);
     session?;
     match view {
         Ok(r) => r.context("drawing the terminal UI")?,
@@ -97,4 +107,21 @@ pub fn run(args: LiveArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
         );
     }
     Ok(0)
+}
+
+/// The programs' diagnostics kept while the TUI ran, now that it is gone.
+fn print_kept(kept: &Mutex<KeptLines>) {
+    let Ok(kept) = kept.lock() else {
+        return;
+    };
+    if kept.dropped > 0 {
+        eprintln!(
+            "modscope: {} earlier probe diagnostics were dropped (the newest {} follow)",
+            kept.dropped,
+            kept.lines.len()
+        );
+    }
+    for line in &kept.lines {
+        eprintln!("{line}");
+    }
 }

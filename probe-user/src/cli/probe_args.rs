@@ -3,7 +3,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use modscope::session::{ProbeRequest, TraceOptions};
+use modscope::{
+    probe::{Diagnostics, LogLevel},
+    session::{ProbeRequest, TraceOptions},
+};
 
 /// What a live session probes.
 #[derive(clap::Args, Default)]
@@ -72,5 +75,29 @@ impl TraceFileArgs {
             snapshot_interval: Duration::from_secs_f64(self.snapshot_interval),
             modules: modules.to_vec(),
         })
+    }
+}
+
+/// The eBPF programs' own diagnostics.
+#[derive(clap::Args, Default)]
+pub struct LogArgs {
+    /// Show what the eBPF programs report (failed kernel reads, full maps,
+    /// a full ring buffer), by program: off, error, warn, info, debug,
+    /// trace. The counters at exit count the same failures either way.
+    #[arg(long, value_name = "LEVEL", default_value = "off", value_parser = str::parse::<LogLevel>)]
+    log_level: LogLevel,
+}
+
+impl LogArgs {
+    /// Diagnostics printed on standard error as they come.
+    pub fn to_stderr(&self) -> Diagnostics {
+        Diagnostics {
+            level: self.log_level,
+            kept: None,
+        }
+    }
+
+    pub fn level(&self) -> LogLevel {
+        self.log_level
     }
 }

@@ -6,7 +6,7 @@ use modscope::{
     session::{self, LiveOptions, call_plan},
 };
 
-use super::probe_args::{ProbeArgs, TraceFileArgs};
+use super::probe_args::{LogArgs, ProbeArgs, TraceFileArgs};
 
 #[derive(clap::Args)]
 pub struct RecordArgs {
@@ -20,6 +20,8 @@ pub struct RecordArgs {
     probes: ProbeArgs,
     #[command(flatten)]
     trace: TraceFileArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
@@ -32,6 +34,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         calls: Some(plan),
         trace: args.trace.options(&args.probes.modules),
         view: None,
+        diagnostics: args.log.to_stderr(),
     })
     .await?;
     Ok(())

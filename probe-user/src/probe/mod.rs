@@ -7,6 +7,7 @@
 
 mod alloc_ring;
 mod call_counter;
+pub mod diagnostics;
 mod field_checks;
 mod init_done;
 mod load_check;
@@ -23,6 +24,7 @@ use probe_common::{
     names::{global, program},
 };
 
+pub use diagnostics::{Diagnostics, LogLevel};
 pub use module_registry::Counters;
 
 /// The eBPF object built from probe-ebpf by build.rs; empty when the build
@@ -62,6 +64,8 @@ pub enum ProbeError {
     },
     #[error("eBPF map {map}: {source}")]
     Map { map: &'static str, source: MapError },
+    #[error("reading the programs' diagnostics (map AYA_LOGS): {0}")]
+    Logs(#[source] aya_log::Error),
 }
 
 /// A function the kernel would not probe, and its reason.
@@ -79,11 +83,16 @@ pub struct AttachOutcome {
     pub refused: Vec<RefusedProbe>,
 }
 
+/// The reader of the programs' diagnostics (see `diagnostics`).
+pub type ProbeLogger = aya_log::EbpfLogger<diagnostics::ProbeLog>;
+
 /// The loaded programs and maps of one session.
 pub struct ModuleProbe {
     ebpf: Ebpf,
     attached: Vec<String>,
     call_config: CallProbeConfig,
+    /// Taken by the session, which polls it; holds the AYA_LOGS map open.
+    logger: Option<ProbeLogger>,
 }
 
 /// The load-time globals (`probe_common::names::global`), written before
@@ -92,6 +101,7 @@ pub struct ProbeGlobals<'a> {
     pub layout: &'a ModuleLayout,
     pub calls: &'a CallProbeConfig,
     pub load_check: &'a LoadCheckConfig,
+    pub diagnostics: &'a Diagnostics,
 }
 
 impl ModuleProbe {
@@ -101,17 +111,37 @@ impl ModuleProbe {
             return Err(ProbeError::NotEmbedded);
         }
         raise_memlock_limit();
-        let ebpf = EbpfLoader::new()
+        let level = globals.diagnostics.level.code();
+        let mut ebpf = EbpfLoader::new()
             .override_global(global::MODULE_LAYOUT, globals.layout, true)
             .override_global(global::CALL_PROBE, globals.calls, true)
             .override_global(global::LOAD_CHECK, globals.load_check, true)
+            .override_global(global::AYA_LOG_LEVEL, &level, true)
             .load(PROBE_OBJECT)
             .map_err(ProbeError::Load)?;
+        // Before any program loads: the logger holds AYA_LOGS' fd, which
+        // the programs' relocations name.
+        let logger = match globals.diagnostics.level {
+            LogLevel::Off => None,
+            _ => Some(
+                aya_log::EbpfLogger::init_with_logger(
+                    &mut ebpf,
+                    diagnostics::ProbeLog::new(globals.diagnostics),
+                )
+                .map_err(ProbeError::Logs)?,
+            ),
+        };
         Ok(Self {
             ebpf,
             attached: Vec::new(),
             call_config: *globals.calls,
+            logger,
         })
+    }
+
+    /// The diagnostics reader, when `--log-level` asked for one.
+    pub fn take_logger(&mut self) -> Option<ProbeLogger> {
+        self.logger.take()
     }
 
     /// What is attached, for status lines.
@@ -200,4 +230,35 @@ fn raise_memlock_limit() {
     };
     // SAFETY: a valid rlimit struct for the duration of the call.
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+}
+
+#[cfg(test)]
+mod tests {
+    use object::{Object as _, ObjectSymbol as _};
+    use probe_common::names::{global, map, program};
+
+    use super::PROBE_OBJECT;
+
+    /// Every name user space looks up is in the object build.rs embedded
+    /// (skipped only by a build made with AYA_BUILD_SKIP=1, which embeds
+    /// nothing).
+    #[test]
+    fn the_embedded_object_has_every_map_program_and_global_user_space_names() {
+        if PROBE_OBJECT.is_empty() {
+            assert!(
+                option_env!("AYA_BUILD_SKIP").is_some(),
+                "the eBPF object is empty, yet this build did not set AYA_BUILD_SKIP"
+            );
+            return;
+        }
+        let file = object::File::parse(PROBE_OBJECT).expect("the embedded eBPF object is ELF");
+        let symbols: Vec<&str> = file.symbols().filter_map(|s| s.name().ok()).collect();
+        let missing: Vec<&&str> = map::ALL
+            .iter()
+            .chain(&program::ALL)
+            .chain(&global::ALL)
+            .filter(|n| !symbols.contains(n))
+            .collect();
+        assert!(missing.is_empty(), "not in the eBPF object: {missing:?}");
+    }
 }

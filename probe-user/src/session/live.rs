@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     kernel::clock,
-    probe::ModuleProbe,
+    probe::{ModuleProbe, ProbeLogger},
     trace::records::{EndReason, ModuleOrigin, Stats, StatsSnapshot},
 };
 
@@ -53,6 +53,7 @@ impl Session {
     pub async fn stream(
         &mut self,
         mut events: AsyncFd<RingBuf<MapData>>,
+        mut logs: Option<AsyncFd<ProbeLogger>>,
         mut end: StreamEnd<'_>,
         signals: &mut Signals,
     ) -> Result<EndReason> {
@@ -72,6 +73,11 @@ impl Session {
                     guard.clear_ready();
                 }
                 _ = snapshots.tick(), if self.trace.is_some() => self.snapshot()?,
+                guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
+                    let mut guard = guard.map_err(SessionError::io("waiting on the AYA_LOGS ring buffer"))?;
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
                 _ = async { end.quit.as_mut().expect("guarded").await }, if end.quit.is_some() => {
                     break EndReason::Quit;
                 }
@@ -83,6 +89,9 @@ impl Session {
         };
         // Whatever arrived between the last wake-up and the signal.
         self.drain(events.get_mut())?;
+        if let Some(logs) = &mut logs {
+            logs.get_mut().flush();
+        }
         self.report_lost(lost_reported)?;
         let stats = self.stats()?.counters;
         let modules = self

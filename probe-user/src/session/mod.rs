@@ -25,6 +25,8 @@ use std::{path::PathBuf, time::Duration};
 
 use tokio::sync::oneshot;
 
+use crate::probe::Diagnostics;
+
 pub use call_plan::{CallPlan, ProbeRequest};
 pub use error::SessionError;
 pub use trace_sink::Tap;
@@ -41,6 +43,8 @@ pub struct LiveOptions {
     pub trace: Option<TraceOptions>,
     /// A live view: gets every trace record, owns the terminal.
     pub view: Option<ViewLink>,
+    /// The programs' own diagnostics (`--log-level`).
+    pub diagnostics: Diagnostics,
 }
 
 /// The live TUI's link to the session.
@@ -70,7 +74,7 @@ pub async fn run(opts: LiveOptions) -> error::Result<()> {
     };
     let reason = started
         .session
-        .stream(started.events, end, &mut started.signals)
+        .stream(started.events, started.logs, end, &mut started.signals)
         .await?;
     finish::finish(
         &mut started.session,

@@ -35,7 +35,7 @@ use crate::{
         kallsyms::FunctionNames,
         module_layout, proc_modules,
     },
-    probe::{ModuleProbe, ProbeGlobals},
+    probe::{Diagnostics, ModuleProbe, ProbeGlobals, ProbeLogger},
     trace::records::SessionStart,
 };
 
@@ -43,6 +43,7 @@ use crate::{
 pub struct Started {
     pub session: Session,
     pub events: AsyncFd<RingBuf<MapData>>,
+    pub logs: Option<AsyncFd<ProbeLogger>>,
     pub signals: Signals,
     pub quit: Option<oneshot::Receiver<()>>,
     pub duration: Option<f64>,
@@ -68,7 +69,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     let viewing = tap.is_some();
     let mut trace = open_sink(opts.trace.as_ref(), tap)?;
     let verdicts = static_verdicts_for(trace.is_some(), opts.calls.as_ref(), viewing);
-    let (mut probe, load_check_on) = load_probe(&paths, opts.calls.as_ref())?;
+    let (mut probe, load_check_on) = load_probe(&paths, opts.calls.as_ref(), &opts.diagnostics)?;
     let ring = probe.take_events()?;
     // SAFETY: the ring buffer owns its map fd, which stays open and
     // unchanged until the AsyncFd (which owns the ring buffer) is dropped.
@@ -78,6 +79,18 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     probe.attach_registry()?;
     let attached = match &opts.calls {
         Some(plan) => Some(attach(&mut probe, plan, load_check_on)?),
+        None => None,
+    };
+    // Every program is loaded: the logger may leave the probe now.
+    let logs = match probe.take_logger() {
+        Some(logger) => Some(
+            // SAFETY: the logger owns the AYA_LOGS ring buffer and its fd,
+            // which stays open and unchanged until the AsyncFd (which owns
+            // the logger) is dropped.
+            unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
+                .map_err(|e| e.into_parts().1)
+                .map_err(SessionError::io("polling the AYA_LOGS ring buffer"))?,
+        ),
         None => None,
     };
     if let Some(t) = &mut trace {
@@ -108,6 +121,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     Ok(Started {
         session,
         events,
+        logs,
         signals,
         quit,
         duration: opts.duration,
@@ -163,7 +177,11 @@ fn static_verdicts_for(
 /// Loads the programs with this kernel's facts written into their globals;
 /// with whether the load-time layout check is on (detectors on, and BTF
 /// has what it needs).
-fn load_probe(paths: &KernelPaths, plan: Option<&CallPlan>) -> Result<(ModuleProbe, bool)> {
+fn load_probe(
+    paths: &KernelPaths,
+    plan: Option<&CallPlan>,
+    diagnostics: &Diagnostics,
+) -> Result<(ModuleProbe, bool)> {
     let (layout, load_check) =
         module_layout::layouts_from_file(&paths.vmlinux_btf).map_err(SessionError::ModuleLayout)?;
     // The detectors are on when the call plan carries checks (not --no-detectors).
@@ -183,6 +201,7 @@ fn load_probe(paths: &KernelPaths, plan: Option<&CallPlan>) -> Result<(ModulePro
         layout: &layout,
         calls: &calls,
         load_check: &load_check,
+        diagnostics,
     })?;
     Ok((probe, load_check.struct_module_size != 0))
 }
