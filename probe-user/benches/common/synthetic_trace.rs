@@ -2,6 +2,7 @@
 //! functions, first uses, counter snapshots and load/unload churn. Shared
 //! by the decode and TUI benchmarks.
 
+use modscope::kernel::kallsyms::KernelFunction;
 use modscope::trace::{
     TraceRecord, frame,
     records::{EndReason, ModuleOrigin, ModuleSeen, SessionStart, StatsSnapshot},
@@ -9,9 +10,9 @@ use modscope::trace::{
 
 /// A capture shaped like a busy machine, `records` records long.
 pub fn synthetic(records: usize) -> Vec<u8> {
-    let functions: Vec<(String, u64)> = (0..512)
+    let functions: Vec<KernelFunction> = (0..512)
         .map(|i| {
-            (
+            KernelFunction::new(
                 format!("kernel_function_{i}"),
                 0xffff_ffff_8100_0000 + i * 0x40,
             )
@@ -30,7 +31,7 @@ pub fn synthetic(records: usize) -> Vec<u8> {
     for i in 0..records as u64 - 2 {
         ts += 997;
         let incarnation = 1 + i % 200;
-        let func = functions[(i % 512) as usize].1;
+        let func = functions[(i % 512) as usize].address;
         let record = match i % 10 {
             0..=6 => TraceRecord::Counts {
                 ts_ns: ts,

@@ -76,6 +76,22 @@ pub fn read_traceable() -> std::io::Result<HashSet<String>> {
     Err(last.expect("two paths were tried"))
 }
 
+/// A probed kernel function: its name and its address from kallsyms.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct KernelFunction {
+    pub name: String,
+    pub address: u64,
+}
+
+impl KernelFunction {
+    pub fn new(name: impl Into<String>, address: u64) -> Self {
+        Self {
+            name: name.into(),
+            address,
+        }
+    }
+}
+
 /// Names the function a probe reported: `bpf_get_func_ip` gives the probed
 /// address, which on kernels with IBT may sit a few bytes past the symbol.
 #[derive(Debug, Default)]
@@ -84,16 +100,17 @@ pub struct FunctionNames {
 }
 
 impl FunctionNames {
-    pub fn new(functions: impl IntoIterator<Item = (String, u64)>) -> Self {
-        let mut sorted: Vec<(u64, String)> = functions.into_iter().map(|(n, a)| (a, n)).collect();
+    pub fn new(functions: impl IntoIterator<Item = KernelFunction>) -> Self {
+        let mut sorted: Vec<(u64, String)> =
+            functions.into_iter().map(|f| (f.address, f.name)).collect();
         sorted.sort();
         Self { sorted }
     }
 
     /// Adds functions probed later.
-    pub fn extend(&mut self, functions: impl IntoIterator<Item = (String, u64)>) {
+    pub fn extend(&mut self, functions: impl IntoIterator<Item = KernelFunction>) {
         self.sorted
-            .extend(functions.into_iter().map(|(n, a)| (a, n)));
+            .extend(functions.into_iter().map(|f| (f.address, f.name)));
         self.sorted.sort();
     }
 
@@ -130,7 +147,10 @@ mod tests {
 
     #[test]
     fn names_probe_addresses_past_the_endbr() {
-        let n = FunctionNames::new([("kfree".to_owned(), 0x1000), ("kstrdup".to_owned(), 0x2000)]);
+        let n = FunctionNames::new([
+            KernelFunction::new("kfree", 0x1000),
+            KernelFunction::new("kstrdup", 0x2000),
+        ]);
         assert_eq!(n.name(0x1000), Some("kfree"));
         assert_eq!(n.name(0x1004), Some("kfree"));
         assert_eq!(n.name(0x2004), Some("kstrdup"));

@@ -10,6 +10,7 @@
 //! the return address (`count_call`, `check_fields`, `alloc_entry`), or
 //! those would see the trampoline and credit nothing to the module.
 
+use crate::kernel::kallsyms::KernelFunction;
 use std::collections::BTreeSet;
 
 use probe_common::anomaly::COUNT_CALLS;
@@ -75,7 +76,7 @@ pub struct Attached {
     pub status: CallProbeStatus,
     /// Checked functions whose check attached, with their addresses (their
     /// names resolve anomaly and call records).
-    pub checked: Vec<(String, u64)>,
+    pub checked: Vec<KernelFunction>,
 }
 
 impl AttachPlan {
@@ -168,7 +169,7 @@ impl AttachPlan {
                 .checks
                 .iter()
                 .filter(|c| checked_ok.contains(c.function.as_str()))
-                .map(|c| (c.function.clone(), c.address))
+                .map(|c| KernelFunction::new(c.function.clone(), c.address))
                 .collect(),
         }
     }

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use probe_common::FieldCheck;
 
 use super::*;
+use crate::kernel::kallsyms::KernelFunction;
 
 fn check(function: &str, address: u64, counts: bool) -> CheckedFunction {
     CheckedFunction {
@@ -126,7 +127,7 @@ fn status_counts_each_counted_function_once_and_names_every_refusal() {
     );
     assert_eq!(attached.status.not_attached[0].error, UNTRACEABLE);
     assert_eq!(attached.status.capped, vec!["msleep"]);
-    assert_eq!(attached.checked, vec![("mutex_lock".to_owned(), 3)]);
+    assert_eq!(attached.checked, vec![KernelFunction::new("mutex_lock", 3)]);
 }
 
 #[test]
@@ -153,5 +154,8 @@ fn a_refused_check_on_a_counted_function_is_not_reported_when_count_call_took_it
         1,
         "only the untraceable one"
     );
-    assert_eq!(attached.checked, vec![("_raw_spin_lock".to_owned(), 9)]);
+    assert_eq!(
+        attached.checked,
+        vec![KernelFunction::new("_raw_spin_lock", 9)]
+    );
 }

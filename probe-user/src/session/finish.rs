@@ -69,7 +69,7 @@ fn call_report(session: &Session, plan: &CallPlan) -> Result<Vec<ModuleCalls>> {
         .functions
         .keys()
         .cloned()
-        .chain(session.late.attached.iter().map(|(n, _)| n.clone()))
+        .chain(session.late.attached.iter().map(|f| f.name.clone()))
         .collect();
     let mut modules = session.state.call_report(
         &session.probe.call_counts()?,

@@ -2,6 +2,7 @@
 //! whose imports were not known when the probes attached.
 
 use super::error::Result;
+use crate::kernel::kallsyms::KernelFunction;
 use std::collections::BTreeSet;
 
 use super::{attach_plan::UNTRACEABLE, event::NotAttached, probe_policy::LatePlanner};
@@ -11,14 +12,14 @@ use crate::probe::ModuleProbe;
 /// with their addresses.
 pub struct LateAddition {
     pub imports: BTreeSet<String>,
-    pub attached: Vec<(String, u64)>,
+    pub attached: Vec<KernelFunction>,
 }
 
 #[derive(Default)]
 pub struct LateProbes {
     pub planner: Option<LatePlanner>,
     /// Functions attached during the session, with their addresses.
-    pub attached: Vec<(String, u64)>,
+    pub attached: Vec<KernelFunction>,
     pub not_attached: Vec<NotAttached>,
     pub capped: Vec<String>,
 }
@@ -35,12 +36,12 @@ impl LateProbes {
         let Some(add) = self.planner.as_mut().and_then(|p| p.module_loaded(name)) else {
             return Ok(None);
         };
-        let wanted: Vec<String> = add.functions.iter().map(|(n, _)| n.clone()).collect();
+        let wanted: Vec<String> = add.functions.iter().map(|f| f.name.clone()).collect();
         let outcome = probe.attach_more(&wanted)?;
-        let attached: Vec<(String, u64)> = add
+        let attached: Vec<KernelFunction> = add
             .functions
             .into_iter()
-            .filter(|(n, _)| outcome.attached.contains(n))
+            .filter(|f| outcome.attached.contains(&f.name))
             .collect();
         self.attached.extend(attached.iter().cloned());
         self.not_attached

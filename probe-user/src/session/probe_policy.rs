@@ -1,6 +1,7 @@
 //! Which kernel functions may be probed, and the probes added for modules
 //! that load while a session runs.
 
+use crate::kernel::kallsyms::KernelFunction;
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
     path::PathBuf,
@@ -91,7 +92,7 @@ pub struct Addition {
     /// The module's imported functions (from its file).
     pub imports: BTreeSet<String>,
     /// Functions not yet probed, to probe now, with their addresses.
-    pub functions: Vec<(String, u64)>,
+    pub functions: Vec<KernelFunction>,
     /// Functions that must not be probed.
     pub refused: Vec<String>,
     /// Functions over the probe cap.
@@ -148,7 +149,7 @@ impl LatePlanner {
                 ProbeDecision::Probe(addr) if self.room > 0 => {
                     self.room -= 1;
                     self.probed.insert(name.clone());
-                    add.functions.push((name.clone(), addr));
+                    add.functions.push(KernelFunction::new(name.clone(), addr));
                 }
                 ProbeDecision::Probe(_) => add.capped.push(name.clone()),
                 ProbeDecision::Refuse => add.refused.push(name.clone()),
@@ -207,7 +208,7 @@ mod tests {
         ]));
         assert_eq!(
             add.functions,
-            vec![("kstrdup".to_owned(), 0xffff_ffff_8100_0200)]
+            vec![KernelFunction::new("kstrdup", 0xffff_ffff_8100_0200)]
         );
         assert_eq!(add.capped, vec!["msleep".to_owned()]);
         assert_eq!(

@@ -5,6 +5,7 @@
 //! write; the session (`live.rs`) does the I/O around it. Tested on the
 //! host.
 
+use crate::kernel::kallsyms::KernelFunction;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use probe_common::{
@@ -124,7 +125,7 @@ impl SessionState {
         &mut self,
         name: String,
         imports: BTreeSet<String>,
-        probed: &[(String, u64)],
+        probed: &[KernelFunction],
     ) {
         self.names.extend(probed.iter().cloned());
         if let Some(m) = self.incarnations.last_mut() {

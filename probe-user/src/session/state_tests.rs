@@ -1,6 +1,7 @@
 use probe_common::{CallKey, Detector, EventHeader, EventKind, ModuleName};
 
 use super::*;
+use crate::kernel::kallsyms::KernelFunction;
 
 const CORE: u64 = 0xffff_ffff_c0a5_e000;
 const INIT: u64 = 0xffff_ffff_c0a6_4000;
@@ -24,7 +25,7 @@ fn state(ready_ns: u64) -> SessionState {
     SessionState::new(
         WallClock::from_epoch_at_boot_ns(0),
         ready_ns,
-        FunctionNames::new([("kstrdup".to_owned(), KSTRDUP)]),
+        FunctionNames::new([KernelFunction::new("kstrdup", KSTRDUP)]),
         imports,
     )
 }
@@ -129,7 +130,7 @@ fn imports_learnt_at_load_reach_the_newest_incarnation_and_name_its_functions() 
     s.learn_imports(
         "late".into(),
         ["msleep".to_owned()].into(),
-        &[("msleep".to_owned(), 0xffff_ffff_8100_0300)],
+        &[KernelFunction::new("msleep", 0xffff_ffff_8100_0300)],
     );
     assert!(s.knows_imports("late"));
     let counts = [((10, 0xffff_ffff_8100_0300), 2)].into();

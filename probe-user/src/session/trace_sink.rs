@@ -16,6 +16,7 @@
 //! live is what a replay of the file shows.
 
 use super::error::{Result, SessionError};
+use crate::kernel::kallsyms::KernelFunction;
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
@@ -236,7 +237,7 @@ impl TraceSink {
     }
 
     /// Functions probed from now on (for a module loaded meanwhile).
-    pub fn functions(&mut self, ts_ns: u64, functions: &[(String, u64)]) {
+    pub fn functions(&mut self, ts_ns: u64, functions: &[KernelFunction]) {
         if !functions.is_empty() {
             self.write(&TraceRecord::Functions {
                 ts_ns,

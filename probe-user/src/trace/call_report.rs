@@ -89,13 +89,14 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::kallsyms::KernelFunction;
 
     #[test]
     fn counts_are_kept_per_incarnation() {
         let names = FunctionNames::new([
-            ("kfree".to_owned(), 0x100),
-            ("kstrdup".to_owned(), 0x200),
-            ("msleep".to_owned(), 0x300),
+            KernelFunction::new("kfree", 0x100),
+            KernelFunction::new("kstrdup", 0x200),
+            KernelFunction::new("msleep", 0x300),
         ]);
         let imports: BTreeSet<String> = ["kfree", "kstrdup", "msleep", "_printk"]
             .iter()

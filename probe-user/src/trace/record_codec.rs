@@ -3,6 +3,8 @@
 //! the whole payload must be consumed.
 
 use bytes::BufMut;
+
+use crate::kernel::kallsyms::KernelFunction;
 use modscope_analysis::verdict::Severity;
 
 use super::{
@@ -64,7 +66,7 @@ fn decode_session(d: &mut Decoder) -> Result<SessionStart, DecodeError> {
     }
     s.attach_type = d.str()?;
     for _ in 0..d.count()? {
-        s.functions.push((d.str()?, d.varint()?));
+        s.functions.push(KernelFunction::new(d.str()?, d.varint()?));
     }
     s.capped = d.strs()?;
     for _ in 0..d.count()? {
@@ -188,9 +190,9 @@ impl TraceRecord {
                 e.u8(kind::FUNCTIONS);
                 e.varint(*ts_ns);
                 e.varint(functions.len() as u64);
-                for (name, addr) in functions {
-                    e.str(name);
-                    e.varint(*addr);
+                for f in functions {
+                    e.str(&f.name);
+                    e.varint(f.address);
                 }
             }
             TraceRecord::SessionEnd { ts_ns, reason } => {
@@ -244,7 +246,7 @@ impl TraceRecord {
                 let n = d.count()?;
                 let mut functions = Vec::with_capacity(n);
                 for _ in 0..n {
-                    functions.push((d.str()?, d.varint()?));
+                    functions.push(KernelFunction::new(d.str()?, d.varint()?));
                 }
                 TraceRecord::Functions { ts_ns, functions }
             }
@@ -273,9 +275,9 @@ fn encode_session<B: BufMut>(e: &mut Encoder<B>, s: &SessionStart) {
     }
     e.str(&s.attach_type);
     e.varint(s.functions.len() as u64);
-    for (name, addr) in &s.functions {
-        e.str(name);
-        e.varint(*addr);
+    for f in &s.functions {
+        e.str(&f.name);
+        e.varint(f.address);
     }
     e.strs(s.capped.iter());
     e.varint(s.not_attached.len() as u64);

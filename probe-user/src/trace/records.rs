@@ -3,6 +3,7 @@
 //! session header carries the wall-clock offset and the boot id that make
 //! them meaningful on another machine.
 
+use crate::kernel::kallsyms::KernelFunction;
 use modscope_analysis::verdict::Severity;
 use serde::Serialize;
 
@@ -27,7 +28,7 @@ pub struct SessionStart {
     /// How calls are caught (`kprobe`).
     pub attach_type: String,
     /// Probed kernel functions and their addresses.
-    pub functions: Vec<(String, u64)>,
+    pub functions: Vec<KernelFunction>,
     /// Functions left out by the probe cap.
     pub capped: Vec<String>,
     /// Functions the kernel refused to probe, with its reason.
@@ -189,7 +190,7 @@ pub enum TraceRecord {
     /// during the session).
     Functions {
         ts_ns: u64,
-        functions: Vec<(String, u64)>,
+        functions: Vec<KernelFunction>,
     },
     /// The static verdict on a module incarnation's file.
     Verdict(Box<ModuleVerdict>),

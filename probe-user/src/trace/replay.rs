@@ -2,6 +2,7 @@
 //! their exact counts and first uses, the probe counters. Pure; the report
 //! and the TUI's replay read it.
 
+use crate::kernel::kallsyms::KernelFunction;
 use rustc_hash::FxHashMap;
 
 use super::records::{
@@ -38,7 +39,7 @@ pub struct ReplayedSession {
     /// Incarnation → its latest index in `modules`.
     by_incarnation: FxHashMap<u64, usize>,
     /// Functions probed after the session started.
-    pub added_functions: Vec<(String, u64)>,
+    pub added_functions: Vec<KernelFunction>,
     /// Anomalies seen as a module image was being loaded, before it had an
     /// incarnation (the load-time layout check).
     pub load_anomalies: Vec<AnomalyRecord>,
@@ -191,7 +192,10 @@ mod tests {
             s.modules[0].verdict.as_ref().map(|v| v.reasons.len()),
             Some(2)
         );
-        assert_eq!(s.added_functions, vec![("msleep".to_owned(), 0x300)]);
+        assert_eq!(
+            s.added_functions,
+            vec![KernelFunction::new("msleep", 0x300)]
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! exact calls per probed function with first-use times, and the probed
 //! imports it never called. Pure: built from [`Replay`].
 
+use crate::kernel::kallsyms::KernelFunction;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -193,14 +194,14 @@ fn session(s: &ReplayedSession, module_filter: &[String]) -> SessionReport {
         .as_ref()
         .map(|st| WallClock::from_epoch_at_boot_ns(st.epoch_at_boot_ns));
     let at = |ns: u64| clock.map(|c| c.rfc3339(ns));
-    let functions: Vec<(String, u64)> = start
+    let functions: Vec<KernelFunction> = start
         .functions
         .iter()
         .chain(&s.added_functions)
         .cloned()
         .collect();
     let names = FunctionNames::new(functions.iter().cloned());
-    let probed: BTreeSet<String> = functions.iter().map(|(n, _)| n.clone()).collect();
+    let probed: BTreeSet<String> = functions.iter().map(|f| f.name.clone()).collect();
     let calls = session_calls(s, &names, &probed);
     let facts = SessionFacts {
         functions: &functions,
@@ -248,7 +249,7 @@ fn session(s: &ReplayedSession, module_filter: &[String]) -> SessionReport {
 
 /// What every module's report in a session reads.
 struct SessionFacts<'a> {
-    functions: &'a [(String, u64)],
+    functions: &'a [KernelFunction],
     probed: &'a BTreeSet<String>,
     /// Boot-clock time to wall clock, when the session header gave it.
     at: &'a dyn Fn(u64) -> Option<String>,
@@ -291,7 +292,7 @@ fn module_report(
     } = *facts;
     let preexisting = m.seen.origin == ModuleOrigin::Present;
     let caller_of = |symbol: &str| {
-        let ip = functions.iter().find(|(n, _)| n == symbol)?.1;
+        let ip = functions.iter().find(|f| f.name == symbol)?.address;
         let f = s.first_uses.get(&(m.seen.incarnation, ip))?;
         Some(place(f.caller, m.seen.core_text, m.seen.init_text))
     };

@@ -4,6 +4,7 @@
 use modscope_analysis::verdict::Severity;
 
 use super::records::*;
+use crate::kernel::kallsyms::KernelFunction;
 
 pub fn session() -> SessionStart {
     SessionStart {
@@ -17,7 +18,10 @@ pub fn session() -> SessionStart {
         config_source: "/boot/config-6.1.0-56-amd64".into(),
         config: vec![("DEBUG_SPINLOCK".into(), "y".into())],
         attach_type: "kprobe".into(),
-        functions: vec![("kfree".into(), 0x100), ("kstrdup".into(), 0x200)],
+        functions: vec![
+            KernelFunction::new("kfree", 0x100),
+            KernelFunction::new("kstrdup", 0x200),
+        ],
         capped: vec!["msleep".into()],
         not_attached: vec![("kstrtouint".into(), "EINVAL".into())],
         module_filter: vec![],
@@ -82,9 +86,9 @@ pub fn story() -> Vec<TraceRecord> {
             ("KPROBES".into(), "y".into()),
         ],
         functions: vec![
-            ("mutex_lock".into(), 0x10),
-            ("kfree".into(), 0x20),
-            ("kstrdup".into(), 0x30),
+            KernelFunction::new("mutex_lock", 0x10),
+            KernelFunction::new("kfree", 0x20),
+            KernelFunction::new("kstrdup", 0x30),
         ],
         ..session()
     }))];
@@ -224,7 +228,7 @@ pub fn all() -> Vec<TraceRecord> {
         }),
         TraceRecord::Functions {
             ts_ns: 7_500_000_000,
-            functions: vec![("msleep".into(), 0x300)],
+            functions: vec![KernelFunction::new("msleep", 0x300)],
         },
         TraceRecord::Unload {
             ts_ns: 8_000_000_000,

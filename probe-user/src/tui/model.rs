@@ -2,6 +2,7 @@
 //! entry per module name (its incarnations, verdict, exact counts, rates),
 //! the event log. Pure: live and replay feed it the same records.
 
+use crate::kernel::kallsyms::KernelFunction;
 use std::collections::{HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
@@ -186,7 +187,11 @@ impl Model {
         self.modules.clear();
         self.by_name.clear();
         self.by_incarnation.clear();
-        self.functions = s.functions.iter().map(|(n, a)| (*a, sanitize(n))).collect();
+        self.functions = s
+            .functions
+            .iter()
+            .map(|f| (f.address, sanitize(&f.name)))
+            .collect();
         self.stats = Stats::default();
         self.ended = None;
         self.last_tick_ns = None;
@@ -318,9 +323,9 @@ impl Model {
     }
 
     /// Functions probed from now on.
-    fn apply_functions(&mut self, functions: &[(String, u64)]) {
-        for (n, a) in functions {
-            self.functions.insert(*a, sanitize(n));
+    fn apply_functions(&mut self, functions: &[KernelFunction]) {
+        for f in functions {
+            self.functions.insert(f.address, sanitize(&f.name));
         }
         if let Some(s) = &mut self.session {
             s.probes += functions.len();
