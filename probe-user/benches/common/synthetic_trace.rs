@@ -5,7 +5,7 @@
 use modscope::kernel::kallsyms::KernelFunction;
 use modscope::trace::{
     TraceRecord, frame,
-    records::{EndReason, ModuleOrigin, ModuleSeen, SessionStart, StatsSnapshot},
+    records::{CountEntry, EndReason, ModuleOrigin, ModuleSeen, SessionStart, StatsSnapshot},
 };
 
 /// A capture shaped like a busy machine, `records` records long.
@@ -36,7 +36,7 @@ pub fn synthetic(records: usize) -> Vec<u8> {
             0..=6 => TraceRecord::Counts {
                 ts_ns: ts,
                 entries: (0..4)
-                    .map(|k| (incarnation, func + k * 0x40, i * 3 + k))
+                    .map(|k| CountEntry::new(incarnation, func + k * 0x40, i * 3 + k))
                     .collect(),
             },
             7 | 8 => TraceRecord::FirstUse {

@@ -92,6 +92,22 @@ impl KernelFunction {
     }
 }
 
+/// A function the kernel would not probe (or modscope refused to), and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NotAttached {
+    pub function: String,
+    pub error: String,
+}
+
+impl NotAttached {
+    pub fn new(function: impl Into<String>, error: impl Into<String>) -> Self {
+        Self {
+            function: function.into(),
+            error: error.into(),
+        }
+    }
+}
+
 /// Names the function a probe reported: `bpf_get_func_ip` gives the probed
 /// address, which on kernels with IBT may sit a few bytes past the symbol.
 #[derive(Debug, Default)]

@@ -4,8 +4,9 @@
 
 use probe_common::names::{map, program};
 
-use super::{AttachOutcome, ModuleProbe, ProbeError, RefusedProbe};
+use super::{AttachOutcome, ModuleProbe, ProbeError};
 use crate::detectors::probes::FollowedAllocator;
+use crate::kernel::kallsyms::NotAttached;
 
 impl ModuleProbe {
     /// Follows each allocator: `alloc_entry` on entry (the size, for calls
@@ -36,10 +37,9 @@ impl ModuleProbe {
                     continue;
                 }
                 match prog.attach(&a.function, 0) {
-                    Err(e) => outcome.refused.push(RefusedProbe {
-                        function: a.function.clone(),
-                        error: e.to_string(),
-                    }),
+                    Err(e) => outcome
+                        .refused
+                        .push(NotAttached::new(a.function.clone(), e.to_string())),
                     Ok(_) if name == program::ALLOC_ENTRY => {
                         outcome.attached.push(a.function.clone())
                     }

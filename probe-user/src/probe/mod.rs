@@ -14,6 +14,7 @@ mod load_check;
 mod module_registry;
 mod text_pages;
 
+use crate::kernel::kallsyms::NotAttached;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Map, MapError},
@@ -68,19 +69,12 @@ pub enum ProbeError {
     Logs(#[source] aya_log::Error),
 }
 
-/// A function the kernel would not probe, and its reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefusedProbe {
-    pub function: String,
-    pub error: String,
-}
-
 /// What one attach pass did: functions attached, and the others with the
 /// kernel's reason.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct AttachOutcome {
     pub attached: Vec<String>,
-    pub refused: Vec<RefusedProbe>,
+    pub refused: Vec<NotAttached>,
 }
 
 /// The reader of the programs' diagnostics (see `diagnostics`).
@@ -202,10 +196,7 @@ fn attach_each<'a>(
     for f in functions {
         match prog.attach(f, 0) {
             Ok(_) => out.attached.push(f.clone()),
-            Err(e) => out.refused.push(RefusedProbe {
-                function: f.clone(),
-                error: e.to_string(),
-            }),
+            Err(e) => out.refused.push(NotAttached::new(f.clone(), e.to_string())),
         }
     }
     out

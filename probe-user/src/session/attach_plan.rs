@@ -15,13 +15,11 @@ use std::collections::BTreeSet;
 
 use probe_common::anomaly::COUNT_CALLS;
 
-use super::{
-    call_plan::CallPlan,
-    event::{CallProbeStatus, NotAttached},
-};
+use super::{call_plan::CallPlan, event::CallProbeStatus};
 use crate::{
     detectors::probes::{CheckedFunction, FollowedAllocator},
-    probe::{AttachOutcome, RefusedProbe},
+    kernel::kallsyms::NotAttached,
+    probe::AttachOutcome,
 };
 
 /// Why a function ftrace cannot trace is never probed.
@@ -127,7 +125,7 @@ impl AttachPlan {
         let by_checks = counted_by_checks(&self.checks);
         let checked_ok: BTreeSet<&str> =
             results.checks.attached.iter().map(String::as_str).collect();
-        let mut refused: Vec<RefusedProbe> = results.allocators.refused;
+        let mut refused: Vec<NotAttached> = results.allocators.refused;
         refused.extend(results.calls.refused);
         refused.extend(results.recount.refused);
         refused.extend(
@@ -139,7 +137,7 @@ impl AttachPlan {
                 .cloned(),
         );
         if let Some(error) = results.load_check {
-            refused.push(RefusedProbe {
+            refused.push(NotAttached {
                 function: probe_common::names::hook::LOAD_MODULE.to_owned(),
                 error,
             });

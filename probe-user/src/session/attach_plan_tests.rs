@@ -42,8 +42,8 @@ fn call_plan() -> CallPlan {
     }
 }
 
-fn refused(function: &str) -> RefusedProbe {
-    RefusedProbe {
+fn refused(function: &str) -> NotAttached {
+    NotAttached {
         function: function.into(),
         error: "EINVAL".into(),
     }

@@ -8,7 +8,7 @@ use probe_common::{ModuleRecord, RecordFlags};
 use serde::Serialize;
 
 use crate::{
-    kernel::{clock, taint},
+    kernel::{clock, kallsyms::NotAttached, taint},
     trace::{
         call_report::ModuleCalls,
         display::{AnomalyInfo, hex, sanitize},
@@ -67,12 +67,6 @@ impl From<&ModuleRecord> for ModuleInfo {
             preexisting: r.flags & RecordFlags::PREEXISTING != 0,
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct NotAttached {
-    pub function: String,
-    pub error: String,
 }
 
 /// What the call probe covers.

@@ -5,7 +5,8 @@ use super::error::Result;
 use crate::kernel::kallsyms::KernelFunction;
 use std::collections::BTreeSet;
 
-use super::{attach_plan::UNTRACEABLE, event::NotAttached, probe_policy::LatePlanner};
+use super::{attach_plan::UNTRACEABLE, probe_policy::LatePlanner};
+use crate::kernel::kallsyms::NotAttached;
 use crate::probe::ModuleProbe;
 
 /// What a late module got: its imports, and the functions attached for it
@@ -44,16 +45,12 @@ impl LateProbes {
             .filter(|f| outcome.attached.contains(&f.name))
             .collect();
         self.attached.extend(attached.iter().cloned());
-        self.not_attached
-            .extend(add.refused.into_iter().map(|function| NotAttached {
-                function,
-                error: UNTRACEABLE.to_owned(),
-            }));
-        self.not_attached
-            .extend(outcome.refused.into_iter().map(|r| NotAttached {
-                function: r.function,
-                error: r.error,
-            }));
+        self.not_attached.extend(
+            add.refused
+                .into_iter()
+                .map(|f| NotAttached::new(f, UNTRACEABLE)),
+        );
+        self.not_attached.extend(outcome.refused);
         self.capped.extend(add.capped);
         Ok(Some(LateAddition {
             imports: add.imports,

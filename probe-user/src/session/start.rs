@@ -308,14 +308,7 @@ fn session_start(
             })
             .unwrap_or_default(),
         capped: status.map(|s| s.capped.clone()).unwrap_or_default(),
-        not_attached: status
-            .map(|s| {
-                s.not_attached
-                    .iter()
-                    .map(|n| (n.function.clone(), n.error.clone()))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        not_attached: status.map(|s| s.not_attached.clone()).unwrap_or_default(),
         module_filter: plan.map(|p| p.modules.clone()).unwrap_or_default(),
     }
 }

@@ -32,8 +32,8 @@ use probe_common::ModuleRecord;
 use crate::trace::{
     TraceRecord, TraceWriter,
     records::{
-        AnomalyRecord, EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict, SessionStart,
-        StatsSnapshot,
+        AnomalyRecord, CountEntry, EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict,
+        SessionStart, StatsSnapshot,
     },
 };
 
@@ -278,11 +278,15 @@ impl TraceSink {
             .tap
             .as_mut()
             .is_some_and(|t| std::mem::take(&mut t.resend_counts));
-        let entries: Vec<(u64, u64, u64)> = counts
+        let entries: Vec<CountEntry> = counts
             .iter()
             .filter(|((inc, _), _)| self.kept.contains(inc))
             .filter(|(k, n)| resend || self.last_counts.get(k) != Some(n))
-            .map(|(&(inc, ip), &n)| (inc, ip, n))
+            .map(|(&(incarnation, func_ip), &calls)| CountEntry {
+                incarnation,
+                func_ip,
+                calls,
+            })
             .collect();
         if entries.is_empty() {
             // The view's clock: nothing changed at this time.

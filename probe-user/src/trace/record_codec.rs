@@ -4,14 +4,14 @@
 
 use bytes::BufMut;
 
-use crate::kernel::kallsyms::KernelFunction;
+use crate::kernel::kallsyms::{KernelFunction, NotAttached};
 use modscope_analysis::verdict::Severity;
 
 use super::{
     codec::{DecodeError, Decoder, Encoder},
     records::{
-        AnomalyRecord, EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict, SessionStart, Stats,
-        StatsSnapshot, TraceRecord, VerdictReason,
+        AnomalyRecord, CountEntry, EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict,
+        SessionStart, Stats, StatsSnapshot, TraceRecord, VerdictReason,
     },
 };
 
@@ -70,7 +70,7 @@ fn decode_session(d: &mut Decoder) -> Result<SessionStart, DecodeError> {
     }
     s.capped = d.strs()?;
     for _ in 0..d.count()? {
-        s.not_attached.push((d.str()?, d.str()?));
+        s.not_attached.push(NotAttached::new(d.str()?, d.str()?));
     }
     s.module_filter = d.strs()?;
     Ok(s)
@@ -165,10 +165,10 @@ impl TraceRecord {
                 e.u8(kind::COUNTS);
                 e.varint(*ts_ns);
                 e.varint(entries.len() as u64);
-                for (inc, ip, n) in entries {
-                    e.varint(*inc);
-                    e.varint(*ip);
-                    e.varint(*n);
+                for c in entries {
+                    e.varint(c.incarnation);
+                    e.varint(c.func_ip);
+                    e.varint(c.calls);
                 }
             }
             TraceRecord::Stats(s) => {
@@ -232,7 +232,11 @@ impl TraceRecord {
                 let n = d.count()?;
                 let mut entries = Vec::with_capacity(n);
                 for _ in 0..n {
-                    entries.push((d.varint()?, d.varint()?, d.varint()?));
+                    entries.push(CountEntry {
+                        incarnation: d.varint()?,
+                        func_ip: d.varint()?,
+                        calls: d.varint()?,
+                    });
                 }
                 TraceRecord::Counts { ts_ns, entries }
             }
@@ -281,9 +285,9 @@ fn encode_session<B: BufMut>(e: &mut Encoder<B>, s: &SessionStart) {
     }
     e.strs(s.capped.iter());
     e.varint(s.not_attached.len() as u64);
-    for (f, why) in &s.not_attached {
-        e.str(f);
-        e.str(why);
+    for n in &s.not_attached {
+        e.str(&n.function);
+        e.str(&n.error);
     }
     e.strs(s.module_filter.iter());
 }

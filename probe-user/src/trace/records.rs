@@ -3,7 +3,7 @@
 //! session header carries the wall-clock offset and the boot id that make
 //! them meaningful on another machine.
 
-use crate::kernel::kallsyms::KernelFunction;
+use crate::kernel::kallsyms::{KernelFunction, NotAttached};
 use modscope_analysis::verdict::Severity;
 use serde::Serialize;
 
@@ -32,7 +32,7 @@ pub struct SessionStart {
     /// Functions left out by the probe cap.
     pub capped: Vec<String>,
     /// Functions the kernel refused to probe, with its reason.
-    pub not_attached: Vec<(String, String)>,
+    pub not_attached: Vec<NotAttached>,
     /// Modules the capture was limited to (empty: all).
     pub module_filter: Vec<String>,
 }
@@ -71,6 +71,25 @@ pub struct Stats {
     pub page_map_full: u64,
     pub call_map_full: u64,
     pub decode_errors: u64,
+}
+
+/// One counter's total in a `Counts` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountEntry {
+    pub incarnation: u64,
+    pub func_ip: u64,
+    /// Calls so far (a total, not a delta).
+    pub calls: u64,
+}
+
+impl CountEntry {
+    pub const fn new(incarnation: u64, func_ip: u64, calls: u64) -> Self {
+        Self {
+            incarnation,
+            func_ip,
+            calls,
+        }
+    }
 }
 
 /// Probe counters at a point in time.
@@ -179,7 +198,7 @@ pub enum TraceRecord {
     /// so a reader that lost a snapshot is still exact at the next one.
     Counts {
         ts_ns: u64,
-        entries: Vec<(u64, u64, u64)>,
+        entries: Vec<CountEntry>,
     },
     Stats(StatsSnapshot),
     SessionEnd {

@@ -6,7 +6,8 @@ use crate::kernel::kallsyms::KernelFunction;
 use rustc_hash::FxHashMap;
 
 use super::records::{
-    AnomalyRecord, EndReason, ModuleSeen, ModuleVerdict, SessionStart, StatsSnapshot, TraceRecord,
+    AnomalyRecord, CountEntry, EndReason, ModuleSeen, ModuleVerdict, SessionStart, StatsSnapshot,
+    TraceRecord,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +132,12 @@ impl Replay {
             }
             TraceRecord::Counts { ts_ns, entries } => {
                 s.last_ns = s.last_ns.max(*ts_ns);
-                for &(inc, ip, n) in entries {
+                for &CountEntry {
+                    incarnation: inc,
+                    func_ip: ip,
+                    calls: n,
+                } in entries
+                {
                     // Totals only grow; a smaller one is from damage or a
                     // reordered file, and never lowers what was seen.
                     let c = s.counts.entry((inc, ip)).or_default();
@@ -223,11 +229,11 @@ mod tests {
         all.push(TraceRecord::SessionStart(Box::new(samples::session())));
         all.push(TraceRecord::Counts {
             ts_ns: 10,
-            entries: vec![(1, 0x100, 5)],
+            entries: vec![CountEntry::new(1, 0x100, 5)],
         });
         all.push(TraceRecord::Counts {
             ts_ns: 11,
-            entries: vec![(1, 0x100, 9)],
+            entries: vec![CountEntry::new(1, 0x100, 9)],
         });
         let r = Replay::from_records(&all);
         assert_eq!(r.sessions.len(), 2);

@@ -3,7 +3,6 @@
 //! exact calls per probed function with first-use times, and the probed
 //! imports it never called. Pure: built from [`Replay`].
 
-use crate::kernel::kallsyms::KernelFunction;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -15,7 +14,11 @@ use super::{
     records::{ModuleOrigin, ModuleVerdict, Stats},
     replay::{Replay, ReplayedSession, SessionModule},
 };
-use crate::kernel::{clock::WallClock, kallsyms::FunctionNames, taint};
+use crate::kernel::{
+    clock::WallClock,
+    kallsyms::{FunctionNames, KernelFunction, NotAttached},
+    taint,
+};
 use modscope_analysis::verdict::Severity;
 
 #[derive(Debug, Serialize)]
@@ -55,18 +58,12 @@ pub struct SessionReport {
     pub attach_type: String,
     pub probed_functions: usize,
     pub capped: Vec<String>,
-    pub not_attached: Vec<NotAttachedReport>,
+    pub not_attached: Vec<NotAttached>,
     pub stats: Stats,
     pub modules: Vec<ModuleReport>,
     /// Module images flagged as they were being loaded (before they had an
     /// incarnation): the load-time layout check.
     pub load_anomalies: Vec<crate::trace::display::AnomalyInfo>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct NotAttachedReport {
-    pub function: String,
-    pub error: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -231,11 +228,7 @@ fn session(s: &ReplayedSession, module_filter: &[String]) -> SessionReport {
         attach_type: start.attach_type,
         probed_functions: functions.len(),
         capped: start.capped,
-        not_attached: start
-            .not_attached
-            .into_iter()
-            .map(|(function, error)| NotAttachedReport { function, error })
-            .collect(),
+        not_attached: start.not_attached,
         stats: s.stats.counters,
         modules,
         load_anomalies: s

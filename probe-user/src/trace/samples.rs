@@ -1,10 +1,11 @@
 //! Sample records of every kind, and a whole session's story: the test
 //! and benchmark data shared by the trace, report and TUI tests.
 
+use crate::trace::records::CountEntry;
 use modscope_analysis::verdict::Severity;
 
 use super::records::*;
-use crate::kernel::kallsyms::KernelFunction;
+use crate::kernel::kallsyms::{KernelFunction, NotAttached};
 
 pub fn session() -> SessionStart {
     SessionStart {
@@ -23,7 +24,7 @@ pub fn session() -> SessionStart {
             KernelFunction::new("kstrdup", 0x200),
         ],
         capped: vec!["msleep".into()],
-        not_attached: vec![("kstrtouint".into(), "EINVAL".into())],
+        not_attached: vec![NotAttached::new("kstrtouint", "EINVAL")],
         module_filter: vec![],
     }
 }
@@ -153,9 +154,9 @@ pub fn story() -> Vec<TraceRecord> {
                 caller: rt + 0x44,
             });
         }
-        let mut entries = vec![(load, 0x10, 1000 * i)];
+        let mut entries = vec![CountEntry::new(load, 0x10, 1000 * i)];
         if i >= 3 {
-            entries.push((load, 0x20, 10 * (i - 2)));
+            entries.push(CountEntry::new(load, 0x20, 10 * (i - 2)));
         }
         v.push(TraceRecord::Counts {
             ts_ns: load + i * S,
@@ -217,7 +218,10 @@ pub fn all() -> Vec<TraceRecord> {
         TraceRecord::Anomaly(Box::new(anomaly(6_000_000_000, 1))),
         TraceRecord::Counts {
             ts_ns: 7_000_000_000,
-            entries: vec![(6_000_000_000, 0x200, 1000), (6_000_000_000, 0x100, 999)],
+            entries: vec![
+                CountEntry::new(6_000_000_000, 0x200, 1000),
+                CountEntry::new(6_000_000_000, 0x100, 999),
+            ],
         },
         TraceRecord::Stats(StatsSnapshot {
             ts_ns: 7_000_000_000,

@@ -15,8 +15,8 @@ use crate::{
     trace::{
         display::sanitize,
         records::{
-            AnomalyRecord, EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict, SessionStart, Stats,
-            StatsSnapshot, TraceRecord, VerdictReason,
+            AnomalyRecord, CountEntry, EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict,
+            SessionStart, Stats, StatsSnapshot, TraceRecord, VerdictReason,
         },
         replay::merge_anomaly,
     },
@@ -422,8 +422,13 @@ impl Model {
         changed && after != Rating::Compatible
     }
 
-    fn apply_counts(&mut self, ts_ns: u64, entries: &[(u64, u64, u64)]) {
-        for &(inc, ip, n) in entries {
+    fn apply_counts(&mut self, ts_ns: u64, entries: &[CountEntry]) {
+        for &CountEntry {
+            incarnation: inc,
+            func_ip: ip,
+            calls: n,
+        } in entries
+        {
             if let Some(m) = self.by_incarnation(inc) {
                 let stat = m.calls.entry(ip).or_insert(CallStat {
                     count: 0,

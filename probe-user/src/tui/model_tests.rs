@@ -1,4 +1,5 @@
 use super::*;
+use crate::trace::records::CountEntry;
 use crate::trace::samples;
 use crate::tui::module_entry::ModuleState;
 
@@ -164,7 +165,7 @@ fn reloads_keep_history_and_count_each_incarnation_apart() {
     m.apply(&TraceRecord::Module(Box::new(samples::module("m", 10))));
     m.apply(&TraceRecord::Counts {
         ts_ns: 11,
-        entries: vec![(10, 0x100, 7)],
+        entries: vec![CountEntry::new(10, 0x100, 7)],
     });
     m.apply(&TraceRecord::Unload {
         ts_ns: 12,
@@ -174,7 +175,7 @@ fn reloads_keep_history_and_count_each_incarnation_apart() {
     // A late total for the old incarnation does not land on the new one.
     m.apply(&TraceRecord::Counts {
         ts_ns: 21,
-        entries: vec![(10, 0x100, 9), (20, 0x100, 2)],
+        entries: vec![CountEntry::new(10, 0x100, 9), CountEntry::new(20, 0x100, 2)],
     });
     let e = m.module("m").unwrap();
     assert_eq!(e.incarnations.len(), 2);

@@ -1,4 +1,5 @@
 use super::*;
+use crate::trace::records::CountEntry;
 use crate::trace::samples;
 
 fn feed() -> (App, ReplayFeed) {
@@ -112,7 +113,7 @@ fn seeking_far_is_done_in_slices_within_the_budget() {
     for i in 0..200_000u64 {
         records.push(TraceRecord::Counts {
             ts_ns: 110_000_000_000 + i,
-            entries: vec![(102_000_000_000, 0x20, i)],
+            entries: vec![CountEntry::new(102_000_000_000, 0x20, i)],
         });
     }
     records.extend(tail);
