@@ -6,8 +6,7 @@ use crate::kernel::kallsyms::KernelFunction;
 use rustc_hash::FxHashMap;
 
 use super::records::{
-    AnomalyRecord, CountEntry, EndReason, ModuleSeen, ModuleVerdict, SessionStart, StatsSnapshot,
-    TraceRecord,
+    AnomalyRecord, EndReason, ModuleSeen, ModuleVerdict, SessionStart, StatsSnapshot, TraceRecord,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,16 +131,11 @@ impl Replay {
             }
             TraceRecord::Counts { ts_ns, entries } => {
                 s.last_ns = s.last_ns.max(*ts_ns);
-                for &CountEntry {
-                    incarnation: inc,
-                    func_ip: ip,
-                    calls: n,
-                } in entries
-                {
+                for e in entries {
                     // Totals only grow; a smaller one is from damage or a
                     // reordered file, and never lowers what was seen.
-                    let c = s.counts.entry((inc, ip)).or_default();
-                    *c = (*c).max(n);
+                    let c = s.counts.entry((e.incarnation, e.func_ip)).or_default();
+                    *c = (*c).max(e.calls);
                 }
             }
             TraceRecord::Stats(st) => {
@@ -177,6 +171,7 @@ impl Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::records::CountEntry;
     use crate::trace::samples;
 
     #[test]
