@@ -15,25 +15,15 @@ use modscope::{
     tui::{App, Mode, live_feed::LiveFeed, run},
 };
 
-use super::{
-    probe_args::{LogArgs, ProbeArgs, TraceFileArgs},
-    replay::no_color,
-};
+use super::{probe_args::SessionArgs, replay::no_color};
 
 /// Records the session may get ahead of the view by.
 const TAP_CAPACITY: usize = 65_536;
 
 #[derive(clap::Args, Default)]
 pub struct LiveArgs {
-    /// End the session after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    duration: Option<f64>,
     #[command(flatten)]
-    probes: ProbeArgs,
-    #[command(flatten)]
-    trace: TraceFileArgs,
-    #[command(flatten)]
-    log: LogArgs,
+    session: SessionArgs,
 }
 
 /// What to try instead, when the live TUI cannot run here.
@@ -55,7 +45,7 @@ pub fn run(args: LiveArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
              `modscope record` captures without one"
         );
     }
-    let plan = call_plan::plan(&args.probes.request(), &paths)?;
+    let plan = call_plan::plan(&args.session.probes.request(), &paths)?;
     let (sender, records) = mpsc::sync_channel(TAP_CAPACITY);
     let dropped = Arc::new(AtomicU64::new(0));
     let (quit_tx, quit) = tokio::sync::oneshot::channel();
@@ -75,13 +65,13 @@ pub fn run(args: LiveArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
             result
         })
         .context("starting the TUI thread")?;
-    let output = args.trace.options(&args.probes.modules);
+    let output = args.session.trace.options(&args.session.probes.modules);
     let path = output.as_ref().map(|t| t.path.clone());
     // The TUI owns the terminal: the programs' diagnostics wait for it.
     let kept = Arc::new(Mutex::new(KeptLines::default()));
     let session = runtime.block_on(session::run(LiveOptions {
         json: false,
-        duration: args.duration,
+        duration: args.session.duration,
         calls: Some(plan),
         trace: output,
         view: Some(ViewLink {
@@ -89,7 +79,7 @@ pub fn run(args: LiveArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
             quit,
         }),
         diagnostics: Diagnostics {
-            level: args.log.level(),
+            level: args.session.log.level(),
             kept: Some(Arc::clone(&kept)),
         },
     }));

@@ -8,6 +8,20 @@ use modscope::{
     session::{ProbeRequest, TraceOptions},
 };
 
+/// The options every capture (`record`, `live`) takes.
+#[derive(clap::Args, Default)]
+pub struct SessionArgs {
+    /// Stop after this many seconds (default: until SIGINT or SIGTERM, or `q` in the TUI).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+    #[command(flatten)]
+    pub trace: TraceFileArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
 /// What a live session probes.
 #[derive(clap::Args, Default)]
 pub struct ProbeArgs {

@@ -9,7 +9,7 @@ use probe_common::{
     names::{map, program},
 };
 
-use super::{AttachOutcome, ModuleProbe, ProbeError, attach_each, sum_cpus};
+use super::{AttachOutcome, ModuleProbe, ProbeError, attach_each, read_entries, sum_cpus};
 
 /// Calls (or first-use times) per (incarnation, function address).
 pub type PerFunction = BTreeMap<(u64, u64), u64>;
@@ -35,28 +35,16 @@ impl ModuleProbe {
     /// Calls per (incarnation, function address), summed over CPUs.
     pub fn call_counts(&self) -> Result<PerFunction, ProbeError> {
         let calls: PerCpuHashMap<&MapData, CallKey, u64> = self.map(map::CALLS)?;
-        let mut out = BTreeMap::new();
-        for entry in calls.iter() {
-            let (key, values) = entry.map_err(|source| ProbeError::Map {
-                map: map::CALLS,
-                source,
-            })?;
-            out.insert((key.incarnation, key.func_ip), sum_cpus(&values));
-        }
-        Ok(out)
+        read_entries(map::CALLS, calls.iter(), |key, values| {
+            ((key.incarnation, key.func_ip), sum_cpus(&values))
+        })
     }
 
     /// Boot-clock time of each (incarnation, function)'s first call.
     pub fn first_uses(&self) -> Result<PerFunction, ProbeError> {
         let seen: HashMap<&MapData, CallKey, u64> = self.map(map::SEEN)?;
-        let mut out = BTreeMap::new();
-        for entry in seen.iter() {
-            let (key, ts) = entry.map_err(|source| ProbeError::Map {
-                map: map::SEEN,
-                source,
-            })?;
-            out.insert((key.incarnation, key.func_ip), ts);
-        }
-        Ok(out)
+        read_entries(map::SEEN, seen.iter(), |key, ts| {
+            ((key.incarnation, key.func_ip), ts)
+        })
     }
 }

@@ -12,7 +12,7 @@ use probe_common::{
     names::{map, program},
 };
 
-use super::{AttachOutcome, ModuleProbe, ProbeError, attach_each, sum_cpus};
+use super::{AttachOutcome, ModuleProbe, ProbeError, attach_each, read_entries, sum_cpus};
 use crate::detectors::probes::CheckedFunction;
 
 impl ModuleProbe {
@@ -70,14 +70,8 @@ impl ModuleProbe {
     /// Anomalous calls per site, summed over CPUs.
     pub fn anomaly_counts(&self) -> Result<BTreeMap<AnomalyKey, u64>, ProbeError> {
         let counts: PerCpuHashMap<&MapData, AnomalyKey, u64> = self.map(map::ANOMALIES)?;
-        let mut out = BTreeMap::new();
-        for entry in counts.iter() {
-            let (key, values) = entry.map_err(|source| ProbeError::Map {
-                map: map::ANOMALIES,
-                source,
-            })?;
-            out.insert(key, sum_cpus(&values));
-        }
-        Ok(out)
+        read_entries(map::ANOMALIES, counts.iter(), |key, values| {
+            (key, sum_cpus(&values))
+        })
     }
 }

@@ -202,6 +202,21 @@ fn attach_each<'a>(
     out
 }
 
+/// Every entry of a map as `f` makes it, or the first read error, naming
+/// the map.
+fn read_entries<K, V, T, C: FromIterator<T>>(
+    map: &'static str,
+    entries: impl Iterator<Item = Result<(K, V), MapError>>,
+    mut f: impl FnMut(K, V) -> T,
+) -> Result<C, ProbeError> {
+    entries
+        .map(|e| {
+            e.map(|(k, v)| f(k, v))
+                .map_err(|source| ProbeError::Map { map, source })
+        })
+        .collect()
+}
+
 /// Sums a per-CPU value.
 fn sum_cpus(values: &aya::maps::PerCpuValues<u64>) -> u64 {
     values.iter().sum()

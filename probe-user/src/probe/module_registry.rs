@@ -12,7 +12,7 @@ use probe_common::{
     names::{hook, map, program},
 };
 
-use super::{ModuleProbe, ProbeError, sum_cpus};
+use super::{ModuleProbe, ProbeError, read_entries, sum_cpus};
 
 /// `BPF_NOEXIST`: insert only when the key is absent.
 const BPF_NOEXIST: u64 = 1;
@@ -93,14 +93,8 @@ impl ModuleProbe {
     /// The registry as the kernel holds it now.
     pub fn registry(&self) -> Result<Vec<ModuleRecord>, ProbeError> {
         let registry: HashMap<&MapData, ModuleName, ModuleRecord> = self.map(map::MODULES)?;
-        let mut out = Vec::new();
-        for entry in registry.iter() {
-            let (_, record) = entry.map_err(|source| ProbeError::Map {
-                map: map::MODULES,
-                source,
-            })?;
-            out.push(record);
-        }
+        let mut out: Vec<ModuleRecord> =
+            read_entries(map::MODULES, registry.iter(), |_, record| record)?;
         out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         Ok(out)
     }
