@@ -4,6 +4,7 @@
 //! back from the console.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -121,53 +122,135 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
     let selected = select_kernels(args, &all)?;
     let modscope = artifacts::modscope()?;
     let binaries = artifacts::vm_test_binaries()?;
-    let mut summary = Vec::new();
-    let (mut passed, mut failed) = (0usize, 0usize);
-    for kernel in &selected {
-        shell::step(&format!("VM suite on {}", kernel.describe()));
-        let modules = artifacts::test_modules(kernel)?;
-        // The other flavour of the same release (generic <-> PREEMPT_RT), for
-        // cross-loading ground truth.
-        let sibling = match kernels::sibling(&all, kernel) {
-            Some(s) => Some((s.release.clone(), artifacts::test_modules(s)?)),
-            None => None,
-        };
-        let guest = GuestEnv {
-            kernel,
-            modscope: &modscope,
-            modules: &modules,
-            sibling: sibling.as_ref(),
-            work: &vm::work_dir("runs", kernel)?,
-        };
-        let run = run_guest(&guest, &binaries_for(kernel, &binaries), args)?;
-        passed += run.passed;
-        failed += run.failed;
-        summary.push(run.line);
-        if let (kernels::Flavour::PreemptRt, Some((_, generic)), true) =
-            (&kernel.flavour, &sibling, wants_postmortem(args))
-        {
-            let (ok, line) = run_postmortem(kernel, &modscope, generic, args);
-            if ok {
-                passed += 1;
-            } else {
-                failed += 1;
-            }
-            eprintln!("    {line}");
-            summary.push(format!("  {line}"));
+    // Every kernel's modules (and its sibling flavour's) are built before
+    // any guest starts: a guest reads them while others run.
+    let mut modules: HashMap<String, PathBuf> = HashMap::new();
+    for kernel in selected
+        .iter()
+        .chain(selected.iter().filter_map(|k| kernels::sibling(&all, k)))
+    {
+        if !modules.contains_key(&kernel.release) {
+            modules.insert(kernel.release.clone(), artifacts::test_modules(kernel)?);
         }
     }
+    let mut jobs = Vec::new();
+    for kernel in &selected {
+        let sibling = kernels::sibling(&all, kernel)
+            .map(|s| (s.release.clone(), modules[&s.release].clone()));
+        jobs.push(Job::Suite {
+            kernel: kernel.clone(),
+            modules: modules[&kernel.release].clone(),
+            binaries: binaries_for(kernel, &binaries),
+            sibling: sibling.clone(),
+        });
+        if let (kernels::Flavour::PreemptRt, Some((_, generic)), true) =
+            (&kernel.flavour, sibling, wants_postmortem(args))
+        {
+            jobs.push(Job::Postmortem {
+                kernel: kernel.clone(),
+                generic,
+            });
+        }
+    }
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    shell::step(&format!(
+        "VM suite: {} guests, {} at a time (one per core)",
+        jobs.len(),
+        workers.min(jobs.len())
+    ));
+    let results = run_jobs(&jobs, workers, &modscope, args);
+    let (mut passed, mut failed) = (0usize, 0usize);
     eprintln!(
         "\nVM suite, {:.0} s in all:",
         suite_start.elapsed().as_secs_f64()
     );
-    for line in &summary {
-        eprintln!("  {line}");
+    for r in &results {
+        passed += r.passed;
+        failed += r.failed;
+        eprintln!("  {}", r.line);
     }
     println!("vm: {passed} passed, {failed} failed");
     if failed > 0 {
         bail!("the VM suite failed");
     }
     Ok(())
+}
+
+/// One guest boot of the suite.
+enum Job {
+    /// The test binaries on a kernel.
+    Suite {
+        kernel: kernels::Kernel,
+        modules: PathBuf,
+        binaries: Vec<PathBuf>,
+        /// The other flavour's release and its test modules.
+        sibling: Option<(String, PathBuf)>,
+    },
+    /// The PREEMPT_RT hang scenario, with the generic flavour's modules.
+    Postmortem {
+        kernel: kernels::Kernel,
+        generic: PathBuf,
+    },
+}
+
+/// Runs the jobs on `workers` threads; results in the jobs' order. Each
+/// guest's lines are printed as one block when it ends.
+fn run_jobs(jobs: &[Job], workers: usize, modscope: &Path, args: &TestArgs) -> Vec<GuestRun> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<(usize, GuestRun)>> = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(jobs.len()).max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let run = run_job(job, modscope, args);
+                    eprint!("{}", run.printed);
+                    results.lock().expect("no worker panics").push((i, run));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("no worker panics");
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn run_job(job: &Job, modscope: &Path, args: &TestArgs) -> GuestRun {
+    match job {
+        Job::Suite {
+            kernel,
+            modules,
+            binaries,
+            sibling,
+        } => {
+            let run = vm::work_dir("runs", kernel).and_then(|work| {
+                let guest = GuestEnv {
+                    kernel,
+                    modscope,
+                    modules,
+                    sibling: sibling.as_ref(),
+                    work: &work,
+                };
+                run_guest(&guest, binaries, args)
+            });
+            run.unwrap_or_else(|e| GuestRun {
+                passed: 0,
+                failed: 1,
+                line: format!("{:<34} could not run: {e:#}", kernel.describe()),
+                printed: String::new(),
+            })
+        }
+        Job::Postmortem { kernel, generic } => {
+            let (ok, line) = run_postmortem(kernel, modscope, generic, args);
+            GuestRun {
+                passed: usize::from(ok),
+                failed: usize::from(!ok),
+                printed: format!("==> {} {line}\n", kernel.describe()),
+                line: format!("  {line}"),
+            }
+        }
+    }
 }
 
 /// The kernels `--kernel` names (each must be installed), else the
@@ -211,11 +294,13 @@ fn run_postmortem(
     }
 }
 
-/// One kernel's guest run: its counts and its summary line.
+/// One guest's run: its counts, its summary line, and what it reported
+/// test by test (printed as one block).
 struct GuestRun {
     passed: usize,
     failed: usize,
     line: String,
+    printed: String,
 }
 
 /// Boots the kernel with the suite's script and reads the results back
@@ -237,21 +322,26 @@ fn run_guest(env: &GuestEnv, binaries: &[PathBuf], args: &TestArgs) -> anyhow::R
         tcg: vm::Tcg::SingleThread,
     })?;
     let report = parse_console(&outcome.lines);
+    let mut printed = format!(
+        "==> VM suite on {} ({:.0} s)\n",
+        env.kernel.describe(),
+        outcome.wall.as_secs_f64()
+    );
     for t in &report.tests {
-        eprintln!(
-            "    {} {}",
+        printed.push_str(&format!(
+            "    {} {}\n",
             if t.passed { "ok    " } else { "FAILED" },
             t.name
-        );
+        ));
     }
     let oops = vm::oops_excerpt(&outcome.lines, 40);
     if !oops.is_empty() {
-        eprintln!(
-            "    the kernel crashed; its account (full console: {}):",
+        printed.push_str(&format!(
+            "    the kernel crashed; its account (full console: {}):\n",
             log.display()
-        );
+        ));
         for line in oops {
-            eprintln!("      {line}");
+            printed.push_str(&format!("      {line}\n"));
         }
     }
     let problems = problems_of(&report, &outcome, args.timeout);
@@ -278,6 +368,7 @@ fn run_guest(env: &GuestEnv, binaries: &[PathBuf], args: &TestArgs) -> anyhow::R
         passed: ok_count,
         failed: bad_count + usize::from(bad_count == 0 && !problems.is_empty()),
         line,
+        printed,
     })
 }
 
