@@ -78,7 +78,9 @@ pub fn decompress(raw: Vec<u8>) -> Result<Vec<u8>, KoError> {
     use std::io::Read as _;
     let mut out = Vec::with_capacity(raw.len() * 3);
     if raw.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        liblzma::read::XzDecoder::new(&raw[..])
+        // One stream: a kernel image's payload has other bytes after it
+        // (the size, padding), and a module file has one stream only.
+        lzma_rust2::XzReader::new(&raw[..], false)
             .read_to_end(&mut out)
             .map_err(|e| KoError::Compression {
                 format: "xz",

@@ -330,6 +330,20 @@ fn extended_modversions_are_read() {
     );
 }
 
+/// A kernel image's payload is one xz stream followed by other bytes (the
+/// decompressed size, padding): the stream is read, the rest ignored.
+#[test]
+fn an_xz_stream_with_bytes_after_it_decompresses() {
+    use std::io::Write as _;
+    let plain = Ko::good().build();
+    let mut xz =
+        lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
+    xz.write_all(&plain).unwrap();
+    let mut data = xz.finish().unwrap();
+    data.extend_from_slice(&[0x40, 0x1f, 0x9c, 0x00, 0xde, 0xad, 0xbe, 0xef]);
+    assert_eq!(ko_file::decompress(data).unwrap(), plain);
+}
+
 #[test]
 fn compressed_modules_read_like_plain_ones() {
     use std::io::Write as _;
@@ -337,7 +351,8 @@ fn compressed_modules_read_like_plain_ones() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&plain).unwrap();
     let gz = gz.finish().unwrap();
-    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    let mut xz =
+        lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
     xz.write_all(&plain).unwrap();
     let xz = xz.finish().unwrap();
     for data in [gz, xz] {
