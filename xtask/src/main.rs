@@ -7,6 +7,7 @@ mod bench;
 mod bench_probe;
 mod debug_kernel;
 mod demo;
+mod dist;
 mod kernels;
 mod lint;
 mod postmortem;
@@ -41,6 +42,8 @@ enum Command {
     /// The live TUI in this terminal, in a VM running Debian's kernel, while
     /// sample modules load, work, misbehave and unload; `q` ends it.
     Demo,
+    /// A static x86-64 (musl) modscope, packed with the README and licence into target/dist/.
+    Dist,
     /// Build (once, cached) and install the lock-debugging kernel the VM suite boots.
     DebugKernel,
     /// Benchmarks that print figures (static analysis of the installed corpus vs modinfo).
@@ -56,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Test(args) => test::run(args),
         Command::Run(args) => run::run(args),
         Command::Demo => demo::run(),
+        Command::Dist => setup::run().and_then(|()| dist::run()),
         Command::DebugKernel => debug_kernel::ensure(),
         Command::Bench(args) => bench::run(args),
         Command::Stress(args) => stress::run(args),

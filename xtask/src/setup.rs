@@ -40,6 +40,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "libssl-dev",
     "dwarves",
     "xz-utils",
+    // `cargo xtask dist` checks that its binary is static.
+    "file",
 ];
 
 /// virtme-ng boots the host's own root filesystem over 9p in the guest.

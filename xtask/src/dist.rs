@@ -1,0 +1,94 @@
+//! `cargo xtask dist`: a static (musl) `modscope` to copy onto a machine
+//! that has no Rust and no matching libc, with its eBPF programs inside,
+//! packed with the README and the licence into
+//! `target/dist/modscope-VERSION-TARGET.tar.gz`.
+//!
+//! x86-64 only for now: the probes read the caller's return address from
+//! x86-64 registers, so an aarch64 build would load programs that attribute
+//! nothing.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context as _, bail};
+
+use crate::{artifacts, shell};
+
+const TARGET: &str = "x86_64-unknown-linux-musl";
+
+pub fn run() -> anyhow::Result<()> {
+    shell::step(&format!("static modscope for {TARGET}"));
+    shell::run(
+        "rustup target add (the musl standard library)",
+        Command::new("rustup").args(["target", "add", TARGET]),
+    )?;
+    shell::run(
+        "building modscope (release, static)",
+        Command::new("cargo")
+            // Not position-independent: `file` and loaders see a plain
+            // static executable, which any kernel's exec can run.
+            .env(
+                "RUSTFLAGS",
+                "-C relocation-model=static -C target-feature=+crt-static",
+            )
+            .args([
+                "build",
+                "--release",
+                "--target",
+                TARGET,
+                "--package",
+                "probe-user",
+            ])
+            .args(["--bin", "modscope"]),
+    )?;
+    let binary = artifacts::target_dir()
+        .join(TARGET)
+        .join("release/modscope");
+    check_static(&binary)?;
+    let archive = pack(&binary)?;
+    println!("dist: {}", archive.display());
+    Ok(())
+}
+
+/// A static executable has no program interpreter (`PT_INTERP`) and no
+/// dynamic section; `file` says "statically linked" for it.
+fn check_static(binary: &std::path::Path) -> anyhow::Result<()> {
+    let said = shell::output(Command::new("file").arg("-b").arg(binary))
+        .with_context(|| format!("running file on {}", binary.display()))?;
+    if !said.contains("statically linked") {
+        bail!(
+            "{} is not statically linked: file says {said:?}",
+            binary.display()
+        );
+    }
+    Ok(())
+}
+
+/// `target/dist/modscope-VERSION-TARGET.tar.gz` with the binary, the README
+/// and the licence under one folder of that name.
+fn pack(binary: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let root = artifacts::workspace_root();
+    let name = format!("modscope-{}-{TARGET}", env!("CARGO_PKG_VERSION"));
+    let dist = artifacts::target_dir().join("dist");
+    let stage = dist.join(&name);
+    let _ = std::fs::remove_dir_all(&stage);
+    std::fs::create_dir_all(&stage).with_context(|| format!("creating {}", stage.display()))?;
+    for (from, to) in [
+        (binary.to_owned(), "modscope"),
+        (root.join("README.md"), "README.md"),
+        (root.join("LICENSE"), "LICENSE"),
+    ] {
+        std::fs::copy(&from, stage.join(to))
+            .with_context(|| format!("copying {} into {}", from.display(), stage.display()))?;
+    }
+    let archive = dist.join(format!("{name}.tar.gz"));
+    shell::run(
+        "packing the archive",
+        Command::new("tar")
+            .arg("-czf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&dist)
+            .arg(&name),
+    )?;
+    Ok(archive)
+}
