@@ -130,11 +130,17 @@ impl AnomalySites {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use probe_common::{EventHeader, EventKind};
 
-    fn event(caller: u64) -> AnomalyEvent {
+    /// A spinlock-magic anomaly of incarnation 7 calling 0x1000 from
+    /// `caller` (shared with the session state's tests).
+    pub(crate) fn event(caller: u64) -> AnomalyEvent {
+        spinlock_anomaly(7, caller, 0x1000)
+    }
+
+    pub(crate) fn spinlock_anomaly(incarnation: u64, caller: u64, func_ip: u64) -> AnomalyEvent {
         AnomalyEvent {
             header: EventHeader {
                 kind: EventKind::Anomaly as u32,
@@ -142,9 +148,9 @@ mod tests {
                 ts_ns: 10,
             },
             key: AnomalyKey {
-                incarnation: 7,
+                incarnation,
                 caller,
-                func_ip: 0x1000,
+                func_ip,
                 detector: Detector::SpinlockMagic as u32,
                 _pad: 0,
             },

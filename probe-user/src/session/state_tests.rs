@@ -1,4 +1,4 @@
-use probe_common::{CallKey, Detector, EventHeader, EventKind, ModuleName};
+use probe_common::{CallKey, EventHeader, EventKind, ModuleName};
 
 use super::*;
 use crate::kernel::kallsyms::KernelFunction;
@@ -145,21 +145,7 @@ fn imports_learnt_at_load_reach_the_newest_incarnation_and_name_its_functions() 
 fn an_anomaly_is_one_record_per_site_and_its_count_is_updated_only_when_it_changes() {
     let mut s = state(0);
     s.track(&record("watched", 7, 10), true);
-    let e = AnomalyEvent {
-        header: header(30, EventKind::Anomaly),
-        key: AnomalyKey {
-            incarnation: 7,
-            caller: CORE + 0x40,
-            func_ip: KSTRDUP,
-            detector: Detector::SpinlockMagic as u32,
-            _pad: 0,
-        },
-        object: 0xffff_ffff_c000_8000,
-        expected: 0xdead_4ead,
-        observed: 0,
-        option: 0,
-        _pad: 0,
-    };
+    let e = super::super::anomaly_sites::tests::spinlock_anomaly(7, CORE + 0x40, KSTRDUP);
     let (record, event) = s.anomaly(&e, "");
     assert_eq!(record.module, "watched");
     assert_eq!(record.site, "core+0x40");
