@@ -20,11 +20,9 @@ use aya::{
     maps::{Map, MapError},
     programs::{KProbe, ProgramError},
 };
-use probe_common::{
-    CallProbeConfig, LoadCheckConfig, ModuleLayout,
-    names::{global, program},
-};
+use probe_common::{CallProbeConfig, LoadCheckConfig, ModuleLayout, names::global};
 
+pub use call_counter::PerFunction;
 pub use diagnostics::{Diagnostics, LogLevel};
 pub use module_registry::Counters;
 
@@ -220,11 +218,6 @@ fn read_entries<K, V, T, C: FromIterator<T>>(
 /// Sums a per-CPU value.
 fn sum_cpus(values: &aya::maps::PerCpuValues<u64>) -> u64 {
     values.iter().sum()
-}
-
-/// The program names this object must carry (for tests of a real build).
-pub fn required_programs() -> &'static [&'static str] {
-    &program::ALL
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones use

@@ -19,7 +19,7 @@ use crate::{
     },
     kernel::{
         features::{self, KernelPaths},
-        kallsyms::{self, Kallsyms},
+        kallsyms::{self, Kallsyms, KernelFunction},
         proc_modules,
     },
 };
@@ -156,6 +156,15 @@ fn wanted_imports(args: &ProbeRequest, paths: &KernelPaths, release: &str) -> Re
         files,
         late_files,
     })
+}
+
+impl CallPlan {
+    /// The planned functions, in name order.
+    pub fn probed_functions(&self) -> impl Iterator<Item = KernelFunction> + '_ {
+        self.functions
+            .iter()
+            .map(|(name, &address)| KernelFunction::new(name.clone(), address))
+    }
 }
 
 /// The wanted functions sorted into probed, capped and untraceable.

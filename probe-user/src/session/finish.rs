@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     kernel::clock,
+    probe::PerFunction,
     trace::{call_report::ModuleCalls, records::EndReason},
 };
 
@@ -25,9 +26,14 @@ pub fn finish(
     started: std::time::Instant,
 ) -> Result<()> {
     session.anomaly_totals()?;
+    // Read once: the trace's end and the report give the same totals.
+    let counts = if session.trace.is_some() || plan.is_some() {
+        session.probe.call_counts()?
+    } else {
+        PerFunction::new()
+    };
     if session.trace.is_some() {
         let stats = session.stats()?;
-        let counts = session.probe.call_counts()?;
         if let Some(t) = &mut session.trace {
             t.end(clock::boot_ns(), &counts, stats, reason)?;
         }
@@ -42,7 +48,7 @@ pub fn finish(
         return Ok(());
     };
     let status = with_late_probes(session, attached.status);
-    let modules = call_report(session, plan)?;
+    let modules = call_report(session, plan, &counts)?;
     print_summary(session, &status, &modules, reason, started)?;
     session.out.emit(&Event::Calls {
         time: Event::now(),
@@ -64,18 +70,20 @@ fn with_late_probes(session: &Session, mut status: CallProbeStatus) -> CallProbe
 
 /// Modules that made a probed call or whose imports are known, within the
 /// `--module` filter.
-fn call_report(session: &Session, plan: &CallPlan) -> Result<Vec<ModuleCalls>> {
+fn call_report(
+    session: &Session,
+    plan: &CallPlan,
+    counts: &PerFunction,
+) -> Result<Vec<ModuleCalls>> {
     let probed: BTreeSet<String> = plan
         .functions
         .keys()
         .cloned()
         .chain(session.late.attached.iter().map(|f| f.name.clone()))
         .collect();
-    let mut modules = session.state.call_report(
-        &session.probe.call_counts()?,
-        &session.probe.first_uses()?,
-        &probed,
-    );
+    let mut modules = session
+        .state
+        .call_report(counts, &session.probe.first_uses()?, &probed);
     // Modules that made no probed call and whose imports are unknown
     // have nothing to report.
     modules.retain(|m| !m.calls.is_empty() || m.unused_imports.is_some());

@@ -212,8 +212,8 @@ impl Session {
     /// Maps (or unmaps) module text the kernel-side loop could not reach:
     /// calls there are counted from now on, not from the load.
     fn map_large_text(&mut self, r: &ModuleRecord, loaded: bool) -> Result<()> {
-        for t in state::large_text(r, loaded) {
-            if t.loaded {
+        for t in state::large_text(r) {
+            if loaded {
                 self.probe.map_text_pages(t.base, t.size, t.incarnation)?;
             } else {
                 self.probe.unmap_text_pages(t.base, t.size, t.incarnation)?;

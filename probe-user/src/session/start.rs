@@ -6,7 +6,6 @@
 //! kprobes in the attach plan's order, then modules already loaded.
 
 use super::error::{Result, SessionError};
-use crate::kernel::kallsyms::KernelFunction;
 use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
@@ -153,11 +152,7 @@ fn open_sink(trace: Option<&TraceOptions>, tap: Option<Tap>) -> Result<Option<Tr
 fn fresh_state(plan: Option<&CallPlan>, attached: Option<&Attached>) -> SessionState {
     let names = FunctionNames::new(
         plan.iter()
-            .flat_map(|p| {
-                p.functions
-                    .iter()
-                    .map(|(n, a)| KernelFunction::new(n.clone(), *a))
-            })
+            .flat_map(|p| p.probed_functions())
             .chain(attached.iter().flat_map(|a| a.checked.iter().cloned())),
     );
     let imports = plan.map(|p| p.imports.clone()).unwrap_or_default();
@@ -300,12 +295,7 @@ fn session_start(
         config,
         attach_type: if plan.is_some() { "kprobe" } else { "none" }.to_owned(),
         functions: plan
-            .map(|p| {
-                p.functions
-                    .iter()
-                    .map(|(n, a)| KernelFunction::new(n.clone(), *a))
-                    .collect()
-            })
+            .map(|p| p.probed_functions().collect())
             .unwrap_or_default(),
         capped: status.map(|s| s.capped.clone()).unwrap_or_default(),
         not_attached: status.map(|s| s.not_attached.clone()).unwrap_or_default(),

@@ -35,14 +35,13 @@ pub struct TextRanges {
 }
 
 /// Module text past what the kernel-side registration covers (its loop is
-/// bounded at `MAX_TEXT_PAGES`), to map on load or unmap on free from user
-/// space.
+/// bounded at `MAX_TEXT_PAGES`), for user space to map on load and unmap on
+/// free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LargeText {
     pub base: u64,
     pub size: u64,
     pub incarnation: u64,
-    pub loaded: bool,
 }
 
 /// The session's bookkeeping.
@@ -269,7 +268,7 @@ pub fn module_name(r: &ModuleRecord) -> String {
 
 /// The text of a module's core and init ranges that the kernel-side loop
 /// leaves to user space.
-pub fn large_text(r: &ModuleRecord, loaded: bool) -> Vec<LargeText> {
+pub fn large_text(r: &ModuleRecord) -> Vec<LargeText> {
     [
         (r.core_text_base, r.core_text_size),
         (r.init_text_base, r.init_text_size),
@@ -280,7 +279,6 @@ pub fn large_text(r: &ModuleRecord, loaded: bool) -> Vec<LargeText> {
         base,
         size,
         incarnation: r.incarnation,
-        loaded,
     })
     .collect()
 }
