@@ -17,6 +17,7 @@ use crate::{
     attribution::module_caller,
     call_counter::{self, NOEXIST},
     maps::{self, ALLOC_FUNCS, ALLOC_RINGS, CALL_MAP_FULL, EMPTY_RING, PENDING_ALLOCS},
+    regs,
 };
 
 /// `ZERO_SIZE_PTR` and NULL: nothing was allocated.
@@ -41,19 +42,7 @@ fn try_alloc_entry(ctx: &ProbeContext) -> Result<(), u32> {
     let Some(&arg) = (unsafe { ALLOC_FUNCS.get(&func_ip) }) else {
         return Ok(());
     };
-    // Each argument register read at its own fixed offset (volatile, so
-    // the compiler cannot turn the choice into a computed context offset,
-    // which the verifier refuses); then the one the allocator takes.
-    // SAFETY: regs is the kprobe's pt_regs, valid for the program's run.
-    let args = unsafe {
-        let regs = ctx.regs;
-        [
-            core::ptr::read_volatile(&(*regs).rdi),
-            core::ptr::read_volatile(&(*regs).rsi),
-            core::ptr::read_volatile(&(*regs).rdx),
-            core::ptr::read_volatile(&(*regs).rcx),
-        ]
-    };
+    let args = regs::first_four_args(ctx);
     let size = match arg {
         0 => args[0],
         1 => args[1],

@@ -1,22 +1,26 @@
-//! Which module made the call a kprobe is in: at function entry the return
-//! address is at the top of the stack, and its page maps to the module
-//! incarnation whose text holds it. Shared by every kprobe that attributes.
+//! Which module made the call a kprobe is in: the return address at
+//! function entry (`regs`), whose page maps to the module incarnation whose
+//! text holds it. Shared by every kprobe that attributes.
+//!
+//! A kprobe on a function's first instruction runs before an arm64
+//! callee's `paciasp` signs the link register, but the signature bits are
+//! stripped anyway (`CallProbeConfig::strip_signature`, a no-op on x86-64),
+//! so a probe placed later in a prologue still attributes.
 
-use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::ProbeContext};
-use probe_common::calls::page_index;
+use aya_ebpf::programs::ProbeContext;
 
-use crate::maps::{self, PAGES, READ_ERRORS};
+use crate::{
+    maps::{self, PAGES},
+    regs,
+};
 
 /// `(incarnation, return address)` when a module made the call; `None` for
-/// the core kernel (one comparison) and unmapped pages.
+/// the core kernel (a few comparisons) and unmapped pages.
 #[inline(always)]
 pub fn module_caller(ctx: &ProbeContext) -> Result<Option<(u64, u64)>, u32> {
-    // SAFETY: regs is the kprobe's pt_regs, valid for the program's run.
-    let sp = unsafe { (*ctx.regs).rsp };
-    // SAFETY: bpf_probe_read_kernel checks the address.
-    let caller: u64 =
-        unsafe { bpf_probe_read_kernel(sp as *const u64) }.map_err(|_| READ_ERRORS)?;
-    let Some(page) = page_index(caller, maps::call_probe().module_area_start) else {
+    let config = maps::call_probe();
+    let caller = config.strip_signature(regs::return_address(ctx)?);
+    let Some(page) = config.page_index(caller) else {
         return Ok(None);
     };
     Ok(match PAGES.get(page) {

@@ -30,6 +30,7 @@ use crate::{
         self, ANOMALIES, ANOMALIES_SEEN, CALL_MAP_FULL, EVENTS, FIELD_CHECKS, LAST_CHECKED,
         LOST_EVENTS, READ_ERRORS,
     },
+    regs,
 };
 
 #[kprobe]
@@ -59,8 +60,7 @@ fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
     // another (`tracepoint_probe_register` jumps to `..._prio`) enters the
     // second with the same stack pointer and return address. A loop calling
     // one function from one site repeats the same function, so it counts.
-    // SAFETY: regs is the kprobe's pt_regs, valid for the program's run.
-    let sp = unsafe { (*ctx.regs).rsp };
+    let sp = regs::stack_pointer(ctx);
     if let Some(last) = LAST_CHECKED.get_ptr_mut(0) {
         // SAFETY: this CPU's slot; kprobe programs do not nest on one CPU.
         let last = unsafe { &mut *last };

@@ -16,6 +16,7 @@ mod init_done;
 mod load_check;
 mod maps;
 mod module_registry;
+mod regs;
 mod text_pages;
 
 #[cfg(not(test))]

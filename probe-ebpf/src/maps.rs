@@ -10,7 +10,7 @@ use probe_common::{
     AnomalyKey, CallKey, CallProbeConfig, FieldCheck, LoadCheckConfig, ModuleLayout, ModuleName,
     ModuleRecord,
     anomaly::{AllocRing, PendingAlloc},
-    calls::MODULE_AREA_PAGES,
+    calls::DEFAULT_WINDOW_PAGES,
 };
 
 /// Offsets inside `struct module`, read from the running kernel's BTF by
@@ -38,7 +38,7 @@ pub static CALL_PROBE: CallProbeConfig = CallProbeConfig::UNSET;
 /// module whose core or init text holds it, 0 for none. Filled before the
 /// module's init runs.
 #[map]
-pub static PAGES: Array<u64> = Array::with_max_entries(MODULE_AREA_PAGES as u32, 0);
+pub static PAGES: Array<u64> = Array::with_max_entries(DEFAULT_WINDOW_PAGES, 0);
 
 /// Calls per (module incarnation, kernel function), per CPU: exact, and
 /// never contended.

@@ -3,7 +3,7 @@
 //! path, only of pages still owned by the module being freed, so a module
 //! loaded at a reused address keeps its own entries.
 
-use probe_common::calls::{MAX_TEXT_PAGES, PAGE_SHIFT, page_index};
+use probe_common::calls::MAX_TEXT_PAGES;
 
 use crate::maps::{self, PAGE_MAP_FULL, PAGES};
 
@@ -13,11 +13,9 @@ fn pages(base: u64, size: u64) -> Option<(u32, u64)> {
     if base == 0 || size == 0 {
         return None;
     }
-    let first = page_index(base, maps::call_probe().module_area_start)?;
-    Some((
-        first,
-        ((base + size - 1) >> PAGE_SHIFT) - (base >> PAGE_SHIFT) + 1,
-    ))
+    let config = maps::call_probe();
+    let first = config.page_index(base)?;
+    Some((first, config.pages_spanned(base, size)))
 }
 
 #[inline(always)]

@@ -15,8 +15,12 @@ static noinline void modscope_big_work(unsigned int n)
 {
 	unsigned int i;
 
-	/* 5 MiB of never-executed padding before the calls. */
+	/* 5 MiB of never-executed padding (trap instructions) before the calls. */
+#if defined(__aarch64__)
+	asm volatile("b 1f\n\t.fill 0x140000, 4, 0xd4200000\n1:");
+#else
 	asm volatile("jmp 1f\n\t.fill 0x500000, 1, 0xcc\n1:");
+#endif
 	for (i = 0; i < n; i++) {
 		char *s = kstrdup("modscope", GFP_KERNEL);
 

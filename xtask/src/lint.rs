@@ -43,22 +43,27 @@ pub fn run() -> anyhow::Result<()> {
                 "warnings",
             ]),
     )?;
-    shell::run(
-        "clippy on the eBPF crate (bpfel-unknown-none)",
-        Command::new("cargo")
-            .current_dir("probe-ebpf")
-            .env("CARGO_TARGET_DIR", "../target/lint-ebpf")
-            .args([
-                "+nightly",
-                "clippy",
-                "--release",
-                "--target",
-                "bpfel-unknown-none",
-                "-Z",
-                "build-std=core",
-                "--",
-                "-D",
-                "warnings",
-            ]),
-    )
+    // The programs read each architecture's registers: lint both builds.
+    for arch in ["x86_64", "aarch64"] {
+        shell::run(
+            &format!("clippy on the eBPF crate (bpfel-unknown-none, {arch} registers)"),
+            Command::new("cargo")
+                .current_dir("probe-ebpf")
+                .env("CARGO_TARGET_DIR", format!("../target/lint-ebpf-{arch}"))
+                .env("AYA_BPF_TARGET_ARCH", arch)
+                .args([
+                    "+nightly",
+                    "clippy",
+                    "--release",
+                    "--target",
+                    "bpfel-unknown-none",
+                    "-Z",
+                    "build-std=core",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]),
+        )?;
+    }
+    Ok(())
 }

@@ -1,11 +1,14 @@
 //! Facts read from the running kernel, never hard-coded: its features and
 //! privileges, paths, /proc/kallsyms and the functions ftrace can trace,
 //! /proc/modules, taint letters, clocks, and `struct module`'s layout from
-//! its BTF. No eBPF here.
+//! its BTF, and the architecture's facts the call probe needs (`arch`, from
+//! `kcore` and kallsyms). No eBPF here.
 
+pub mod arch;
 pub mod clock;
 pub mod features;
 pub mod kallsyms;
+pub mod kcore;
 pub mod module_layout;
 pub mod proc_modules;
 pub mod taint;

@@ -20,7 +20,10 @@ use aya::{
     maps::{Map, MapError},
     programs::{KProbe, ProgramError},
 };
-use probe_common::{CallProbeConfig, LoadCheckConfig, ModuleLayout, names::global};
+use probe_common::{
+    CallProbeConfig, LoadCheckConfig, ModuleLayout,
+    names::{global, map},
+};
 
 pub use call_counter::PerFunction;
 pub use diagnostics::{Diagnostics, LogLevel};
@@ -63,6 +66,8 @@ pub enum ProbeError {
     },
     #[error("eBPF map {map}: {source}")]
     Map { map: &'static str, source: MapError },
+    #[error("the module window has {0} pages, more than one eBPF array holds")]
+    WindowTooLarge(u64),
     #[error("reading the programs' diagnostics (map AYA_LOGS): {0}")]
     Logs(#[source] aya_log::Error),
 }
@@ -104,7 +109,13 @@ impl ModuleProbe {
         }
         raise_memlock_limit();
         let level = globals.diagnostics.level.code();
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        if globals.calls.module_area_pages != 0 {
+            let pages = u32::try_from(globals.calls.module_area_pages)
+                .map_err(|_| ProbeError::WindowTooLarge(globals.calls.module_area_pages))?;
+            loader.map_max_entries(map::PAGES, pages);
+        }
+        let mut ebpf = loader
             .override_global(global::MODULE_LAYOUT, globals.layout, true)
             .override_global(global::CALL_PROBE, globals.calls, true)
             .override_global(global::LOAD_CHECK, globals.load_check, true)
@@ -134,6 +145,11 @@ impl ModuleProbe {
     /// The diagnostics reader, when `--log-level` asked for one.
     pub fn take_logger(&mut self) -> Option<ProbeLogger> {
         self.logger.take()
+    }
+
+    /// The call probe's settings the programs were loaded with.
+    pub fn call_config(&self) -> &CallProbeConfig {
+        &self.call_config
     }
 
     /// What is attached, for status lines.

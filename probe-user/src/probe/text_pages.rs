@@ -3,10 +3,7 @@
 //! loop registers.
 
 use aya::maps::{Array, MapData, MapError};
-use probe_common::{
-    calls::{PAGE_SHIFT, page_index},
-    names::map,
-};
+use probe_common::names::map;
 
 use super::{ModuleProbe, ProbeError};
 
@@ -44,10 +41,11 @@ impl ModuleProbe {
         if base == 0 || size == 0 {
             return Ok(());
         }
-        let area_start = self.call_config.module_area_start;
+        let config = self.call_config;
+        let shift = config.page_shift;
         let mut pages: Array<&mut MapData, u64> = self.map_mut(map::PAGES)?;
-        for page in (base >> PAGE_SHIFT)..=((base + size - 1) >> PAGE_SHIFT) {
-            if let Some(index) = page_index(page << PAGE_SHIFT, area_start)
+        for page in (base >> shift)..=((base + size - 1) >> shift) {
+            if let Some(index) = config.page_index(page << shift)
                 && pages.get(&index, 0).map_err(pages_err)? == from
             {
                 pages.set(index, to, 0).map_err(pages_err)?;

@@ -5,7 +5,7 @@
 use modscope_analysis::{ImportsError, btf::BtfError};
 
 use crate::{
-    kernel::{features::Unsupported, proc_modules::ProcModulesError},
+    kernel::{arch::ArchError, features::Unsupported, proc_modules::ProcModulesError},
     probe::ProbeError,
     trace::writer::WriteError,
 };
@@ -27,6 +27,8 @@ pub enum SessionError {
         #[source]
         source: std::io::Error,
     },
+    #[error("reading this kernel's facts for call attribution")]
+    Arch(#[from] ArchError),
     #[error("finding struct module's layout in the running kernel's BTF")]
     ModuleLayout(#[source] BtfError),
     #[error("reading {path} for the detectors")]

@@ -94,6 +94,9 @@ pub enum Event {
         time: String,
         kernel: String,
         probes: Vec<String>,
+        /// The architecture's facts the call probe was loaded with.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attribution: Option<String>,
     },
     Load {
         time: String,
@@ -174,9 +177,14 @@ impl Event {
                 time,
                 kernel,
                 probes,
+                attribution,
             } => {
+                let facts = attribution
+                    .as_ref()
+                    .map(|a| format!("\n{time} attribution {a}"))
+                    .unwrap_or_default();
                 format!(
-                    "{time} ready   kernel {kernel}, attached {}",
+                    "{time} ready   kernel {kernel}, attached {}{facts}",
                     probes.join(", ")
                 )
             }

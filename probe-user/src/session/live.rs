@@ -212,7 +212,7 @@ impl Session {
     /// Maps (or unmaps) module text the kernel-side loop could not reach:
     /// calls there are counted from now on, not from the load.
     fn map_large_text(&mut self, r: &ModuleRecord, loaded: bool) -> Result<()> {
-        for t in state::large_text(r) {
+        for t in state::large_text(r, self.probe.call_config().page_shift) {
             if loaded {
                 self.probe.map_text_pages(t.base, t.size, t.incarnation)?;
             } else {

@@ -31,10 +31,6 @@ pub use call_plan::{CallPlan, ProbeRequest};
 pub use error::SessionError;
 pub use trace_sink::Tap;
 
-/// Lowest module text address on x86-64 (MODULES_VADDR): calls returning
-/// below it come from the core kernel.
-const X86_64_MODULES_VADDR: u64 = 0xffff_ffff_a000_0000;
-
 pub struct LiveOptions {
     pub json: bool,
     pub duration: Option<f64>,

@@ -18,7 +18,7 @@ use tokio::{
 };
 
 use super::{
-    CallPlan, LiveOptions, TraceOptions, X86_64_MODULES_VADDR,
+    CallPlan, LiveOptions, TraceOptions,
     attach_plan::{AttachPlan, AttachResults, Attached, Stage},
     event::{CallProbeStatus, Event},
     late_probes::LateProbes,
@@ -30,6 +30,7 @@ use super::{
 };
 use crate::{
     kernel::{
+        arch::ArchFacts,
         clock,
         features::{self, KernelPaths},
         kallsyms::FunctionNames,
@@ -69,7 +70,13 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     let viewing = tap.is_some();
     let mut trace = open_sink(opts.trace.as_ref(), tap)?;
     let verdicts = static_verdicts_for(trace.is_some(), opts.calls.as_ref(), viewing);
-    let (mut probe, load_check_on) = load_probe(&paths, opts.calls.as_ref(), &opts.diagnostics)?;
+    let facts = opts.calls.as_ref().map(|_| ArchFacts::read()).transpose()?;
+    let (mut probe, load_check_on) = load_probe(
+        &paths,
+        facts.as_ref(),
+        opts.calls.as_ref(),
+        &opts.diagnostics,
+    )?;
     let ring = probe.take_events()?;
     // SAFETY: the ring buffer owns its map fd, which stays open and
     // unchanged until the AsyncFd (which owns the ring buffer) is dropped.
@@ -117,7 +124,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
         late,
         verdicts,
     };
-    seed_present(&mut session, &paths)?;
+    seed_present(&mut session, &paths, facts.as_ref())?;
     Ok(Started {
         session,
         events,
@@ -179,6 +186,7 @@ fn static_verdicts_for(
 /// has what it needs).
 fn load_probe(
     paths: &KernelPaths,
+    facts: Option<&ArchFacts>,
     plan: Option<&CallPlan>,
     diagnostics: &Diagnostics,
 ) -> Result<(ModuleProbe, bool)> {
@@ -191,12 +199,7 @@ fn load_probe(
     } else {
         LoadCheckConfig::UNSET
     };
-    let calls = match plan {
-        Some(_) => CallProbeConfig {
-            module_area_start: X86_64_MODULES_VADDR,
-        },
-        None => CallProbeConfig::UNSET,
-    };
+    let calls = facts.map_or(CallProbeConfig::UNSET, ArchFacts::call_probe_config);
     let probe = ModuleProbe::load(&ProbeGlobals {
         layout: &layout,
         calls: &calls,
@@ -225,7 +228,11 @@ fn attach(probe: &mut ModuleProbe, plan: &CallPlan, load_check_on: bool) -> Resu
 }
 
 /// Modules already loaded go into the registry, the state and the trace.
-fn seed_present(session: &mut Session, paths: &KernelPaths) -> Result<()> {
+fn seed_present(
+    session: &mut Session,
+    paths: &KernelPaths,
+    facts: Option<&ArchFacts>,
+) -> Result<()> {
     for record in session.probe.seed(&preexisting_modules(paths)?)? {
         session.present(&record)?;
     }
@@ -233,6 +240,7 @@ fn seed_present(session: &mut Session, paths: &KernelPaths) -> Result<()> {
         time: Event::now(),
         kernel: features::release(paths),
         probes: session.probe.attached().to_vec(),
+        attribution: facts.map(ArchFacts::describe),
     })?;
     if let Some(t) = &mut session.trace {
         t.end_batch()?;

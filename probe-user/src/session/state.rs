@@ -9,8 +9,7 @@ use crate::kernel::kallsyms::KernelFunction;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use probe_common::{
-    AnomalyEvent, AnomalyKey, FirstUseEvent, LoadLayoutEvent, ModuleRecord,
-    calls::{MAX_TEXT_PAGES, PAGE_SHIFT},
+    AnomalyEvent, AnomalyKey, FirstUseEvent, LoadLayoutEvent, ModuleRecord, calls::MAX_TEXT_PAGES,
 };
 
 use super::{
@@ -268,13 +267,13 @@ pub fn module_name(r: &ModuleRecord) -> String {
 
 /// The text of a module's core and init ranges that the kernel-side loop
 /// leaves to user space.
-pub fn large_text(r: &ModuleRecord) -> Vec<LargeText> {
+pub fn large_text(r: &ModuleRecord, page_shift: u64) -> Vec<LargeText> {
     [
         (r.core_text_base, r.core_text_size),
         (r.init_text_base, r.init_text_size),
     ]
     .into_iter()
-    .filter_map(|(base, size)| beyond_kernel_registration(base, size))
+    .filter_map(|(base, size)| beyond_kernel_registration(base, size, page_shift))
     .map(|(base, size)| LargeText {
         base,
         size,
@@ -284,9 +283,9 @@ pub fn large_text(r: &ModuleRecord) -> Vec<LargeText> {
 }
 
 /// The part of `[base, base+size)` the probes' bounded loop leaves out.
-fn beyond_kernel_registration(base: u64, size: u64) -> Option<(u64, u64)> {
-    let covered = MAX_TEXT_PAGES << PAGE_SHIFT;
-    let first_page = base & !((1 << PAGE_SHIFT) - 1);
+fn beyond_kernel_registration(base: u64, size: u64, page_shift: u64) -> Option<(u64, u64)> {
+    let covered = MAX_TEXT_PAGES << page_shift;
+    let first_page = base & !((1 << page_shift) - 1);
     let end = base.checked_add(size)?;
     let tail = first_page + covered;
     (base != 0 && end > tail).then(|| (tail, end - tail))

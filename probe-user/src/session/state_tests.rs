@@ -170,20 +170,23 @@ fn decode_errors_are_counted() {
 
 #[test]
 fn only_text_past_the_kernel_loop_is_left_to_userspace() {
-    let four_mib = MAX_TEXT_PAGES << PAGE_SHIFT;
+    let four_mib = MAX_TEXT_PAGES << 12;
     let base = 0xffff_ffff_c000_0800;
-    assert_eq!(beyond_kernel_registration(base, 0x1000), None);
+    let beyond = |base, size| beyond_kernel_registration(base, size, 12);
+    assert_eq!(beyond(base, 0x1000), None);
     // Pages from base's page: exactly 4 MiB of pages are covered.
-    assert_eq!(beyond_kernel_registration(base, four_mib - 0x800), None);
+    assert_eq!(beyond(base, four_mib - 0x800), None);
     assert_eq!(
-        beyond_kernel_registration(base, four_mib),
+        beyond(base, four_mib),
         Some((0xffff_ffff_c000_0000 + four_mib, 0x800))
     );
-    assert_eq!(beyond_kernel_registration(0, four_mib * 2), None);
-    assert_eq!(beyond_kernel_registration(u64::MAX - 10, four_mib), None);
+    assert_eq!(beyond(0, four_mib * 2), None);
+    assert_eq!(beyond(u64::MAX - 10, four_mib), None);
     let mut big = record("big", 3, 3);
     big.core_text_size = four_mib + 0x1000;
-    let tails = large_text(&big);
+    let tails = large_text(&big, 12);
     assert_eq!(tails.len(), 1);
     assert_eq!(tails[0].incarnation, 3);
+    // With 64 KiB pages the kernel's loop covers 64 MiB.
+    assert!(large_text(&big, 16).is_empty());
 }
