@@ -58,6 +58,26 @@ pub struct ModuleFacts<'a> {
     pub defined_tracepoints: Vec<&'a str>,
     /// A module signature is appended (`~Module signature appended~`).
     pub signed: bool,
+    /// The machine the object was compiled for (`e_machine`).
+    pub machine: Machine,
+}
+
+/// The architectures modscope reads modules of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Machine {
+    #[default]
+    X86_64,
+    Aarch64,
+}
+
+impl Machine {
+    /// The name the kernel's `uname -m` uses.
+    pub fn uname(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Aarch64 => "aarch64",
+        }
+    }
 }
 
 impl ModuleFacts<'_> {
@@ -157,7 +177,7 @@ const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
 
 /// Parses an (uncompressed) module image.
 pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts<'a>, KoError> {
-    let (file, signed) = open_object(data)?;
+    let (file, signed, machine) = open_object(data)?;
     // One pass over the section headers, remembering the ones we use.
     let mut wanted: [Option<object::Section<'a, '_, R>>; SECTIONS.len()] = Default::default();
     for section in file.sections() {
@@ -220,14 +240,23 @@ pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts<'a>, KoE
         ftrace_sites,
         defined_tracepoints,
         signed,
+        machine,
     })
 }
 
+fn machine_of(arch: object::Architecture) -> Option<Machine> {
+    match arch {
+        object::Architecture::X86_64 => Some(Machine::X86_64),
+        object::Architecture::Aarch64 => Some(Machine::Aarch64),
+        _ => None,
+    }
+}
+
 /// Checks the magic, notes the appended signature, and parses the ELF: a
-/// relocatable x86-64 object, or an error that says what it is instead.
+/// relocatable x86-64 or arm64 object, or an error that says what it is instead.
 fn open_object<'a, R: object::ReadRef<'a>>(
     data: R,
-) -> Result<(object::File<'a, R>, bool), KoError> {
+) -> Result<(object::File<'a, R>, bool, Machine), KoError> {
     let len = data
         .len()
         .map_err(|()| KoError::Elf("cannot read the file's length".into()))?;
@@ -238,16 +267,14 @@ fn open_object<'a, R: object::ReadRef<'a>>(
     let signed =
         len >= marker && data.read_bytes_at(len - marker, marker).ok() == Some(SIGNATURE_MARKER);
     let file = object::File::parse(data).map_err(|e| KoError::Elf(e.to_string()))?;
-    if file.architecture() != object::Architecture::X86_64 {
-        return Err(KoError::WrongArchitecture {
-            found: format!("{:?}", file.architecture()),
-            expected: "X86_64",
-        });
-    }
+    let machine = machine_of(file.architecture()).ok_or_else(|| KoError::WrongArchitecture {
+        found: format!("{:?}", file.architecture()),
+        expected: "x86-64 or arm64",
+    })?;
     if file.kind() != object::ObjectKind::Relocatable {
         return Err(KoError::NotAModule("not a relocatable object (ET_REL)"));
     }
-    Ok((file, signed))
+    Ok((file, signed, machine))
 }
 
 /// The CRCs of the imports: the extended tables (6.12's

@@ -6,7 +6,7 @@
 
 use super::{
     feature_symbols,
-    ko_file::ModuleFacts,
+    ko_file::{Machine, ModuleFacts},
     modinfo::license_is_gpl_compatible,
     symvers::ExportKind,
     target::TargetKernel,
@@ -63,6 +63,7 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
     };
     // The loader's order (see the module's comment).
     c.signature();
+    c.architecture();
     c.struct_module_size();
     c.module_layout_crc();
     c.vermagic();
@@ -121,7 +122,34 @@ impl Checking<'_> {
         }
     }
 
-    /// Step 2: The compiled-in struct module must match the kernel's exactly.
+    /// Step 2, `elf_check_arch`: the target runs modules of its own
+    /// architecture only (read from its config; not checked without one).
+    fn architecture(&mut self) {
+        let cfg = &self.target.config;
+        let target = if cfg.builtin("ARM64") {
+            Machine::Aarch64
+        } else if cfg.builtin("X86_64") {
+            Machine::X86_64
+        } else {
+            return;
+        };
+        let built = self.facts.machine;
+        if built != target {
+            self.loader.hard(ENOEXEC);
+            self.reasons.push(Reason::new(
+                Code::WrongArchitecture,
+                Severity::Incompatible,
+                format!(
+                    "built for {}, the target kernel is {}: the loader refuses it before \
+                     anything else",
+                    built.uname(),
+                    target.uname()
+                ),
+            ));
+        }
+    }
+
+    /// Step 3: The compiled-in struct module must match the kernel's exactly.
     fn struct_module_size(&mut self) {
         let facts = self.facts;
         let target = self.target;
@@ -162,7 +190,7 @@ impl Checking<'_> {
         }
     }
 
-    /// Step 3: module_layout's CRC summarises struct module and friends.
+    /// Step 4: module_layout's CRC summarises struct module and friends.
     fn module_layout_crc(&mut self) {
         let facts = self.facts;
         let target = self.target;
@@ -179,7 +207,7 @@ impl Checking<'_> {
         }
     }
 
-    /// Step 4: Version magic.
+    /// Step 5: Version magic.
     fn vermagic(&mut self) {
         let facts = self.facts;
         let target = self.target;
@@ -251,7 +279,7 @@ impl Checking<'_> {
         }
     }
 
-    /// Step 5: Licence, tree.
+    /// Step 6: Licence, tree.
     fn licence_and_tree(&mut self) {
         let facts = self.facts;
         let (license, gpl_ok) = (self.license, self.gpl_ok);
@@ -269,7 +297,7 @@ impl Checking<'_> {
         }
     }
 
-    /// Step 6: Every import, in the order the loader resolves them.
+    /// Step 7: Every import, in the order the loader resolves them.
     fn imports(&mut self) {
         let facts = self.facts;
         // 6. Every import, in the order the loader resolves them.

@@ -363,6 +363,41 @@ fn compressed_modules_read_like_plain_ones() {
 }
 
 #[test]
+fn a_module_of_another_architecture_is_refused_before_anything_else() {
+    let mut arm = Ko::good();
+    arm.arch = Architecture::Aarch64;
+    let x86_target = fixtures::target_with(
+        &format!("{}CONFIG_X86_64=y\n", fixtures::CONFIG),
+        fixtures::SYMVERS,
+        Some(fixtures::STRUCT_MODULE),
+    );
+    let r = check_on(&arm, &x86_target);
+    assert_eq!(r.verdict, Verdict::Incompatible);
+    assert_eq!(codes(&r)[0], Code::WrongArchitecture, "{:#?}", r.reasons);
+    assert!(
+        reason(&r, Code::WrongArchitecture)
+            .message
+            .contains("built for aarch64")
+    );
+    assert_eq!(r.loader.insmod.as_deref(), Some("Invalid module format"));
+    assert_eq!(
+        r.loader.insmod_force.as_deref(),
+        Some("Invalid module format")
+    );
+    let arm_target = fixtures::target_with(
+        &format!("{}CONFIG_ARM64=y\n", fixtures::CONFIG),
+        fixtures::SYMVERS,
+        Some(fixtures::STRUCT_MODULE),
+    );
+    let r = check_on(&arm, &arm_target);
+    assert!(
+        !codes(&r).contains(&Code::WrongArchitecture),
+        "{:#?}",
+        r.reasons
+    );
+}
+
+#[test]
 fn bad_input_is_a_named_error() {
     let good = Ko::good().build();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -370,13 +405,13 @@ fn bad_input_is_a_named_error() {
         ("text", b"hello, not a module".to_vec(), "not an ELF file"),
         ("empty", Vec::new(), "not an ELF file"),
         (
-            "arm64",
+            "riscv64",
             {
                 let mut k = Ko::good();
-                k.arch = Architecture::Aarch64;
+                k.arch = Architecture::Riscv64;
                 k.build()
             },
-            "built for Aarch64",
+            "built for Riscv64, not x86-64 or arm64",
         ),
         (
             "no modinfo",

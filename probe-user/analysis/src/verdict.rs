@@ -15,6 +15,7 @@ pub enum Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Code {
+    WrongArchitecture,
     VermagicMismatch,
     VermagicMissing,
     CrcMismatch,
