@@ -15,6 +15,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod bpf_objects;
 pub mod tmux;
 
 fn env_path(var: &str) -> PathBuf {
@@ -68,16 +69,23 @@ impl Loaded {
 impl Drop for Loaded {
     fn drop(&mut self) {
         if !self.unloaded {
-            let _ = Command::new("rmmod").arg(&self.name).output();
+            let _ = unload_module(&self.name);
         }
     }
 }
 
-/// `insmod [flags] <module>.ko`; panics with insmod's message on failure.
+/// `insmod [-f] <module>.ko`; panics with insmod's message on failure.
 pub fn insmod(name: &str, flags: &[&str]) -> Loaded {
+    assert!(
+        flags.iter().all(|f| *f == "-f"),
+        "insmod takes -f only here: {flags:?}"
+    );
     // A leftover from an earlier failed test would make insmod fail.
-    let _ = Command::new("rmmod").arg(name).output();
-    run_ok(Command::new("insmod").args(flags).arg(module_file(name)));
+    let _ = unload_module(name);
+    let file = module_file(name);
+    if let Err(e) = load_module_file(&file, flags.contains(&"-f")) {
+        panic!("insmod {flags:?} {}: {e}", file.display());
+    }
     Loaded {
         name: name.to_owned(),
         unloaded: false,
@@ -85,7 +93,112 @@ pub fn insmod(name: &str, flags: &[&str]) -> Loaded {
 }
 
 pub fn rmmod(name: &str) {
-    run_ok(Command::new("rmmod").arg(name));
+    if let Err(e) = unload_module(name) {
+        panic!("rmmod {name}: {e}");
+    }
+}
+
+/// Whether modules are loaded through finit_module(2) here rather than
+/// kmod (`MODSCOPE_GUEST_LOADER=syscall`: the arm64 guests, whose busybox
+/// insmod has no -f and words its errors its own way).
+fn loads_by_syscall() -> bool {
+    std::env::var("MODSCOPE_GUEST_LOADER").as_deref() == Ok("syscall")
+}
+
+/// Loads `path` (`force`: as `insmod -f`, ignoring vermagic and symbol
+/// versions); the error is kmod's text for the kernel's answer.
+pub fn load_module_file(path: &std::path::Path, force: bool) -> Result<(), String> {
+    if loads_by_syscall() {
+        return finit_module(path, force);
+    }
+    let mut cmd = Command::new("insmod");
+    if force {
+        cmd.arg("-f");
+    }
+    let out = run(cmd.arg(path));
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(kmod_error_text(&String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Unloads the module `name`: rmmod, or delete_module(2).
+pub fn unload_module(name: &str) -> Result<(), String> {
+    if loads_by_syscall() {
+        let c_name = std::ffi::CString::new(name).map_err(|e| e.to_string())?;
+        // SAFETY: a NUL-terminated name; the kernel copies it.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_delete_module, c_name.as_ptr(), libc::O_NONBLOCK) };
+        return if rc == 0 {
+            Ok(())
+        } else {
+            Err(errno_text(last_errno()))
+        };
+    }
+    let out = run(Command::new("rmmod").arg(name));
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(kmod_error_text(&String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// The part of kmod's message after the last ": ".
+fn kmod_error_text(stderr: &str) -> String {
+    stderr
+        .trim()
+        .rsplit(": ")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// finit_module(2) with insmod -f's flags when `force`.
+fn finit_module(path: &std::path::Path, force: bool) -> Result<(), String> {
+    use std::os::fd::AsRawFd as _;
+    const MODULE_INIT_IGNORE_MODVERSIONS: libc::c_long = 1;
+    const MODULE_INIT_IGNORE_VERMAGIC: libc::c_long = 2;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let flags = if force {
+        MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC
+    } else {
+        0
+    };
+    let params = c"";
+    // SAFETY: an open fd, a NUL-terminated empty parameter string.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_finit_module,
+            file.as_raw_fd(),
+            params.as_ptr(),
+            flags,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno_text(last_errno()))
+    }
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// kmod's wording for the loader's errnos (its insmod's `mod_strerror`),
+/// else the C library's.
+fn errno_text(errno: i32) -> String {
+    match errno {
+        libc::ENOEXEC => "Invalid module format".into(),
+        libc::ENOENT => "Unknown symbol in module".into(),
+        _ => {
+            let text = std::io::Error::from_raw_os_error(errno).to_string();
+            text.split(" (os error")
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    }
 }
 
 /// The core base /proc/modules shows for `name`.
@@ -294,44 +407,28 @@ pub fn hex_field(v: &Value, path: &[&str]) -> u64 {
     )
 }
 
-/// Runs modscope as an unprivileged user with no capabilities.
+/// Runs modscope as an unprivileged user (nobody) with no capabilities:
+/// root's capabilities go with the change of uid, and the supplementary
+/// groups with it (std's `uid`), so no setpriv is needed.
 pub fn modscope_unprivileged(args: &[&str]) -> Output {
-    run(Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ])
-        .arg(modscope_bin())
-        .args(args))
+    use std::os::unix::process::CommandExt as _;
+    run(Command::new(modscope_bin())
+        .args(args)
+        .uid(65534)
+        .gid(65534))
 }
 
 /// `insmod [-f] path`: Ok when it loaded (and it is unloaded again), or
 /// kmod's error text (the part after the last ": ").
 pub fn try_insmod(path: &std::path::Path, force: bool) -> Result<(), String> {
-    let mut cmd = Command::new("insmod");
-    if force {
-        cmd.arg("-f");
-    }
-    let out = run(cmd.arg(path));
-    if out.status.success() {
-        let name = path
-            .file_stem()
-            .expect("module file name")
-            .to_string_lossy()
-            .replace('-', "_");
-        rmmod(&name);
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    Err(stderr
-        .trim()
-        .rsplit(": ")
-        .next()
-        .unwrap_or_default()
-        .to_owned())
+    load_module_file(path, force)?;
+    let name = path
+        .file_stem()
+        .expect("module file name")
+        .to_string_lossy()
+        .replace('-', "_");
+    rmmod(&name);
+    Ok(())
 }
 
 /// `modscope check --json path` against the running kernel; the module's report.

@@ -60,12 +60,9 @@ fn checked_functions(events: &[Value]) -> u64 {
 /// Loads `file`, unloads it, and returns the whole event stream.
 fn load_and_unload(file: &std::path::Path, name: &str, force: bool) -> Vec<Value> {
     let mut stream = record(&[file.to_owned()], None);
-    let mut cmd = Command::new("insmod");
-    if force {
-        cmd.arg("-f");
+    if let Err(e) = load_module_file(file, force) {
+        panic!("insmod {}: {e}", file.display());
     }
-    let out = cmd.arg(file).output().unwrap();
-    assert!(out.status.success(), "insmod {}: {out:?}", file.display());
     rmmod(name);
     stream.wait_for(WAIT, |e| e["type"] == "unload" && e["name"] == name);
     stream.stop()

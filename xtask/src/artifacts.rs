@@ -9,7 +9,10 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{kernels::Kernel, shell};
+use crate::{
+    kernels::{Arch, Kernel},
+    shell,
+};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -41,18 +44,45 @@ pub fn modscope() -> anyhow::Result<PathBuf> {
     Ok(target_dir().join("release/modscope"))
 }
 
-/// Builds the VM test binaries without running them; returns their paths.
-pub fn vm_test_binaries() -> anyhow::Result<Vec<PathBuf>> {
-    shell::step("building the VM test binaries");
-    let mut child = Command::new("cargo")
-        .args([
-            "test",
-            "--release",
-            "--package",
-            "vm-tests",
-            "--no-run",
-            "--message-format=json",
-        ])
+/// The `modscope` a guest of `arch` runs: the host build on x86-64 (vng
+/// boots the host's root), a static cross build on arm64 (its eBPF object
+/// built for arm64's registers: aya-build follows the target).
+pub fn modscope_for(arch: Arch) -> anyhow::Result<PathBuf> {
+    match arch {
+        Arch::X86_64 => modscope(),
+        Arch::Arm64 => static_modscope(arch.musl_target()),
+    }
+}
+
+/// A static `modscope` for `target` (settings in `.cargo/config.toml`).
+pub fn static_modscope(target: &str) -> anyhow::Result<PathBuf> {
+    shell::step(&format!("building a static modscope for {target}"));
+    shell::run(
+        &format!("building modscope for {target}"),
+        Command::new("cargo")
+            .args(["build", "--release", "--target", target])
+            .args(["--package", "probe-user", "--bin", "modscope"]),
+    )?;
+    Ok(target_dir().join(target).join("release/modscope"))
+}
+
+/// Builds the VM test binaries for guests of `arch` without running them
+/// (static for arm64's busybox userland); returns their paths.
+pub fn vm_test_binaries(arch: Arch) -> anyhow::Result<Vec<PathBuf>> {
+    shell::step(&format!("building the VM test binaries ({arch:?})"));
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "test",
+        "--release",
+        "--package",
+        "vm-tests",
+        "--no-run",
+        "--message-format=json",
+    ]);
+    if arch == Arch::Arm64 {
+        cmd.args(["--target", arch.musl_target()]);
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
         .context("starting cargo test --no-run")?;
@@ -102,8 +132,17 @@ pub fn test_modules(kernel: &Kernel) -> anyhow::Result<PathBuf> {
             .arg("-C")
             .arg(&kernel.build_dir)
             .arg(format!("M={}", out.display()))
+            .args(cross_compile(kernel.arch))
             .arg("modules"),
         &log,
     )?;
     Ok(out)
+}
+
+/// kbuild's cross-compilation variables for `arch` (none for the host's).
+pub fn cross_compile(arch: Arch) -> Vec<&'static str> {
+    match arch {
+        Arch::X86_64 => Vec::new(),
+        Arch::Arm64 => vec!["ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-"],
+    }
 }

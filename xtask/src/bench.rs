@@ -6,7 +6,6 @@
 //! only prints. Reports medians, the ratio and modscope's peak RSS.
 
 use std::{
-    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -64,8 +63,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     setup::run()?;
-    let all = kernels::installed(Path::new("/boot"), Path::new("/lib/modules"))?;
-    let kernel = kernels::required_set(&all)?
+    let all = kernels::all()?;
+    let kernel = kernels::x86_64_set(&all)?
         .into_iter()
         .next()
         .context("no kernel")?;

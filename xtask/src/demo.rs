@@ -20,8 +20,8 @@ pub fn run() -> anyhow::Result<()> {
     }
     setup::run()?;
     let modscope = artifacts::modscope()?;
-    let all = kernels::installed(Path::new("/boot"), Path::new("/lib/modules"))?;
-    let kernel = kernels::required_set(&all)?
+    let all = kernels::all()?;
+    let kernel = kernels::x86_64_set(&all)?
         .into_iter()
         .next()
         .context("no kernel to boot")?;

@@ -15,6 +15,24 @@ pub enum Flavour {
     Debug,
 }
 
+/// The machine a kernel runs on: x86-64 boots under vng with the host's
+/// root, arm64 under qemu-system-aarch64 with an initramfs (`arm64.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    X86_64,
+    Arm64,
+}
+
+impl Arch {
+    /// The Rust target of the static binaries a guest of this kind runs.
+    pub fn musl_target(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64-unknown-linux-musl",
+            Self::Arm64 => "aarch64-unknown-linux-musl",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Kernel {
     pub release: String,
@@ -23,6 +41,7 @@ pub struct Kernel {
     pub flavour: Flavour,
     /// (major, minor) from the release string.
     pub version: (u32, u32),
+    pub arch: Arch,
 }
 
 impl Kernel {
@@ -36,6 +55,17 @@ impl Kernel {
     }
 }
 
+/// Every kernel the suite can boot: the host's x86-64 kernels in /boot and
+/// the arm64 kernels `cargo xtask setup` unpacked (`arm64::root`).
+pub fn all() -> anyhow::Result<Vec<Kernel>> {
+    let mut kernels = installed(Path::new("/boot"), Path::new("/lib/modules"))?;
+    let arm = crate::arm64::root();
+    if arm.join("boot").is_dir() {
+        kernels.extend(unpacked_arm64(&arm)?);
+    }
+    Ok(kernels)
+}
+
 fn version_of(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
@@ -43,6 +73,24 @@ fn version_of(release: &str) -> Option<(u32, u32)> {
 
 /// Every kernel in `boot` with headers under `modules_root/<release>/build`.
 pub fn installed(boot: &Path, modules_root: &Path) -> anyhow::Result<Vec<Kernel>> {
+    in_boot_dir(boot, Arch::X86_64, |release| {
+        modules_root.join(release).join("build")
+    })
+}
+
+/// The arm64 kernels unpacked under `root` (`boot/`, `usr/src/linux-headers-*`).
+pub fn unpacked_arm64(root: &Path) -> anyhow::Result<Vec<Kernel>> {
+    in_boot_dir(&root.join("boot"), Arch::Arm64, |release| {
+        root.join("usr/src")
+            .join(format!("linux-headers-{release}"))
+    })
+}
+
+fn in_boot_dir(
+    boot: &Path,
+    arch: Arch,
+    build_dir_of: impl Fn(&str) -> PathBuf,
+) -> anyhow::Result<Vec<Kernel>> {
     let mut kernels = Vec::new();
     let entries = std::fs::read_dir(boot).with_context(|| format!("listing {}", boot.display()))?;
     for entry in entries.filter_map(Result::ok) {
@@ -50,7 +98,7 @@ pub fn installed(boot: &Path, modules_root: &Path) -> anyhow::Result<Vec<Kernel>
         let Some(release) = name.strip_prefix("vmlinuz-") else {
             continue;
         };
-        let build_dir = modules_root.join(release).join("build");
+        let build_dir = build_dir_of(release);
         let config =
             std::fs::read_to_string(boot.join(format!("config-{release}"))).unwrap_or_default();
         let (Some(version), true) = (version_of(release), build_dir.join("Makefile").exists())
@@ -71,27 +119,40 @@ pub fn installed(boot: &Path, modules_root: &Path) -> anyhow::Result<Vec<Kernel>
             build_dir,
             flavour,
             version,
+            arch,
         });
     }
     kernels.sort_by(|a, b| a.version.cmp(&b.version).then(a.release.cmp(&b.release)));
     Ok(kernels)
 }
 
-/// The suite's required set: a generic and a PREEMPT_RT kernel of one
-/// release before 6.4, and a kernel with the `mem[]` module layout (6.4+).
+/// The suite's required set: on x86-64 a generic and a PREEMPT_RT kernel of
+/// one release before 6.4, a kernel with the `mem[]` module layout (6.4+)
+/// and the lock-debugging build; on arm64 the same without the debug build.
 pub fn required_set(all: &[Kernel]) -> anyhow::Result<Vec<Kernel>> {
-    let generic = all
-        .iter()
-        .rfind(|k| k.flavour == Flavour::Generic && k.version < (6, 4));
-    let rt = all
-        .iter()
-        .rfind(|k| k.flavour == Flavour::PreemptRt && k.version < (6, 4));
-    let newer = all
-        .iter()
-        .rfind(|k| k.flavour == Flavour::Generic && k.version >= (6, 4));
-    let debug = all
-        .iter()
-        .rfind(|k| k.flavour == Flavour::Debug && Some(k.version) == generic.map(|g| g.version));
+    let mut set = x86_64_set(all)?;
+    set.extend(arm64_set(all)?);
+    Ok(set)
+}
+
+/// The newest kernel of `arch` and `flavour` whose version passes `when`.
+fn newest(
+    all: &[Kernel],
+    arch: Arch,
+    flavour: Flavour,
+    when: impl Fn((u32, u32)) -> bool,
+) -> Option<&Kernel> {
+    all.iter()
+        .rfind(|k| k.arch == arch && k.flavour == flavour && when(k.version))
+}
+
+pub fn x86_64_set(all: &[Kernel]) -> anyhow::Result<Vec<Kernel>> {
+    let generic = newest(all, Arch::X86_64, Flavour::Generic, |v| v < (6, 4));
+    let rt = newest(all, Arch::X86_64, Flavour::PreemptRt, |v| v < (6, 4));
+    let newer = newest(all, Arch::X86_64, Flavour::Generic, |v| v >= (6, 4));
+    let debug = newest(all, Arch::X86_64, Flavour::Debug, |v| {
+        Some(v) == generic.map(|g| g.version)
+    });
     match (generic, rt, newer, debug) {
         (Some(g), Some(r), Some(n), Some(d)) => {
             Ok(vec![g.clone(), r.clone(), n.clone(), d.clone()])
@@ -106,6 +167,20 @@ pub fn required_set(all: &[Kernel]) -> anyhow::Result<Vec<Kernel>> {
     }
 }
 
+fn arm64_set(all: &[Kernel]) -> anyhow::Result<Vec<Kernel>> {
+    let generic = newest(all, Arch::Arm64, Flavour::Generic, |v| v < (6, 4));
+    let rt = newest(all, Arch::Arm64, Flavour::PreemptRt, |v| v < (6, 4));
+    let newer = newest(all, Arch::Arm64, Flavour::Generic, |v| v >= (6, 4));
+    match (generic, rt, newer) {
+        (Some(g), Some(r), Some(n)) => Ok(vec![g.clone(), r.clone(), n.clone()]),
+        _ => bail!(
+            "the VM suite needs Debian's arm64 kernels (generic and PREEMPT_RT 6.1, 6.12) with \
+             their headers under {}; `cargo xtask setup` downloads and unpacks them",
+            crate::arm64::root().display()
+        ),
+    }
+}
+
 /// The kernel of the same version whose test modules are cross-loaded into
 /// `kernel`: generic <-> PREEMPT_RT, and generic into the debug kernel (a
 /// module built without lock debugging on a kernel with it).
@@ -115,7 +190,7 @@ pub fn sibling<'a>(all: &'a [Kernel], kernel: &Kernel) -> Option<&'a Kernel> {
         Flavour::PreemptRt | Flavour::Debug => Flavour::Generic,
     };
     all.iter()
-        .rfind(|k| k.version == kernel.version && k.flavour == wanted)
+        .rfind(|k| k.arch == kernel.arch && k.version == kernel.version && k.flavour == wanted)
 }
 
 #[cfg(test)]
@@ -155,7 +230,7 @@ mod tests {
         );
         let all = installed(&dir, &dir.join("lib")).unwrap();
         assert_eq!(all.len(), 4, "{all:?}");
-        let set = required_set(&all).unwrap();
+        let set = x86_64_set(&all).unwrap();
         let releases: Vec<_> = set.iter().map(|k| k.release.as_str()).collect();
         assert_eq!(
             releases,
@@ -191,7 +266,47 @@ mod tests {
             std::env::temp_dir().join(format!("xtask-kernels-missing-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         fake_boot(&dir, &[("6.1.0-56-amd64", GENERIC, true)]);
-        let err = required_set(&installed(&dir, &dir.join("lib")).unwrap()).unwrap_err();
+        let err = x86_64_set(&installed(&dir, &dir.join("lib")).unwrap()).unwrap_err();
         assert!(err.to_string().contains("linux-image-rt-amd64"), "{err}");
+    }
+
+    #[test]
+    fn arm64_kernels_come_from_the_unpacked_tree_and_never_pair_across_architectures() {
+        let dir = std::env::temp_dir().join(format!("xtask-kernels-arm-{}", std::process::id()));
+        let boot = dir.join("boot");
+        std::fs::create_dir_all(&boot).unwrap();
+        for (release, config) in [
+            ("6.1.0-57-arm64", GENERIC),
+            ("6.1.0-57-rt-arm64", RT),
+            ("6.12.117+deb12-arm64", GENERIC),
+        ] {
+            std::fs::write(boot.join(format!("vmlinuz-{release}")), "").unwrap();
+            std::fs::write(boot.join(format!("config-{release}")), config).unwrap();
+            let build = dir.join("usr/src").join(format!("linux-headers-{release}"));
+            std::fs::create_dir_all(&build).unwrap();
+            std::fs::write(build.join("Makefile"), "").unwrap();
+        }
+        let arm = unpacked_arm64(&dir).unwrap();
+        assert_eq!(arm.len(), 3);
+        assert!(arm.iter().all(|k| k.arch == Arch::Arm64));
+        let set = arm64_set(&arm).unwrap();
+        assert_eq!(set[1].flavour, Flavour::PreemptRt);
+        assert_eq!(set[2].version, (6, 12));
+        let mut x86 = set[0].clone();
+        x86.arch = Arch::X86_64;
+        x86.release = "6.1.0-57-amd64".into();
+        let mut both = arm.clone();
+        both.push(x86.clone());
+        assert!(
+            sibling(&both, &x86).is_none(),
+            "an arm64 RT kernel is no x86 sibling"
+        );
+        assert_eq!(
+            sibling(&both, &set[1]).map(|k| k.release.as_str()),
+            Some("6.1.0-57-arm64")
+        );
+        let err = arm64_set(&[x86]).unwrap_err();
+        assert!(err.to_string().contains("cargo xtask setup"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,12 +2,14 @@
 //! toolchain pieces and Debian kernels it needs, run the VM test suite on
 //! real kernels, and run modscope where the host kernel cannot.
 
+mod arm64;
 mod artifacts;
 mod bench;
 mod bench_probe;
 mod debug_kernel;
 mod demo;
 mod dist;
+mod guest;
 mod kernels;
 mod lint;
 mod postmortem;
@@ -48,12 +50,25 @@ enum Command {
     DebugKernel,
     /// Benchmarks that print figures (static analysis of the installed corpus vs modinfo).
     Bench(bench::BenchArgs),
+    /// Boot a suite kernel (x86-64 or arm64) and run a command in it, that
+    /// architecture's modscope on PATH; exits with the command's status.
+    Vm(guest::VmArgs),
+    /// Build an out-of-tree module against a suite kernel's headers
+    /// (cross-building for arm64); prints the .ko paths.
+    Module(guest::ModuleArgs),
     /// Churn kprobes in a VM (record, insmod, rmmod, stop, N rounds) and count guest crashes.
     Stress(stress::StressArgs),
 }
 
 fn main() -> std::process::ExitCode {
-    let result = match Cli::parse().command {
+    let command = Cli::parse().command;
+    if let Command::Vm(args) = command {
+        return guest::vm(args).unwrap_or_else(|e| {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        });
+    }
+    let result = match command {
         Command::Setup => setup::run(),
         Command::Lint => setup::run().and_then(|()| lint::run()),
         Command::Test(args) => test::run(args),
@@ -63,6 +78,8 @@ fn main() -> std::process::ExitCode {
         Command::DebugKernel => debug_kernel::ensure(),
         Command::Bench(args) => bench::run(args),
         Command::Stress(args) => stress::run(args),
+        Command::Module(args) => guest::module(args),
+        Command::Vm(_) => unreachable!("handled above"),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

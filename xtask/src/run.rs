@@ -36,8 +36,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ));
         return shell::run("modscope", Command::new(&modscope).args(&modscope_args));
     }
-    let all = kernels::installed(Path::new("/boot"), Path::new("/lib/modules"))?;
-    let kernel = kernels::required_set(&all)?
+    let all = kernels::all()?;
+    let kernel = kernels::x86_64_set(&all)?
         .into_iter()
         .next()
         .context("no kernel to boot")?;

@@ -42,7 +42,14 @@ pub const APT_PACKAGES: &[&str] = &[
     "xz-utils",
     // `cargo xtask dist` checks that its binary is static.
     "file",
+    // arm64: the emulator, and the cross compiler for test modules and the
+    // static aarch64 binaries (arm64.rs downloads the kernels).
+    "qemu-system-arm",
+    "gcc-aarch64-linux-gnu",
 ];
+
+/// The static binaries' standard libraries (dist, the arm64 guests).
+const MUSL_TARGETS: &[&str] = &["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
 
 /// virtme-ng boots the host's own root filesystem over 9p in the guest.
 const VIRTME_NG: &str = "virtme-ng==1.42";
@@ -51,6 +58,12 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 pub fn run() -> anyhow::Result<()> {
     apt_packages()?;
     rust_src()?;
+    musl_targets()?;
+    require_root(
+        "arm64 kernels",
+        "dpkg --add-architecture arm64; apt-get download ...",
+    )?;
+    crate::arm64::ensure()?;
     bpf_linker()?;
     virtme_ng()?;
     tracefs()?;
@@ -118,6 +131,27 @@ fn rust_src() -> anyhow::Result<()> {
     shell::run(
         "set-up step rust-src",
         Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
+    )
+}
+
+fn musl_targets() -> anyhow::Result<()> {
+    step("the musl targets' standard libraries (static binaries)");
+    let installed = shell::output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .unwrap_or_default();
+    let missing: Vec<&str> = MUSL_TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if missing.is_empty() {
+        skip("musl targets");
+        return Ok(());
+    }
+    shell::run(
+        "set-up step rustup target add",
+        Command::new("rustup")
+            .args(["target", "add"])
+            .args(&missing),
     )
 }
 

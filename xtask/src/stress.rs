@@ -29,14 +29,14 @@ pub struct StressArgs {
 
 pub fn run(args: StressArgs) -> anyhow::Result<()> {
     setup::run()?;
-    let all = kernels::installed(Path::new("/boot"), Path::new("/lib/modules"))?;
+    let all = kernels::all()?;
     let kernel = match &args.kernel {
         Some(r) => all
             .iter()
             .find(|k| &k.release == r)
             .cloned()
             .with_context(|| format!("{r} is not installed with headers"))?,
-        None => kernels::required_set(&all)?
+        None => kernels::x86_64_set(&all)?
             .into_iter()
             .next()
             .context("no kernel to boot")?,

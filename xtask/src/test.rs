@@ -66,11 +66,21 @@ pub fn parse_console(lines: &[String]) -> GuestReport {
                     passed: false,
                 });
             } else if let Some((name, _)) = rest.split_once(" ...") {
+                // Kernel messages may split libtest's line: its verdict
+                // then comes alone on a later line.
                 // Still running, or the console carried on past it (a crash).
                 report.unfinished = Some(name.to_owned());
                 continue;
             }
             report.unfinished = None;
+        } else if let Some(name) = report
+            .unfinished
+            .take_if(|_| matches!(line, "ok" | "FAILED"))
+        {
+            report.tests.push(TestResult {
+                name,
+                passed: line == "ok",
+            });
         } else if let Some(rest) = line.strip_prefix("MODSCOPE-VM-EXIT ") {
             if let Some((bin, code)) = rest.rsplit_once(' ')
                 && code != "0"
@@ -118,10 +128,17 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
 
 fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
     let suite_start = Instant::now();
-    let all = kernels::installed(Path::new("/boot"), Path::new("/lib/modules"))?;
+    let all = kernels::all()?;
     let selected = select_kernels(args, &all)?;
-    let modscope = artifacts::modscope()?;
-    let binaries = artifacts::vm_test_binaries()?;
+    // Each architecture's modscope and test binaries, built before any
+    // guest starts (guests read them over 9p while others build nothing).
+    let mut builds: HashMap<kernels::Arch, (PathBuf, Vec<PathBuf>)> = HashMap::new();
+    for arch in selected.iter().map(|k| k.arch) {
+        if let std::collections::hash_map::Entry::Vacant(e) = builds.entry(arch) {
+            let modscope = artifacts::modscope_for(arch)?;
+            e.insert((modscope, artifacts::vm_test_binaries(arch)?));
+        }
+    }
     // Every kernel's modules (and its sibling flavour's) are built before
     // any guest starts: a guest reads them while others run.
     let mut modules: HashMap<String, PathBuf> = HashMap::new();
@@ -137,17 +154,24 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
     for kernel in &selected {
         let sibling = kernels::sibling(&all, kernel)
             .map(|s| (s.release.clone(), modules[&s.release].clone()));
+        let (modscope, binaries) = &builds[&kernel.arch];
         jobs.push(Job::Suite {
             kernel: kernel.clone(),
+            modscope: modscope.clone(),
             modules: modules[&kernel.release].clone(),
-            binaries: binaries_for(kernel, &binaries),
+            binaries: binaries_for(kernel, binaries),
             sibling: sibling.clone(),
         });
-        if let (kernels::Flavour::PreemptRt, Some((_, generic)), true) =
-            (&kernel.flavour, sibling, wants_postmortem(args))
-        {
+        // The hang scenario needs kmod's insmod -f: the x86-64 guests'.
+        if let (kernels::Flavour::PreemptRt, kernels::Arch::X86_64, Some((_, generic)), true) = (
+            &kernel.flavour,
+            kernel.arch,
+            sibling,
+            wants_postmortem(args),
+        ) {
             jobs.push(Job::Postmortem {
                 kernel: kernel.clone(),
+                modscope: modscope.clone(),
                 generic,
             });
         }
@@ -158,7 +182,7 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
         jobs.len(),
         workers.min(jobs.len())
     ));
-    let results = run_jobs(&jobs, workers, &modscope, args);
+    let results = run_jobs(&jobs, workers, args);
     let (mut passed, mut failed) = (0usize, 0usize);
     eprintln!(
         "\nVM suite, {:.0} s in all:",
@@ -181,6 +205,7 @@ enum Job {
     /// The test binaries on a kernel.
     Suite {
         kernel: kernels::Kernel,
+        modscope: PathBuf,
         modules: PathBuf,
         binaries: Vec<PathBuf>,
         /// The other flavour's release and its test modules.
@@ -189,13 +214,14 @@ enum Job {
     /// The PREEMPT_RT hang scenario, with the generic flavour's modules.
     Postmortem {
         kernel: kernels::Kernel,
+        modscope: PathBuf,
         generic: PathBuf,
     },
 }
 
 /// Runs the jobs on `workers` threads; results in the jobs' order. Each
 /// guest's lines are printed as one block when it ends.
-fn run_jobs(jobs: &[Job], workers: usize, modscope: &Path, args: &TestArgs) -> Vec<GuestRun> {
+fn run_jobs(jobs: &[Job], workers: usize, args: &TestArgs) -> Vec<GuestRun> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: std::sync::Mutex<Vec<(usize, GuestRun)>> = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -204,7 +230,7 @@ fn run_jobs(jobs: &[Job], workers: usize, modscope: &Path, args: &TestArgs) -> V
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
-                    let run = run_job(job, modscope, args);
+                    let run = run_job(job, args);
                     eprint!("{}", run.printed);
                     results.lock().expect("no worker panics").push((i, run));
                 }
@@ -216,10 +242,11 @@ fn run_jobs(jobs: &[Job], workers: usize, modscope: &Path, args: &TestArgs) -> V
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-fn run_job(job: &Job, modscope: &Path, args: &TestArgs) -> GuestRun {
+fn run_job(job: &Job, args: &TestArgs) -> GuestRun {
     match job {
         Job::Suite {
             kernel,
+            modscope,
             modules,
             binaries,
             sibling,
@@ -241,7 +268,11 @@ fn run_job(job: &Job, modscope: &Path, args: &TestArgs) -> GuestRun {
                 printed: String::new(),
             })
         }
-        Job::Postmortem { kernel, generic } => {
+        Job::Postmortem {
+            kernel,
+            modscope,
+            generic,
+        } => {
             let (ok, line) = run_postmortem(kernel, modscope, generic, args);
             GuestRun {
                 passed: usize::from(ok),
@@ -394,15 +425,18 @@ fn problems_of(report: &GuestReport, outcome: &vm::Outcome, timeout: u64) -> Vec
 }
 
 /// The debug kernel is there for the anomaly detectors and has no Debian
-/// modules: it runs the `detectors` tests only; the others run everything.
+/// modules: it runs the `detectors` tests only. The arm64 guests' busybox
+/// userland has no tmux, so the TUI's terminal test runs on x86-64 only.
+/// The others run everything.
 fn binaries_for(kernel: &kernels::Kernel, all: &[PathBuf]) -> Vec<PathBuf> {
+    let named = |b: &PathBuf, prefix: &str| {
+        b.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(prefix))
+    };
     all.iter()
-        .filter(|b| {
-            kernel.flavour != kernels::Flavour::Debug
-                || b.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("detectors-"))
-        })
+        .filter(|b| kernel.flavour != kernels::Flavour::Debug || named(b, "detectors-"))
+        .filter(|b| kernel.arch != kernels::Arch::Arm64 || !named(b, "tui_live-"))
         .cloned()
         .collect()
 }
@@ -427,6 +461,12 @@ fn guest_script(env: &GuestEnv, binaries: &[PathBuf], filter: Option<&str>) -> S
         .sibling
         .map(|(release, dir)| format!("export MODSCOPE_SIBLING_RELEASE='{release}'\nexport MODSCOPE_SIBLING_MODULES='{}'\n", dir.display()))
         .unwrap_or_default();
+    // arm64's busybox insmod has no -f and another wording: the tests load
+    // through finit_module(2) themselves there.
+    let loader = match env.kernel.arch {
+        kernels::Arch::Arm64 => "export MODSCOPE_GUEST_LOADER=syscall\n",
+        kernels::Arch::X86_64 => "",
+    };
     let mut s = format!(
         "#!/bin/sh\n\
          # Written by `cargo xtask test`; runs inside the guest.\n\
@@ -435,6 +475,7 @@ fn guest_script(env: &GuestEnv, binaries: &[PathBuf], filter: Option<&str>) -> S
          export MODSCOPE_TEST_MODULES='{}'\n\
          export MODSCOPE_KERNEL_FLAVOUR={flavour}\n\
          export MODSCOPE_VM_OUT='{}'\n\
+         {loader}\
          {sibling}\
          export RUST_BACKTRACE=1\n\
          echo \"MODSCOPE-VM-BEGIN $(uname -r)\"\n",
@@ -506,6 +547,32 @@ mod tests {
         assert_eq!(report.tests.len(), 1);
         assert_eq!(report.unfinished.as_deref(), Some("b"));
         let report = parse_console(&lines("test a ... ok\n"));
+        assert_eq!(report.unfinished, None);
+    }
+
+    #[test]
+    fn a_verdict_split_off_by_kernel_messages_still_counts() {
+        let report = parse_console(&lines(
+            "test a ... [    2.4] modscope_hello: loading out-of-tree module taints kernel.\n\
+             [    2.5] modscope_hello: loaded\n\
+             ok\n\
+             test b ... [    3.0] x: y\n\
+             FAILED\n\
+             ok\n",
+        ));
+        assert_eq!(
+            report.tests,
+            vec![
+                TestResult {
+                    name: "a".into(),
+                    passed: true
+                },
+                TestResult {
+                    name: "b".into(),
+                    passed: false
+                },
+            ]
+        );
         assert_eq!(report.unfinished, None);
     }
 }

@@ -14,7 +14,11 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::{kernels::Kernel, setup};
+use crate::{
+    arm64,
+    kernels::{Arch, Kernel},
+    setup,
+};
 
 /// What the console said, and how the guest ended.
 pub struct Outcome {
@@ -114,6 +118,14 @@ pub fn vng_boot_with(kernel: &Kernel, rw_dir: &Path, tcg: Tcg) -> Command {
     cmd
 }
 
+/// The guest's command: vng for x86-64, qemu-system-aarch64 for arm64.
+fn guest_command(boot: &Boot) -> anyhow::Result<Command> {
+    match boot.kernel.arch {
+        Arch::X86_64 => Ok(vng_command(boot)),
+        Arch::Arm64 => arm64::command(boot.kernel, boot.script),
+    }
+}
+
 fn vng_command(boot: &Boot) -> Command {
     let mut cmd = vng_boot_with(boot.kernel, boot.rw_dir, boot.tcg);
     cmd.arg("--exec")
@@ -127,7 +139,7 @@ fn vng_command(boot: &Boot) -> Command {
 /// everything vng started) is killed on timeout or on a kernel panic.
 pub fn run(boot: &Boot) -> anyhow::Result<Outcome> {
     let start = Instant::now();
-    let mut cmd = vng_command(boot);
+    let mut cmd = guest_command(boot)?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

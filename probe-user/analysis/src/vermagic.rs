@@ -14,6 +14,25 @@ pub struct Vermagic {
     pub flags: Vec<String>,
 }
 
+/// `MODULE_ARCH_VERMAGIC` (each architecture's asm/module.h): arm64's
+/// `aarch64`, x86-64's processor family when one is configured.
+fn arch_vermagic(config: &KernelConfig) -> &'static str {
+    if config.builtin("ARM64") {
+        return "aarch64 ";
+    }
+    for (option, family) in [
+        ("MK8", "K8 "),
+        ("MPSC", "P4SSE2 "),
+        ("MCORE2", "CORE2 "),
+        ("MATOM", "ATOM "),
+    ] {
+        if config.builtin(option) {
+            return family;
+        }
+    }
+    ""
+}
+
 impl Vermagic {
     pub fn parse(raw: &str) -> Self {
         let mut words = raw.split(' ').filter(|w| !w.is_empty());
@@ -43,6 +62,7 @@ impl Vermagic {
         if config.builtin("MODVERSIONS") {
             raw.push_str("modversions ");
         }
+        raw.push_str(arch_vermagic(config));
         if config.builtin("RANDSTRUCT") {
             raw.push_str(&format!(
                 "RANDSTRUCT_{} ",
@@ -124,6 +144,22 @@ mod tests {
             "CONFIG_SMP=y\nCONFIG_PREEMPT_RT=y\nCONFIG_MODULE_UNLOAD=y\nCONFIG_MODVERSIONS=y\n",
         );
         assert_eq!(Vermagic::for_kernel("6.1.0-56-rt-amd64", &rt, None).raw, RT);
+    }
+
+    #[test]
+    fn arm64_kernels_expect_the_architecture_in_vermagic() {
+        let config = KernelConfig::parse(
+            "CONFIG_ARM64=y\nCONFIG_SMP=y\nCONFIG_MODULE_UNLOAD=y\nCONFIG_MODVERSIONS=y\n",
+        );
+        let v = Vermagic::for_kernel("6.1.0-57-arm64", &config, None);
+        assert!(
+            Vermagic::same_magic(
+                "6.1.0-57-arm64 SMP mod_unload modversions aarch64 ",
+                &v.raw,
+                true
+            ),
+            "{v:?}"
+        );
     }
 
     #[test]

@@ -203,6 +203,7 @@ fn x86_64_window(
     let from_kcore = kcore.and_then(|k| {
         k.segments
             .iter()
+            .map(|s| &s.vaddr)
             .find(|s| s.start >= image_end && s.end <= X86_64_MODULES_END && s.start < s.end)
             .cloned()
     });

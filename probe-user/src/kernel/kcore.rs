@@ -3,7 +3,13 @@
 //! for crash tools). Only the ELF header, the program headers and the note
 //! are read, each bounded; the file's size is the address space, not data.
 
-use std::{collections::HashMap, fs::File, ops::Range, os::unix::fs::FileExt as _, path::Path};
+use std::{
+    collections::HashMap,
+    fs::File,
+    ops::Range,
+    os::unix::fs::FileExt as _,
+    path::{Path, PathBuf},
+};
 
 pub const PROC_KCORE: &str = "/proc/kcore";
 
@@ -31,19 +37,61 @@ pub enum KcoreError {
     Malformed(String, &'static str),
 }
 
+/// One `PT_LOAD` segment: kernel virtual addresses and where the file
+/// holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub vaddr: Range<u64>,
+    pub offset: u64,
+}
+
 /// What kcore's headers say.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Kcore {
-    /// `PT_LOAD` segments' virtual ranges, in header order.
-    pub segments: Vec<Range<u64>>,
+    path: PathBuf,
+    /// `PT_LOAD` segments, in header order.
+    pub segments: Vec<Segment>,
     /// VMCOREINFO's `KEY=value` lines.
     pub vmcoreinfo: HashMap<String, String>,
 }
 
+/// The longest string `read_c_string` reads.
+const MAX_STRING: usize = 256;
+
 impl Kcore {
-    /// The segment whose range holds `addr`.
+    /// The range of the segment that holds `addr`.
     pub fn segment_holding(&self, addr: u64) -> Option<Range<u64>> {
-        self.segments.iter().find(|s| s.contains(&addr)).cloned()
+        self.segments
+            .iter()
+            .find(|s| s.vaddr.contains(&addr))
+            .map(|s| s.vaddr.clone())
+    }
+
+    /// `len` bytes of kernel memory at `addr` (within one segment).
+    pub fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        let segment = self.segments.iter().find(|s| s.vaddr.contains(&addr))?;
+        let end = addr.checked_add(len as u64)?;
+        if end > segment.vaddr.end {
+            return None;
+        }
+        let mut buf = vec![0u8; len];
+        let file = File::open(&self.path).ok()?;
+        file.read_exact_at(&mut buf, segment.offset + (addr - segment.vaddr.start))
+            .ok()?;
+        Some(buf)
+    }
+
+    /// The NUL-terminated string whose address is the word at `addr` (a
+    /// `const char *` field), up to 256 bytes.
+    pub fn read_c_string(&self, pointer_at: u64) -> Option<String> {
+        let word = self.read(pointer_at, 8)?;
+        let target = u64_at(&word, 0);
+        // Up to the end of its segment, at most MAX_STRING bytes.
+        let segment = self.segments.iter().find(|s| s.vaddr.contains(&target))?;
+        let room = (segment.vaddr.end - target).min(MAX_STRING as u64) as usize;
+        let bytes = self.read(target, room)?;
+        let end = bytes.iter().position(|&b| b == 0)?;
+        String::from_utf8(bytes[..end].to_vec()).ok()
     }
 
     /// A VMCOREINFO value as a number (`0x` hex or decimal, as the kernel
@@ -73,6 +121,7 @@ pub fn read_headers(path: impl AsRef<Path>) -> Result<Kcore, KcoreError> {
     file.read_exact_at(&mut phdrs, table.offset).map_err(io)?;
     let (segments, note) = parse_program_headers(&phdrs);
     let mut kcore = Kcore {
+        path: path.to_owned(),
         segments,
         vmcoreinfo: HashMap::new(),
     };
@@ -117,8 +166,8 @@ impl ProgramTable {
     }
 }
 
-/// The `PT_LOAD` ranges and the `PT_NOTE` segment's `(offset, size)`.
-fn parse_program_headers(phdrs: &[u8]) -> (Vec<Range<u64>>, Option<(u64, u64)>) {
+/// The `PT_LOAD` segments and the `PT_NOTE` segment's `(offset, size)`.
+fn parse_program_headers(phdrs: &[u8]) -> (Vec<Segment>, Option<(u64, u64)>) {
     let mut segments = Vec::new();
     let mut note = None;
     for ph in phdrs.chunks_exact(PHDR_LEN) {
@@ -127,7 +176,10 @@ fn parse_program_headers(phdrs: &[u8]) -> (Vec<Range<u64>>, Option<(u64, u64)>) 
                 let start = u64_at(ph, 16);
                 let size = u64_at(ph, 40);
                 if let Some(end) = start.checked_add(size) {
-                    segments.push(start..end);
+                    segments.push(Segment {
+                        vaddr: start..end,
+                        offset: u64_at(ph, 8),
+                    });
                 }
             }
             PT_NOTE => note = Some((u64_at(ph, 8), u64_at(ph, 32))),
@@ -276,6 +328,31 @@ mod tests {
         let err = read_headers(&path).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(err, KcoreError::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_string_field_is_read_through_its_pointer() {
+        let mut file = core_file(&[0x1000..0x1100, 0x8000..0x8010], "PAGESIZE=4096\n");
+        let data_at = file.len() as u64;
+        // The LOAD header follows the NOTE header: point it at the data.
+        let load = EHDR_LEN + PHDR_LEN;
+        file[load + 8..load + 16].copy_from_slice(&data_at.to_le_bytes());
+        let mut data = vec![0u8; 0x100];
+        data[..8].copy_from_slice(&0x1010u64.to_le_bytes());
+        data[8..16].copy_from_slice(&0x9999u64.to_le_bytes());
+        data[0x10..0x1c].copy_from_slice(b"module_free\0");
+        file.extend_from_slice(&data);
+        let path = std::env::temp_dir().join(format!("modscope-kstr-{}", std::process::id()));
+        std::fs::write(&path, file).unwrap();
+        let kcore = read_headers(&path).unwrap();
+        assert_eq!(kcore.read_c_string(0x1000).as_deref(), Some("module_free"));
+        assert_eq!(
+            kcore.read_c_string(0x1008),
+            None,
+            "a pointer outside every segment"
+        );
+        assert_eq!(kcore.read(0x10f8, 16), None, "past the segment's end");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -8,7 +8,7 @@ use probe_common::{AnomalyEvent, AnomalyKey, Detector, LoadLayoutEvent};
 
 use crate::detectors::explain::{self, Finding};
 use crate::{
-    kernel::{kallsyms, taint},
+    kernel::{kallsyms, kcore, taint},
     trace::records::AnomalyRecord,
 };
 
@@ -38,13 +38,21 @@ pub fn load_layout(e: &LoadLayoutEvent) -> AnomalyRecord {
 }
 
 /// What the message adds for a tracepoint registration: which tracepoint
-/// (its `__tracepoint_*` symbol at the object's address, from
-/// /proc/kallsyms; a rare event, so read when needed) and the module's
-/// taints, which say whether it is out of tree, unsigned or proprietary.
+/// and the module's taints, which say whether it is out of tree, unsigned
+/// or proprietary. The tracepoint is its `__tracepoint_*` symbol at the
+/// object's address in /proc/kallsyms, or, where kallsyms lists no data
+/// (no KALLSYMS_ALL: arm64's Debian 6.1), `struct tracepoint`'s first
+/// field, its name, read through /proc/kcore. A rare event: read when
+/// needed.
 pub fn tracepoint_detail(object: u64, taint_mask: Option<u64>) -> String {
     let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
     let name = kallsyms::name_at(&kallsyms, object)
-        .map(|n| n.strip_prefix("__tracepoint_").unwrap_or(n).to_owned());
+        .map(|n| n.strip_prefix("__tracepoint_").unwrap_or(n).to_owned())
+        .or_else(|| {
+            kcore::read_headers(kcore::PROC_KCORE)
+                .ok()?
+                .read_c_string(object)
+        });
     let taints = taint_mask.map(taint::letters);
     format!(
         "; tracepoint {}; module taints {} (P: a licence that is not GPL-compatible)",
