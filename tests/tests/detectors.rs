@@ -417,3 +417,70 @@ fn a_generic_module_on_the_debug_kernel_is_flagged_at_load() {
         .expect("the loader's own refusal");
     assert!(ours_t <= theirs_t + 0.001, "{ours_t} vs {theirs_t}");
 }
+
+/// Where a kernel publishes no /sys/kernel/btf/vmlinux (vendor kernels),
+/// `--btf FILE` supplies it: the same BTF as a raw file, and as the
+/// headers' vmlinux ELF where the headers ship one (Debian's 6.12), gives
+/// the same checks, the same call counts and the same anomaly.
+#[test]
+fn btf_given_as_a_file_gives_the_same_counts_and_anomalies() {
+    let out = std::env::var("MODSCOPE_VM_OUT").expect("set by xtask");
+    let raw = format!("{out}/vmlinux.btf");
+    std::fs::copy("/sys/kernel/btf/vmlinux", &raw).unwrap();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let elf = format!("/lib/modules/{}/build/vmlinux", release.trim());
+    let mut given = vec![raw];
+    if std::path::Path::new(&elf).exists() {
+        given.push(elf);
+    }
+    let baseline = tracepoint_session(None);
+    assert_eq!(baseline.anomalies, 1, "{baseline:?}");
+    for btf in &given {
+        assert_eq!(tracepoint_session(Some(btf)), baseline, "--btf {btf}");
+    }
+    // The file is what is read: one that is not BTF is an error naming it.
+    let bogus = format!("{out}/not-btf");
+    std::fs::write(&bogus, b"not BTF at all").unwrap();
+    let run = Command::new(modscope_bin())
+        .args(["record", "--duration", "1", "--btf", &bogus])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && stderr.contains(&bogus), "{stderr}");
+}
+
+/// What one session with the tracepoint module saw.
+#[derive(Debug, PartialEq, Eq)]
+struct SessionSeen {
+    checked_functions: u64,
+    tracepoint_calls: u64,
+    anomalies: usize,
+}
+
+fn tracepoint_session(btf: Option<&str>) -> SessionSeen {
+    let name = "modscope_tracepoint";
+    let mut args: Vec<String> = vec!["record".into(), "--json".into(), "--watch".into()];
+    args.push(module_file(name).display().to_string());
+    if let Some(b) = btf {
+        args.extend(["--btf".into(), b.to_owned()]);
+    }
+    let mut stream = EventStream::start_with(&args, "calls");
+    insmod(name, &[]).unload();
+    stream.wait_for(WAIT, |e| e["type"] == "unload" && e["name"] == name);
+    let events = stream.stop();
+    let calls = events.iter().rev().find(|e| e["type"] == "calls").unwrap();
+    let tracepoint_calls = calls["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"] == name)
+        .flat_map(|m| m["calls"].as_array().unwrap().iter())
+        .filter(|c| c["symbol"].as_str().unwrap().starts_with("tracepoint_probe"))
+        .map(|c| c["count"].as_u64().unwrap())
+        .sum();
+    SessionSeen {
+        checked_functions: checked_functions(&events),
+        tracepoint_calls,
+        anomalies: anomalies_of(&events, name).len(),
+    }
+}

@@ -3,9 +3,10 @@
 //! packed with the README and the licence into
 //! `target/dist/modscope-VERSION-TARGET.tar.gz`.
 //!
-//! x86-64 only for now: the probes read the caller's return address from
-//! x86-64 registers, so an aarch64 build would load programs that attribute
-//! nothing.
+//! Built for x86-64 and aarch64 (`.cargo/config.toml` holds the static
+//! flags and arm64's cross linker): aya-build compiles the eBPF object for
+//! the target's registers, so each binary attributes calls on its own
+//! architecture.
 
 use std::{path::PathBuf, process::Command};
 
@@ -13,39 +14,19 @@ use anyhow::{Context as _, bail};
 
 use crate::{artifacts, shell};
 
-const TARGET: &str = "x86_64-unknown-linux-musl";
+const TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
 
 pub fn run() -> anyhow::Result<()> {
-    shell::step(&format!("static modscope for {TARGET}"));
-    shell::run(
-        "rustup target add (the musl standard library)",
-        Command::new("rustup").args(["target", "add", TARGET]),
-    )?;
-    shell::run(
-        "building modscope (release, static)",
-        Command::new("cargo")
-            // Not position-independent: `file` and loaders see a plain
-            // static executable, which any kernel's exec can run.
-            .env(
-                "RUSTFLAGS",
-                "-C relocation-model=static -C target-feature=+crt-static",
-            )
-            .args([
-                "build",
-                "--release",
-                "--target",
-                TARGET,
-                "--package",
-                "probe-user",
-            ])
-            .args(["--bin", "modscope"]),
-    )?;
-    let binary = artifacts::target_dir()
-        .join(TARGET)
-        .join("release/modscope");
-    check_static(&binary)?;
-    let archive = pack(&binary)?;
-    println!("dist: {}", archive.display());
+    for target in TARGETS {
+        shell::run(
+            "rustup target add (the musl standard library)",
+            Command::new("rustup").args(["target", "add", target]),
+        )?;
+        let binary = artifacts::static_modscope(target)?;
+        check_static(&binary)?;
+        let archive = pack(&binary, target)?;
+        println!("dist: {}", archive.display());
+    }
     Ok(())
 }
 
@@ -65,9 +46,9 @@ fn check_static(binary: &std::path::Path) -> anyhow::Result<()> {
 
 /// `target/dist/modscope-VERSION-TARGET.tar.gz` with the binary, the README
 /// and the licence under one folder of that name.
-fn pack(binary: &std::path::Path) -> anyhow::Result<PathBuf> {
+fn pack(binary: &std::path::Path, target: &str) -> anyhow::Result<PathBuf> {
     let root = artifacts::workspace_root();
-    let name = format!("modscope-{}-{TARGET}", env!("CARGO_PKG_VERSION"));
+    let name = format!("modscope-{}-{target}", env!("CARGO_PKG_VERSION"));
     let dist = artifacts::target_dir().join("dist");
     let stage = dist.join(&name);
     let _ = std::fs::remove_dir_all(&stage);

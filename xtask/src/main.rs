@@ -44,7 +44,7 @@ enum Command {
     /// The live TUI in this terminal, in a VM running Debian's kernel, while
     /// sample modules load, work, misbehave and unload; `q` ends it.
     Demo,
-    /// A static x86-64 (musl) modscope, packed with the README and licence into target/dist/.
+    /// Static x86-64 and aarch64 (musl) modscope binaries, each packed with the README and licence into target/dist/.
     Dist,
     /// Build (once, cached) and install the lock-debugging kernel the VM suite boots.
     DebugKernel,

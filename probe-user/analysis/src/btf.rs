@@ -9,6 +9,8 @@ use btf_rs::{Btf, BtfType, Type};
 pub enum BtfError {
     #[error("reading BTF from {path}: {source}")]
     Open { path: String, source: btf_rs::Error },
+    #[error("reading BTF from {path}: {error}")]
+    Elf { path: String, error: String },
     #[error("BTF lookup failed: {0}")]
     Lookup(#[from] btf_rs::Error),
     #[error("the kernel's BTF has no {0}")]
@@ -25,12 +27,35 @@ pub enum BtfError {
     UnknownModuleLayout,
 }
 
-/// Reads a BTF file (`/sys/kernel/btf/vmlinux` or one extracted from an image).
+/// Reads a BTF file: a raw blob (`/sys/kernel/btf/vmlinux`, `pahole
+/// --btf_encode_detached`) or an ELF file with a `.BTF` section (a vmlinux
+/// after `pahole -J`; only its section headers and that section are read).
 pub fn open(path: &std::path::Path) -> Result<Btf, BtfError> {
-    Btf::from_file(path).map_err(|source| BtfError::Open {
-        path: path.display().to_string(),
-        source,
-    })
+    let name = path.display().to_string();
+    let io = |e: std::io::Error| BtfError::Open {
+        path: name.clone(),
+        source: btf_rs::Error::from(e),
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut magic = [0u8; 4];
+    let is_elf = std::io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == *b"\x7fELF";
+    if !is_elf {
+        return Btf::from_file(path).map_err(|source| BtfError::Open { path: name, source });
+    }
+    let cache = object::ReadCache::new(file);
+    let elf = object::File::parse(&cache).map_err(|e| BtfError::Elf {
+        path: name.clone(),
+        error: e.to_string(),
+    })?;
+    let section = object::Object::section_by_name(&elf, ".BTF").ok_or_else(|| BtfError::Elf {
+        path: name.clone(),
+        error: "no .BTF section (run `pahole -J` on it, or give a raw BTF file)".into(),
+    })?;
+    let bytes = object::ObjectSection::data(&section).map_err(|e| BtfError::Elf {
+        path: name.clone(),
+        error: e.to_string(),
+    })?;
+    Btf::from_bytes(bytes).map_err(|source| BtfError::Open { path: name, source })
 }
 
 /// `sizeof(struct name)`, when BTF has the struct.
@@ -141,5 +166,83 @@ pub fn unexpected(what: &str, found: &Type, expected: &'static str) -> BtfError 
         what: what.to_owned(),
         found: found.name(),
         expected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A BTF blob with one type, `int` (BTF_KIND_INT, 4 bytes, 32 bits).
+    fn one_int_btf() -> Vec<u8> {
+        let strings = b"\0int\0";
+        let mut types = Vec::new();
+        for word in [1u32, 1 << 24, 4, 32] {
+            types.extend_from_slice(&word.to_le_bytes());
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&0xeb9fu16.to_le_bytes());
+        out.extend_from_slice(&[1, 0]);
+        for word in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out.extend_from_slice(&types);
+        out.extend_from_slice(strings);
+        out
+    }
+
+    fn has_int(btf: &Btf) -> bool {
+        btf.resolve_types_by_name("int")
+            .is_ok_and(|t| !t.is_empty())
+    }
+
+    #[test]
+    fn btf_is_read_raw_or_from_an_elf_files_btf_section() {
+        use object::write::{Object, StandardSection};
+        let dir = std::env::temp_dir().join(format!("modscope-btf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let raw = dir.join("vmlinux.btf");
+        std::fs::write(&raw, one_int_btf()).unwrap();
+        assert!(has_int(&open(&raw).unwrap()));
+
+        let mut elf = Object::new(
+            object::BinaryFormat::Elf,
+            object::Architecture::Aarch64,
+            object::Endianness::Little,
+        );
+        let section = elf.add_section(
+            Vec::new(),
+            b".BTF".to_vec(),
+            object::SectionKind::ReadOnlyData,
+        );
+        elf.append_section_data(section, &one_int_btf(), 1);
+        let _ = elf.section_id(StandardSection::Text);
+        let vmlinux = dir.join("vmlinux");
+        std::fs::write(&vmlinux, elf.write().unwrap()).unwrap();
+        assert!(has_int(&open(&vmlinux).unwrap()));
+
+        let mut bare = Object::new(
+            object::BinaryFormat::Elf,
+            object::Architecture::X86_64,
+            object::Endianness::Little,
+        );
+        let _ = bare.section_id(StandardSection::Text);
+        let stripped = dir.join("stripped");
+        std::fs::write(&stripped, bare.write().unwrap()).unwrap();
+        let Err(err) = open(&stripped) else {
+            panic!("an ELF without .BTF is an error");
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains("no .BTF section") && err.contains("pahole -J"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -85,6 +85,21 @@ fn read_text(what: &'static str, path: &Path) -> Result<String, TargetError> {
 
 /// The running kernel's configuration (`/proc/config.gz`, else
 /// `/boot/config-<release>`) and where it was read, if either is there.
+/// The config at `explicit` (`--config`: an error when it cannot be read),
+/// else the running kernel's (`running_config`).
+pub fn config_for(
+    explicit: Option<&Path>,
+    release: &str,
+) -> Result<Option<(String, KernelConfig)>, TargetError> {
+    match explicit {
+        Some(p) => {
+            let text = read_text("kernel config", p)?;
+            Ok(Some((p.display().to_string(), KernelConfig::parse(&text))))
+        }
+        None => Ok(running_config(release)),
+    }
+}
+
 pub fn running_config(release: &str) -> Option<(String, KernelConfig)> {
     [
         PathBuf::from("/proc/config.gz"),

@@ -2,7 +2,7 @@
 
 use modscope::session::{self, LiveOptions};
 
-use super::probe_args::LogArgs;
+use super::probe_args::{KernelArgs, LogArgs};
 
 #[derive(clap::Args)]
 pub struct EventsArgs {
@@ -13,11 +13,14 @@ pub struct EventsArgs {
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
     #[command(flatten)]
+    kernel: KernelArgs,
+    #[command(flatten)]
     log: LogArgs,
 }
 
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     session::run(LiveOptions {
+        paths: args.kernel.paths(),
         json: args.json,
         duration: args.duration,
         calls: None,

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 use modscope::{
-    kernel::features::{self, KernelPaths},
+    kernel::features,
     probe::{Diagnostics, diagnostics::KeptLines},
     session::{self, LiveOptions, Tap, ViewLink, call_plan},
     tui::{App, Mode, live_feed::LiveFeed, run},
@@ -31,7 +31,7 @@ const ELSEWHERE: &str = "without the live probe, `modscope check FILE.ko…` ana
      against this kernel, and `modscope replay TRACE` shows a trace recorded elsewhere";
 
 pub fn run(args: LiveArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<u8> {
-    let paths = KernelPaths::default();
+    let paths = args.session.kernel.paths();
     if let Err(missing) = features::check_live_probe(&paths) {
         // What is missing first, then what to do instead; the exit status
         // still comes from `missing`.
@@ -70,6 +70,7 @@ pub fn run(args: LiveArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
     // The TUI owns the terminal: the programs' diagnostics wait for it.
     let kept = Arc::new(Mutex::new(KeptLines::default()));
     let session = runtime.block_on(session::run(LiveOptions {
+        paths,
         json: false,
         duration: args.session.duration,
         calls: Some(plan),

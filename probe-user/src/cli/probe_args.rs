@@ -4,13 +4,40 @@
 use std::{path::PathBuf, time::Duration};
 
 use modscope::{
+    kernel::features::KernelPaths,
     probe::{Diagnostics, LogLevel},
     session::{ProbeRequest, TraceOptions},
 };
 
+/// Where the kernel's BTF and config are, for kernels that do not publish
+/// them (vendor builds without CONFIG_DEBUG_INFO_BTF or /proc/config.gz).
+#[derive(clap::Args, Default)]
+pub struct KernelArgs {
+    /// The kernel's BTF: a raw BTF file, or its vmlinux with a .BTF section
+    /// (`pahole -J vmlinux`). Default: /sys/kernel/btf/vmlinux.
+    #[arg(long, value_name = "FILE")]
+    btf: Option<PathBuf>,
+    /// The kernel's config. Default: /proc/config.gz, else /boot/config-RELEASE.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl KernelArgs {
+    pub fn paths(&self) -> KernelPaths {
+        let mut paths = KernelPaths::default();
+        if let Some(btf) = &self.btf {
+            paths.vmlinux_btf = btf.clone();
+        }
+        paths.config = self.config.clone();
+        paths
+    }
+}
+
 /// The options every capture (`record`, `live`) takes.
 #[derive(clap::Args, Default)]
 pub struct SessionArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
     /// Stop after this many seconds (default: until SIGINT or SIGTERM, or `q` in the TUI).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,

@@ -2,7 +2,7 @@
 //! and kernel function, streamed live, with a per-module report at the end.
 
 use modscope::{
-    kernel::features::{self, KernelPaths},
+    kernel::features,
     session::{self, LiveOptions, call_plan},
 };
 
@@ -18,10 +18,11 @@ pub struct RecordArgs {
 }
 
 pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
-    let paths = KernelPaths::default();
+    let paths = args.session.kernel.paths();
     features::check_live_probe(&paths)?;
     let plan = call_plan::plan(&args.session.probes.request(), &paths)?;
     session::run(LiveOptions {
+        paths,
         json: args.json,
         duration: args.session.duration,
         calls: Some(plan),

@@ -4,6 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+use modscope_analysis::{
+    kconfig::KernelConfig,
+    target::{self, TargetError},
+};
+
 /// Capability numbers from linux/capability.h.
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
@@ -22,7 +27,9 @@ pub enum Unsupported {
     },
     #[error(
         "kernel {release} has no BTF at {path} (CONFIG_DEBUG_INFO_BTF): modscope reads struct \
-         module's layout from it"
+         module's layout from it. Give it with --btf FILE: a raw BTF file, or the kernel's \
+         vmlinux with a .BTF section (`pahole -J vmlinux` adds one to a vmlinux built with \
+         debug info)"
     )]
     NoBtf { release: String, path: String },
     #[error(
@@ -36,7 +43,12 @@ pub enum Unsupported {
 #[derive(Debug, Clone)]
 pub struct KernelPaths {
     pub proc_modules: PathBuf,
+    /// The kernel's BTF: `/sys/kernel/btf/vmlinux`, or `--btf FILE` for a
+    /// kernel built without it.
     pub vmlinux_btf: PathBuf,
+    /// `--config FILE`: the kernel's config where /proc/config.gz and
+    /// /boot/config-RELEASE are missing.
+    pub config: Option<PathBuf>,
     pub proc_status: PathBuf,
     pub osrelease: PathBuf,
 }
@@ -46,9 +58,22 @@ impl Default for KernelPaths {
         Self {
             proc_modules: "/proc/modules".into(),
             vmlinux_btf: "/sys/kernel/btf/vmlinux".into(),
+            config: None,
             proc_status: "/proc/self/status".into(),
             osrelease: "/proc/sys/kernel/osrelease".into(),
         }
+    }
+}
+
+impl KernelPaths {
+    /// The kernel's config: `--config`, else /proc/config.gz or
+    /// /boot/config-RELEASE; none is not an error, an unreadable
+    /// `--config` is.
+    pub fn kernel_config(
+        &self,
+        release: &str,
+    ) -> Result<Option<(String, KernelConfig)>, TargetError> {
+        target::config_for(self.config.as_deref(), release)
     }
 }
 
@@ -119,6 +144,7 @@ mod tests {
         let paths = KernelPaths {
             proc_modules: dir.join("modules"),
             vmlinux_btf: dir.join("vmlinux"),
+            config: None,
             proc_status: dir.join("status"),
             osrelease: dir.join("osrelease"),
         };

@@ -9,7 +9,7 @@ use std::{
     path::PathBuf,
 };
 
-use modscope_analysis::{self as analysis, target::running_config};
+use modscope_analysis as analysis;
 use probe_common::anomaly::COUNT_CALLS;
 
 use super::probe_policy::{self, LatePlanner, ProbeDecision};
@@ -224,7 +224,10 @@ fn detectors(
     traceable: &std::collections::HashSet<String>,
     functions: &BTreeMap<String, u64>,
 ) -> Result<DetectorProbes> {
-    let config = running_config(release).map(|(_, c)| c);
+    let config = paths
+        .kernel_config(release)
+        .map_err(SessionError::Config)?
+        .map(|(_, c)| c);
     let mut probes = detector_probes::for_kernel(
         &paths.vmlinux_btf,
         kallsyms,

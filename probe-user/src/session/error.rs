@@ -2,7 +2,7 @@
 //! or kernel feature involved. The binary adds nothing but the exit status
 //! (`main.rs` reads `Unsupported` out of it).
 
-use modscope_analysis::{ImportsError, btf::BtfError};
+use modscope_analysis::{ImportsError, btf::BtfError, target::TargetError};
 
 use crate::{
     kernel::{arch::ArchError, features::Unsupported, proc_modules::ProcModulesError},
@@ -27,6 +27,8 @@ pub enum SessionError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the kernel config given with --config")]
+    Config(#[source] TargetError),
     #[error("reading this kernel's facts for call attribution")]
     Arch(#[from] ArchError),
     #[error("finding struct module's layout in the running kernel's BTF")]

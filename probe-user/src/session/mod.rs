@@ -25,13 +25,15 @@ use std::{path::PathBuf, time::Duration};
 
 use tokio::sync::oneshot;
 
-use crate::probe::Diagnostics;
+use crate::{kernel::features::KernelPaths, probe::Diagnostics};
 
 pub use call_plan::{CallPlan, ProbeRequest};
 pub use error::SessionError;
 pub use trace_sink::Tap;
 
 pub struct LiveOptions {
+    /// Where the kernel's interfaces, BTF and config are (`--btf`, `--config`).
+    pub paths: KernelPaths,
     pub json: bool,
     pub duration: Option<f64>,
     /// Count calls (`record`, `live`); `None`: the registry only (`events`).

@@ -9,7 +9,7 @@ use super::error::{Result, SessionError};
 use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
-use modscope_analysis::{feature_symbols, target};
+use modscope_analysis::feature_symbols;
 use probe_common::{CallProbeConfig, LoadCheckConfig, ModuleName, ModuleRecord, RecordFlags};
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -61,7 +61,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
         terminate: signal(SignalKind::terminate())
             .map_err(SessionError::io("installing the SIGTERM handler"))?,
     };
-    let paths = KernelPaths::default();
+    let paths = opts.paths.clone();
     features::check_live_probe(&paths)?;
     let (tap, quit) = match opts.view.take() {
         Some(v) => (Some(v.tap), Some(v.quit)),
@@ -69,7 +69,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     };
     let viewing = tap.is_some();
     let mut trace = open_sink(opts.trace.as_ref(), tap)?;
-    let verdicts = static_verdicts_for(trace.is_some(), opts.calls.as_ref(), viewing);
+    let verdicts = static_verdicts_for(&paths, trace.is_some(), opts.calls.as_ref(), viewing);
     let facts = opts.calls.as_ref().map(|_| ArchFacts::read()).transpose()?;
     let (mut probe, load_check_on) = load_probe(
         &paths,
@@ -169,12 +169,13 @@ fn fresh_state(plan: Option<&CallPlan>, attached: Option<&Attached>) -> SessionS
 /// Static verdicts are written to the trace (file or view) of a session
 /// that counts calls.
 fn static_verdicts_for(
+    paths: &KernelPaths,
     tracing: bool,
     plan: Option<&CallPlan>,
     viewing: bool,
 ) -> Option<StaticVerdicts> {
     let plan = plan.filter(|_| tracing)?;
-    let (v, warning) = StaticVerdicts::new(plan.files.clone());
+    let (v, warning) = StaticVerdicts::new(plan.files.clone(), paths);
     if let (Some(w), false) = (warning, viewing) {
         eprintln!("modscope: no static verdicts in this session: {w}");
     }
@@ -281,7 +282,7 @@ fn session_start(
             .map(|s| s.trim().to_owned())
             .unwrap_or_default()
     };
-    let (config_source, config) = match target::running_config(&release) {
+    let (config_source, config) = match paths.kernel_config(&release).ok().flatten() {
         Some((source, config)) => (
             source,
             feature_symbols::layout_relevant_options()

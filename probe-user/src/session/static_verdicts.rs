@@ -10,7 +10,10 @@ use modscope_analysis::{
     verdict::{Severity, Verdict},
 };
 
-use crate::trace::records::{ModuleVerdict, VerdictReason};
+use crate::{
+    kernel::features::KernelPaths,
+    trace::records::{ModuleVerdict, VerdictReason},
+};
 
 pub struct StaticVerdicts {
     /// `None` when the running kernel's config or Module.symvers cannot be
@@ -23,8 +26,13 @@ pub struct StaticVerdicts {
 impl StaticVerdicts {
     /// `files`: module name → its file. With why there will be no
     /// verdicts, when the running kernel's files cannot be read.
-    pub fn new(files: HashMap<String, PathBuf>) -> (Self, Option<String>) {
-        let (target, warning) = match target::resolve(&TargetSpec::default()) {
+    pub fn new(files: HashMap<String, PathBuf>, paths: &KernelPaths) -> (Self, Option<String>) {
+        let spec = TargetSpec {
+            config: paths.config.clone(),
+            btf: Some(paths.vmlinux_btf.clone()),
+            ..TargetSpec::default()
+        };
+        let (target, warning) = match target::resolve(&spec) {
             Ok(t) => (Some(t), None),
             Err(e) => (None, Some(e.to_string())),
         };
