@@ -219,3 +219,79 @@ fn all_kernels_matrix_has_one_verdict_per_installed_kernel() {
         );
     }
 }
+
+/// `check` from this x86-64 machine against Debian's arm64 kernels, as
+/// `cargo xtask setup` unpacks them: every arm64 module each kernel ships
+/// is compatible with it, judged from its config, Module.symvers, arm64
+/// vermagic and the BTF inside its uncompressed Image; and an x86-64 module
+/// is refused as the wrong architecture.
+#[test]
+#[ignore = "needs the arm64 kernels that `cargo xtask setup` unpacks; `cargo xtask test` runs it"]
+fn arm64_kernels_own_modules_are_compatible_checked_from_x86_64() {
+    let home = std::env::var("HOME").expect("HOME");
+    let root = std::path::PathBuf::from(home).join(".cache/modscope/arm64");
+    let mut releases: Vec<String> = std::fs::read_dir(root.join("boot"))
+        .expect("the unpacked arm64 kernels")
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("config-")
+                .map(str::to_owned)
+        })
+        .collect();
+    releases.sort();
+    assert_eq!(releases.len(), 3, "{releases:?}");
+    for release in &releases {
+        let arg = |p: String| root.join(p).display().to_string();
+        let target = [
+            "--kernel".to_owned(),
+            release.clone(),
+            "--config".into(),
+            arg(format!("boot/config-{release}")),
+            "--symvers".into(),
+            arg(format!("usr/src/linux-headers-{release}/Module.symvers")),
+            "--btf".into(),
+            arg(format!("boot/vmlinuz-{release}")),
+        ];
+        let mut args: Vec<String> = vec!["check".into(), "--json".into()];
+        args.extend(target.iter().cloned());
+        args.push(arg(format!("lib/modules/{release}/kernel")));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let v = json(&refs);
+        let s = &v["summary"];
+        let files = v["modules"].as_array().unwrap().len();
+        eprintln!("arm64 {release}: {files} modules, summary {s}");
+        assert!(files > 3000, "{release}: only {files} modules found");
+        assert_eq!(s["unreadable"], 0, "{release}: {:#}", v["errors"]);
+        assert_eq!(
+            s["compatible"].as_u64(),
+            Some(files as u64),
+            "{release}: {s}"
+        );
+        assert_ne!(
+            v["target"]["struct_module_size"],
+            serde_json::Value::Null,
+            "{release}: BTF"
+        );
+        let x86 = std::fs::read_dir("/lib/modules")
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("kernel/fs/fat/fat.ko"))
+            .find(|p| p.exists() || p.with_extension("ko.xz").exists());
+        if let Some(x86) = x86 {
+            let x86 = if x86.exists() {
+                x86
+            } else {
+                x86.with_extension("ko.xz")
+            };
+            let mut args: Vec<String> = vec!["check".into(), "--json".into()];
+            args.extend(target.iter().cloned());
+            args.push(x86.display().to_string());
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let v = json(&refs);
+            let reasons = &v["modules"][0]["reasons"];
+            assert_eq!(reasons[0]["code"], "WRONG_ARCHITECTURE", "{v:#}");
+        }
+    }
+}

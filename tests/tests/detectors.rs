@@ -475,7 +475,12 @@ fn tracepoint_session(btf: Option<&str>) -> SessionSeen {
         .iter()
         .filter(|m| m["name"] == name)
         .flat_map(|m| m["calls"].as_array().unwrap().iter())
-        .filter(|c| c["symbol"].as_str().unwrap().starts_with("tracepoint_probe"))
+        .filter(|c| {
+            c["symbol"]
+                .as_str()
+                .unwrap()
+                .starts_with("tracepoint_probe")
+        })
         .map(|c| c["count"].as_u64().unwrap())
         .sum();
     SessionSeen {

@@ -170,11 +170,11 @@ pub fn unexpected(what: &str, found: &Type, expected: &'static str) -> BtfError 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A BTF blob with one type, `int` (BTF_KIND_INT, 4 bytes, 32 bits).
-    fn one_int_btf() -> Vec<u8> {
+    pub fn one_int_btf() -> Vec<u8> {
         let strings = b"\0int\0";
         let mut types = Vec::new();
         for word in [1u32, 1 << 24, 4, 32] {

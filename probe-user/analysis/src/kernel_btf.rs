@@ -41,6 +41,10 @@ pub fn extract_from_image(image: &Path) -> Result<Vec<u8>, KernelBtfError> {
     {
         return Ok(btf);
     }
+    // arm64's Image is the kernel uncompressed: its .BTF lies in it as is.
+    if let Some(btf) = raw_btf_in(&data) {
+        return Ok(btf);
+    }
     for (magic, _) in MAGICS {
         for offset in find_all(&data, magic) {
             let Ok(elf) = ko_file::decompress(data[offset..].to_vec()) else {
@@ -52,6 +56,30 @@ pub fn extract_from_image(image: &Path) -> Result<Vec<u8>, KernelBtfError> {
         }
     }
     Err(KernelBtfError::NotFound { path: shown })
+}
+
+/// BTF's header: magic 0xeb9f (little-endian), version 1, flags 0, and a
+/// 24-byte header length.
+const RAW_BTF_HEADER: [u8; 8] = [0x9f, 0xeb, 1, 0, 24, 0, 0, 0];
+
+/// The largest well-formed BTF blob in `data` (vmlinux BTF is megabytes;
+/// a stray match of the header bytes parses to nothing).
+fn raw_btf_in(data: &[u8]) -> Option<Vec<u8>> {
+    let word = |at: usize| -> Option<usize> {
+        let b = data.get(at..at + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    find_all(data, &RAW_BTF_HEADER)
+        .filter_map(|at| {
+            let (type_off, type_len) = (word(at + 8)?, word(at + 12)?);
+            let (str_off, str_len) = (word(at + 16)?, word(at + 20)?);
+            let body = (type_off + type_len).max(str_off + str_len);
+            let blob = data.get(at..at + 24 + body)?;
+            btf_rs::Btf::from_bytes(blob).ok()?;
+            Some(blob)
+        })
+        .max_by_key(|b| b.len())
+        .map(<[u8]>::to_vec)
 }
 
 /// A cache key for a file: its name, size and mtime.
@@ -104,4 +132,22 @@ fn find_all<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = us
         .enumerate()
         .filter(move |(_, w)| *w == needle)
         .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn btf_lying_raw_in_an_uncompressed_image_is_found() {
+        let btf = crate::btf::tests::one_int_btf();
+        let mut image = b"MZ\x40\xfa ARM64 Image header".to_vec();
+        // A stray header match that is no BTF, then the real blob.
+        image.extend_from_slice(&RAW_BTF_HEADER);
+        image.extend_from_slice(&[0xff; 64]);
+        image.extend_from_slice(&btf);
+        image.extend_from_slice(&[0u8; 128]);
+        assert_eq!(raw_btf_in(&image), Some(btf));
+        assert_eq!(raw_btf_in(b"no btf here at all"), None);
+    }
 }

@@ -246,7 +246,12 @@ fn load_btf(source: &BtfSource) -> Result<Btf, String> {
             .map_err(|e| e.to_string())?;
         Btf::from_bytes(&bytes).map_err(|e| format!("{shown}: {e}"))
     } else {
-        Btf::from_file(&source.path).map_err(|e| format!("{shown}: {e}"))
+        // A raw BTF file or an ELF with .BTF; else perhaps a kernel image.
+        crate::btf::open(&source.path).or_else(|e| {
+            let bytes = kernel_btf::extract_cached(&source.path, &kernel_btf::default_cache_dir())
+                .map_err(|_| e.to_string())?;
+            Btf::from_bytes(&bytes).map_err(|e| format!("{shown}: {e}"))
+        })
     }
 }
 

@@ -15,10 +15,13 @@ pub struct Vermagic {
 }
 
 /// `MODULE_ARCH_VERMAGIC` (each architecture's asm/module.h): arm64's
-/// `aarch64`, x86-64's processor family when one is configured.
+/// `aarch64`, x86-64's processor family when one is configured. As the
+/// kernel writes them (`modinfo` of a Debian arm64 module ends
+/// `modversions aarch64`).
 fn arch_vermagic(config: &KernelConfig) -> &'static str {
     if config.builtin("ARM64") {
-        return "aarch64 ";
+        // No trailing space: the kernel concatenates the next part.
+        return "aarch64";
     }
     for (option, family) in [
         ("MK8", "K8 "),
@@ -154,7 +157,7 @@ mod tests {
         let v = Vermagic::for_kernel("6.1.0-57-arm64", &config, None);
         assert!(
             Vermagic::same_magic(
-                "6.1.0-57-arm64 SMP mod_unload modversions aarch64 ",
+                "6.1.0-57-arm64 SMP mod_unload modversions aarch64",
                 &v.raw,
                 true
             ),
