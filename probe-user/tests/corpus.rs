@@ -230,18 +230,12 @@ fn all_kernels_matrix_has_one_verdict_per_installed_kernel() {
 fn arm64_kernels_own_modules_are_compatible_checked_from_x86_64() {
     let home = std::env::var("HOME").expect("HOME");
     let root = std::path::PathBuf::from(home).join(".cache/modscope/arm64");
-    let mut releases: Vec<String> = std::fs::read_dir(root.join("boot"))
-        .expect("the unpacked arm64 kernels")
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_prefix("config-")
-                .map(str::to_owned)
-        })
-        .collect();
-    releases.sort();
-    assert_eq!(releases.len(), 3, "{releases:?}");
+    let releases = modscope_analysis::target::installed_releases(Some(&root));
+    assert_eq!(
+        releases.len(),
+        3,
+        "the unpacked arm64 kernels: {releases:?}"
+    );
     for release in &releases {
         let arg = |p: String| root.join(p).display().to_string();
         let target = [

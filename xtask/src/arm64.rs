@@ -22,6 +22,7 @@ use anyhow::{Context as _, bail};
 use crate::{
     artifacts,
     kernels::Kernel,
+    setup,
     shell::{self, skip, step},
 };
 
@@ -174,22 +175,14 @@ fn unpack(deb: &Path) -> anyhow::Result<()> {
 }
 
 fn install_host_packages(packages: &[String]) -> anyhow::Result<()> {
-    let missing: Vec<&String> = packages
-        .iter()
-        .filter(|p| {
-            shell::output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p])).as_deref()
-                != Some("install ok installed")
-        })
-        .collect();
+    let names: Vec<&str> = packages.iter().map(String::as_str).collect();
+    let missing = setup::missing_packages(&names);
     if missing.is_empty() {
         return Ok(());
     }
-    shell::run(
+    setup::apt_install(
         "apt-get install (the arm64 headers' kbuild and common trees)",
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
+        &missing,
     )
 }
 

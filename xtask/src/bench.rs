@@ -22,6 +22,10 @@ pub struct BenchArgs {
     /// Only these benchmarks (default: all).
     #[arg(long, value_enum)]
     only: Vec<Which>,
+    /// The suite kernel the probe benchmark boots (x86-64 or arm64;
+    /// default: the generic x86-64 kernel).
+    #[arg(long, value_name = "RELEASE")]
+    kernel: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +68,19 @@ fn median(mut v: Vec<Duration>) -> Duration {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     setup::run()?;
     let all = kernels::all()?;
-    let kernel = kernels::x86_64_set(&all)?
+    let host_kernel = kernels::x86_64_set(&all)?
         .into_iter()
         .next()
         .context("no kernel")?;
+    let probe_kernel = match &args.kernel {
+        Some(release) => all
+            .iter()
+            .find(|k| &k.release == release)
+            .cloned()
+            .with_context(|| format!("--kernel {release}: not a suite kernel"))?,
+        None => host_kernel.clone(),
+    };
+    let kernel = host_kernel;
     let wanted = |w: Which| args.only.is_empty() || args.only.contains(&w);
     if wanted(Which::Corpus) {
         check_corpus(&args, &kernel)?;
@@ -87,7 +100,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         )?;
     }
     if wanted(Which::Probe) {
-        crate::bench_probe::run(&kernel)?;
+        crate::bench_probe::run(&probe_kernel)?;
     }
     Ok(())
 }

@@ -82,8 +82,9 @@ fn require_root(step: &str, instead: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn missing_packages() -> Vec<&'static str> {
-    APT_PACKAGES
+/// The packages of `packages` dpkg does not have installed.
+pub fn missing_packages<'a>(packages: &[&'a str]) -> Vec<&'a str> {
+    packages
         .iter()
         .copied()
         .filter(|p| {
@@ -93,11 +94,22 @@ fn missing_packages() -> Vec<&'static str> {
         .collect()
 }
 
+/// `apt-get install` of `packages` (`what` names the step).
+pub fn apt_install(what: &str, packages: &[&str]) -> anyhow::Result<()> {
+    shell::run(
+        what,
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 fn apt_packages() -> anyhow::Result<()> {
     step(
         "Debian packages (qemu, generic/rt/6.12 kernels and headers, kmod, bpftool, bpftrace, tmux)",
     );
-    let missing = missing_packages();
+    let missing = missing_packages(APT_PACKAGES);
     if missing.is_empty() {
         skip("all packages");
         return Ok(());
@@ -111,13 +123,7 @@ fn apt_packages() -> anyhow::Result<()> {
         "set-up step `apt-get update` (is Debian's package registry reachable?)",
         Command::new("apt-get").args(["update", "-q"]),
     )?;
-    shell::run(
-        "set-up step `apt-get install`",
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    apt_install("set-up step `apt-get install`", &missing)
 }
 
 fn rust_src() -> anyhow::Result<()> {
