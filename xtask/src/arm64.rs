@@ -36,6 +36,20 @@ const META_PACKAGES: &[&str] = &[
     "linux-headers-6.12-arm64",
 ];
 const BUSYBOX: &str = "busybox-static";
+/// tmux and what it links, for the live TUI's terminal test: run from the
+/// unpacked tree through glibc's loader (the only dynamic program there).
+const TMUX: &[&str] = &[
+    "tmux",
+    "libc6",
+    // Its C.utf8 locale: tmux wants UTF-8.
+    "libc-bin",
+    "libevent-core-2.1-7",
+    "libtinfo6",
+    "libutempter0",
+    "ncurses-base",
+];
+/// Of those, the architecture-independent ones (`_all.deb`).
+const ARCH_ALL: &[&str] = &["ncurses-base"];
 /// What the initramfs loads, in dependency order, for the 9p shares.
 const NINE_P: &[&str] = &[
     "virtio_mmio",
@@ -60,6 +74,7 @@ pub fn ensure() -> anyhow::Result<()> {
     let debs = root().join("debs");
     std::fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
     let mut packages: Vec<String> = vec![BUSYBOX.into()];
+    packages.extend(TMUX.iter().map(|p| (*p).to_owned()));
     for meta in META_PACKAGES {
         packages.push(first_dependency(meta)?);
     }
@@ -137,18 +152,24 @@ fn download(package: &str, debs: &Path) -> anyhow::Result<PathBuf> {
             .filter_map(Result::ok)
             .find_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                (name.starts_with(&format!("{package}_")) && name.ends_with("_arm64.deb"))
-                    .then(|| e.path())
+                let arch_ok = name.ends_with("_arm64.deb") || name.ends_with("_all.deb");
+                (name.starts_with(&format!("{package}_")) && arch_ok).then(|| e.path())
             })
     };
     if let Some(deb) = find() {
         return Ok(deb);
     }
+    // Architecture-independent packages have no arm64 name.
+    let name = if ARCH_ALL.contains(&package) {
+        package.to_owned()
+    } else {
+        format!("{package}:arm64")
+    };
     shell::run(
-        &format!("apt-get download {package}:arm64"),
+        &format!("apt-get download {name}"),
         Command::new("apt-get")
             .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
-            .arg(format!("{package}:arm64"))
+            .arg(&name)
             .current_dir(debs),
     )?;
     find().with_context(|| {
@@ -307,7 +328,16 @@ fn init_script() -> String {
          nine hosttmp /tmp\n\
          nine project '{project}'\n\
          nine arm64 /arm64\n\
-         mkdir -p /usr; ln -s /arm64/boot /boot\n\
+         mkdir -p /lib /usr/bin /usr/lib /usr/share /dev/pts /run; ln -s /arm64/boot /boot\n\
+         mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /run\n\
+         # tmux (glibc, from the unpacked tree); its sockets on tmpfs, not 9p.\n\
+         ln -s /arm64/lib/ld-linux-aarch64.so.1 /lib/ld-linux-aarch64.so.1\n\
+         ln -s /arm64/lib/aarch64-linux-gnu /lib/aarch64-linux-gnu\n\
+         ln -s /arm64/usr/lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu\n\
+         ln -s /arm64/usr/bin/tmux /usr/bin/tmux; ln -s /arm64/lib/terminfo /lib/terminfo\n\
+         ln -s /arm64/usr/share/terminfo /usr/share/terminfo\n\
+         ln -s /arm64/usr/lib/locale /usr/lib/locale\n\
+         export TMUX_TMPDIR=/run LC_CTYPE=C.UTF-8\n\
          # /lib/modules/RELEASE writable (tests add extra/), its contents the kernel's.\n\
          r=$(uname -r); mkdir -p /lib/modules/$r\n\
          for e in /arm64/lib/modules/$r/*; do ln -s \"$e\" /lib/modules/$r/; done\n\

@@ -425,18 +425,15 @@ fn problems_of(report: &GuestReport, outcome: &vm::Outcome, timeout: u64) -> Vec
 }
 
 /// The debug kernel is there for the anomaly detectors and has no Debian
-/// modules: it runs the `detectors` tests only. The arm64 guests' busybox
-/// userland has no tmux, so the TUI's terminal test runs on x86-64 only.
-/// The others run everything.
+/// modules: it runs the `detectors` tests only; the others run everything.
 fn binaries_for(kernel: &kernels::Kernel, all: &[PathBuf]) -> Vec<PathBuf> {
-    let named = |b: &PathBuf, prefix: &str| {
-        b.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(prefix))
-    };
     all.iter()
-        .filter(|b| kernel.flavour != kernels::Flavour::Debug || named(b, "detectors-"))
-        .filter(|b| kernel.arch != kernels::Arch::Arm64 || !named(b, "tui_live-"))
+        .filter(|b| {
+            kernel.flavour != kernels::Flavour::Debug
+                || b.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("detectors-"))
+        })
         .cloned()
         .collect()
 }

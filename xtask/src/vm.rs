@@ -227,7 +227,12 @@ fn strip_ansi(line: &str) -> String {
                     break;
                 }
             }
-        } else if c != '\r' {
+        } else if c == '\x1b' && matches!(chars.peek(), Some('(' | ')')) {
+            // A character-set designation (terminfo's sgr0 ends with `ESC ( B`).
+            chars.next();
+            chars.next();
+        } else if !c.is_control() || c == '\t' {
+            // Carriage returns and shift-in/out (`\x0f` ends some sgr0s) go.
             out.push(c);
         }
     }
@@ -248,6 +253,12 @@ pub fn work_dir(what: &str, kernel: &Kernel) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strips_character_set_designations() {
+        assert_eq!(strip_ansi("\x1b[32mok\x1b(B\x1b[m"), "ok");
+        assert_eq!(strip_ansi("ok\x0f"), "ok");
+    }
 
     #[test]
     fn strips_colour_codes_and_carriage_returns() {
