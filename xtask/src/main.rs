@@ -61,32 +61,25 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let command = Cli::parse().command;
-    if let Command::Vm(args) = command {
-        return guest::vm(args).unwrap_or_else(|e| {
-            eprintln!("xtask: {e:#}");
-            std::process::ExitCode::FAILURE
-        });
-    }
-    let result = match command {
-        Command::Setup => setup::run(),
-        Command::Lint => setup::run().and_then(|()| lint::run()),
-        Command::Test(args) => test::run(args),
-        Command::Run(args) => run::run(args),
-        Command::Demo => demo::run(),
-        Command::Dist => setup::run().and_then(|()| dist::run()),
-        Command::DebugKernel => debug_kernel::ensure(),
-        Command::Bench(args) => bench::run(args),
-        Command::Stress(args) => stress::run(args),
-        Command::Module(args) => guest::module(args),
-        Command::Vm(_) => unreachable!("handled above"),
+    use std::process::ExitCode;
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
+    let result = match Cli::parse().command {
+        Command::Setup => done(setup::run()),
+        Command::Lint => done(setup::run().and_then(|()| lint::run())),
+        Command::Test(args) => done(test::run(args)),
+        Command::Run(args) => done(run::run(args)),
+        Command::Demo => done(demo::run()),
+        Command::Dist => done(setup::run().and_then(|()| dist::run())),
+        Command::DebugKernel => done(debug_kernel::ensure()),
+        Command::Bench(args) => done(bench::run(args)),
+        Command::Stress(args) => done(stress::run(args)),
+        Command::Module(args) => done(guest::module(args)),
+        // The guest command's own exit status.
+        Command::Vm(args) => guest::vm(args),
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // The message names the step; a backtrace would bury it.
-            eprintln!("xtask: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    result.unwrap_or_else(|e| {
+        // The message names the step; a backtrace would bury it.
+        eprintln!("xtask: {e:#}");
+        ExitCode::FAILURE
+    })
 }
