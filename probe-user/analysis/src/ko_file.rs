@@ -20,6 +20,11 @@ pub enum KoError {
     },
     #[error("not an ELF file")]
     NotElf,
+    /// A FIFO, device or directory: reading it could block or never end.
+    #[error("not a regular file (a {0})")]
+    NotRegularFile(&'static str),
+    #[error("{what} larger than {} MiB, which no kernel module is", limit >> 20)]
+    TooLarge { what: &'static str, limit: u64 },
     #[error("corrupt ELF: {0}")]
     Elf(String),
     #[error("not a kernel module: {0}")]
@@ -88,12 +93,106 @@ impl ModuleFacts<'_> {
 
 /// Reads and decompresses `path`.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, KoError> {
-    let raw = std::fs::read(path)?;
-    decompress(raw)
+    use std::io::Read as _;
+    let mut raw = Vec::new();
+    open_module_file(path)?
+        .take(MAX_MODULE_BYTES + 1)
+        .read_to_end(&mut raw)?;
+    decompress_module(raw)
+}
+
+/// The largest module file, on disk or decompressed, that is read (Debian's
+/// largest modules are tens of MiB): past it a file is refused, so a
+/// compression bomb costs at most this much memory.
+pub const MAX_MODULE_BYTES: u64 = 256 << 20;
+
+/// Opens a module file only if it is a regular file of a plausible size
+/// (a FIFO would block the open, `/dev/zero` would never end).
+fn open_module_file(path: &Path) -> Result<std::fs::File, KoError> {
+    let meta = std::fs::metadata(path)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt as _;
+        return Err(KoError::NotRegularFile(if kind.is_dir() {
+            "directory"
+        } else if kind.is_fifo() {
+            "FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "device"
+        } else if kind.is_socket() {
+            "socket"
+        } else {
+            "special file"
+        }));
+    }
+    if meta.len() > MAX_MODULE_BYTES {
+        return Err(KoError::TooLarge {
+            what: "the file is",
+            limit: MAX_MODULE_BYTES,
+        });
+    }
+    Ok(std::fs::File::open(path)?)
+}
+
+/// A module image from its file's bytes: decompressed up to
+/// `MAX_MODULE_BYTES`, and refused as soon as its first bytes are not ELF.
+pub fn decompress_module(raw: Vec<u8>) -> Result<Vec<u8>, KoError> {
+    decompress_bounded(raw, MAX_MODULE_BYTES, true)
 }
 
 /// Decompresses by magic number, not by file name: a `.ko.xz` that is not
 /// xz is reported as such.
+/// Decompresses at most `limit` bytes; with `elf`, stops at the first four
+/// bytes when they are not ELF's magic.
+pub(crate) fn decompress_bounded(raw: Vec<u8>, limit: u64, elf: bool) -> Result<Vec<u8>, KoError> {
+    use std::io::Read as _;
+    let (format, mut reader): (&'static str, Box<dyn std::io::Read + '_>) =
+        if raw.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            ("xz", Box::new(lzma_rust2::XzReader::new(&raw[..], false)))
+        } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            let d = ruzstd::decoding::StreamingDecoder::new(&raw[..]).map_err(|e| {
+                KoError::Compression {
+                    format: "zstd",
+                    detail: e.to_string(),
+                }
+            })?;
+            ("zstd", Box::new(d))
+        } else if raw.starts_with(&[0x1f, 0x8b]) {
+            ("gzip", Box::new(flate2::read::GzDecoder::new(&raw[..])))
+        } else {
+            if raw.len() as u64 > limit {
+                return Err(KoError::TooLarge {
+                    what: "the file is",
+                    limit,
+                });
+            }
+            return Ok(raw);
+        };
+    let bad = |e: std::io::Error| KoError::Compression {
+        format,
+        detail: e.to_string(),
+    };
+    let mut out = Vec::new();
+    if elf {
+        reader.by_ref().take(4).read_to_end(&mut out).map_err(bad)?;
+        if out != b"\x7fELF" {
+            return Err(KoError::NotElf);
+        }
+    }
+    reader
+        .take(limit + 1 - out.len() as u64)
+        .read_to_end(&mut out)
+        .map_err(bad)?;
+    if out.len() as u64 > limit {
+        return Err(KoError::TooLarge {
+            what: "decompressed, it is",
+            limit,
+        });
+    }
+    Ok(out)
+}
+
+/// Decompresses by magic number, whole (configs, kernel images' payloads).
 pub fn decompress(raw: Vec<u8>) -> Result<Vec<u8>, KoError> {
     use std::io::Read as _;
     let mut out = Vec::with_capacity(raw.len() * 3);
@@ -137,13 +236,13 @@ pub fn decompress(raw: Vec<u8>) -> Result<Vec<u8>, KoError> {
 /// only as long as the call.
 pub fn with_module<T>(path: &Path, f: impl FnOnce(&ModuleFacts<'_>) -> T) -> Result<T, KoError> {
     use std::io::Read as _;
-    let mut file = std::fs::File::open(path)?;
+    let file = open_module_file(path)?;
     if let Some(sparse) = super::sparse_elf::SparseFile::open(&file)? {
         return Ok(f(&parse(&sparse)?));
     }
     let mut raw = Vec::new();
-    file.read_to_end(&mut raw)?;
-    let data = decompress(raw)?;
+    file.take(MAX_MODULE_BYTES + 1).read_to_end(&mut raw)?;
+    let data = decompress_module(raw)?;
     Ok(f(&parse(&data[..])?))
 }
 

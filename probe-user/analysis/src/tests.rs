@@ -449,3 +449,48 @@ fn bad_input_is_a_named_error() {
         Err(KoError::Compression { format: "zstd", .. })
     ));
 }
+
+#[test]
+fn special_files_are_refused_before_they_are_opened() {
+    let dir = std::env::temp_dir().join(format!("modscope-special-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("x.ko");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Opening a FIFO for reading would block until a writer comes.
+    let err = ko_file::read_bytes(&fifo).unwrap_err();
+    assert!(matches!(err, KoError::NotRegularFile("FIFO")), "{err}");
+    let err = ko_file::read_bytes(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert!(matches!(err, KoError::NotRegularFile("device")), "{err}");
+    let err = ko_file::with_module(&dir, |_| ()).unwrap_err();
+    assert!(matches!(err, KoError::NotRegularFile("directory")), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_compression_bomb_stops_at_its_first_bytes_or_at_the_bound() {
+    use std::io::Write as _;
+    let gzip = |payload: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(payload).unwrap();
+        e.finish().unwrap()
+    };
+    let zeros = vec![0u8; 1 << 20];
+    let err = ko_file::decompress_bounded(gzip(&zeros), 64 << 10, true).unwrap_err();
+    assert!(
+        matches!(err, KoError::NotElf),
+        "zeros are refused at once: {err}"
+    );
+    let mut elf_then_zeros = b"\x7fELF".to_vec();
+    elf_then_zeros.extend_from_slice(&zeros);
+    let err = ko_file::decompress_bounded(gzip(&elf_then_zeros), 64 << 10, true).unwrap_err();
+    assert!(
+        matches!(err, KoError::TooLarge { limit: 65536, .. }),
+        "{err}"
+    );
+    let small = ko_file::decompress_bounded(gzip(&elf_then_zeros), 2 << 20, true).unwrap();
+    assert_eq!(small, elf_then_zeros);
+}
