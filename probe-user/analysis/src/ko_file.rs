@@ -140,14 +140,15 @@ pub fn decompress_module(raw: Vec<u8>) -> Result<Vec<u8>, KoError> {
     decompress_bounded(raw, MAX_MODULE_BYTES, true)
 }
 
-/// Decompresses by magic number, not by file name: a `.ko.xz` that is not
-/// xz is reported as such.
-/// Decompresses at most `limit` bytes; with `elf`, stops at the first four
-/// bytes when they are not ELF's magic.
+/// Decompresses by magic number, not by file name (a `.ko.xz` that is not
+/// xz is reported as such), at most `limit` bytes; with `elf`, stops at the
+/// first four bytes when they are not ELF's magic.
 pub(crate) fn decompress_bounded(raw: Vec<u8>, limit: u64, elf: bool) -> Result<Vec<u8>, KoError> {
     use std::io::Read as _;
     let (format, mut reader): (&'static str, Box<dyn std::io::Read + '_>) =
         if raw.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            // One stream: a kernel image's payload has other bytes after it
+            // (the size, padding), and a module file has one stream only.
             ("xz", Box::new(lzma_rust2::XzReader::new(&raw[..], false)))
         } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             let d = ruzstd::decoding::StreamingDecoder::new(&raw[..]).map_err(|e| {
@@ -194,40 +195,11 @@ pub(crate) fn decompress_bounded(raw: Vec<u8>, limit: u64, elf: bool) -> Result<
 
 /// Decompresses by magic number, whole (configs, kernel images' payloads).
 pub fn decompress(raw: Vec<u8>) -> Result<Vec<u8>, KoError> {
-    use std::io::Read as _;
-    let mut out = Vec::with_capacity(raw.len() * 3);
-    if raw.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        // One stream: a kernel image's payload has other bytes after it
-        // (the size, padding), and a module file has one stream only.
-        lzma_rust2::XzReader::new(&raw[..], false)
-            .read_to_end(&mut out)
-            .map_err(|e| KoError::Compression {
-                format: "xz",
-                detail: e.to_string(),
-            })?;
-    } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        ruzstd::decoding::StreamingDecoder::new(&raw[..])
-            .map_err(|e| KoError::Compression {
-                format: "zstd",
-                detail: e.to_string(),
-            })?
-            .read_to_end(&mut out)
-            .map_err(|e| KoError::Compression {
-                format: "zstd",
-                detail: e.to_string(),
-            })?;
-    } else if raw.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| KoError::Compression {
-                format: "gzip",
-                detail: e.to_string(),
-            })?;
-    } else {
-        return Ok(raw);
-    }
-    Ok(out)
+    decompress_bounded(raw, UNBOUNDED, false)
 }
+
+/// No bound for `decompress_bounded` (leaves room for its `limit + 1`).
+const UNBOUNDED: u64 = u64::MAX / 2;
 
 /// Reads `path` and hands its facts to `f`. Uncompressed modules are read
 /// section by section, only the parts parsed (headers, .modinfo, version
