@@ -29,19 +29,59 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The live TUI: which modules are unsafe on this kernel, why, and what they call.
+    #[command(after_help = help::LIVE)]
     Live(cli::live::LiveArgs),
     /// The TUI over a trace file, with a timeline.
+    #[command(after_help = help::REPLAY)]
     Replay(cli::replay::ReplayArgs),
     /// Stream module load and unload events as the kernel sees them.
+    #[command(after_help = help::EVENTS)]
     Events(cli::events::EventsArgs),
     /// Stream module events and count every call each module makes to the probed kernel functions.
+    #[command(after_help = help::RECORD)]
     Record(cli::record::RecordArgs),
     /// Per-module report of a trace file written by `record -o`.
+    #[command(after_help = help::REPORT)]
     Report(cli::report::ReportArgs),
     /// Check module files against a kernel: would it load them, and are they safe there?
+    #[command(after_help = help::CHECK)]
     Check(cli::check::CheckArgs),
     /// What changed between two kernels, and which modules survive the move.
+    #[command(after_help = help::DIFF)]
     Diff(cli::diff::DiffArgs),
+}
+
+/// The examples (and, for `check` and `diff`, the exit statuses) ending
+/// each subcommand's `--help`.
+mod help {
+    pub const LIVE: &str = "Examples:
+  sudo modscope live                               every loaded module, this kernel
+  sudo modscope live --watch ./vendor.ko -o s.trace  probe vendor.ko's imports before it loads, and keep a trace";
+    pub const REPLAY: &str = "Examples:
+  modscope replay s.trace                  the recorded session, from its start
+  modscope replay --speed 10 s.trace       ten times faster";
+    pub const EVENTS: &str = "Examples:
+  sudo modscope events                     loads and unloads, one line each, until Ctrl-C
+  sudo modscope events --json --duration 60 | jq .";
+    pub const RECORD: &str = "Examples:
+  sudo modscope record --watch ./vendor.ko -o s.trace --duration 600
+  sudo modscope record --module vendor --function kmalloc --json";
+    pub const REPORT: &str = "Examples:
+  modscope report s.trace                  per module: calls, first uses, anomalies
+  modscope report --json --module vendor s.trace | jq '.sessions[].modules'";
+    pub const CHECK: &str = "Examples:
+  modscope check ./vendor.ko                       against the running kernel
+  modscope check --kernel 6.1.0-57-rt-amd64 /lib/modules/6.1.0-57-amd64
+  modscope check --config .config --symvers Module.symvers --btf vmlinux ./out/
+
+Exit status: 0 all compatible; 5 some module incompatible; 6 bad input (a file
+that cannot be read, or a target input that is missing, empty or not what it
+claims); 7 both. 5 to 7 are 4 plus bits: 1 = incompatible, 2 = bad input.";
+    pub const DIFF: &str = "Examples:
+  modscope diff 6.1.0-56-amd64 6.1.0-57-rt-amd64           the installed modules of the first
+  modscope diff ./build-a ./build-b ./vendor.ko             directories holding .config and Module.symvers
+
+Exit status: as `check`'s (0, 5, 6, 7), for the modules moved to KERNEL_B.";
 }
 
 fn main() -> ExitCode {
@@ -72,7 +112,9 @@ fn main() -> ExitCode {
     match result {
         Ok(status) => ExitCode::from(status),
         Err(err) => {
-            eprintln!("modscope: {err:#}");
+            // Errors quote paths and arguments: printed like everything else.
+            let message = modscope::trace::display::sanitize(&format!("{err:#}"));
+            eprintln!("modscope: {message}");
             ExitCode::from(exit_status(&err))
         }
     }

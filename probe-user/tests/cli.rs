@@ -70,8 +70,6 @@ fn check_reports_bad_files_and_keeps_going() {
         dir.join("config").to_str().unwrap(),
         "--symvers",
         dir.join("symvers").to_str().unwrap(),
-        "--btf",
-        "/nonexistent",
         dir.to_str().unwrap(),
         "/nonexistent/module.ko",
     ]);
@@ -102,6 +100,165 @@ fn check_reports_bad_files_and_keeps_going() {
         "{warnings:?}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("malformed line"));
+}
+
+/// A target directory with the fixtures' config and Module.symvers, and a
+/// good and an incompatible module in `modules/`.
+fn target_dir(name: &str) -> std::path::PathBuf {
+    use modscope_analysis::fixtures::{self, Ko};
+    let dir = tmp(name);
+    std::fs::write(dir.join(".config"), fixtures::CONFIG).unwrap();
+    std::fs::write(dir.join("Module.symvers"), fixtures::SYMVERS).unwrap();
+    let modules = dir.join("modules");
+    std::fs::create_dir_all(&modules).unwrap();
+    std::fs::write(modules.join("good.ko"), Ko::good().build()).unwrap();
+    // Built against another mutex_lock: the loader refuses its CRC.
+    let foreign = Ko::good().import("mutex_lock", Some(0xdead));
+    std::fs::write(modules.join("foreign.ko"), foreign.build()).unwrap();
+    dir
+}
+
+/// `check` against `target_dir`'s kernel; `extra` may give its own
+/// `--config` or `--symvers` instead.
+fn check_in(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let config = dir.join(".config");
+    let symvers = dir.join("Module.symvers");
+    let mut args = vec!["check", "--kernel", modscope_analysis::fixtures::RELEASE];
+    for (flag, file) in [("--config", &config), ("--symvers", &symvers)] {
+        if !extra.contains(&flag) {
+            args.extend([flag, file.to_str().unwrap()]);
+        }
+    }
+    args.extend_from_slice(extra);
+    modscope(&args)
+}
+
+#[test]
+fn exit_statuses_combine_so_no_outcome_hides_another() {
+    let dir = target_dir("status");
+    let good = dir.join("modules/good.ko");
+    let foreign = dir.join("modules/foreign.ko");
+    let status = |paths: &[&std::path::Path]| {
+        let paths: Vec<&str> = paths.iter().map(|p| p.to_str().unwrap()).collect();
+        let out = check_in(&dir, &paths);
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+        out.status.code()
+    };
+    let missing = std::path::Path::new("/nonexistent/x.ko");
+    assert_eq!(status(&[&good]), Some(0));
+    assert_eq!(status(&[&good, &foreign]), Some(5), "incompatible");
+    assert_eq!(status(&[&good, missing]), Some(6), "bad input");
+    assert_eq!(status(&[&foreign, missing]), Some(7), "both: 4 + 1 + 2");
+}
+
+#[test]
+fn target_inputs_that_are_empty_or_not_what_they_claim_are_refused_by_name() {
+    let dir = target_dir("claims");
+    let good = dir.join("modules/good.ko");
+    let good = good.to_str().unwrap();
+    let not_btf = dir.join("not-btf");
+    std::fs::write(&not_btf, "hello").unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--btf", not_btf.to_str().unwrap()], "not-btf"),
+        (&["--symvers", "/dev/null"], "/dev/null"),
+        (&["--config", "/dev/null"], "/dev/null"),
+    ];
+    for (flags, named) in cases {
+        let mut args = flags.to_vec();
+        args.push(good);
+        let out = check_in(&dir, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(6), "{flags:?}: {stderr}");
+        assert!(stderr.contains(named), "{flags:?}: {stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "{flags:?}: no verdict on a bad target"
+        );
+    }
+}
+
+#[test]
+fn a_directory_without_modules_is_bad_input_not_zero_compatible() {
+    let dir = target_dir("empty");
+    let empty = dir.join("nothing-here");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = check_in(&dir, &["--json", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(6));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = v["errors"][0]["error"].as_str().unwrap();
+    assert!(error.contains("no module files"), "{v}");
+}
+
+#[test]
+fn check_says_which_checks_it_skipped() {
+    let dir = target_dir("skipped");
+    let out = check_in(&dir, &[dir.join("modules").to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // No BTF for this release: the struct module size check cannot run.
+    assert!(stdout.contains("skipped:"), "{stdout}");
+    assert!(stdout.contains("struct module"), "{stdout}");
+}
+
+#[test]
+fn a_full_stdout_is_one_error_line_and_exit_1() {
+    let dir = target_dir("full");
+    let modules = dir.join("modules");
+    for json in [false, true] {
+        let mut args = vec![modules.to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let config = dir.join(".config");
+        let symvers = dir.join("Module.symvers");
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_modscope"))
+            .args(["check", "--config", config.to_str().unwrap()])
+            .args(["--symvers", symvers.to_str().unwrap()])
+            .args(&args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "json={json}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.contains("writing to standard output"), "{stderr}");
+        assert_eq!(
+            stderr.lines().filter(|l| !l.contains("warning")).count(),
+            1,
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn arguments_echoed_in_errors_are_sanitised() {
+    let out = modscope(&["check", "--kernel", "evil\x1b[2J\x07", "/nonexistent.ko"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("evil"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\x07'),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn diff_names_its_own_way_to_give_a_missing_input() {
+    let dir = target_dir("diffhint");
+    let bare = tmp("diffhint-bare");
+    std::fs::write(bare.join(".config"), modscope_analysis::fixtures::CONFIG).unwrap();
+    let out = modscope(&["diff", dir.to_str().unwrap(), bare.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("Module.symvers"), "{stderr}");
+    assert!(
+        !stderr.contains("--symvers"),
+        "diff has no --symvers: {stderr}"
+    );
+    assert!(stderr.contains("directory holding"), "{stderr}");
 }
 
 #[test]
@@ -237,4 +394,22 @@ fn replay_needs_a_terminal_and_says_so() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("not a terminal"), "{stderr}");
     assert!(stderr.contains("modscope report"), "{stderr}");
+}
+
+#[test]
+fn every_subcommand_help_ends_with_examples() {
+    for sub in [
+        "live", "replay", "events", "record", "report", "check", "diff",
+    ] {
+        let out = modscope(&[sub, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{sub}");
+        let examples = help
+            .find("Examples:")
+            .unwrap_or_else(|| panic!("{sub}: {help}"));
+        assert!(
+            help[examples..].contains(&format!("modscope {sub} ")),
+            "{sub}'s examples use {sub}: {help}"
+        );
+    }
 }

@@ -11,6 +11,11 @@ pub enum BtfError {
     Open { path: String, source: btf_rs::Error },
     #[error("reading BTF from {path}: {error}")]
     Elf { path: String, error: String },
+    #[error("reading BTF from {path}: {source}")]
+    Input {
+        path: String,
+        source: crate::input::InputError,
+    },
     #[error("BTF lookup failed: {0}")]
     Lookup(#[from] btf_rs::Error),
     #[error("the kernel's BTF has no {0}")]
@@ -31,16 +36,20 @@ pub enum BtfError {
 /// --btf_encode_detached`) or an ELF file with a `.BTF` section (a vmlinux
 /// after `pahole -J`; only its section headers and that section are read).
 pub fn open(path: &std::path::Path) -> Result<Btf, BtfError> {
+    use crate::input::{self, InputError};
     let name = path.display().to_string();
-    let io = |e: std::io::Error| BtfError::Open {
+    let input = |source: InputError| BtfError::Input {
         path: name.clone(),
-        source: btf_rs::Error::from(e),
+        source,
     };
-    let mut file = std::fs::File::open(path).map_err(io)?;
+    // An ELF vmlinux with its debug info can be a GiB: only its .BTF is read.
+    let mut file = input::open_regular(path, u64::MAX, "BTF file").map_err(input)?;
     let mut magic = [0u8; 4];
     let is_elf = std::io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == *b"\x7fELF";
     if !is_elf {
-        return Btf::from_file(path).map_err(|source| BtfError::Open { path: name, source });
+        let bytes =
+            input::read_bounded(path, input::limit::KERNEL_IMAGE, "BTF file").map_err(input)?;
+        return Btf::from_bytes(&bytes).map_err(|source| BtfError::Open { path: name, source });
     }
     let cache = object::ReadCache::new(file);
     let elf = object::File::parse(&cache).map_err(|e| BtfError::Elf {
@@ -51,6 +60,12 @@ pub fn open(path: &std::path::Path) -> Result<Btf, BtfError> {
         path: name.clone(),
         error: "no .BTF section (run `pahole -J` on it, or give a raw BTF file)".into(),
     })?;
+    if object::ObjectSection::size(&section) > crate::input::limit::KERNEL_IMAGE {
+        return Err(BtfError::Elf {
+            path: name,
+            error: "a .BTF section larger than any kernel's".into(),
+        });
+    }
     let bytes = object::ObjectSection::data(&section).map_err(|e| BtfError::Elf {
         path: name.clone(),
         error: e.to_string(),

@@ -597,13 +597,37 @@ pub fn watched_rank(name: &str) -> Option<usize> {
     WATCHED_STRUCTS.iter().position(|(s, _)| *s == name)
 }
 
-/// Every option the catalogue knows, for `diff` and the header of reports.
+/// Options that change what the loader checks or the layout of structs every
+/// module shares, beyond those the catalogue ties to symbols.
+const MODULE_ABI_OPTIONS: &[&str] = &[
+    "SMP",
+    "PREEMPT",
+    "PREEMPT_DYNAMIC",
+    "MODULE_UNLOAD",
+    "MODVERSIONS",
+    "MODULE_SIG",
+    "MODULE_SIG_FORCE",
+    "RANDSTRUCT_FULL",
+    "RANDSTRUCT_PERFORMANCE",
+    "PROVE_LOCKING",
+    "KASAN",
+    "KCSAN",
+    "DEBUG_KMEMLEAK",
+    "DEBUG_OBJECTS",
+    "MEMCG",
+    "ARM64_PTR_AUTH",
+];
+
+/// Every option known to change module ABI: those the catalogue knows, the
+/// lock and watched-struct options, and the loader's own, for `diff` and
+/// the header of reports.
 pub fn layout_relevant_options() -> Vec<&'static str> {
     let mut v: Vec<&str> = CATALOGUE
         .iter()
         .map(|(_, f)| f.option)
         .chain(LOCK_LAYOUT_OPTIONS.iter().copied())
         .chain(WATCHED_STRUCTS.iter().flat_map(|(_, o)| o.iter().copied()))
+        .chain(MODULE_ABI_OPTIONS.iter().copied())
         .collect();
     v.sort_unstable();
     v.dedup();

@@ -14,7 +14,7 @@ pub enum KernelBtfError {
     #[error("reading {path}: {source}")]
     Read {
         path: String,
-        source: std::io::Error,
+        source: crate::input::InputError,
     },
     #[error(
         "{path}: no compressed vmlinux with a .BTF section found in the image (kernel built without CONFIG_DEBUG_INFO_BTF?)"
@@ -32,9 +32,12 @@ const MAGICS: [(&[u8], &str); 3] = [
 /// The raw `.BTF` bytes of the vmlinux inside `image`.
 pub fn extract_from_image(image: &Path) -> Result<Vec<u8>, KernelBtfError> {
     let shown = image.display().to_string();
-    let data = std::fs::read(image).map_err(|source| KernelBtfError::Read {
-        path: shown.clone(),
-        source,
+    let limit = crate::input::limit::KERNEL_IMAGE;
+    let data = crate::input::read_bounded(image, limit, "kernel image").map_err(|source| {
+        KernelBtfError::Read {
+            path: shown.clone(),
+            source,
+        }
     })?;
     if data.starts_with(b"\x7fELF")
         && let Some(btf) = btf_section(&data)
@@ -47,7 +50,7 @@ pub fn extract_from_image(image: &Path) -> Result<Vec<u8>, KernelBtfError> {
     }
     for (magic, _) in MAGICS {
         for offset in find_all(&data, magic) {
-            let Ok(elf) = ko_file::decompress(data[offset..].to_vec()) else {
+            let Ok(elf) = ko_file::decompress_bounded(data[offset..].to_vec(), limit, true) else {
                 continue;
             };
             if let Some(btf) = btf_section(&elf) {

@@ -27,6 +27,8 @@ pub struct CrcChange {
     pub symbol: String,
     pub crc_a: u32,
     pub crc_b: u32,
+    /// How many of the assessed modules import it (set by [`rank_by_use`]).
+    pub used_by: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -56,9 +58,7 @@ pub fn config_diff(a: &TargetKernel, b: &TargetKernel) -> Vec<ConfigChange> {
             option: format!("CONFIG_{k}"),
             a: x.map(str::to_owned),
             b: y.map(str::to_owned),
-            layout_relevant: relevant.contains(&k)
-                || k.starts_with("DEBUG_")
-                || k.starts_with("PREEMPT"),
+            layout_relevant: relevant.binary_search(&k).is_ok(),
         })
         .collect()
 }
@@ -74,6 +74,7 @@ pub fn diff(a: &TargetKernel, b: &TargetKernel) -> KernelDiff {
                 symbol: sym.to_owned(),
                 crc_a: ea.crc,
                 crc_b: eb.crc,
+                used_by: 0,
             }),
             Some(_) => {}
             None => d.symbols_gone.push(sym.to_owned()),
@@ -111,6 +112,36 @@ pub fn diff(a: &TargetKernel, b: &TargetKernel) -> KernelDiff {
         }
     }
     d
+}
+
+/// Orders changed and vanished symbols by how many of `reports`' modules
+/// they break (a CRC mismatch or an unknown symbol names them), then by name:
+/// what affects the given modules comes first.
+pub fn rank_by_use(d: &mut KernelDiff, reports: &[ModuleReport]) {
+    let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in reports {
+        let mut named: Vec<&str> = r
+            .reasons
+            .iter()
+            .filter_map(|x| x.symbol.as_deref())
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        for s in named {
+            *uses.entry(s).or_default() += 1;
+        }
+    }
+    let used = |s: &str| uses.get(s).copied().unwrap_or(0);
+    for c in &mut d.crc_changed {
+        c.used_by = used(&c.symbol);
+    }
+    d.crc_changed.sort_by(|x, y| {
+        y.used_by
+            .cmp(&x.used_by)
+            .then_with(|| x.symbol.cmp(&y.symbol))
+    });
+    d.symbols_gone
+        .sort_by(|x, y| used(y).cmp(&used(x)).then_with(|| x.cmp(y)));
 }
 
 /// Modules built for A, as B would take them.
@@ -189,8 +220,71 @@ mod tests {
             vec![CrcChange {
                 symbol: "mutex_lock".into(),
                 crc_a: 2,
-                crc_b: 0xdead
+                crc_b: 0xdead,
+                used_by: 0,
             }]
         );
+    }
+
+    #[test]
+    fn a_debug_option_that_changes_no_layout_is_not_marked() {
+        let a = kernel("CONFIG_SMP=y\n", SYMVERS);
+        let b = kernel(
+            "CONFIG_SMP=y\nCONFIG_DEBUG_INFO_COMPRESSED_NONE=y\nCONFIG_PREEMPT_RT=y\n",
+            SYMVERS,
+        );
+        let marked: Vec<_> = diff(&a, &b)
+            .config
+            .into_iter()
+            .map(|c| (c.option, c.layout_relevant))
+            .collect();
+        assert_eq!(
+            marked,
+            [
+                ("CONFIG_DEBUG_INFO_COMPRESSED_NONE".to_owned(), false),
+                ("CONFIG_PREEMPT_RT".to_owned(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn symbols_the_given_modules_use_come_first() {
+        let a = kernel(
+            "",
+            "0x1\tzz_used\tvmlinux\tEXPORT_SYMBOL\t\n0x2\taa_unused\tvmlinux\tEXPORT_SYMBOL\t\n0x3\tgone_used\tvmlinux\tEXPORT_SYMBOL\t\n0x4\tgone_unused\tvmlinux\tEXPORT_SYMBOL\t\n",
+        );
+        let b = kernel(
+            "",
+            "0x9\tzz_used\tvmlinux\tEXPORT_SYMBOL\t\n0x8\taa_unused\tvmlinux\tEXPORT_SYMBOL\t\n",
+        );
+        let mut d = diff(&a, &b);
+        use crate::verdict::{Code, LoaderAnswer, Reason, Severity};
+        let report = |syms: &[&str]| ModuleReport {
+            path: "m.ko".into(),
+            name: "m".into(),
+            verdict: Verdict::Incompatible,
+            kernel_would_refuse: true,
+            loader: LoaderAnswer {
+                insmod: None,
+                insmod_force: None,
+            },
+            imports: syms.len(),
+            versioned_imports: syms.len(),
+            reasons: syms
+                .iter()
+                .map(|s| Reason::new(Code::CrcMismatch, Severity::Incompatible, "").symbol(s))
+                .collect(),
+        };
+        rank_by_use(
+            &mut d,
+            &[report(&["zz_used", "gone_used"]), report(&["zz_used"])],
+        );
+        let order: Vec<_> = d
+            .crc_changed
+            .iter()
+            .map(|c| (c.symbol.as_str(), c.used_by))
+            .collect();
+        assert_eq!(order, [("zz_used", 2), ("aa_unused", 0)]);
+        assert_eq!(d.symbols_gone, ["gone_used", "gone_unused"]);
     }
 }

@@ -7,7 +7,10 @@ use std::{borrow::Cow, path::Path};
 
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
-use super::modinfo::Modinfo;
+use super::{
+    input::{self, InputError},
+    modinfo::Modinfo,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KoError {
@@ -20,11 +23,9 @@ pub enum KoError {
     },
     #[error("not an ELF file")]
     NotElf,
-    /// A FIFO, device or directory: reading it could block or never end.
-    #[error("not a regular file (a {0})")]
-    NotRegularFile(&'static str),
-    #[error("{what} larger than {} MiB, which no kernel module is", limit >> 20)]
-    TooLarge { what: &'static str, limit: u64 },
+    /// Not a regular file, or larger than any module.
+    #[error(transparent)]
+    Input(#[from] InputError),
     #[error("corrupt ELF: {0}")]
     Elf(String),
     #[error("not a kernel module: {0}")]
@@ -101,37 +102,25 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, KoError> {
     decompress_module(raw)
 }
 
-/// The largest module file, on disk or decompressed, that is read (Debian's
-/// largest modules are tens of MiB): past it a file is refused, so a
-/// compression bomb costs at most this much memory.
-pub const MAX_MODULE_BYTES: u64 = 256 << 20;
+/// The largest module file, on disk or decompressed, that is read: past it
+/// a file is refused, so a compression bomb costs at most this much memory.
+pub const MAX_MODULE_BYTES: u64 = input::limit::MODULE;
 
-/// Opens a module file only if it is a regular file of a plausible size
-/// (a FIFO would block the open, `/dev/zero` would never end).
+fn too_large(what: &'static str, limit: u64) -> KoError {
+    KoError::Input(InputError::TooLarge {
+        what,
+        kind: "kernel module",
+        limit,
+    })
+}
+
+/// Opens a module file only if it is a regular file of a plausible size.
 fn open_module_file(path: &Path) -> Result<std::fs::File, KoError> {
-    let meta = std::fs::metadata(path)?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        use std::os::unix::fs::FileTypeExt as _;
-        return Err(KoError::NotRegularFile(if kind.is_dir() {
-            "directory"
-        } else if kind.is_fifo() {
-            "FIFO"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "device"
-        } else if kind.is_socket() {
-            "socket"
-        } else {
-            "special file"
-        }));
-    }
-    if meta.len() > MAX_MODULE_BYTES {
-        return Err(KoError::TooLarge {
-            what: "the file is",
-            limit: MAX_MODULE_BYTES,
-        });
-    }
-    Ok(std::fs::File::open(path)?)
+    Ok(input::open_regular(
+        path,
+        MAX_MODULE_BYTES,
+        "kernel module",
+    )?)
 }
 
 /// A module image from its file's bytes: decompressed up to
@@ -162,10 +151,7 @@ pub(crate) fn decompress_bounded(raw: Vec<u8>, limit: u64, elf: bool) -> Result<
             ("gzip", Box::new(flate2::read::GzDecoder::new(&raw[..])))
         } else {
             if raw.len() as u64 > limit {
-                return Err(KoError::TooLarge {
-                    what: "the file is",
-                    limit,
-                });
+                return Err(too_large("the file is", limit));
             }
             return Ok(raw);
         };
@@ -185,20 +171,19 @@ pub(crate) fn decompress_bounded(raw: Vec<u8>, limit: u64, elf: bool) -> Result<
         .read_to_end(&mut out)
         .map_err(bad)?;
     if out.len() as u64 > limit {
-        return Err(KoError::TooLarge {
-            what: "decompressed, it is",
-            limit,
-        });
+        return Err(too_large("decompressed, it is", limit));
     }
     Ok(out)
 }
 
-/// Decompresses by magic number, whole (configs, kernel images' payloads).
+/// Decompresses by magic number, whole (tests of the formats).
+#[cfg(test)]
 pub fn decompress(raw: Vec<u8>) -> Result<Vec<u8>, KoError> {
     decompress_bounded(raw, UNBOUNDED, false)
 }
 
 /// No bound for `decompress_bounded` (leaves room for its `limit + 1`).
+#[cfg(test)]
 const UNBOUNDED: u64 = u64::MAX / 2;
 
 /// Reads `path` and hands its facts to `f`. Uncompressed modules are read

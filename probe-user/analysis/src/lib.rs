@@ -4,6 +4,7 @@
 
 pub mod btf;
 pub mod feature_symbols;
+pub mod input;
 pub mod kconfig;
 pub mod kernel_btf;
 pub mod kernel_diff;
@@ -19,8 +20,9 @@ pub mod target;
 pub mod verdict;
 pub mod vermagic;
 
-#[cfg(test)]
-mod fixtures;
+/// Hand-built module files and targets, for tests here and in the binary's.
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 #[cfg(test)]
 mod tests;
 
@@ -224,7 +226,16 @@ pub fn expand_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<FileError>) {
     let mut errors = Vec::new();
     for p in paths {
         match std::fs::metadata(p) {
-            Ok(m) if m.is_dir() => walk(p, &mut files, &mut errors),
+            Ok(m) if m.is_dir() => {
+                let before = files.len();
+                walk(p, &mut files, &mut errors);
+                if files.len() == before {
+                    errors.push(FileError {
+                        path: p.display().to_string(),
+                        error: "no module files (.ko, .ko.xz, .ko.zst, .ko.gz) under it".into(),
+                    });
+                }
+            }
             Ok(_) => files.push(p.clone()),
             Err(e) => errors.push(FileError {
                 path: p.display().to_string(),

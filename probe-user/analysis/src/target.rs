@@ -6,7 +6,13 @@ use std::path::{Path, PathBuf};
 
 use btf_rs::Btf;
 
-use super::{kconfig::KernelConfig, kernel_btf, symvers::Symvers, vermagic::Vermagic};
+use super::{
+    input::{self, InputError},
+    kconfig::KernelConfig,
+    kernel_btf,
+    symvers::Symvers,
+    vermagic::Vermagic,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -14,14 +20,22 @@ pub enum TargetError {
     Read {
         what: &'static str,
         path: String,
-        source: std::io::Error,
+        source: InputError,
     },
-    #[error("no {what} for kernel {release}: looked in {looked}; pass {flag}")]
+    /// Not found where the release's files usually are; the command line
+    /// says which option gives it (`TargetError::missing`).
+    #[error("no {what} for kernel {release}: looked in {looked}")]
     NotFound {
         what: &'static str,
         release: String,
         looked: String,
-        flag: &'static str,
+    },
+    /// Read, but holding nothing of what such a file holds.
+    #[error("{what} {path}: {why}")]
+    NotWhatItClaims {
+        what: &'static str,
+        path: String,
+        why: String,
     },
     #[error(
         "{path}: {count} malformed lines (first, line {line}: {text:?}); refusing a {what} this damaged"
@@ -33,6 +47,16 @@ pub enum TargetError {
         line: usize,
         text: String,
     },
+}
+
+impl TargetError {
+    /// Which input was not found (the command line names its option).
+    pub fn missing(&self) -> Option<&'static str> {
+        match self {
+            Self::NotFound { what, .. } => Some(what),
+            _ => None,
+        }
+    }
 }
 
 /// Where to look; `None` means "the usual place for the release".
@@ -66,21 +90,50 @@ fn running_release(root: &Path) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-fn read_text(what: &'static str, path: &Path) -> Result<String, TargetError> {
-    let bytes = std::fs::read(path).map_err(|source| TargetError::Read {
+/// A text input, read within `limit` and decompressed (`.gz`) within it too.
+fn read_text(what: &'static str, path: &Path, limit: u64) -> Result<String, TargetError> {
+    let failed = |source| TargetError::Read {
         what,
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    let mut bytes = input::read_bounded(path, limit, what).map_err(failed)?;
     if path.extension().is_some_and(|e| e == "gz") {
-        let text = super::ko_file::decompress(bytes).map_err(|e| TargetError::Read {
-            what,
-            path: path.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
+        bytes = super::ko_file::decompress_bounded(bytes, limit, false).map_err(|e| {
+            failed(match e {
+                super::ko_file::KoError::Input(i) => i,
+                other => InputError::Io(std::io::Error::other(other.to_string())),
+            })
         })?;
-        return Ok(String::from_utf8_lossy(&text).into_owned());
     }
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A config, read and parsed; one without a single option is not a config.
+fn read_config(path: &Path) -> Result<KernelConfig, TargetError> {
+    let config = KernelConfig::parse(&read_text("kernel config", path, input::limit::CONFIG)?);
+    if config.is_empty() {
+        return Err(TargetError::NotWhatItClaims {
+            what: "kernel config",
+            path: path.display().to_string(),
+            why: "no CONFIG_ option in it: not a kernel .config".into(),
+        });
+    }
+    Ok(config)
+}
+
+/// Module.symvers, read and parsed; every kernel exports symbols, so an
+/// empty one is not the kernel's.
+fn read_symvers(path: &Path) -> Result<Symvers, TargetError> {
+    let symvers = Symvers::parse(&read_text("Module.symvers", path, input::limit::SYMVERS)?);
+    if symvers.is_empty() {
+        return Err(TargetError::NotWhatItClaims {
+            what: "Module.symvers",
+            path: path.display().to_string(),
+            why: "no exported symbol in it: every kernel exports thousands".into(),
+        });
+    }
+    Ok(symvers)
 }
 
 /// The running kernel's configuration (`/proc/config.gz`, else
@@ -92,10 +145,7 @@ pub fn config_for(
     release: &str,
 ) -> Result<Option<(String, KernelConfig)>, TargetError> {
     match explicit {
-        Some(p) => {
-            let text = read_text("kernel config", p)?;
-            Ok(Some((p.display().to_string(), KernelConfig::parse(&text))))
-        }
+        Some(p) => Ok(Some((p.display().to_string(), read_config(p)?))),
         None => Ok(running_config(release)),
     }
 }
@@ -107,10 +157,7 @@ pub fn running_config(release: &str) -> Option<(String, KernelConfig)> {
     ]
     .into_iter()
     .filter(|p| p.exists())
-    .find_map(|p| {
-        let text = read_text("kernel config", &p).ok()?;
-        Some((p.display().to_string(), KernelConfig::parse(&text)))
-    })
+    .find_map(|p| Some((p.display().to_string(), read_config(&p).ok()?)))
 }
 
 /// More than this share of malformed lines means the file is not what it claims to be.
@@ -156,9 +203,8 @@ pub fn resolve(spec: &TargetSpec) -> Result<TargetKernel, TargetError> {
         what: "kernel config",
         release: release.clone(),
         looked: join(&config_candidates),
-        flag: "--config",
     })?;
-    let config = KernelConfig::parse(&read_text("kernel config", &config_path)?);
+    let config = read_config(&config_path)?;
     check_damage(
         "kernel config",
         &config_path,
@@ -178,9 +224,8 @@ pub fn resolve(spec: &TargetSpec) -> Result<TargetKernel, TargetError> {
             what: "Module.symvers",
             release: release.clone(),
             looked: join(&symvers_candidates),
-            flag: "--symvers (or install the kernel's headers package)",
         })?;
-    let symvers = Symvers::parse(&read_text("Module.symvers", &symvers_path)?);
+    let symvers = read_symvers(&symvers_path)?;
     check_damage(
         "Module.symvers",
         &symvers_path,
@@ -191,6 +236,17 @@ pub fn resolve(spec: &TargetSpec) -> Result<TargetKernel, TargetError> {
     let btf_source = btf_source(spec, &root, &release, is_running);
     let btf_path = btf_source.path.display().to_string();
     let btf = std::sync::OnceLock::new();
+    if spec.btf.is_some() {
+        // Given explicitly, a BTF that does not load is an error, not a
+        // check quietly skipped.
+        if let Err(why) = btf.get_or_init(|| load_btf(&btf_source)) {
+            return Err(TargetError::NotWhatItClaims {
+                what: "BTF",
+                path: btf_path,
+                why: why.clone(),
+            });
+        }
+    }
     let struct_module_size = struct_module_size(&btf_source, &btf);
     let randstruct_hash =
         std::fs::read_to_string(symvers_path.with_file_name("include/generated/randstruct_hash.h"))
@@ -330,6 +386,25 @@ impl TargetKernel {
             ))
         })
         .collect()
+    }
+
+    /// The checks this target's inputs cannot support, one sentence each:
+    /// listed in the output, never skipped silently.
+    pub fn skipped_checks(&self) -> Vec<String> {
+        let mut skipped = Vec::new();
+        if self.struct_module_size.is_none() {
+            skipped.push(match self.btf() {
+                Err(e) => format!(
+                    "struct module's size (THIS_MODULE_SIZE) and the struct layouts of modules \
+                     built for other kernels (BTF_STRUCT_LAYOUT): no BTF: {e}"
+                ),
+                Ok(_) => format!(
+                    "struct module's size (THIS_MODULE_SIZE): the BTF {} has no struct module",
+                    self.btf_path
+                ),
+            });
+        }
+        skipped
     }
 
     /// The target's BTF, parsed on first use.

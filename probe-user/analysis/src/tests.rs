@@ -462,11 +462,29 @@ fn special_files_are_refused_before_they_are_opened() {
     assert!(made.success());
     // Opening a FIFO for reading would block until a writer comes.
     let err = ko_file::read_bytes(&fifo).unwrap_err();
-    assert!(matches!(err, KoError::NotRegularFile("FIFO")), "{err}");
+    assert!(
+        matches!(
+            err,
+            KoError::Input(crate::input::InputError::NotRegularFile("FIFO"))
+        ),
+        "{err}"
+    );
     let err = ko_file::read_bytes(std::path::Path::new("/dev/zero")).unwrap_err();
-    assert!(matches!(err, KoError::NotRegularFile("device")), "{err}");
+    assert!(
+        matches!(
+            err,
+            KoError::Input(crate::input::InputError::NotRegularFile("device"))
+        ),
+        "{err}"
+    );
     let err = ko_file::with_module(&dir, |_| ()).unwrap_err();
-    assert!(matches!(err, KoError::NotRegularFile("directory")), "{err}");
+    assert!(
+        matches!(
+            err,
+            KoError::Input(crate::input::InputError::NotRegularFile("directory"))
+        ),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -488,7 +506,10 @@ fn a_compression_bomb_stops_at_its_first_bytes_or_at_the_bound() {
     elf_then_zeros.extend_from_slice(&zeros);
     let err = ko_file::decompress_bounded(gzip(&elf_then_zeros), 64 << 10, true).unwrap_err();
     assert!(
-        matches!(err, KoError::TooLarge { limit: 65536, .. }),
+        matches!(
+            err,
+            KoError::Input(crate::input::InputError::TooLarge { limit: 65536, .. })
+        ),
         "{err}"
     );
     let small = ko_file::decompress_bounded(gzip(&elf_then_zeros), 2 << 20, true).unwrap();

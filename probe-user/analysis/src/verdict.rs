@@ -41,6 +41,23 @@ pub enum Code {
 }
 
 impl Code {
+    /// A reason given once per symbol or struct: a consequence of a root
+    /// cause (vermagic, `module_layout`, struct module's size, an option),
+    /// shown after the root causes and summarised when there are many.
+    pub fn is_per_symbol(self) -> bool {
+        matches!(
+            self,
+            Code::CrcMismatch
+                | Code::NoSymbolVersion
+                | Code::UnknownSymbol
+                | Code::GplOnlySymbol
+                | Code::MissingNamespaceImport
+                | Code::DebugFeatureImport
+                | Code::TracepointImport
+                | Code::BtfStructLayout
+        )
+    }
+
     /// The stable name, as in JSON (`CRC_MISMATCH`).
     pub fn as_str(self) -> String {
         serde_json::to_value(self)

@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use modscope_analysis::{kconfig::KernelConfig, ko_file, rules, symvers::Symvers, target::TargetKernel};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(bytes) = ko_file::decompress(data.to_vec()) else { return };
+    let Ok(bytes) = ko_file::decompress_module(data.to_vec()) else { return };
     if let Ok(facts) = ko_file::parse(&bytes[..]) {
         let target = TargetKernel::from_parts(
             "6.1.0-fuzz",

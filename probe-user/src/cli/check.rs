@@ -1,8 +1,10 @@
 //! `modscope check`: static compatibility of module files with a kernel.
 
-use std::{io::IsTerminal as _, path::PathBuf};
+use std::{
+    io::{self, IsTerminal as _, Write},
+    path::PathBuf,
+};
 
-use anyhow::Context as _;
 use modscope::trace::display::sanitize;
 use modscope_analysis::{
     self as analysis, FileError, ModuleReport,
@@ -11,7 +13,7 @@ use modscope_analysis::{
 };
 use serde::Serialize;
 
-use super::style::Style;
+use super::{check_text, stdout, style::Style};
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -21,7 +23,7 @@ pub struct CheckArgs {
     /// Target kernel release (default: the running kernel).
     #[arg(long, value_name = "RELEASE", conflicts_with = "all_kernels")]
     kernel: Option<String>,
-    /// Check against every kernel installed in /boot: one column per kernel.
+    /// Check against every kernel installed in /boot: one line per kernel under each module.
     #[arg(long)]
     all_kernels: bool,
     /// The target's .config (default: /proc/config.gz or /boot/config-RELEASE).
@@ -41,11 +43,24 @@ pub struct CheckArgs {
     verbose: bool,
 }
 
-/// Exit statuses of `check` (README).
+/// Exit statuses of `check` and `diff` (README): 4 plus one bit per
+/// outcome, so no outcome hides another (7 = both).
 pub mod status {
     pub const ALL_COMPATIBLE: u8 = 0;
-    pub const SOME_INCOMPATIBLE: u8 = 5;
-    pub const BAD_INPUT: u8 = 6;
+    /// Bit 0: some module is incompatible.
+    pub const SOME_INCOMPATIBLE: u8 = 4 | 1;
+    /// Bit 1: some input could not be read or is not what it claims.
+    pub const BAD_INPUT: u8 = 4 | 2;
+
+    /// The status for a run that found incompatible modules, bad input, both or neither.
+    pub fn of(incompatible: bool, bad_input: bool) -> u8 {
+        match (incompatible, bad_input) {
+            (false, false) => ALL_COMPATIBLE,
+            (true, false) => SOME_INCOMPATIBLE,
+            (false, true) => BAD_INPUT,
+            (true, true) => SOME_INCOMPATIBLE | BAD_INPUT,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -58,6 +73,7 @@ struct TargetJson<'a> {
     vermagic: &'a str,
     struct_module_size: Option<u64>,
     warnings: Vec<String>,
+    skipped: Vec<String>,
 }
 
 impl<'a> TargetJson<'a> {
@@ -75,16 +91,17 @@ impl<'a> TargetJson<'a> {
             vermagic: t.vermagic.raw.trim_end(),
             struct_module_size: t.struct_module_size,
             warnings: t.warnings(),
+            skipped: t.skipped_checks(),
         }
     }
 }
 
 #[derive(Serialize, Default)]
-struct Summary {
-    compatible: usize,
-    warning: usize,
-    incompatible: usize,
-    unreadable: usize,
+pub struct Summary {
+    pub compatible: usize,
+    pub warning: usize,
+    pub incompatible: usize,
+    pub unreadable: usize,
 }
 
 impl Summary {
@@ -99,37 +116,61 @@ impl Summary {
     }
 
     fn status(&self) -> u8 {
-        if self.unreadable > 0 {
-            status::BAD_INPUT
-        } else if self.incompatible > 0 {
-            status::SOME_INCOMPATIBLE
-        } else {
-            status::ALL_COMPATIBLE
-        }
+        status::of(self.incompatible > 0, self.unreadable > 0)
     }
 }
 
 /// One line per file that could not be analysed.
-pub fn print_file_errors(st: &Style, errors: &[FileError]) {
+pub fn print_file_errors(out: &mut impl Write, st: &Style, errors: &[FileError]) -> io::Result<()> {
     for e in errors {
-        println!(
+        writeln!(
+            out,
             "{} {}: {}",
             st.red("error"),
             sanitize(&e.path),
             sanitize(&e.error)
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// One JSON document on standard output, compact: reports over thousands of
 /// modules are for programs (pipe through `jq` to read them).
 pub fn write_json(value: &impl Serialize) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    serde_json::to_writer(&mut out, value).context("writing the JSON report")?;
-    writeln!(out)
-        .and_then(|()| out.flush())
-        .context("writing the JSON report")
+    stdout::write_with(|out| {
+        serde_json::to_writer(&mut *out, value)?;
+        writeln!(out)
+    })
+}
+
+/// Says on standard error (and in JSON) why the target could not be read,
+/// with the option that gives what was missing (`flags`: the input → the
+/// command's option for it). Returns the exit status.
+pub fn target_failed(
+    e: &target::TargetError,
+    flags: impl Fn(&str) -> Option<&'static str>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let hint = e
+        .missing()
+        .and_then(flags)
+        .map(|f| format!("; {f}"))
+        .unwrap_or_default();
+    let message = sanitize(&format!("target kernel: {e}{hint}"));
+    eprintln!("modscope: {message}");
+    if json {
+        write_json(&serde_json::json!({ "schema": 1, "error": message }))?;
+    }
+    Ok(status::BAD_INPUT)
+}
+
+/// `check`'s option for each target input.
+fn check_flag(what: &str) -> Option<&'static str> {
+    match what {
+        "kernel config" => Some("pass --config FILE"),
+        "Module.symvers" => Some("pass --symvers FILE (or install the kernel's headers package)"),
+        _ => None,
+    }
 }
 
 fn spec(args: &CheckArgs, release: Option<String>) -> TargetSpec {
@@ -161,19 +202,10 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     });
     let target = match target {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("modscope: target kernel: {e}");
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "schema": 1, "error": format!("target kernel: {e}") })
-                );
-            }
-            return Ok(status::BAD_INPUT);
-        }
+        Err(e) => return target_failed(&e, check_flag, args.json),
     };
     for w in target.warnings() {
-        eprintln!("modscope: warning: {w}");
+        eprintln!("modscope: warning: {}", sanitize(&w));
     }
     let (reports, more_errors) = analysis::check_files(&files, &target);
     errors.extend(more_errors);
@@ -196,88 +228,17 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         };
         write_json(&out)?;
     } else {
-        print_text(&target, &reports, &errors, &summary, args.verbose);
+        let st = Style::detect(std::io::stdout().is_terminal());
+        stdout::write_with(|out| {
+            check_text::print(out, &st, &target, &reports, args.verbose)?;
+            if !errors.is_empty() {
+                writeln!(out)?;
+                print_file_errors(out, &st, &errors)?;
+            }
+            check_text::print_summary(out, &summary, args.verbose)
+        })?;
     }
     Ok(summary.status())
-}
-
-fn print_text(
-    target: &TargetKernel,
-    reports: &[ModuleReport],
-    errors: &[FileError],
-    summary: &Summary,
-    verbose: bool,
-) {
-    let st = Style::detect(std::io::stdout().is_terminal());
-    println!("{} {}", st.bold("target"), target.release);
-    println!(
-        "  config {}  symvers {} ({} exports)",
-        target.config_path,
-        target.symvers_path,
-        target.symvers.len()
-    );
-    match (
-        target
-            .struct_module_size
-            .map_or_else(|| target.btf().map(|_| ()), |_| Ok(())),
-        target.struct_module_size,
-    ) {
-        (Ok(_), Some(size)) => {
-            println!("  BTF {}  sizeof(struct module) = {size}", target.btf_path)
-        }
-        (Ok(_), None) => println!("  BTF {} (no struct module in it)", target.btf_path),
-        (Err(e), _) => println!("  BTF unavailable: {e}"),
-    }
-    println!("  vermagic {:?}", target.vermagic.raw.trim_end());
-    for verdict in [Verdict::Incompatible, Verdict::Warning, Verdict::Compatible] {
-        let group: Vec<&ModuleReport> = reports.iter().filter(|r| r.verdict == verdict).collect();
-        if group.is_empty() || (verdict == Verdict::Compatible && !verbose) {
-            continue;
-        }
-        println!();
-        for r in group {
-            let loader = match (&r.loader.insmod, &r.loader.insmod_force) {
-                (None, _) => "loads".to_owned(),
-                (Some(e), None) => format!("insmod: {e}; insmod -f: loads (taints F)"),
-                (Some(e), Some(f)) => format!("insmod: {e}; insmod -f: {f}"),
-            };
-            println!(
-                "{} {}  {}  [{}]",
-                st.verdict(verdict),
-                st.bold(&sanitize(&r.name)),
-                sanitize(&r.path),
-                loader
-            );
-            for reason in r
-                .reasons
-                .iter()
-                .filter(|x| verbose || x.severity > Severity::Info)
-            {
-                println!(
-                    "    {} {:<24} {}",
-                    st.severity(reason.severity),
-                    reason.code.as_str(),
-                    sanitize(&reason.message)
-                );
-            }
-        }
-    }
-    if !errors.is_empty() {
-        println!();
-        print_file_errors(&st, errors);
-    }
-    println!(
-        "\n{} compatible, {} warning, {} incompatible, {} unreadable{}",
-        summary.compatible,
-        summary.warning,
-        summary.incompatible,
-        summary.unreadable,
-        if verbose || summary.compatible == 0 {
-            ""
-        } else {
-            " (--verbose lists the compatible ones)"
-        }
-    );
 }
 
 fn run_matrix(args: &CheckArgs, files: &[PathBuf], errors: Vec<FileError>) -> anyhow::Result<u8> {
@@ -300,18 +261,15 @@ fn run_matrix(args: &CheckArgs, files: &[PathBuf], errors: Vec<FileError>) -> an
             errors: &matrix.errors,
         })?;
     } else {
-        print_matrix(&matrix);
+        stdout::write_with(|out| print_matrix(out, &matrix))?;
     }
-    Ok(if !matrix.errors.is_empty() {
-        status::BAD_INPUT
-    } else if matrix.any_incompatible() {
-        status::SOME_INCOMPATIBLE
-    } else {
-        status::ALL_COMPATIBLE
-    })
+    Ok(status::of(
+        matrix.any_incompatible(),
+        !matrix.errors.is_empty(),
+    ))
 }
 
-fn print_matrix(matrix: &analysis::matrix::Matrix) {
+fn print_matrix(out: &mut impl Write, matrix: &analysis::matrix::Matrix) -> io::Result<()> {
     let st = Style::detect(std::io::stdout().is_terminal());
     for row in &matrix.rows {
         let name = row
@@ -319,7 +277,12 @@ fn print_matrix(matrix: &analysis::matrix::Matrix) {
             .iter()
             .find_map(|c| c.report.as_ref().map(|r| r.name.clone()))
             .unwrap_or_default();
-        println!("{}  {}", st.bold(&sanitize(&name)), sanitize(&row.path));
+        writeln!(
+            out,
+            "{}  {}",
+            st.bold(&sanitize(&name)),
+            sanitize(&row.path)
+        )?;
         for c in &row.results {
             match (&c.report, &c.error) {
                 (Some(r), _) => {
@@ -334,18 +297,25 @@ fn print_matrix(matrix: &analysis::matrix::Matrix) {
                     } else {
                         "insmod loads"
                     };
-                    println!(
+                    writeln!(
+                        out,
                         "  {:<28} {} {:<15} {}",
-                        c.kernel,
+                        sanitize(&c.kernel),
                         st.verdict(r.verdict),
                         refuse,
                         why
-                    );
+                    )?;
                 }
-                (None, Some(e)) => println!("  {:<28} {} {}", c.kernel, st.red("error"), e),
+                (None, Some(e)) => writeln!(
+                    out,
+                    "  {:<28} {} {}",
+                    sanitize(&c.kernel),
+                    st.red("error"),
+                    sanitize(e)
+                )?,
                 (None, None) => {}
             }
         }
     }
-    print_file_errors(&st, &matrix.errors);
+    print_file_errors(out, &st, &matrix.errors)
 }

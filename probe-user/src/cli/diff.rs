@@ -1,7 +1,10 @@
 //! `modscope diff KERNEL_A KERNEL_B [PATH...]`: what changed between two
 //! kernels and which modules built for A can be reused on B unchanged.
 
-use std::{io::IsTerminal as _, path::PathBuf};
+use std::{
+    io::{self, IsTerminal as _, Write},
+    path::PathBuf,
+};
 
 use modscope::trace::display::sanitize;
 use modscope_analysis::{
@@ -12,7 +15,7 @@ use modscope_analysis::{
 };
 use serde::Serialize;
 
-use super::{check, style::Style};
+use super::{check, stdout, style::Style};
 
 #[derive(clap::Args)]
 pub struct DiffArgs {
@@ -54,17 +57,32 @@ fn spec(kernel: &str) -> TargetSpec {
     }
 }
 
+/// `diff`'s way to give each target input (it has no per-file options).
+fn diff_flag(what: &str) -> Option<&'static str> {
+    match what {
+        "kernel config" | "Module.symvers" => Some(
+            "give a directory holding .config and Module.symvers instead of the release, \
+             or install the kernel's headers package",
+        ),
+        _ => None,
+    }
+}
+
+fn resolve(kernel: &str, json: bool) -> anyhow::Result<Result<TargetKernel, u8>> {
+    match target::resolve(&spec(kernel)) {
+        Ok(t) => Ok(Ok(t)),
+        Err(e) => check::target_failed(&e, diff_flag, json).map(Err),
+    }
+}
+
 pub fn run(args: DiffArgs) -> anyhow::Result<u8> {
-    let resolve = |k: &str| target::resolve(&spec(k)).map_err(|e| format!("{k}: {e}"));
-    let (a, b) = match (resolve(&args.kernel_a), resolve(&args.kernel_b)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("modscope: {e}");
-            if args.json {
-                println!("{}", serde_json::json!({ "schema": 1, "error": e }));
-            }
-            return Ok(check::status::BAD_INPUT);
-        }
+    let a = match resolve(&args.kernel_a, args.json)? {
+        Ok(a) => a,
+        Err(status) => return Ok(status),
+    };
+    let b = match resolve(&args.kernel_b, args.json)? {
+        Ok(b) => b,
+        Err(status) => return Ok(status),
     };
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(format!("/lib/modules/{}", a.release))]
@@ -72,13 +90,14 @@ pub fn run(args: DiffArgs) -> anyhow::Result<u8> {
         args.paths.clone()
     };
     let (files, mut errors) = analysis::expand_paths(&paths);
-    let d = kernel_diff::diff(&a, &b);
+    let mut d = kernel_diff::diff(&a, &b);
     for w in a.warnings().into_iter().chain(b.warnings()) {
-        eprintln!("modscope: warning: {w}");
+        eprintln!("modscope: warning: {}", sanitize(&w));
     }
     let (reports, more) = analysis::check_files(&files, &b);
     errors.extend(more);
     let any_incompatible = reports.iter().any(|r| r.verdict == Verdict::Incompatible);
+    kernel_diff::rank_by_use(&mut d, &reports);
     let impact = kernel_diff::impact(reports);
     if args.json {
         #[derive(Serialize)]
@@ -100,134 +119,140 @@ pub fn run(args: DiffArgs) -> anyhow::Result<u8> {
         };
         check::write_json(&out)?;
     } else {
-        print_text(&a, &b, &d, &impact, &errors, args.verbose);
+        let text = Text {
+            st: Style::detect(std::io::stdout().is_terminal()),
+            limit: if args.verbose { usize::MAX } else { 12 },
+        };
+        stdout::write_with(|out| text.print(out, &a, &b, &d, &impact, &errors))?;
     }
-    Ok(if !errors.is_empty() {
-        check::status::BAD_INPUT
-    } else if any_incompatible {
-        check::status::SOME_INCOMPATIBLE
-    } else {
-        check::status::ALL_COMPATIBLE
-    })
+    Ok(check::status::of(any_incompatible, !errors.is_empty()))
 }
 
-fn print_text(
-    a: &TargetKernel,
-    b: &TargetKernel,
-    d: &KernelDiff,
-    impact: &ModuleImpact,
-    errors: &[analysis::FileError],
-    verbose: bool,
-) {
-    let st = Style::detect(std::io::stdout().is_terminal());
-    let limit = if verbose { usize::MAX } else { 12 };
-    println!("{} {} -> {}", st.bold("diff"), a.release, b.release);
-    print_config(&st, d, limit);
-    print_symbols(&st, d, limit);
-    print_structs(&st, d, limit);
-    print_modules(&st, impact, limit);
-    check::print_file_errors(&st, errors);
+/// The text report: its style and how many lines each list shows.
+struct Text {
+    st: Style,
+    limit: usize,
 }
 
-/// Options that differ, those known to change module ABI first.
-fn print_config(st: &Style, d: &KernelDiff, limit: usize) {
-    let relevant = d.config.iter().filter(|c| c.layout_relevant).count();
-    println!(
-        "\n{} {} options differ, {relevant} of them known to change module ABI",
-        st.bold("config:"),
-        d.config.len()
-    );
-    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
-    let mut listed: Vec<_> = d.config.iter().filter(|c| c.layout_relevant).collect();
-    listed.extend(d.config.iter().filter(|c| !c.layout_relevant));
-    for c in listed.iter().take(limit) {
-        println!(
-            "  {:<44} {} -> {}{}",
-            c.option,
-            show(&c.a),
-            show(&c.b),
-            if c.layout_relevant { "   [ABI]" } else { "" }
-        );
+impl Text {
+    fn print(
+        &self,
+        out: &mut impl Write,
+        a: &TargetKernel,
+        b: &TargetKernel,
+        d: &KernelDiff,
+        impact: &ModuleImpact,
+        errors: &[analysis::FileError],
+    ) -> io::Result<()> {
+        let (ra, rb) = (sanitize(&a.release), sanitize(&b.release));
+        writeln!(out, "{} {ra} -> {rb}", self.st.bold("diff"))?;
+        self.config(out, d)?;
+        self.symbols(out, d)?;
+        self.structs(out, d)?;
+        self.modules(out, impact)?;
+        check::print_file_errors(out, &self.st, errors)
     }
-    if listed.len() > limit {
-        println!("  … {} more (--verbose)", listed.len() - limit);
-    }
-}
 
-fn print_symbols(st: &Style, d: &KernelDiff, limit: usize) {
-    println!(
-        "\n{} {} CRCs changed, {} gone, {} new",
-        st.bold("exported symbols:"),
-        d.crc_changed.len(),
-        d.symbols_gone.len(),
-        d.symbols_new.len()
-    );
-    for c in d.crc_changed.iter().take(limit) {
-        println!(
-            "  {:<44} {:#010x} -> {:#010x}",
-            sanitize(&c.symbol),
-            c.crc_a,
-            c.crc_b
-        );
-    }
-    for s in d.symbols_gone.iter().take(limit) {
-        println!("  {:<44} gone", sanitize(s));
-    }
-}
-
-fn print_structs(st: &Style, d: &KernelDiff, limit: usize) {
-    match (&d.structs_changed, &d.btf_note) {
-        (Some(changes), _) => {
-            println!("\n{} {} layouts differ", st.bold("structs:"), changes.len());
-            for c in changes.iter().take(limit) {
-                let mut what = Vec::new();
-                if c.size_a != c.size_b {
-                    what.push(format!("size {} -> {} bytes", c.size_a, c.size_b));
-                }
-                if !c.moved.is_empty() {
-                    what.push(format!("{} members moved", c.moved.len()));
-                }
-                if !c.only_in_b.is_empty() {
-                    what.push(format!("added {}", c.only_in_b.join(", ")));
-                }
-                if !c.only_in_a.is_empty() {
-                    what.push(format!("removed {}", c.only_in_a.join(", ")));
-                }
-                println!("  struct {:<37} {}", c.name, what.join("; "));
-            }
+    /// Options that differ, those known to change module ABI first.
+    fn config(&self, out: &mut impl Write, d: &KernelDiff) -> io::Result<()> {
+        let relevant = d.config.iter().filter(|c| c.layout_relevant).count();
+        writeln!(
+            out,
+            "\n{} {} options differ, {relevant} of them known to change module ABI",
+            self.st.bold("config:"),
+            d.config.len()
+        )?;
+        let show = |v: &Option<String>| sanitize(v.as_deref().unwrap_or("(unset)"));
+        let mut listed: Vec<_> = d.config.iter().filter(|c| c.layout_relevant).collect();
+        listed.extend(d.config.iter().filter(|c| !c.layout_relevant));
+        for c in listed.iter().take(self.limit) {
+            let mark = if c.layout_relevant { "   [ABI]" } else { "" };
+            let option = sanitize(&c.option);
+            writeln!(out, "  {option:<44} {} -> {}{mark}", show(&c.a), show(&c.b))?;
         }
-        (None, note) => println!(
-            "\n{} {}",
-            st.bold("structs:"),
-            note.as_deref().unwrap_or("not compared")
-        ),
+        self.more(out, listed.len(), "--verbose")
     }
-}
 
-fn print_modules(st: &Style, impact: &ModuleImpact, limit: usize) {
-    println!(
-        "\n{} {} safe to reuse unchanged, {} affected",
-        st.bold("modules:"),
-        impact.safe_to_reuse.len(),
-        impact.affected.len()
-    );
-    for r in impact.affected.iter().take(limit.max(30)) {
-        let first = r
-            .reasons
-            .first()
-            .map(|x| sanitize(&x.message))
-            .unwrap_or_default();
-        println!(
-            "  {} {:<24} {}",
-            st.verdict(r.verdict),
-            sanitize(&r.name),
-            first
-        );
+    /// Changed and vanished exports, those the given modules use most first.
+    fn symbols(&self, out: &mut impl Write, d: &KernelDiff) -> io::Result<()> {
+        writeln!(
+            out,
+            "\n{} {} CRCs changed, {} gone, {} new",
+            self.st.bold("exported symbols:"),
+            d.crc_changed.len(),
+            d.symbols_gone.len(),
+            d.symbols_new.len()
+        )?;
+        let used = |n: usize| match n {
+            0 => String::new(),
+            1 => "   used by 1 module".to_owned(),
+            n => format!("   used by {n} modules"),
+        };
+        for c in d.crc_changed.iter().take(self.limit) {
+            let symbol = sanitize(&c.symbol);
+            let (a, b, u) = (c.crc_a, c.crc_b, used(c.used_by));
+            writeln!(out, "  {symbol:<44} {a:#010x} -> {b:#010x}{u}")?;
+        }
+        self.more(out, d.crc_changed.len(), "--verbose")?;
+        for s in d.symbols_gone.iter().take(self.limit) {
+            writeln!(out, "  {:<44} gone", sanitize(s))?;
+        }
+        self.more(out, d.symbols_gone.len(), "--verbose")
     }
-    if impact.affected.len() > limit.max(30) {
-        println!(
-            "  … {} more (--verbose, or --json)",
-            impact.affected.len() - limit.max(30)
-        );
+
+    fn structs(&self, out: &mut impl Write, d: &KernelDiff) -> io::Result<()> {
+        let bold = self.st.bold("structs:");
+        let Some(changes) = &d.structs_changed else {
+            let note = d.btf_note.as_deref().unwrap_or("not compared");
+            return writeln!(out, "\n{bold} {}", sanitize(note));
+        };
+        writeln!(out, "\n{bold} {} layouts differ", changes.len())?;
+        for c in changes.iter().take(self.limit) {
+            let mut what = Vec::new();
+            if c.size_a != c.size_b {
+                what.push(format!("size {} -> {} bytes", c.size_a, c.size_b));
+            }
+            if !c.moved.is_empty() {
+                what.push(format!("{} members moved", c.moved.len()));
+            }
+            if !c.only_in_b.is_empty() {
+                what.push(format!("added {}", c.only_in_b.join(", ")));
+            }
+            if !c.only_in_a.is_empty() {
+                what.push(format!("removed {}", c.only_in_a.join(", ")));
+            }
+            let name = sanitize(&c.name);
+            writeln!(out, "  struct {name:<37} {}", sanitize(&what.join("; ")))?;
+        }
+        self.more(out, changes.len(), "--verbose")
+    }
+
+    fn modules(&self, out: &mut impl Write, impact: &ModuleImpact) -> io::Result<()> {
+        let limit = self.limit.max(30);
+        writeln!(
+            out,
+            "\n{} {} safe to reuse unchanged, {} affected",
+            self.st.bold("modules:"),
+            impact.safe_to_reuse.len(),
+            impact.affected.len()
+        )?;
+        for r in impact.affected.iter().take(limit) {
+            let first = r.reasons.first().map(|x| sanitize(&x.message));
+            let (verdict, name) = (self.st.verdict(r.verdict), sanitize(&r.name));
+            writeln!(out, "  {verdict} {name:<24} {}", first.unwrap_or_default())?;
+        }
+        if impact.affected.len() > limit {
+            let n = impact.affected.len() - limit;
+            writeln!(out, "  … {n} more (--verbose, or --json)")?;
+        }
+        Ok(())
+    }
+
+    /// "… N more" under a list of `total` cut at the limit.
+    fn more(&self, out: &mut impl Write, total: usize, how: &str) -> io::Result<()> {
+        if total > self.limit {
+            writeln!(out, "  … {} more ({how})", total - self.limit)?;
+        }
+        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! thread, fed by the session's tap, so drawing never blocks the probes.
 
 use std::{
-    io::IsTerminal as _,
+    io::{IsTerminal as _, Write as _},
     sync::{Arc, Mutex, atomic::AtomicU64, mpsc},
 };
 
@@ -12,6 +12,7 @@ use modscope::{
     kernel::features,
     probe::{Diagnostics, diagnostics::KeptLines},
     session::{self, LiveOptions, Tap, ViewLink, call_plan},
+    trace::display::sanitize,
     tui::{App, Mode, live_feed::LiveFeed, run},
 };
 
@@ -92,10 +93,13 @@ pub fn run(args: LiveArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
         Err(_) => anyhow::bail!("the TUI thread panicked"),
     }
     if let Some(p) = path {
-        println!(
-            "modscope: trace written to {0}; `modscope replay {0}` shows it again",
-            p.display()
-        );
+        let p = sanitize(&p.display().to_string());
+        super::stdout::write_with(|out| {
+            writeln!(
+                out,
+                "modscope: trace written to {p}; `modscope replay {p}` shows it again"
+            )
+        })?;
     }
     Ok(0)
 }

@@ -2,6 +2,7 @@
 //! what it prints.
 
 pub mod check;
+mod check_text;
 pub mod diff;
 pub mod events;
 pub mod live;
@@ -9,4 +10,5 @@ pub mod probe_args;
 pub mod record;
 pub mod replay;
 pub mod report;
+pub mod stdout;
 pub mod style;

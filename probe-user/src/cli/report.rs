@@ -30,11 +30,13 @@ pub struct ReportArgs {
 /// Reads a trace file, saying on standard error why when it cannot be read
 /// or is not a trace (the caller exits with `status::BAD_INPUT`).
 pub fn open_trace(path: &std::path::Path) -> Option<(Vec<u8>, trace::Trace)> {
-    let data = std::fs::read(path)
-        .inspect_err(|e| eprintln!("modscope: reading {}: {e}", path.display()))
+    use modscope_analysis::input::{self, limit};
+    let name = sanitize(&path.display().to_string());
+    let data = input::read_bounded(path, limit::TRACE, "modscope trace")
+        .inspect_err(|e| eprintln!("modscope: reading {name}: {e}"))
         .ok()?;
     let t = trace::read_trace(&data)
-        .inspect_err(|e| eprintln!("modscope: {}: {e}", path.display()))
+        .inspect_err(|e| eprintln!("modscope: {name}: {e}"))
         .ok()?;
     Some((data, t))
 }
@@ -59,7 +61,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
     for d in &report.damage {
         eprintln!(
             "modscope: {}: skipped {} bytes at offset {}: {}",
-            args.file.display(),
+            sanitize(&args.file.display().to_string()),
             d.bytes,
             d.offset,
             d.reason

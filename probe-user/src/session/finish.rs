@@ -2,8 +2,8 @@
 //! end record, the anomaly list, the one-screen summary of a recording,
 //! and the per-module call report.
 
-use super::error::Result;
-use std::collections::BTreeSet;
+use super::error::{Result, SessionError};
+use std::{collections::BTreeSet, io::Write as _};
 
 use super::{
     CallPlan,
@@ -123,10 +123,14 @@ fn print_summary(
         decode_errors: session.state.decode_errors(),
         modules,
     });
-    if session.out.quiet {
-        print!("{text}");
+    // Standard output may be full or closed: an error, never a panic.
+    let written = if session.out.quiet {
+        std::io::stdout().lock().write_all(text.as_bytes())
     } else {
-        eprint!("{text}");
-    }
-    Ok(())
+        std::io::stderr().lock().write_all(text.as_bytes())
+    };
+    written.map_err(|source| SessionError::Io {
+        what: "writing the session's summary".into(),
+        source,
+    })
 }
