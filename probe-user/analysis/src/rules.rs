@@ -44,11 +44,32 @@ impl Loader {
 /// themselves: Debian's 6.1 image has no such check, its 6.12 image has it;
 /// it came with the ELF validation rework of 6.4.
 fn loader_compares_this_module_size(release: &str) -> bool {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let (major, minor) = major_minor(release);
     // An unknown release: assume the newer loader.
     major == 0 || (major, minor) >= (6, 4)
+}
+
+/// "6.12.117+deb12-amd64" → (6, 12); (0, 0) when it does not start with a version.
+fn major_minor(release: &str) -> (u32, u32) {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
+
+/// Why a module's struct module differs in size from the target's: another
+/// kernel version first (struct module changes between releases), else
+/// the debug options that change it within one.
+fn struct_module_size_cause(built_for: Option<&str>, target: &str) -> String {
+    let options = "a debug option that changes struct module's layout (lock debugging, since \
+                   it embeds a struct mutex; lockdep, tracing, kprobes, PREEMPT_RT)";
+    match built_for {
+        Some(built) if major_minor(built) != major_minor(target) => format!(
+            "the module was built for {built}, another kernel version than {target}: struct module \
+             changes between versions (within one version, {options} is the usual cause)"
+        ),
+        _ => format!("{options} is the usual cause"),
+    }
 }
 
 pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, LoaderAnswer) {
@@ -156,8 +177,11 @@ impl Checking<'_> {
         // 2. The compiled-in struct module must match the kernel's exactly.
         match target.struct_module_size {
             Some(size) if size != facts.this_module_size => {
-                let cause = "a debug option that changes struct module's layout (lock debugging, since \
-                             it embeds a struct mutex; lockdep, tracing, kprobes, PREEMPT_RT) is the usual cause";
+                let built_for = facts
+                    .modinfo
+                    .get("vermagic")
+                    .and_then(|v| v.split_whitespace().next());
+                let cause = struct_module_size_cause(built_for, &target.release);
                 let message = if loader_compares_this_module_size(&target.release) {
                     self.loader.hard(ENOEXEC);
                     format!(

@@ -84,11 +84,21 @@ fn loader_line(r: &ModuleReport) -> String {
 }
 
 /// The reasons a person reads first: root causes in the loader's order
-/// (the order the rules found them), then per-symbol consequences grouped by code.
+/// (the order the rules found them), the gravest first, then per-symbol
+/// consequences grouped by severity and code.
 pub fn reading_order(reasons: &[Reason], verbose: bool) -> Vec<&Reason> {
     let shown = |x: &&Reason| verbose || x.severity > Severity::Info;
     let mut ordered: Vec<&Reason> = reasons.iter().filter(shown).collect();
-    ordered.sort_by_key(|x| (x.code.is_per_symbol(), std::cmp::Reverse(x.severity)));
+    // A stable sort: within a group, the rules' order stands.
+    ordered.sort_by_key(|x| {
+        let per_symbol = x.code.is_per_symbol();
+        let group = if per_symbol {
+            x.code.as_str()
+        } else {
+            String::new()
+        };
+        (per_symbol, std::cmp::Reverse(x.severity), group)
+    });
     ordered
 }
 
@@ -138,6 +148,11 @@ fn print_reason(out: &mut impl Write, st: &Style, reason: &Reason) -> io::Result
 /// Many reasons of one per-symbol code: how many, the first few named.
 fn print_consequences(out: &mut impl Write, st: &Style, run: &[&Reason]) -> io::Result<()> {
     let first = run[0];
+    let noun = if first.struct_name.is_some() {
+        "structs"
+    } else {
+        "symbols"
+    };
     let named: Vec<String> = run
         .iter()
         .take(NAMED_PER_CODE)
@@ -152,7 +167,7 @@ fn print_consequences(out: &mut impl Write, st: &Style, run: &[&Reason]) -> io::
         .collect();
     writeln!(
         out,
-        "    {} {:<24} {} symbols: {}, … and {} more (-v lists them; --json always does)",
+        "    {} {:<24} {} {noun}: {}, … and {} more (-v lists them; --json always does)",
         st.severity(first.severity),
         first.code.as_str(),
         run.len(),
@@ -184,6 +199,8 @@ fn print_overview(out: &mut impl Write, st: &Style, reports: &[ModuleReport]) ->
         "\n{}",
         st.bold("reasons, by how many modules have them:")
     )?;
+    let mut causes: Vec<_> = causes.into_iter().collect();
+    causes.sort_by_key(|((severity, _), modules)| (*severity, std::cmp::Reverse(*modules)));
     for ((severity, code), modules) in &causes {
         writeln!(
             out,
@@ -211,21 +228,39 @@ fn print_overview(out: &mut impl Write, st: &Style, reports: &[ModuleReport]) ->
         )?;
     }
     for r in at_risk.iter().take(AT_RISK_SHOWN) {
-        let root = reading_order(&r.reasons, false)
-            .first()
-            .map(|x| sanitize(&x.message))
-            .unwrap_or_default();
         writeln!(
             out,
-            "  {} {:<24} {root}",
+            "  {} {:<24} {}",
             st.verdict(r.verdict),
-            sanitize(&r.name)
+            sanitize(&r.name),
+            incompatible_counts(r)
         )?;
     }
     writeln!(
         out,
         "\n(-v lists every module with its reasons; --json gives all of it)"
     )
+}
+
+/// "412 incompatible reasons: 300 CRC_MISMATCH, 12 UNKNOWN_SYMBOL", the
+/// codes by count.
+fn incompatible_counts(r: &ModuleReport) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for x in r
+        .reasons
+        .iter()
+        .filter(|x| x.severity == Severity::Incompatible)
+    {
+        *counts.entry(x.code.as_str()).or_default() += 1;
+    }
+    let total: usize = counts.values().sum();
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort_by(|(a, x), (b, y)| y.cmp(x).then_with(|| a.cmp(b)));
+    let listed: Vec<String> = counts
+        .iter()
+        .map(|(code, n)| format!("{n} {code}"))
+        .collect();
+    format!("{total} incompatible reasons: {}", listed.join(", "))
 }
 
 pub fn print_summary(out: &mut impl Write, summary: &Summary, verbose: bool) -> io::Result<()> {
