@@ -189,18 +189,23 @@ const UNBOUNDED: u64 = u64::MAX / 2;
 /// Reads `path` and hands its facts to `f`. Uncompressed modules are read
 /// section by section, only the parts parsed (headers, .modinfo, version
 /// tables, symbols): a few percent of a typical module. Compressed ones are
-/// decompressed whole. The facts borrow from what was read, so they live
-/// only as long as the call.
-pub fn with_module<T>(path: &Path, f: impl FnOnce(&ModuleFacts<'_>) -> T) -> Result<T, KoError> {
+/// decompressed whole. With `whole`, every module is read whole and `f`
+/// gets the image too (to verify its signature). The facts borrow from
+/// what was read, so they live only as long as the call.
+pub fn with_module<T>(
+    path: &Path,
+    whole: bool,
+    f: impl FnOnce(&ModuleFacts<'_>, Option<&[u8]>) -> T,
+) -> Result<T, KoError> {
     use std::io::Read as _;
     let file = open_module_file(path)?;
-    if let Some(sparse) = super::sparse_elf::SparseFile::open(&file)? {
-        return Ok(f(&parse(&sparse)?));
+    if !whole && let Some(sparse) = super::sparse_elf::SparseFile::open(&file)? {
+        return Ok(f(&parse(&sparse)?, None));
     }
     let mut raw = Vec::new();
     file.take(MAX_MODULE_BYTES + 1).read_to_end(&mut raw)?;
     let data = decompress_module(raw)?;
-    Ok(f(&parse(&data[..])?))
+    Ok(f(&parse(&data[..])?, Some(&data)))
 }
 
 /// One section's contents, reading (and decompressing) the whole file.

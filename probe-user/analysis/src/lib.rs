@@ -8,11 +8,14 @@ pub mod input;
 pub mod kconfig;
 pub mod kernel_btf;
 pub mod kernel_diff;
+pub mod kernel_image;
+pub mod keyring;
 pub mod ko_file;
 pub mod matrix;
 pub mod modinfo;
 pub mod module_btf;
 pub mod rules;
+pub mod signature;
 mod sparse_elf;
 pub mod struct_layout;
 pub mod symvers;
@@ -90,7 +93,7 @@ pub fn imports_of(paths: &[PathBuf]) -> Result<HashMap<String, BTreeSet<String>>
     }
     let mut out = HashMap::new();
     for f in files {
-        let (name, imports) = ko_file::with_module(&f, |facts| {
+        let (name, imports) = ko_file::with_module(&f, false, |facts, _| {
             let name = facts
                 .name()
                 .map(str::to_owned)
@@ -154,7 +157,8 @@ pub fn check_file(path: &Path, target: &TargetKernel) -> Result<ModuleReport, Fi
         path: path.display().to_string(),
         error: e.to_string(),
     };
-    let (mut report, btf_from) = ko_file::with_module(path, |facts| {
+    let verify = target.verifies_signatures();
+    let (mut report, btf_from) = ko_file::with_module(path, verify, |facts, image| {
         // Built for another kernel, with BTF: the kernel structs it uses are
         // compared between that kernel and the target below.
         let build_release = facts
@@ -162,7 +166,12 @@ pub fn check_file(path: &Path, target: &TargetKernel) -> Result<ModuleReport, Fi
             .get("vermagic")
             .map(|v| vermagic::Vermagic::parse(v).release);
         let btf_from = build_release.filter(|r| facts.btf_size > 0 && *r != target.release);
-        (report(path, facts, target), btf_from)
+        let keyring = target.keyring().ok();
+        let signature = image
+            .zip(keyring)
+            .filter(|_| facts.signed)
+            .map(|(image, keys)| signature::check(image, keys));
+        (report(path, facts, signature.as_ref(), target), btf_from)
     })
     .map_err(error)?;
     if let Some(release) = btf_from {
@@ -180,8 +189,15 @@ pub fn check_file(path: &Path, target: &TargetKernel) -> Result<ModuleReport, Fi
     Ok(report)
 }
 
-pub fn report(path: &Path, facts: &ko_file::ModuleFacts, target: &TargetKernel) -> ModuleReport {
-    let (mut reasons, loader) = rules::check(facts, target);
+/// One module's report; `signature` is what its signature check found,
+/// when it was checked.
+pub fn report(
+    path: &Path,
+    facts: &ko_file::ModuleFacts,
+    signature: Option<&signature::Outcome>,
+    target: &TargetKernel,
+) -> ModuleReport {
+    let (mut reasons, loader) = rules::check(facts, signature, target);
     reasons.sort_by_key(|r| std::cmp::Reverse(r.severity));
     ModuleReport {
         path: path.display().to_string(),

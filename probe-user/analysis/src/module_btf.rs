@@ -15,7 +15,7 @@ use std::{
 use btf_rs::{Btf, Type};
 
 use super::{
-    kernel_btf,
+    kernel_btf, kernel_image,
     struct_layout::{self, StructChange},
     target::TargetKernel,
     verdict::{Code, Reason, Severity},
@@ -119,7 +119,7 @@ fn base_btf(release: &str) -> Result<Arc<Btf>, String> {
         .or_insert_with(|| {
             let image = format!("/boot/vmlinuz-{release}");
             let bytes =
-                kernel_btf::extract_cached(Path::new(&image), &kernel_btf::default_cache_dir())
+                kernel_btf::extract_cached(Path::new(&image), &kernel_image::default_cache_dir())
                     .map_err(|e| e.to_string())?;
             Btf::from_bytes(&bytes)
                 .map(Arc::new)

@@ -8,6 +8,7 @@ use super::{
     feature_symbols,
     ko_file::{Machine, ModuleFacts},
     modinfo::license_is_gpl_compatible,
+    signature::Outcome,
     symvers::ExportKind,
     target::TargetKernel,
     verdict::{Code, LoaderAnswer, Reason, Severity},
@@ -18,7 +19,7 @@ use super::{
 const ENOEXEC: &str = "Invalid module format";
 const ENOENT: &str = "Unknown symbol in module";
 const EINVAL: &str = "Invalid argument";
-const EKEYREJECTED: &str = "Key was rejected by service";
+use super::signature::EKEYREJECTED;
 
 /// Where the loader stops, with and without `-f`.
 #[derive(Default)]
@@ -72,10 +73,15 @@ fn struct_module_size_cause(built_for: Option<&str>, target: &str) -> String {
     }
 }
 
-pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, LoaderAnswer) {
+pub fn check(
+    facts: &ModuleFacts,
+    signature: Option<&Outcome>,
+    target: &TargetKernel,
+) -> (Vec<Reason>, LoaderAnswer) {
     let license = facts.modinfo.get("license").unwrap_or("");
     let mut c = Checking {
         facts,
+        signature,
         target,
         license,
         gpl_ok: license_is_gpl_compatible(license),
@@ -105,6 +111,8 @@ pub fn check(facts: &ModuleFacts, target: &TargetKernel) -> (Vec<Reason>, Loader
 /// where the loader stops.
 struct Checking<'a> {
     facts: &'a ModuleFacts<'a>,
+    /// What the signature check found, when it ran.
+    signature: Option<&'a Outcome>,
     target: &'a TargetKernel,
     license: &'a str,
     gpl_ok: bool,
@@ -113,34 +121,100 @@ struct Checking<'a> {
 }
 
 impl Checking<'_> {
-    /// Step 1, the signature: whether there is one (whether it verifies
-    /// is not checked here).
+    /// Step 1, `module_sig_check`: the signature, verified against the
+    /// target's trusted keys when they are at hand (`self.signature`).
     fn signature(&mut self) {
-        let facts = self.facts;
         let cfg = &self.target.config;
-        // 1. Signature.
-        if !facts.signed {
-            if cfg.builtin("MODULE_SIG_FORCE") {
-                self.loader.hard(EKEYREJECTED);
-                self.reasons.push(
-                    Reason::new(
-                        Code::SignatureRequired,
-                        Severity::Incompatible,
-                        "the module is unsigned and the target enforces signatures (MODULE_SIG_FORCE)",
-                    )
-                    .config("MODULE_SIG_FORCE"),
-                );
-            } else if cfg.builtin("MODULE_SIG") {
-                self.reasons.push(
-                    Reason::new(
-                        Code::Unsigned,
-                        Severity::Info,
-                        "unsigned: loading taints the kernel with E",
-                    )
-                    .config("MODULE_SIG"),
-                );
-            }
+        if !cfg.builtin("MODULE_SIG") {
+            return; // the loader ignores signatures
         }
+        let enforced = cfg.builtin("MODULE_SIG_FORCE");
+        match self.signature {
+            _ if !self.facts.signed => self.unsigned(enforced),
+            Some(Outcome::Unsigned) => self.unsigned(enforced),
+            // Signed, not verified: the target's skipped checks say why.
+            None => {}
+            Some(Outcome::Valid { signer }) => self.reasons.push(Reason::new(
+                Code::SignatureVerified,
+                Severity::Info,
+                format!("signed by {signer}, a key the target trusts: the signature verifies"),
+            )),
+            Some(Outcome::UnknownKey { signer }) => self.untrusted(
+                format!("signed by {signer}, a key the target does not hold"),
+                enforced,
+            ),
+            Some(Outcome::UnsupportedCrypto { why }) => self.untrusted(
+                format!("signed with {why}, which the target's loader does not support"),
+                enforced,
+            ),
+            Some(Outcome::Refused { insmod, why }) => self.signature_invalid(insmod, why, enforced),
+            Some(Outcome::NotChecked { why }) => self.reasons.push(Reason::new(
+                Code::SignatureNotChecked,
+                Severity::Info,
+                format!("signature not verified: {why}"),
+            )),
+        }
+    }
+
+    fn unsigned(&mut self, enforced: bool) {
+        if enforced {
+            self.loader.hard(EKEYREJECTED);
+            self.reasons.push(
+                Reason::new(
+                    Code::SignatureRequired,
+                    Severity::Incompatible,
+                    "the module is unsigned and the target enforces signatures (MODULE_SIG_FORCE)",
+                )
+                .config("MODULE_SIG_FORCE"),
+            );
+        } else {
+            self.reasons.push(
+                Reason::new(
+                    Code::Unsigned,
+                    Severity::Info,
+                    "unsigned: loading taints the kernel with E",
+                )
+                .config("MODULE_SIG"),
+            );
+        }
+    }
+
+    /// ENOKEY and ENOPKG: let through with taint E, unless enforced.
+    fn untrusted(&mut self, what: String, enforced: bool) {
+        let reason = if enforced {
+            self.loader.hard(EKEYREJECTED);
+            Reason::new(
+                Code::SignatureUntrusted,
+                Severity::Incompatible,
+                format!("{what}: the target enforces signatures (MODULE_SIG_FORCE) and refuses it"),
+            )
+            .config("MODULE_SIG_FORCE")
+        } else {
+            Reason::new(
+                Code::SignatureUntrusted,
+                Severity::Info,
+                format!("{what}: it loads as if unsigned, tainting the kernel with E"),
+            )
+            .config("MODULE_SIG")
+        };
+        self.reasons.push(reason);
+    }
+
+    /// A signature present that does not verify: refused even without
+    /// MODULE_SIG_FORCE; `-f` skips the check and loads it as unsigned.
+    fn signature_invalid(&mut self, insmod: &'static str, why: &str, enforced: bool) {
+        self.loader.soft(insmod);
+        let forced = if enforced {
+            self.loader.forced.get_or_insert(EKEYREJECTED);
+            "insmod -f skips the check, and MODULE_SIG_FORCE then refuses it as unsigned"
+        } else {
+            "insmod -f skips the check and loads it as unsigned, tainting E"
+        };
+        self.reasons.push(Reason::new(
+            Code::SignatureInvalid,
+            Severity::Incompatible,
+            format!("{why}: the loader refuses it even without MODULE_SIG_FORCE; {forced}"),
+        ));
     }
 
     /// Step 2, `elf_check_arch`: the target runs modules of its own

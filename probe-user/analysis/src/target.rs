@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use btf_rs::Btf;
 
+use super::keyring::Keyring;
+
 use super::{
     input::{self, InputError},
     kconfig::KernelConfig,
-    kernel_btf,
+    kernel_btf, kernel_image,
     symvers::Symvers,
     vermagic::Vermagic,
 };
@@ -66,6 +68,9 @@ pub struct TargetSpec {
     pub config: Option<PathBuf>,
     pub symvers: Option<PathBuf>,
     pub btf: Option<PathBuf>,
+    /// Certificates the target trusts for module signatures (default: those
+    /// built into /boot/vmlinuz-RELEASE).
+    pub keyring: Option<PathBuf>,
     /// Root under which /boot, /lib/modules, /proc and /sys are found (tests).
     pub root: Option<PathBuf>,
 }
@@ -82,6 +87,25 @@ pub struct TargetKernel {
     pub vermagic: Vermagic,
     /// `sizeof(struct module)` from BTF.
     pub struct_module_size: Option<u64>,
+    keyring: std::sync::OnceLock<Result<Keyring, String>>,
+    keyring_source: KeyringSource,
+    pub keyring_path: String,
+}
+
+/// Where a target's trusted certificates come from.
+#[derive(Debug, Clone)]
+enum KeyringSource {
+    File(PathBuf),
+    Image(PathBuf),
+    None,
+}
+
+fn load_keyring(source: &KeyringSource) -> Result<Keyring, String> {
+    match source {
+        KeyringSource::File(p) => Keyring::from_file(p).map_err(|e| e.to_string()),
+        KeyringSource::Image(p) => Keyring::from_kernel_image(p).map_err(|e| e.to_string()),
+        KeyringSource::None => Err("no keyring given".into()),
+    }
 }
 
 fn running_release(root: &Path) -> Option<String> {
@@ -248,6 +272,7 @@ pub fn resolve(spec: &TargetSpec) -> Result<TargetKernel, TargetError> {
         }
     }
     let struct_module_size = struct_module_size(&btf_source, &btf);
+    let (keyring_source, keyring) = keyring(spec, &root, &release)?;
     let randstruct_hash =
         std::fs::read_to_string(symvers_path.with_file_name("include/generated/randstruct_hash.h"))
             .ok()
@@ -264,7 +289,38 @@ pub fn resolve(spec: &TargetSpec) -> Result<TargetKernel, TargetError> {
         btf_path,
         vermagic,
         struct_module_size,
+        keyring_path: match &keyring_source {
+            KeyringSource::File(p) | KeyringSource::Image(p) => p.display().to_string(),
+            KeyringSource::None => String::new(),
+        },
+        keyring,
+        keyring_source,
     })
+}
+
+/// The target's keyring: `--keyring`, loaded now (a file that holds no
+/// certificate is an error), or the kernel image's, loaded when a signed
+/// module needs it.
+#[allow(clippy::type_complexity)]
+fn keyring(
+    spec: &TargetSpec,
+    root: &Path,
+    release: &str,
+) -> Result<(KeyringSource, std::sync::OnceLock<Result<Keyring, String>>), TargetError> {
+    let lock = std::sync::OnceLock::new();
+    let Some(path) = &spec.keyring else {
+        let image = root.join(format!("boot/vmlinuz-{release}"));
+        return Ok((KeyringSource::Image(image), lock));
+    };
+    let source = KeyringSource::File(path.clone());
+    if let Err(why) = lock.get_or_init(|| load_keyring(&source)) {
+        return Err(TargetError::NotWhatItClaims {
+            what: "keyring",
+            path: path.display().to_string(),
+            why: why.clone(),
+        });
+    }
+    Ok((source, lock))
 }
 
 /// Where a target's BTF comes from: a raw BTF file, or a kernel image to
@@ -298,14 +354,15 @@ fn btf_source(spec: &TargetSpec, root: &Path, release: &str, is_running: bool) -
 fn load_btf(source: &BtfSource) -> Result<Btf, String> {
     let shown = source.path.display();
     if source.in_image {
-        let bytes = kernel_btf::extract_cached(&source.path, &kernel_btf::default_cache_dir())
+        let bytes = kernel_btf::extract_cached(&source.path, &kernel_image::default_cache_dir())
             .map_err(|e| e.to_string())?;
         Btf::from_bytes(&bytes).map_err(|e| format!("{shown}: {e}"))
     } else {
         // A raw BTF file or an ELF with .BTF; else perhaps a kernel image.
         crate::btf::open(&source.path).or_else(|e| {
-            let bytes = kernel_btf::extract_cached(&source.path, &kernel_btf::default_cache_dir())
-                .map_err(|_| e.to_string())?;
+            let bytes =
+                kernel_btf::extract_cached(&source.path, &kernel_image::default_cache_dir())
+                    .map_err(|_| e.to_string())?;
             Btf::from_bytes(&bytes).map_err(|e| format!("{shown}: {e}"))
         })
     }
@@ -317,8 +374,8 @@ fn struct_module_size(
     source: &BtfSource,
     btf: &std::sync::OnceLock<Result<Btf, String>>,
 ) -> Option<u64> {
-    let cache = kernel_btf::cache_key(&source.path)
-        .map(|k| kernel_btf::default_cache_dir().join(format!("{k}.struct-module-size")));
+    let cache = kernel_image::cache_key(&source.path)
+        .map(|k| kernel_image::default_cache_dir().join(format!("{k}.struct-module-size")));
     if let Some(size) = cache
         .as_ref()
         .and_then(|p| std::fs::read_to_string(p).ok())
@@ -332,7 +389,7 @@ fn struct_module_size(
         .ok()
         .and_then(|b| crate::btf::struct_size(b, "module"))?;
     if let Some(path) = cache {
-        let _ = std::fs::create_dir_all(kernel_btf::default_cache_dir())
+        let _ = std::fs::create_dir_all(kernel_image::default_cache_dir())
             .and_then(|()| std::fs::write(path, size.to_string()));
     }
     Some(size)
@@ -362,7 +419,32 @@ impl TargetKernel {
             btf_path: "(given)".into(),
             vermagic,
             struct_module_size,
+            keyring: std::sync::OnceLock::new(),
+            keyring_source: KeyringSource::None,
+            keyring_path: String::new(),
         }
+    }
+
+    /// The same target, trusting `keyring` (tests).
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = std::sync::OnceLock::from(Ok(keyring));
+        self.keyring_path = "(given)".into();
+        self
+    }
+
+    /// The certificates the target trusts for module signatures, read on
+    /// first use.
+    pub fn keyring(&self) -> Result<&Keyring, &str> {
+        self.keyring
+            .get_or_init(|| load_keyring(&self.keyring_source))
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// Whether the target's loader checks signatures and modscope has its
+    /// keys to check them as it does.
+    pub fn verifies_signatures(&self) -> bool {
+        self.config.builtin("MODULE_SIG") && self.keyring().is_ok()
     }
 
     /// Lines of the config or Module.symvers that were skipped as malformed,
@@ -403,6 +485,14 @@ impl TargetKernel {
                     self.btf_path
                 ),
             });
+        }
+        if self.config.builtin("MODULE_SIG")
+            && let Err(e) = self.keyring()
+        {
+            skipped.push(format!(
+                "module signatures (SIGNATURE_INVALID): no trusted certificates: {e} \
+                 (give --keyring FILE)"
+            ));
         }
         skipped
     }

@@ -15,6 +15,6 @@ fuzz_target!(|data: &[u8]| {
             Err("none".into()),
             Some(896),
         );
-        let _ = rules::check(&facts, &target);
+        let _ = rules::check(&facts, None, &target);
     }
 });

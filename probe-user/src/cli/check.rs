@@ -35,6 +35,10 @@ pub struct CheckArgs {
     /// The target's vmlinux BTF (default: /sys/kernel/btf/vmlinux, or taken out of /boot/vmlinuz-RELEASE).
     #[arg(long, value_name = "FILE")]
     btf: Option<PathBuf>,
+    /// Certificates the target trusts for module signatures, PEM or DER
+    /// (default: those built into /boot/vmlinuz-RELEASE).
+    #[arg(long, value_name = "FILE")]
+    keyring: Option<PathBuf>,
     /// JSON for scripts (schema in the README).
     #[arg(long)]
     json: bool,
@@ -179,6 +183,7 @@ fn spec(args: &CheckArgs, release: Option<String>) -> TargetSpec {
         config: args.config.clone(),
         symvers: args.symvers.clone(),
         btf: args.btf.clone(),
+        keyring: args.keyring.clone(),
         root: None,
     }
 }

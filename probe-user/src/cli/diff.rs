@@ -47,6 +47,7 @@ fn spec(kernel: &str) -> TargetSpec {
             config: pick(&[".config", "config"]).or_else(|| Some(dir.join(".config"))),
             symvers: Some(dir.join("Module.symvers")),
             btf: pick(&["vmlinux", "btf", "vmlinux.btf"]),
+            keyring: pick(&["certs/signing_key.x509", "certs.pem"]),
             root: None,
         }
     } else {
