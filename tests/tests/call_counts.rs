@@ -415,3 +415,37 @@ fn a_module_loaded_during_the_session_gets_its_imports_probed() {
     assert_eq!(count(r, "kstrdup"), 250, "{r:#}");
     assert_eq!(count(r, "mutex_lock"), 0, "only init calls it: {r:#}");
 }
+
+#[test]
+fn an_import_reached_by_a_tail_call_is_never_reported_unused() {
+    const TAIL: &str = "modscope_tailcall";
+    let mut stream = record(&[TAIL]);
+    insmod(TAIL, &[]).unload();
+    stream.wait_for(WAIT, |e| e["type"] == "unload" && e["name"] == TAIL);
+    let events = stream.stop();
+    let r = reports(&events, TAIL);
+    assert_eq!(r.len(), 1, "{r:#?}");
+    let list = |key: &str| -> Vec<String> {
+        r[0][key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} in {:#}", r[0]))
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(count(r[0], "proc_mkdir"), 1, "{:#}", r[0]);
+    assert!(
+        !list("unused_imports").contains(&"proc_remove".to_owned()),
+        "proc_remove ran at unload: {:#}",
+        r[0]
+    );
+    // Without frame pointers (x86-64) the exit's last call is a `jmp`: the
+    // kernel's caller gets the credit, and the report says why it shows 0.
+    let tail_called = list("tail_called").contains(&"proc_remove".to_owned());
+    if cfg!(target_arch = "x86_64") {
+        assert!(tail_called, "{:#}", r[0]);
+        assert_eq!(count(r[0], "proc_remove"), 0, "{:#}", r[0]);
+    } else {
+        assert!(tail_called || count(r[0], "proc_remove") == 1, "{:#}", r[0]);
+    }
+}

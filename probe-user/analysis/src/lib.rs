@@ -3,6 +3,7 @@
 //! reuses it for modules it sees load.
 
 pub mod btf;
+pub mod call_sites;
 pub mod feature_symbols;
 pub mod input;
 pub mod kconfig;
@@ -85,27 +86,56 @@ pub enum ImportsError {
     },
 }
 
-/// Imported symbols per module name, for every module file under `paths`.
-pub fn imports_of(paths: &[PathBuf]) -> Result<HashMap<String, BTreeSet<String>>, ImportsError> {
+/// What a module imports, and how its code reaches the functions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imports {
+    /// Every undefined symbol (functions and data).
+    pub symbols: BTreeSet<String>,
+    /// Those some code reaches by a tail call (`call_sites`): their calls
+    /// from there are credited to the module's caller.
+    pub tail_called: BTreeSet<String>,
+}
+
+impl Imports {
+    /// Only symbols, no call sites read (tests, the live view's fallbacks).
+    pub fn of_symbols(symbols: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            symbols: symbols.into_iter().collect(),
+            tail_called: BTreeSet::new(),
+        }
+    }
+}
+
+/// Imports per module name, for every module file under `paths` (each
+/// file read whole: its code shows the tail calls).
+pub fn imports_of(paths: &[PathBuf]) -> Result<HashMap<String, Imports>, ImportsError> {
     let (files, errors) = expand_paths(paths);
     if let Some(e) = errors.into_iter().next() {
         return Err(ImportsError::Path(e));
     }
     let mut out = HashMap::new();
     for f in files {
-        let (name, imports) = ko_file::with_module(&f, false, |facts, _| {
+        let read = ko_file::with_module(&f, true, |facts, image| {
             let name = facts
                 .name()
                 .map(str::to_owned)
                 .unwrap_or_else(|| module_name_from_path(&f));
-            let imports = facts.imports.iter().map(|s| s.to_string()).collect();
-            (name, imports)
-        })
-        .map_err(|e| ImportsError::Read {
-            path: f.display().to_string(),
-            error: e,
-        })?;
-        out.insert(name, imports);
+            let symbols = facts.imports.iter().map(|s| s.to_string()).collect();
+            let tail_called = image.map(call_sites::tail_called_imports).transpose()?;
+            Ok((name, symbols, tail_called.unwrap_or_default()))
+        });
+        let (name, symbols, tail_called) =
+            read.and_then(|r| r).map_err(|e| ImportsError::Read {
+                path: f.display().to_string(),
+                error: e,
+            })?;
+        out.insert(
+            name,
+            Imports {
+                symbols,
+                tail_called,
+            },
+        );
     }
     Ok(out)
 }

@@ -23,7 +23,8 @@ use cms::{
 };
 use const_oid::ObjectIdentifier;
 use der::{Decode as _, Encode as _};
-use rsa::{RsaPublicKey, pkcs8::DecodePublicKey as _, traits::PublicKeyParts as _};
+use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+use rsa::{RsaPublicKey, traits::PublicKeyParts as _};
 use sha2::Digest as _;
 
 use super::keyring::{Keyring, SignerId};
@@ -223,43 +224,85 @@ fn verify_signer(info: &SignerInfo, content: &[u8], keyring: &Keyring) -> Outcom
         Err(outcome) => return outcome,
     };
     let sig_algo = info.signature_algorithm.oid;
-    if sig_algo != RSA_ENCRYPTION {
-        return if sig_algo.as_bytes().starts_with(ECDSA_WITH_PREFIX) {
-            Outcome::NotChecked {
-                why: "an ECDSA signature, which modscope does not verify".into(),
-            }
-        } else {
-            Outcome::UnsupportedCrypto {
-                why: format!("signature algorithm {sig_algo}"),
-            }
+    let ecdsa = sig_algo.as_bytes().starts_with(ECDSA_WITH_PREFIX);
+    if sig_algo != RSA_ENCRYPTION && !ecdsa {
+        return Outcome::UnsupportedCrypto {
+            why: format!("signature algorithm {sig_algo}"),
         };
     }
     let (id, signer) = signer_id(&info.sid);
     let Some(key) = keyring.find(&id) else {
         return Outcome::UnknownKey { signer };
     };
-    let Ok(public) = RsaPublicKey::from_public_key_der(&key.public_key_der) else {
-        return Outcome::NotChecked {
-            why: format!(
-                "the trusted key {} is not an RSA key modscope reads",
-                key.subject
-            ),
-        };
-    };
     let digest = hash.digest(content);
     let signature = info.signature.as_bytes();
-    match public.verify(hash.scheme(), &digest, signature) {
+    let verified = match PublicKey::of(&key.public_key_der) {
+        Some(PublicKey::Rsa(public)) if !ecdsa => {
+            match public.verify(hash.scheme(), &digest, signature) {
+                Ok(()) => Ok(()),
+                Err(_) => return rsa_failure(&public, signature, &key.subject),
+            }
+        }
+        Some(PublicKey::P256(public)) if ecdsa => p256::ecdsa::Signature::from_der(signature)
+            .and_then(|sig| public.verify_prehash(&digest, &sig)),
+        Some(PublicKey::P384(public)) if ecdsa => p384::ecdsa::Signature::from_der(signature)
+            .and_then(|sig| public.verify_prehash(&digest, &sig)),
+        Some(_) => {
+            return Outcome::Refused {
+                insmod: EKEYREJECTED,
+                why: format!(
+                    "the signature's algorithm ({sig_algo}) is not that of the key {}",
+                    key.subject
+                ),
+            };
+        }
+        None => {
+            return Outcome::NotChecked {
+                why: format!(
+                    "the trusted key {} is of a kind modscope does not read",
+                    key.subject
+                ),
+            };
+        }
+    };
+    match verified {
         Ok(()) => Outcome::Valid {
             signer: key.subject.clone(),
         },
-        Err(_) => rsa_failure(&public, signature, &key.subject),
+        Err(_) => Outcome::Refused {
+            insmod: EKEYREJECTED,
+            why: format!(
+                "the ECDSA signature by {} does not verify: the module changed after it was \
+                 signed, or the signature is damaged",
+                key.subject
+            ),
+        },
     }
 }
 
-/// Why an RSA PKCS#1 v1.5 signature failed, in the loader's errno: a value
-/// whose padding does not decode is EBADMSG (rsa-pkcs1pad), a well-padded
-/// value over another digest is EKEYREJECTED: the module changed after it
-/// was signed.
+/// A trusted key modscope verifies with.
+enum PublicKey {
+    Rsa(RsaPublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+}
+
+impl PublicKey {
+    fn of(spki_der: &[u8]) -> Option<Self> {
+        use p256::pkcs8::DecodePublicKey as _;
+        RsaPublicKey::from_public_key_der(spki_der)
+            .map(Self::Rsa)
+            .or_else(|_| p256::ecdsa::VerifyingKey::from_public_key_der(spki_der).map(Self::P256))
+            .or_else(|_| p384::ecdsa::VerifyingKey::from_public_key_der(spki_der).map(Self::P384))
+            .ok()
+    }
+}
+
+/// Why an RSA PKCS#1 v1.5 signature failed: a well-padded value over
+/// another digest means the module changed after it was signed; a value
+/// whose padding does not decode, that the signature itself is damaged.
+/// The loader answers EKEYREJECTED to both (seen on Debian's 6.1 in the
+/// VM suite: rsa-pkcs1pad's EBADMSG does not reach insmod).
 fn rsa_failure(public: &RsaPublicKey, signature: &[u8], signer: &str) -> Outcome {
     let size = public.size();
     let m = rsa::hazmat::rsa_encrypt(public, &rsa::BigUint::from_bytes_be(signature));
@@ -282,7 +325,7 @@ fn rsa_failure(public: &RsaPublicKey, signature: &[u8], signer: &str) -> Outcome
         }
     } else {
         Outcome::Refused {
-            insmod: EBADMSG,
+            insmod: EKEYREJECTED,
             why: format!("the signature value does not decode with {signer}'s key: it is damaged"),
         }
     }

@@ -56,6 +56,7 @@ pub fn synthetic(records: usize) -> Vec<u8> {
                 init_text: (0xffff_ffff_c010_0000, 0x1000),
                 init_counted: true,
                 imports: None,
+                tail_called: Vec::new(),
             })),
             _ if i % 40 == 19 => TraceRecord::Stats(StatsSnapshot {
                 ts_ns: ts,

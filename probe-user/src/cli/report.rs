@@ -266,6 +266,13 @@ fn module_calls(out: &mut String, m: &ModuleReport) {
                 .unwrap_or_default()
         );
     }
+    if !m.tail_called.is_empty() {
+        let tail = sanitize(&m.tail_called.join(" "));
+        let _ = writeln!(
+            out,
+            "    tail-called (calls from there are credited to the caller): {tail}"
+        );
+    }
     match &m.unused_imports {
         Some(u) if !u.is_empty() => {
             let _ = writeln!(out, "    unused: {}", sanitize(&u.join(" ")));

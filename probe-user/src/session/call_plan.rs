@@ -4,6 +4,7 @@
 //! and the planner for modules that load later.
 
 use super::error::{Result, SessionError};
+use modscope_analysis::Imports;
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     path::PathBuf,
@@ -49,7 +50,7 @@ pub struct CallPlan {
     /// Functions ftrace cannot trace, never probed (see `kallsyms::parse_traceable`).
     pub untraceable: Vec<String>,
     /// Imported functions per module name, from the module files found.
-    pub imports: HashMap<String, BTreeSet<String>>,
+    pub imports: HashMap<String, Imports>,
     /// Only report these modules (empty: all).
     pub modules: Vec<String>,
     /// Probes for the imports of modules that load during the session.
@@ -111,7 +112,7 @@ pub fn plan(args: &ProbeRequest, paths: &KernelPaths) -> Result<CallPlan> {
 struct Wanted {
     /// Each function once per module importing it (and once per --function).
     functions: Vec<String>,
-    imports: HashMap<String, BTreeSet<String>>,
+    imports: HashMap<String, Imports>,
     /// Module files by name, for static verdicts.
     files: HashMap<String, PathBuf>,
     /// Files on the module path for modules that load later (None: --watch
@@ -125,7 +126,7 @@ struct Wanted {
 fn wanted_imports(args: &ProbeRequest, paths: &KernelPaths, release: &str) -> Result<Wanted> {
     let mut imports = analysis::imports_of(&args.watch)?;
     let mut functions: Vec<String> = args.functions.clone();
-    functions.extend(imports.values().flatten().cloned());
+    functions.extend(imports.values().flat_map(|i| i.symbols.iter().cloned()));
     let on_module_path =
         analysis::module_files(&[PathBuf::from(format!("/lib/modules/{release}"))]);
     let mut files = on_module_path.clone();
@@ -143,9 +144,9 @@ fn wanted_imports(args: &ProbeRequest, paths: &KernelPaths, release: &str) -> Re
                 .filter(|(name, _)| loaded.contains(*name))
                 .map(|(_, f)| f.clone())
                 .collect();
-            for (name, set) in analysis::imports_of(&loaded_files)? {
-                functions.extend(set.iter().cloned());
-                imports.entry(name).or_insert(set);
+            for (name, found) in analysis::imports_of(&loaded_files)? {
+                functions.extend(found.symbols.iter().cloned());
+                imports.entry(name).or_insert(found);
             }
             Some(on_module_path)
         }

@@ -285,8 +285,14 @@ fn calls_text(time: &str, probes: &CallProbeStatus, modules: &[ModuleCalls]) -> 
         for c in &m.calls {
             s.push_str(&format!("\n    {:>10}  {}", c.count, sanitize(&c.symbol)));
         }
+        if !m.tail_called.is_empty() {
+            let tail = sanitize(&m.tail_called.join(" "));
+            s.push_str(&format!(
+                "\n    tail-called (calls from there are credited to the caller): {tail}"
+            ));
+        }
         if let Some(unused) = &m.unused_imports {
-            s.push_str(&format!("\n    unused: {}", unused.join(" ")));
+            s.push_str(&format!("\n    unused: {}", sanitize(&unused.join(" "))));
         }
     }
     s

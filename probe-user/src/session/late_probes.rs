@@ -3,7 +3,7 @@
 
 use super::error::Result;
 use crate::kernel::kallsyms::KernelFunction;
-use std::collections::BTreeSet;
+use modscope_analysis::Imports;
 
 use super::{attach_plan::UNTRACEABLE, probe_policy::LatePlanner};
 use crate::kernel::kallsyms::NotAttached;
@@ -12,7 +12,7 @@ use crate::probe::ModuleProbe;
 /// What a late module got: its imports, and the functions attached for it
 /// with their addresses.
 pub struct LateAddition {
-    pub imports: BTreeSet<String>,
+    pub imports: Imports,
     pub attached: Vec<KernelFunction>,
 }
 

@@ -2,6 +2,7 @@
 //! that load while a session runs.
 
 use crate::kernel::kallsyms::KernelFunction;
+use modscope_analysis::Imports;
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
     path::PathBuf,
@@ -89,8 +90,8 @@ pub fn classify(name: &str, kallsyms: &Kallsyms, traceable: &HashSet<String>) ->
 /// Probes to add for a module that loaded during the session.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Addition {
-    /// The module's imported functions (from its file).
-    pub imports: BTreeSet<String>,
+    /// The module's imports (from its file).
+    pub imports: Imports,
     /// Functions not yet probed, to probe now, with their addresses.
     pub functions: Vec<KernelFunction>,
     /// Functions that must not be probed.
@@ -139,9 +140,9 @@ impl LatePlanner {
         Some(self.plan(imports))
     }
 
-    fn plan(&mut self, imports: BTreeSet<String>) -> Addition {
+    fn plan(&mut self, imports: Imports) -> Addition {
         let mut add = Addition::default();
-        for name in &imports {
+        for name in &imports.symbols {
             if self.probed.contains(name) {
                 continue;
             }
@@ -190,8 +191,8 @@ mod tests {
         )
     }
 
-    fn set(names: &[&str]) -> BTreeSet<String> {
-        names.iter().map(|s| s.to_string()).collect()
+    fn set(names: &[&str]) -> Imports {
+        Imports::of_symbols(names.iter().map(|s| s.to_string()))
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! host.
 
 use crate::kernel::kallsyms::KernelFunction;
+use modscope_analysis::Imports;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use probe_common::{
@@ -50,7 +51,7 @@ pub struct SessionState {
     ready_ns: u64,
     incarnations: Vec<Incarnation>,
     ranges: HashMap<u64, TextRanges>,
-    imports: HashMap<String, BTreeSet<String>>,
+    imports: HashMap<String, Imports>,
     taints: HashMap<u64, u64>,
     names: FunctionNames,
     anomalies: AnomalySites,
@@ -66,7 +67,7 @@ impl SessionState {
         clock: WallClock,
         ready_ns: u64,
         names: FunctionNames,
-        imports: HashMap<String, BTreeSet<String>>,
+        imports: HashMap<String, Imports>,
     ) -> Self {
         Self {
             clock,
@@ -99,7 +100,12 @@ impl SessionState {
             seen_loading && r.load_ns >= self.ready_ns && self.imports.contains_key(&name);
         self.incarnations.push(Incarnation {
             init_counted,
-            imports: self.imports.get(&name).cloned(),
+            imports: self.imports.get(&name).map(|i| i.symbols.clone()),
+            tail_called: self
+                .imports
+                .get(&name)
+                .map(|i| i.tail_called.clone())
+                .unwrap_or_default(),
             name,
             incarnation: r.incarnation,
             loaded_ktime_ns: r.load_ns,
@@ -113,21 +119,17 @@ impl SessionState {
         self.imports.contains_key(name)
     }
 
-    pub fn imports_of(&self, name: &str) -> Option<&BTreeSet<String>> {
+    pub fn imports_of(&self, name: &str) -> Option<&Imports> {
         self.imports.get(name)
     }
 
     /// A module whose imports were learnt as it loaded: the newest
     /// incarnation gets them, and the functions probed for it get names.
-    pub fn learn_imports(
-        &mut self,
-        name: String,
-        imports: BTreeSet<String>,
-        probed: &[KernelFunction],
-    ) {
+    pub fn learn_imports(&mut self, name: String, imports: Imports, probed: &[KernelFunction]) {
         self.names.extend(probed.iter().cloned());
         if let Some(m) = self.incarnations.last_mut() {
-            m.imports = Some(imports.clone());
+            m.imports = Some(imports.symbols.clone());
+            m.tail_called = imports.tail_called.clone();
         }
         self.imports.insert(name, imports);
     }

@@ -21,7 +21,11 @@ fn record(name: &str, incarnation: u64, load_ns: u64) -> ModuleRecord {
 }
 
 fn state(ready_ns: u64) -> SessionState {
-    let imports = [("watched".to_owned(), ["kstrdup".to_owned()].into())].into();
+    let imports = [(
+        "watched".to_owned(),
+        modscope_analysis::Imports::of_symbols(["kstrdup".to_owned()]),
+    )]
+    .into();
     SessionState::new(
         WallClock::from_epoch_at_boot_ns(0),
         ready_ns,
@@ -129,7 +133,7 @@ fn imports_learnt_at_load_reach_the_newest_incarnation_and_name_its_functions() 
     assert!(!s.knows_imports("late"));
     s.learn_imports(
         "late".into(),
-        ["msleep".to_owned()].into(),
+        modscope_analysis::Imports::of_symbols(["msleep".to_owned()]),
         &[KernelFunction::new("msleep", 0xffff_ffff_8100_0300)],
     );
     assert!(s.knows_imports("late"));

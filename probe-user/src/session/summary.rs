@@ -126,6 +126,7 @@ mod tests {
                 first_use_ktime_ns: Some(6),
             }],
             unused_imports: Some(vec!["msleep".into()]),
+            tail_called: Vec::new(),
         }
     }
 

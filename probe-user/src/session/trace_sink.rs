@@ -17,6 +17,7 @@
 
 use super::error::{Result, SessionError};
 use crate::kernel::kallsyms::KernelFunction;
+use modscope_analysis::Imports;
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
@@ -177,7 +178,7 @@ impl TraceSink {
         r: &ModuleRecord,
         origin: ModuleOrigin,
         init_counted: bool,
-        imports: Option<&BTreeSet<String>>,
+        imports: Option<&Imports>,
     ) {
         let name = String::from_utf8_lossy(r.name.as_bytes()).into_owned();
         if !self.filter.is_empty() && !self.filter.contains(&name) {
@@ -194,7 +195,10 @@ impl TraceSink {
             core_text: (r.core_text_base, r.core_text_size),
             init_text: (r.init_text_base, r.init_text_size),
             init_counted,
-            imports: imports.map(|s| s.iter().cloned().collect()),
+            imports: imports.map(|i| i.symbols.iter().cloned().collect()),
+            tail_called: imports
+                .map(|i| i.tail_called.iter().cloned().collect())
+                .unwrap_or_default(),
         })));
         self.urgent |= origin == ModuleOrigin::Loaded;
     }

@@ -19,6 +19,8 @@ pub struct Incarnation {
     pub unloaded_ktime_ns: Option<u64>,
     /// Its imported functions, when its file was found.
     pub imports: Option<BTreeSet<String>>,
+    /// Imports its code reaches by a tail call.
+    pub tail_called: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -38,7 +40,11 @@ pub struct ModuleCalls {
     /// Calls to probed functions, most frequent first.
     pub calls: Vec<SymbolUse>,
     /// Probed imports it never called; `null` when its file was not found.
+    /// Tail-called imports are never among them.
     pub unused_imports: Option<Vec<String>>,
+    /// Probed imports reached by a tail call: their calls from there are
+    /// credited to the module's caller, so their counts here fall short.
+    pub tail_called: Vec<String>,
 }
 
 /// Joins counters `(incarnation, func_ip) -> count` and first-use times with
@@ -70,9 +76,16 @@ pub fn build(
                 imports
                     .iter()
                     .filter(|s| probed.contains(*s) && !used.contains(s.as_str()))
+                    .filter(|s| !m.tail_called.contains(*s))
                     .cloned()
                     .collect()
             });
+            let tail_called = m
+                .tail_called
+                .iter()
+                .filter(|s| probed.contains(*s))
+                .cloned()
+                .collect();
             ModuleCalls {
                 name: m.name.clone(),
                 incarnation: m.incarnation,
@@ -81,6 +94,7 @@ pub fn build(
                 init_counted: m.init_counted,
                 calls,
                 unused_imports,
+                tail_called,
             }
         })
         .collect()
@@ -113,6 +127,7 @@ mod tests {
             init_counted: true,
             unloaded_ktime_ns: Some(50),
             imports: Some(imports.clone()),
+            tail_called: BTreeSet::new(),
         };
         let second = Incarnation {
             incarnation: 60,
@@ -156,5 +171,29 @@ mod tests {
             r[1].unused_imports,
             Some(vec!["kstrdup".to_owned(), "msleep".to_owned()])
         );
+    }
+
+    #[test]
+    fn a_tail_called_import_is_never_unused() {
+        // `exit` ends in `jmp proc_remove`: proc_remove returns to the
+        // kernel's caller, its probe sees no module address, and it counts 0.
+        let names = FunctionNames::new([
+            KernelFunction::new("proc_create", 0x100),
+            KernelFunction::new("proc_remove", 0x200),
+        ]);
+        let both: BTreeSet<String> = ["proc_create".to_owned(), "proc_remove".to_owned()].into();
+        let m = Incarnation {
+            name: "m".into(),
+            incarnation: 1,
+            loaded_ktime_ns: 1,
+            init_counted: true,
+            unloaded_ktime_ns: Some(9),
+            imports: Some(both.clone()),
+            tail_called: ["proc_remove".to_owned()].into(),
+        };
+        let counts = BTreeMap::from([((1, 0x100), 1)]);
+        let r = build(&[m], &counts, &BTreeMap::new(), &names, &both);
+        assert_eq!(r[0].unused_imports, Some(vec![]));
+        assert_eq!(r[0].tail_called, ["proc_remove"]);
     }
 }

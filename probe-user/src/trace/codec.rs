@@ -160,6 +160,12 @@ impl<'a> Decoder<'a> {
         (0..n).map(|_| self.str()).collect()
     }
 
+    /// Whether the record has bytes left: an optional field added later
+    /// (a record written without it ends before it).
+    pub fn has_more(&self) -> bool {
+        self.rest.has_remaining()
+    }
+
     pub fn finish(self) -> Result<(), DecodeError> {
         match self.rest.remaining() {
             0 => Ok(()),

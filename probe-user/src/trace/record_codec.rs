@@ -136,6 +136,7 @@ fn decode_module(d: &mut Decoder) -> Result<ModuleSeen, DecodeError> {
         } else {
             None
         },
+        tail_called: if d.has_more() { d.strs()? } else { Vec::new() },
     })
 }
 
@@ -315,6 +316,9 @@ fn encode_module<B: BufMut>(e: &mut Encoder<B>, m: &ModuleSeen) {
             e.strs(list.iter());
         }
     }
+    if !m.tail_called.is_empty() {
+        e.strs(m.tail_called.iter());
+    }
 }
 
 fn encode_verdict<B: BufMut>(e: &mut Encoder<B>, v: &ModuleVerdict) {
@@ -413,6 +417,30 @@ mod tests {
             r.encode(&mut e);
             assert_eq!(TraceRecord::decode(&e.buf).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn tail_called_imports_are_an_optional_last_field() {
+        let plain = samples::module("m", 7);
+        let tail = ModuleSeen {
+            tail_called: vec!["proc_remove".into()],
+            ..plain.clone()
+        };
+        let bytes = |m: &ModuleSeen| {
+            let mut e: Encoder = Encoder::default();
+            TraceRecord::Module(Box::new(m.clone())).encode(&mut e);
+            e.buf
+        };
+        let (old, new) = (bytes(&plain), bytes(&tail));
+        // Without tail calls the record is what traces held before the
+        // field existed, and those decode with none.
+        assert!(new.starts_with(&old) && new.len() > old.len());
+        let decoded = |b: &[u8]| match TraceRecord::decode(b).unwrap() {
+            TraceRecord::Module(m) => *m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(decoded(&old), plain);
+        assert_eq!(decoded(&new), tail);
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub struct ModuleSeen {
     pub init_counted: bool,
     /// Its imported functions, when its file was found.
     pub imports: Option<Vec<String>>,
+    /// Those its code reaches by a tail call (their calls are credited to
+    /// the module's caller). Written only when there are some: a record
+    /// without any ends after `imports`, as traces before this field did.
+    pub tail_called: Vec<String>,
 }
 
 /// Probe counters as reported.

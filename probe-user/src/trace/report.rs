@@ -84,8 +84,11 @@ pub struct ModuleReport {
     pub total_calls: u64,
     pub calls: Vec<CallReport>,
     /// Imported functions that were probed and never called; `null` when
-    /// its module file was not found.
+    /// its module file was not found. Tail-called ones are never here.
     pub unused_imports: Option<Vec<String>>,
+    /// Probed imports its code reaches by a tail call: their calls from
+    /// there are credited to the caller, so their counts fall short.
+    pub tail_called: Vec<String>,
     /// Imported functions that were not probed (data, capped, refused).
     pub unprobed_imports: Option<Vec<String>>,
     /// The static verdict on its file against the recorded kernel; `null`
@@ -264,6 +267,7 @@ fn session_calls(
             init_counted: m.seen.init_counted,
             unloaded_ktime_ns: m.unloaded_ns,
             imports: m.seen.imports.as_ref().map(|v| v.iter().cloned().collect()),
+            tail_called: m.seen.tail_called.iter().cloned().collect(),
         })
         .collect();
     let first_ts: BTreeMap<(u64, u64), u64> =
@@ -334,6 +338,7 @@ fn module_report(
             })
             .collect(),
         unused_imports: c.unused_imports,
+        tail_called: c.tail_called,
     }
 }
 

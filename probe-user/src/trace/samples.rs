@@ -41,6 +41,7 @@ pub fn module(name: &str, incarnation: u64) -> ModuleSeen {
         init_text: (0xffff_ffff_c001_0000, 0x100),
         init_counted: true,
         imports: Some(vec!["kfree".into(), "kstrdup".into(), "_printk".into()]),
+        tail_called: Vec::new(),
     }
 }
 

@@ -165,10 +165,24 @@ fn calls(out: &mut Vec<Line<'static>>, m: &ModuleEntry, model: &Model, _: &Palet
             group(s.count)
         )));
     }
+    let is_probed = |i: &&String| model.functions.values().any(|f| f == *i);
+    let tail: Vec<&str> = m
+        .tail_called
+        .iter()
+        .filter(is_probed)
+        .map(String::as_str)
+        .collect();
+    if !tail.is_empty() {
+        out.push(Line::raw(format!(
+            "  tail-called (calls from there are credited to the caller): {}",
+            tail.join(" ")
+        )));
+    }
     let probed: Vec<&String> = imports
         .iter()
         .filter(|i| !calls.iter().any(|(n, _)| n == *i))
-        .filter(|i| model.functions.values().any(|f| f == *i))
+        .filter(|i| !m.tail_called.contains(i))
+        .filter(is_probed)
         .collect();
     if !probed.is_empty() {
         out.push(Line::raw(format!(

@@ -241,6 +241,7 @@ impl Model {
         if let Some(imports) = &m.imports {
             entry.imports = Some(imports.iter().map(|s| sanitize(s)).collect());
         }
+        entry.tail_called = m.tail_called.iter().map(|s| sanitize(s)).collect();
         let i = self.by_name[&name];
         self.by_incarnation.insert(m.incarnation, i);
         if loaded {

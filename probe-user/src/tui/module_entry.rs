@@ -88,6 +88,8 @@ pub struct ModuleEntry {
     pub name: String,
     pub incarnations: Vec<Incarnation>,
     pub imports: Option<Vec<String>>,
+    /// Imports its code reaches by a tail call (credited to the caller).
+    pub tail_called: Vec<String>,
     /// Current incarnation's calls by function address.
     pub calls: BTreeMap<u64, CallStat>,
     /// Text ranges of the current incarnation (core, init).
@@ -127,6 +129,7 @@ impl ModuleEntry {
             name,
             incarnations: Vec::new(),
             imports: None,
+            tail_called: Vec::new(),
             calls: BTreeMap::new(),
             core_text: (0, 0),
             init_text: (0, 0),

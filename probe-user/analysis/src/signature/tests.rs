@@ -64,14 +64,18 @@ fn a_changed_byte_in_the_module_is_rejected_as_the_loader_does() {
 }
 
 #[test]
-fn a_damaged_signature_value_is_a_bad_message() {
+fn a_damaged_signature_value_is_rejected_too() {
     let mut image = signed();
     // The RSA value is the last OCTET STRING of the message: its last byte
     // lies just before the trailer.
     let at = image.len() - MARKER.len() - TRAILER - 1;
     image[at] ^= 0x55;
     let outcome = check(&image, &trusted());
-    assert_eq!(refused_with(&outcome), Some(EBADMSG), "{outcome:?}");
+    assert_eq!(refused_with(&outcome), Some(EKEYREJECTED), "{outcome:?}");
+    let Outcome::Refused { why, .. } = outcome else {
+        unreachable!()
+    };
+    assert!(why.contains("damaged"), "{why}");
 }
 
 #[test]
@@ -129,4 +133,23 @@ fn any_single_byte_flip_in_the_signature_never_verifies() {
             "flipping byte {at} still verifies"
         );
     }
+}
+
+#[test]
+fn an_ecdsa_p384_signature_verifies_and_a_change_is_rejected() {
+    let keys = Keyring::scan(&testdata("ecdsa-cert.der"));
+    let mut image = testdata("signed-ecdsa.o");
+    assert_eq!(
+        check(&image, &keys),
+        Outcome::Valid {
+            signer: "CN=modscope test ecdsa key".into()
+        }
+    );
+    image[0x40] ^= 1;
+    assert_eq!(refused_with(&check(&image, &keys)), Some(EKEYREJECTED));
+    // The RSA key's signature against the ECDSA keyring: an unknown key.
+    assert!(matches!(
+        check(&signed(), &keys),
+        Outcome::UnknownKey { .. }
+    ));
 }

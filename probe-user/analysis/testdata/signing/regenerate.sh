@@ -14,6 +14,11 @@ for name in signing other; do
         -subj "/CN=modscope test $name key" -keyout "$tmp/$name.key" -out "$name-cert.der" \
         -addext "keyUsage=digitalSignature" 2>/dev/null
 done
+# An ECDSA P-384 key, as Debian's 6.12 kernels sign with.
+openssl req -new -x509 -newkey ec -pkeyopt ec_paramgen_curve:secp384r1 -nodes -days 36500 \
+    -outform DER -subj "/CN=modscope test ecdsa key" -keyout "$tmp/ecdsa.key" \
+    -out ecdsa-cert.der 2>/dev/null
 printf 'int modscope_signed_fixture = 42;\n' | gcc -c -x c - -o "$tmp/object.o"
 cp "$tmp/object.o" unsigned.o
 "$signfile" sha256 "$tmp/signing.key" signing-cert.der "$tmp/object.o" signed.o
+"$signfile" sha256 "$tmp/ecdsa.key" ecdsa-cert.der "$tmp/object.o" signed-ecdsa.o
