@@ -66,6 +66,10 @@ pub struct ModuleFacts<'a> {
     pub signed: bool,
     /// The machine the object was compiled for (`e_machine`).
     pub machine: Machine,
+    /// Damage to the symbol table, one sentence each (names past the
+    /// string table, sections that do not exist): the loader would read
+    /// past its tables, so it is a reason, never imports silently dropped.
+    pub symbol_damage: Vec<String>,
 }
 
 /// The architectures modscope reads modules of.
@@ -280,6 +284,7 @@ pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts<'a>, KoE
         .filter(|s| s.is_undefined())
         .filter_map(|s| s.name().ok().filter(|n| !n.is_empty()))
         .collect();
+    let symbol_damage = symbol_damage(&file);
     let ftrace_sites = ["__mcount_loc", "__patchable_function_entries"]
         .iter()
         .filter_map(|n| get(n))
@@ -302,7 +307,32 @@ pub fn parse<'a, R: object::ReadRef<'a>>(data: R) -> Result<ModuleFacts<'a>, KoE
         defined_tracepoints,
         signed,
         machine,
+        symbol_damage,
     })
+}
+
+/// What is wrong with the symbol table: symbols whose name does not lie in
+/// the string table, and symbols in a section index past the section
+/// headers (not one of the reserved indices).
+fn symbol_damage<'a, R: object::ReadRef<'a>>(file: &object::File<'a, R>) -> Vec<String> {
+    let sections = file.sections().count();
+    let (mut unnamed, mut homeless) = (0usize, 0usize);
+    for s in file.symbols() {
+        unnamed += usize::from(s.name_bytes().is_err());
+        homeless += usize::from(s.section_index().is_some_and(|i| i.0 >= sections));
+    }
+    let mut damage = Vec::new();
+    if unnamed > 0 {
+        damage.push(format!(
+            "{unnamed} symbols have a name outside the string table"
+        ));
+    }
+    if homeless > 0 {
+        damage.push(format!(
+            "{homeless} symbols are in sections that do not exist (of {sections})"
+        ));
+    }
+    damage
 }
 
 fn machine_of(arch: object::Architecture) -> Option<Machine> {

@@ -96,6 +96,7 @@ pub fn check(
     c.vermagic();
     c.retpoline();
     c.licence_and_tree();
+    c.symbol_table();
     c.imports();
     c.build_features();
     (
@@ -396,6 +397,23 @@ impl Checking<'_> {
     }
 
     /// Step 7: Every import, in the order the loader resolves them.
+    /// Before the imports: a damaged symbol table makes the loader read
+    /// past its tables (`simplify_symbols` indexes the section headers by
+    /// `st_shndx` unchecked in 6.1): whatever it answers, the module is unsafe.
+    fn symbol_table(&mut self) {
+        if self.facts.symbol_damage.is_empty() {
+            return;
+        }
+        self.reasons.push(Reason::new(
+            Code::SymbolTableDamaged,
+            Severity::Incompatible,
+            format!(
+                "the symbol table is damaged: {}; the loader reads symbols through it unchecked",
+                self.facts.symbol_damage.join("; ")
+            ),
+        ));
+    }
+
     fn imports(&mut self) {
         let facts = self.facts;
         // 6. Every import, in the order the loader resolves them.

@@ -87,10 +87,13 @@ pub struct TargetKernel {
     pub vermagic: Vermagic,
     /// `sizeof(struct module)` from BTF.
     pub struct_module_size: Option<u64>,
-    keyring: std::sync::OnceLock<Result<Keyring, String>>,
+    keyring: LazyKeyring,
     keyring_source: KeyringSource,
     pub keyring_path: String,
 }
+
+/// The target's keyring, loaded on first use (or why it cannot be).
+type LazyKeyring = std::sync::OnceLock<Result<Keyring, String>>;
 
 /// Where a target's trusted certificates come from.
 #[derive(Debug, Clone)]
@@ -301,12 +304,11 @@ pub fn resolve(spec: &TargetSpec) -> Result<TargetKernel, TargetError> {
 /// The target's keyring: `--keyring`, loaded now (a file that holds no
 /// certificate is an error), or the kernel image's, loaded when a signed
 /// module needs it.
-#[allow(clippy::type_complexity)]
 fn keyring(
     spec: &TargetSpec,
     root: &Path,
     release: &str,
-) -> Result<(KeyringSource, std::sync::OnceLock<Result<Keyring, String>>), TargetError> {
+) -> Result<(KeyringSource, LazyKeyring), TargetError> {
     let lock = std::sync::OnceLock::new();
     let Some(path) = &spec.keyring else {
         let image = root.join(format!("boot/vmlinuz-{release}"));

@@ -590,3 +590,29 @@ fn a_compression_bomb_stops_at_its_first_bytes_or_at_the_bound() {
     let small = ko_file::decompress_bounded(gzip(&elf_then_zeros), 2 << 20, true).unwrap();
     assert_eq!(small, elf_then_zeros);
 }
+
+#[test]
+fn a_damaged_symbol_table_is_a_reason_not_silently_fewer_imports() {
+    use object::{Object as _, ObjectSection as _};
+    let mut bytes = Ko::good().import("mutex_lock", Some(0x4dfa8d4b)).build();
+    let symtab = object::File::parse(&bytes[..])
+        .unwrap()
+        .section_by_name(".symtab")
+        .and_then(|s| s.file_range())
+        .unwrap()
+        .0 as usize;
+    // Past the null symbol: names and section indices of the next ones.
+    bytes[symtab + 24..symtab + 24 + 48].fill(0x41);
+    let facts = ko_file::parse(&bytes[..]).expect("the headers still parse");
+    let r = report(Path::new("damaged.ko"), &facts, None, &fixtures::target());
+    let why = reason(&r, Code::SymbolTableDamaged);
+    assert_eq!(why.severity, Severity::Incompatible);
+    assert!(
+        why.message.contains("sections that do not exist"),
+        "{}",
+        why.message
+    );
+    assert_eq!(r.verdict, Verdict::Incompatible);
+    // An intact module has none.
+    assert!(!codes(&check(&Ko::good())).contains(&Code::SymbolTableDamaged));
+}

@@ -38,6 +38,7 @@ pub enum Code {
     SignatureUntrusted,
     SignatureVerified,
     SignatureNotChecked,
+    SymbolTableDamaged,
     RetpolineMissing,
     BtfUnavailable,
     BtfStructLayout,

@@ -1,13 +1,8 @@
-//! The .config parser on arbitrary text.
+//! The .config parser and vermagic on arbitrary text. (`targets.rs` says what it checks.)
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use modscope_analysis::{kconfig::KernelConfig, vermagic::Vermagic};
+#[path = "targets.rs"]
+#[allow(dead_code)] // each binary uses one of the shared targets
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    let text = String::from_utf8_lossy(data);
-    let cfg = KernelConfig::parse(&text);
-    let _ = Vermagic::for_kernel("6.1.0-fuzz", &cfg, None);
-    let v = Vermagic::parse(&text);
-    let _ = v.differences(&Vermagic::parse("6.1.0 SMP preempt mod_unload modversions "));
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::config_parser(data));

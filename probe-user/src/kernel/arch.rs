@@ -120,7 +120,7 @@ impl ArchFacts {
     /// Reads this kernel's facts for the architecture this binary runs on.
     pub fn read() -> Result<Self, ArchError> {
         let arch = Arch::this_build()?;
-        let kallsyms = std::fs::read_to_string("/proc/kallsyms").map_err(ArchError::Kallsyms)?;
+        let kallsyms = super::text_file::read("/proc/kallsyms").map_err(ArchError::Kallsyms)?;
         let symbols = ImageSymbols::parse(&kallsyms);
         let kcore = kcore::read_headers(kcore::PROC_KCORE).ok();
         Self::derive(arch, system_page_size(), &symbols, kcore.as_ref())

@@ -78,7 +78,7 @@ impl KernelPaths {
 }
 
 pub fn release(paths: &KernelPaths) -> String {
-    std::fs::read_to_string(&paths.osrelease)
+    super::text_file::read(&paths.osrelease)
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "(unknown release)".to_owned())
 }
@@ -122,7 +122,7 @@ pub fn check_live_probe(paths: &KernelPaths) -> Result<(), Unsupported> {
             path: paths.vmlinux_btf.display().to_string(),
         });
     }
-    let status = std::fs::read_to_string(&paths.proc_status).unwrap_or_default();
+    let status = super::text_file::read(&paths.proc_status).unwrap_or_default();
     let missing = missing_tracing_caps(effective_caps(&status).unwrap_or(0));
     if !missing.is_empty() {
         return Err(Unsupported::MissingCapability {

@@ -28,7 +28,7 @@ impl Kallsyms {
     }
 
     pub fn read() -> std::io::Result<Self> {
-        Ok(Self::parse(&std::fs::read_to_string("/proc/kallsyms")?))
+        Ok(Self::parse(&super::text_file::read("/proc/kallsyms")?))
     }
 
     /// Address of a function, if `name` is one.
@@ -68,7 +68,7 @@ pub const TRACEABLE_PATHS: [&str; 2] = [
 pub fn read_traceable() -> std::io::Result<HashSet<String>> {
     let mut last = None;
     for p in TRACEABLE_PATHS {
-        match std::fs::read_to_string(p) {
+        match super::text_file::read(p) {
             Ok(t) => return Ok(parse_traceable(&t)),
             Err(e) => last = Some(e),
         }

@@ -12,3 +12,4 @@ pub mod kcore;
 pub mod module_layout;
 pub mod proc_modules;
 pub mod taint;
+pub mod text_file;

@@ -70,7 +70,7 @@ fn parse_line(line: &str) -> Result<LoadedModule, &'static str> {
 
 pub fn read(path: &Path) -> Result<Vec<LoadedModule>, ProcModulesError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ProcModulesError::Read {
+    let text = super::text_file::read(path).map_err(|source| ProcModulesError::Read {
         path: shown.clone(),
         source,
     })?;

@@ -45,7 +45,7 @@ pub fn load_layout(e: &LoadLayoutEvent) -> AnomalyRecord {
 /// field, its name, read through /proc/kcore. A rare event: read when
 /// needed.
 pub fn tracepoint_detail(object: u64, taint_mask: Option<u64>) -> String {
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    let kallsyms = crate::kernel::text_file::read("/proc/kallsyms").unwrap_or_default();
     let name = kallsyms::name_at(&kallsyms, object)
         .map(|n| n.strip_prefix("__tracepoint_").unwrap_or(n).to_owned())
         .or_else(|| {

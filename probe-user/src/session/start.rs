@@ -278,7 +278,7 @@ fn session_start(
 ) -> SessionStart {
     let release = features::release(paths);
     let read = |p: &str| {
-        std::fs::read_to_string(p)
+        crate::kernel::text_file::read(p)
             .map(|s| s.trim().to_owned())
             .unwrap_or_default()
     };

@@ -1,0 +1,8 @@
+//! vmlinux BTF through btf-rs and what check reads from it. (`targets.rs` says what it checks.)
+#![no_main]
+
+#[path = "targets.rs"]
+#[allow(dead_code)] // each binary uses one of the shared targets
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::btf(data));

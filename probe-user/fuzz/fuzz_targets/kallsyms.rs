@@ -1,0 +1,8 @@
+//! The /proc/kallsyms and available_filter_functions parsers. (`targets.rs` says what it checks.)
+#![no_main]
+
+#[path = "targets.rs"]
+#[allow(dead_code)] // each binary uses one of the shared targets
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::kallsyms_parser(data));

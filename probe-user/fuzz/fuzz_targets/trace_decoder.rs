@@ -1,0 +1,8 @@
+//! The trace file reader, replay and report. (`targets.rs` says what it checks.)
+#![no_main]
+
+#[path = "targets.rs"]
+#[allow(dead_code)] // each binary uses one of the shared targets
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::trace_decoder(data));
