@@ -6,7 +6,6 @@ use anyhow::Context as _;
 use modscope::tui::{
     App, Mode,
     app::ReplayStatus,
-    model::LogKind,
     replay::{ReplayFeed, SPEEDS},
     run,
 };
@@ -56,17 +55,23 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<u8> {
         Mode::Replay(ReplayStatus::new(file.clone(), args.speed, damaged)),
         no_color(),
     );
-    for d in &trace.damage {
-        app.model.note(
-            LogKind::Damage,
-            format!(
+    let damage = trace
+        .damage
+        .iter()
+        .map(|d| {
+            let before = trace.records.partition_point(|(at, _)| *at < d.offset);
+            let note = format!(
                 "skipped {} damaged bytes at offset {}: {}",
-                d.bytes, d.offset, d.reason
-            ),
-        );
-    }
+                d.bytes,
+                d.offset,
+                modscope::trace::display::sanitize(&d.reason)
+            );
+            (before, note)
+        })
+        .collect();
     let records = trace.records.into_iter().map(|(_, r)| r).collect();
-    let mut feed = ReplayFeed::new(records, modscope::trace::display::sanitize(&file), damaged);
+    let mut feed = ReplayFeed::new(records, modscope::trace::display::sanitize(&file), damaged)
+        .with_damage(damage);
     feed.set_speed(args.speed);
     if args.at_end {
         feed.act_to_end(&mut app);

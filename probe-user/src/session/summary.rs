@@ -69,7 +69,7 @@ pub fn render(s: &SummaryInput) -> String {
 /// The busiest modules first, at most `MAX_ROWS`.
 fn module_rows(out: &mut String, modules: &[ModuleCalls]) {
     let mut rows: Vec<&ModuleCalls> = modules.iter().collect();
-    let total = |m: &ModuleCalls| m.calls.iter().map(|c| c.count).sum::<u64>();
+    let total = |m: &ModuleCalls| m.calls.iter().fold(0u64, |t, c| t.saturating_add(c.count));
     rows.sort_by(|a, b| total(b).cmp(&total(a)).then(a.name.cmp(&b.name)));
     if !rows.is_empty() {
         let _ = writeln!(

@@ -318,7 +318,7 @@ fn module_report(
             .iter()
             .map(crate::trace::display::AnomalyInfo::new)
             .collect(),
-        total_calls: c.calls.iter().map(|u| u.count).sum(),
+        total_calls: c.calls.iter().fold(0, |t, u| t.saturating_add(u.count)),
         unprobed_imports: m.seen.imports.as_ref().map(|imports| {
             imports
                 .iter()

@@ -140,6 +140,9 @@ pub struct View {
     pub focus: Pane,
     /// Enter: the detail pane takes the body.
     pub detail_zoomed: bool,
+    /// Enter in the events pane: the event log takes the body, every line
+    /// wrapped whole.
+    pub log_zoomed: bool,
     pub help: bool,
     /// Lines scrolled up from the newest log line.
     pub log_scroll: usize,
@@ -156,6 +159,7 @@ impl Default for View {
             editing_filter: false,
             focus: Pane::Modules,
             detail_zoomed: false,
+            log_zoomed: false,
             help: false,
             log_scroll: 0,
             detail_scroll: 0,
@@ -329,11 +333,19 @@ impl App {
         Action::None
     }
 
-    /// Enter zooms the detail, Esc unzooms or clears the filter, Tab and
-    /// Shift-Tab move the focus.
+    /// Enter zooms the detail (the event log, from the events pane), Esc
+    /// unzooms or clears the filter, Tab and Shift-Tab move the focus.
     fn on_pane_key(&mut self, key: Key) {
         let v = &mut self.view;
         match key {
+            Key::Enter if v.focus == Pane::Log || v.log_zoomed => {
+                v.log_zoomed = !v.log_zoomed;
+                v.focus = Pane::Log;
+            }
+            Key::Esc if v.log_zoomed => {
+                v.log_zoomed = false;
+                v.focus = Pane::Modules;
+            }
             Key::Enter => {
                 v.detail_zoomed = !v.detail_zoomed;
                 v.focus = if v.detail_zoomed {
@@ -378,6 +390,10 @@ pub fn help_lines(replay: bool) -> Vec<(&'static str, &'static str)> {
         ),
         ("Tab, Shift-Tab", "focus the next or previous pane"),
         ("Enter", "open the selected module's detail (again: close)"),
+        (
+            "Enter (events)",
+            "the whole event log, lines wrapped (again: close)",
+        ),
         ("Esc", "close the detail, or clear the filter"),
         (
             "/",

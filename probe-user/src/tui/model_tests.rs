@@ -208,3 +208,34 @@ fn a_detector_raises_a_compatible_modules_rating() {
     m.apply(&TraceRecord::Anomaly(Box::new(lock)));
     assert_eq!(m.module("ext4").unwrap().rating(), Rating::Unsafe);
 }
+
+#[test]
+fn an_unloaded_module_shows_no_rate_and_totals_saturate() {
+    let m = story_model();
+    let bad = m.module("rtbad").unwrap();
+    assert_eq!(bad.state(m.now_ns), ModuleState::Unloaded);
+    assert_eq!(bad.rate(m.now_ns), 0.0, "gone: no calls per second");
+    // Two counters near the top of u64 (a damaged or hostile trace).
+    let mut m = Model::default();
+    let story = samples::story();
+    for r in &story[..5] {
+        m.apply(r);
+    }
+    let inc = m.module("rtbad").unwrap().current().unwrap().id;
+    m.apply(&TraceRecord::Counts {
+        ts_ns: story[4].ts_ns() + 1,
+        entries: vec![
+            CountEntry {
+                incarnation: inc,
+                func_ip: 0x10,
+                calls: u64::MAX - 1,
+            },
+            CountEntry {
+                incarnation: inc,
+                func_ip: 0x20,
+                calls: u64::MAX - 1,
+            },
+        ],
+    });
+    assert_eq!(m.module("rtbad").unwrap().total_calls(), u64::MAX);
+}

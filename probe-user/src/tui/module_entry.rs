@@ -177,7 +177,9 @@ impl ModuleEntry {
     }
 
     pub fn total_calls(&self) -> u64 {
-        self.calls.values().map(|c| c.count).sum()
+        self.calls
+            .values()
+            .fold(0, |t, c| t.saturating_add(c.count))
     }
 
     /// Distinct probed functions it called (current incarnation).
@@ -192,9 +194,11 @@ impl ModuleEntry {
         self.imports.as_ref().map(Vec::len)
     }
 
-    /// Calls per second over the last tick; zero when no counts came lately.
+    /// Calls per second over the last tick; zero when no counts came
+    /// lately, and once it is unloaded.
     pub fn rate(&self, now_ns: u64) -> f64 {
-        if now_ns > self.rate_ns.saturating_add(RATE_STALE_NS) {
+        let gone = self.current().is_none_or(|i| i.unloaded_ns.is_some());
+        if gone || now_ns > self.rate_ns.saturating_add(RATE_STALE_NS) {
             0.0
         } else {
             self.rate

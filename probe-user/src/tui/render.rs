@@ -47,19 +47,36 @@ fn rate_text(r: f64) -> String {
     }
 }
 
+/// The smallest terminal the view draws in: header, a table with one row,
+/// footer. Below it, a message says so.
+pub const MIN_ROWS: u16 = 10;
+pub const MIN_COLS: u16 = 40;
+/// Below this many rows, the table takes the whole body (Enter still
+/// shows the detail, and the events pane is reached by Tab then Enter).
+const SPLIT_ROWS: u16 = 24;
+
 pub fn draw(frame: &mut Frame, app: &App) {
     let p = Palette {
         no_color: app.no_color,
     };
+    let area = frame.area();
+    if area.height < MIN_ROWS || area.width < MIN_COLS {
+        draw_too_small(frame, area);
+        return;
+    }
     let [header, body, footer] = Layout::vertical([
         Constraint::Length(4),
-        Constraint::Min(6),
+        Constraint::Min(5),
         Constraint::Length(1),
     ])
-    .areas(frame.area());
+    .areas(area);
     draw_header(frame, header, app, &p);
-    if app.view.detail_zoomed {
+    if app.view.log_zoomed {
+        draw_log(frame, body, app, &p);
+    } else if app.view.detail_zoomed {
         draw_detail(frame, body, app, &p);
+    } else if area.height < SPLIT_ROWS {
+        draw_table(frame, body, app, &p);
     } else {
         let [table, bottom] =
             Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(body);
@@ -206,22 +223,68 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
     frame.render_widget(para, area);
 }
 
+/// "The terminal is W×H; the view needs at least …": instead of an empty frame.
+fn draw_too_small(frame: &mut Frame, area: Rect) {
+    let text = format!(
+        "terminal too small ({}×{}): modscope needs at least {MIN_COLS}×{MIN_ROWS} · q quits",
+        area.width, area.height
+    );
+    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
+}
+
+/// One event as rows of at most `width` columns: time and kind, then its
+/// text, continued on indented rows (never cut).
+fn event_rows(
+    e: &super::model::LogEntry,
+    m: &super::model::Model,
+    p: &Palette,
+    width: usize,
+) -> Vec<Line<'static>> {
+    let (time, kind) = (
+        format!("{} ", time_of(m, e.ts_ns)),
+        format!("{} ", e.kind.word()),
+    );
+    let text: Vec<char> = e.text.chars().collect();
+    let first = width
+        .saturating_sub(time.chars().count() + kind.chars().count())
+        .max(1);
+    let rest = width.saturating_sub(2).max(1);
+    let (head, mut tail) = text.split_at(first.min(text.len()));
+    let mut rows = vec![Line::from(vec![
+        Span::raw(time),
+        Span::styled(kind, p.log(e.kind)),
+        Span::raw(head.iter().collect::<String>()),
+    ])];
+    while !tail.is_empty() {
+        let (piece, more) = tail.split_at(rest.min(tail.len()));
+        rows.push(Line::raw(format!("  {}", piece.iter().collect::<String>())));
+        tail = more;
+    }
+    rows
+}
+
+/// The newest events that fit, each whole (none is cut): counted from the
+/// newest back.
 fn draw_log(frame: &mut Frame, area: Rect, app: &App, p: &Palette) {
     let m = &app.model;
-    let inner = area.height.saturating_sub(2) as usize;
+    let (rows, width) = (
+        area.height.saturating_sub(2) as usize,
+        area.width.saturating_sub(2).max(1) as usize,
+    );
     let end = m.log.len().saturating_sub(app.view.log_scroll);
-    let start = end.saturating_sub(inner);
-    let lines: Vec<Line> = m
-        .log
-        .range(start..end)
-        .map(|e| {
-            Line::from(vec![
-                Span::raw(format!("{} ", time_of(m, e.ts_ns))),
-                Span::styled(format!("{} ", e.kind.word()), p.log(e.kind)),
-                Span::raw(e.text.clone()),
-            ])
-        })
-        .collect();
+    let mut start = end;
+    let mut shown: Vec<Vec<Line>> = Vec::new();
+    let mut used = 0;
+    while start > 0 {
+        let event = event_rows(&m.log[start - 1], m, p, width);
+        if used + event.len() > rows && start < end {
+            break;
+        }
+        used += event.len();
+        shown.push(event);
+        start -= 1;
+    }
+    let lines: Vec<Line> = shown.into_iter().rev().flatten().collect();
     let title = if app.view.log_scroll > 0 {
         format!(
             " Events ({} older hidden, {} newer) ",

@@ -217,3 +217,33 @@ fn a_detector_anomaly_shows_in_the_detail_and_the_table() {
     );
     assert!(s.contains("(4000 calls, CONFIG_DEBUG_SPINLOCK)"), "{s}");
 }
+
+#[test]
+fn a_12_row_terminal_shows_the_table_and_a_tiny_one_says_it_is_too_small() {
+    let s = screen(&app(), 80, 12);
+    assert!(s.contains("rtbad"), "the table keeps its rows:\n{s}");
+    let s = screen(&app(), 80, 8);
+    assert!(s.contains("terminal too small (80×8)"), "{s}");
+    let s = screen(&app(), 30, 24);
+    assert!(s.contains("too small"), "{s}");
+}
+
+#[test]
+fn a_long_event_is_never_cut_in_the_zoomed_log() {
+    let mut a = app();
+    let long = format!("start {} end-of-the-line", "x".repeat(150));
+    a.model.note(crate::tui::model::LogKind::Damage, long);
+    a.view.focus = Pane::Log;
+    a.on_key(Key::Enter);
+    assert!(a.view.log_zoomed);
+    let s = screen(&a, 80, 24);
+    assert!(s.contains("end-of-the-line"), "{s}");
+    assert!(s.contains("damage start xxx"), "{s}");
+    let xs: usize = s.matches('x').count();
+    assert!(xs >= 150, "every character shown: {xs}\n{s}");
+    // In the split view too, the newest event is whole.
+    a.on_key(Key::Esc);
+    let s = screen(&a, 100, 30);
+    assert!(s.contains("end-of-the-line"), "{s}");
+    assert!(!a.view.log_zoomed);
+}

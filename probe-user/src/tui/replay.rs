@@ -37,6 +37,10 @@ pub struct ReplayFeed {
     speed_index: usize,
     seek: Option<Seek>,
     status: ReplayStatus,
+    /// Damaged stretches of the file: (records before it, what was
+    /// skipped), logged as the play head passes them.
+    damage: Vec<(usize, String)>,
+    next_damage: usize,
 }
 
 impl ReplayFeed {
@@ -59,6 +63,8 @@ impl ReplayFeed {
             paused: false,
             speed_index: 3,
             seek: None,
+            damage: Vec::new(),
+            next_damage: 0,
             status: ReplayStatus {
                 play_ns: start,
                 start_ns: start,
@@ -66,6 +72,13 @@ impl ReplayFeed {
                 ..ReplayStatus::new(file, 1.0, damaged)
             },
         }
+    }
+
+    /// Damaged stretches to log where they lie: (how many records came
+    /// before it, the note), in file order.
+    pub fn with_damage(mut self, damage: Vec<(usize, String)>) -> Self {
+        self.damage = damage;
+        self
     }
 
     pub fn position(&self) -> usize {
@@ -101,6 +114,14 @@ impl ReplayFeed {
         self.play_ns = self.play_ns.max(self.times[self.pos]);
         app.model.advance(self.play_ns);
         self.pos += 1;
+        // Stamped with the record before it (the first record when it lies
+        // before all of them): never before the session started.
+        while let Some((before, note)) = self.damage.get(self.next_damage)
+            && *before <= self.pos
+        {
+            app.model.note(super::model::LogKind::Damage, note.clone());
+            self.next_damage += 1;
+        }
         applied.mark
     }
 
@@ -108,6 +129,7 @@ impl ReplayFeed {
     fn rewind(&mut self, app: &mut App) {
         app.reset_model();
         self.pos = 0;
+        self.next_damage = 0;
         self.play_ns = self.status.start_ns;
     }
 
@@ -160,7 +182,11 @@ impl Feed for ReplayFeed {
                     self.play_ns = next - MAX_IDLE_NS;
                 }
                 let step = elapsed.as_nanos() as f64 * self.speed();
-                self.play_ns = self.play_ns.saturating_add(step as u64);
+                // The play head stops at the last record, and playing ends there.
+                self.play_ns = self
+                    .play_ns
+                    .saturating_add(step as u64)
+                    .min(self.status.end_ns);
                 let mut n = 0;
                 while self.pos < self.records.len()
                     && self.times[self.pos] <= self.play_ns
@@ -169,7 +195,10 @@ impl Feed for ReplayFeed {
                     self.apply_one(app);
                     n += 1;
                 }
-                app.model.advance(self.play_ns.min(self.status.end_ns));
+                app.model.advance(self.play_ns);
+                if self.pos >= self.records.len() {
+                    self.paused = true;
+                }
             }
             None => {}
         }

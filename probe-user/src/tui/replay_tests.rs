@@ -141,3 +141,46 @@ fn speeds_step_through_the_table_and_stop_at_its_ends() {
     f.set_speed(3.0);
     assert_eq!(f.speed(), 4.0);
 }
+
+#[test]
+fn the_play_head_stops_at_the_end_and_playing_ends_there() {
+    let (mut app, mut f) = feed();
+    f.set_speed(4096.0);
+    for _ in 0..5 {
+        f.pump(&mut app, Duration::from_secs(10), BUDGET);
+    }
+    let Mode::Replay(s) = &app.mode else {
+        panic!("replay mode")
+    };
+    assert_eq!(s.position, s.total);
+    assert_eq!(s.play_ns, s.end_ns, "never past the end");
+    assert!(s.paused, "playing ended at the last record");
+}
+
+#[test]
+fn damage_is_logged_where_it_lies_never_before_the_session() {
+    let records = samples::story();
+    let first_ts = records[0].ts_ns();
+    let (mut app, _) = feed();
+    let mut f = ReplayFeed::new(records, "t".into(), (2, 70)).with_damage(vec![
+        (0, "before everything".into()),
+        (4, "after the fourth record".into()),
+    ]);
+    f.pump(&mut app, NO_TIME, BUDGET);
+    let damage: Vec<_> = app
+        .model
+        .log
+        .iter()
+        .filter(|e| e.kind == super::super::model::LogKind::Damage)
+        .collect();
+    assert_eq!(damage.len(), 1, "only the one the play head passed");
+    assert!(damage[0].ts_ns >= first_ts);
+    f.act_to_end(&mut app);
+    let notes = app
+        .model
+        .log
+        .iter()
+        .filter(|e| e.kind == super::super::model::LogKind::Damage)
+        .count();
+    assert_eq!(notes, 2);
+}
