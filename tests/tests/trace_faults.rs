@@ -1,0 +1,221 @@
+//! Faults while recording: the trace's file system fills up, its directory
+//! turns read-only, the process is killed at twenty moments. Each time the
+//! capture ends with a clear error or cleanly, nothing of modscope's stays
+//! attached in the kernel, and `report` reads everything that was flushed.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use vm_tests::*;
+
+const CALLS: &str = "modscope_calls";
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A tmpfs of `size` mounted at a fresh directory, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(name: &str, size: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("modscope-faults-{name}"));
+        let _ = Command::new("umount").arg(&dir).output();
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount tmpfs: {out:?}");
+        Self(dir)
+    }
+
+    fn remount(&self, options: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "remount {options}: {out:?}");
+    }
+}
+
+/// A `record` child killed when dropped, so a failed test leaves no
+/// session running into the next.
+struct Recording(Option<Child>);
+
+impl Recording {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+
+    fn take(mut self) -> Child {
+        self.0.take().expect("running")
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+fn record(trace: &Path) -> Recording {
+    let child = Command::new(modscope_bin())
+        .args(["record", "--snapshot-interval", "0.05", "-o"])
+        .arg(trace)
+        .arg("--watch")
+        .arg(module_file(CALLS))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting modscope record");
+    Recording(Some(child))
+}
+
+/// Waits until the session header is in the file.
+fn wait_for_header(trace: &Path, child: &mut Recording) {
+    let child = child.child();
+    let start = Instant::now();
+    while std::fs::metadata(trace).map_or(true, |m| m.len() < 100) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("record ended before writing its header: {status}");
+        }
+        assert!(start.elapsed() < WAIT, "no trace header written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Loads, drives and unloads the test module until `child` ends (or the
+/// time runs out): each load and unload is a record synced at once.
+fn churn_until_exit(child: Recording) -> Output {
+    let mut child = child.take();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < WAIT {
+        let loaded = insmod(CALLS, &[]);
+        let _ = std::fs::write(format!("/sys/module/{CALLS}/parameters/trigger"), "50");
+        loaded.unload();
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        start.elapsed() < WAIT,
+        "record kept running on a trace it cannot write: {out:?}"
+    );
+    out
+}
+
+/// Nothing of modscope's is left in the kernel.
+fn assert_nothing_attached(context: &str) {
+    let progs = bpf_objects::program_names();
+    for name in ["count_call", "module_load", "module_free"] {
+        assert!(
+            !progs.iter().any(|p| p == name),
+            "{context}: {name} still loaded: {progs:?}"
+        );
+    }
+    assert_eq!(bpf_objects::link_count(), 0, "{context}: BPF links left");
+}
+
+/// `report --json` on what was flushed: it reads, whatever the cut.
+fn report_reads(trace: &Path, context: &str) -> serde_json::Value {
+    let out = Command::new(modscope_bin())
+        .args(["report", "--json"])
+        .arg(trace)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{context}: report: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn assert_clear_error(out: &Output, trace: &Path, why: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{why}: {stderr}");
+    assert!(stderr.contains(why), "{why}: {stderr}");
+    assert!(
+        stderr.contains(&trace.display().to_string()),
+        "the error names the trace: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_full_file_system_ends_the_capture_with_a_clear_error() {
+    let fs = Tmpfs::mount("full", "64k");
+    let trace = fs.0.join("t.trace");
+    let mut child = record(&trace);
+    wait_for_header(&trace, &mut child);
+    let out = churn_until_exit(child);
+    assert_clear_error(&out, &trace, "No space left on device");
+    assert_nothing_attached("after ENOSPC");
+    let report = report_reads(&trace, "after ENOSPC");
+    let loads = report["sessions"][0]["modules"].as_array().unwrap().len();
+    assert!(
+        loads > 0,
+        "the loads flushed before the disk filled: {report:#}"
+    );
+}
+
+/// A read-only directory refuses the trace before anything is attached.
+/// (Linux refuses to remount a file system read-only while a file on it is
+/// open for writing, so a capture's open trace cannot turn read-only under
+/// it; a full file system is the fault a running capture meets.)
+#[test]
+fn a_read_only_directory_is_a_clear_error_before_anything_attaches() {
+    let fs = Tmpfs::mount("ro", "4m");
+    fs.remount("ro");
+    let trace = fs.0.join("t.trace");
+    let out = churn_until_exit(record(&trace));
+    assert_clear_error(&out, &trace, "Read-only file system");
+    assert_nothing_attached("after EROFS");
+    assert!(!trace.exists());
+}
+
+#[test]
+fn sigkill_at_twenty_moments_leaves_nothing_attached_and_a_readable_trace() {
+    let dir = std::env::temp_dir().join("modscope-faults-kill");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The same twenty moments every run: start-up, attaching, loads, counts.
+    let mut seed: u64 = 0x5eed_1234_abcd_0001;
+    let mut next_ms = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % 4000
+    };
+    for round in 0..20 {
+        let trace = dir.join(format!("{round}.trace"));
+        let _ = std::fs::remove_file(&trace);
+        let at = Duration::from_millis(next_ms());
+        let mut recording = record(&trace);
+        let start = Instant::now();
+        while start.elapsed() < at {
+            if round % 2 == 0 && std::fs::metadata(&trace).is_ok_and(|m| m.len() >= 100) {
+                insmod(CALLS, &[]).unload();
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let mut child = recording.take();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let context = format!("SIGKILL {round} at {at:?}");
+        assert_nothing_attached(&context);
+        let len = std::fs::metadata(&trace).map_or(0, |m| m.len());
+        // Killed before the file header was written: nothing was flushed.
+        if len >= 16 {
+            report_reads(&trace, &context);
+        }
+        eprintln!("{context}: {len} bytes flushed, report reads them");
+    }
+}
