@@ -197,7 +197,7 @@ fn sigkill_at_twenty_moments_leaves_nothing_attached_and_a_readable_trace() {
         let trace = dir.join(format!("{round}.trace"));
         let _ = std::fs::remove_file(&trace);
         let at = Duration::from_millis(next_ms());
-        let mut recording = record(&trace);
+        let recording = record(&trace);
         let start = Instant::now();
         while start.elapsed() < at {
             if round % 2 == 0 && std::fs::metadata(&trace).is_ok_and(|m| m.len() >= 100) {
