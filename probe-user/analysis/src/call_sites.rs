@@ -65,8 +65,8 @@ fn x86_jump_before(code: &[u8], at: usize, r_type: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use object::{
-        Architecture, BinaryFormat, Endianness, SymbolFlags, SymbolKind, SymbolScope,
-        write::{Object, Relocation, StandardSection, Symbol, SymbolSection},
+        Architecture, BinaryFormat, Endianness,
+        write::{Object, Relocation, StandardSection},
     };
 
     use super::*;
@@ -76,16 +76,7 @@ mod tests {
         let mut obj = Object::new(BinaryFormat::Elf, arch, Endianness::Little);
         let text = obj.section_id(StandardSection::Text);
         for (code, import, r_type) in sites {
-            let symbol = obj.add_symbol(Symbol {
-                name: import.as_bytes().to_vec(),
-                value: 0,
-                size: 0,
-                kind: SymbolKind::Text,
-                scope: SymbolScope::Linkage,
-                weak: false,
-                section: SymbolSection::Undefined,
-                flags: SymbolFlags::None,
-            });
+            let symbol = obj.add_symbol(crate::fixtures::import(import));
             let start = obj.append_section_data(text, code, 1);
             // The operand follows the opcode: the last four bytes (x86), or
             // the whole instruction (arm64).

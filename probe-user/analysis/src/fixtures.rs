@@ -143,22 +143,27 @@ impl Ko {
             }
         }
         for name in &self.imports {
-            obj.add_symbol(Symbol {
-                name: name.as_bytes().to_vec(),
-                value: 0,
-                size: 0,
-                kind: SymbolKind::Text,
-                scope: SymbolScope::Linkage,
-                weak: false,
-                section: SymbolSection::Undefined,
-                flags: SymbolFlags::None,
-            });
+            obj.add_symbol(import(name));
         }
         let mut bytes = obj.write().expect("fixture ELF writes");
         if self.signed {
             bytes.extend_from_slice(b"fake signature~Module signature appended~\n");
         }
         bytes
+    }
+}
+
+/// An undefined function symbol: an import.
+pub fn import(name: &str) -> Symbol {
+    Symbol {
+        name: name.as_bytes().to_vec(),
+        value: 0,
+        size: 0,
+        kind: SymbolKind::Text,
+        scope: SymbolScope::Linkage,
+        weak: false,
+        section: SymbolSection::Undefined,
+        flags: SymbolFlags::None,
     }
 }
 
