@@ -1,5 +1,6 @@
-//! Faults while recording: the trace's file system fills up, its directory
-//! turns read-only, the process is killed at twenty moments. Each time the
+//! Faults while recording: the trace's file system fills up, turns
+//! read-only under it (or was read-only from the start), the process is
+//! killed at twenty moments. Each time the
 //! capture ends with a clear error or cleanly, nothing of modscope's stays
 //! attached in the kernel, and `report` reads everything that was flushed.
 
@@ -138,10 +139,14 @@ fn report_reads(trace: &Path, context: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn assert_clear_error(out: &Output, trace: &Path, why: &str) {
+/// Exit 1, one of `whys` (the kernel's errno text), and the trace's path.
+fn assert_clear_error(out: &Output, trace: &Path, whys: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{why}: {stderr}");
-    assert!(stderr.contains(why), "{why}: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "{whys:?}: {stderr}");
+    assert!(
+        whys.iter().any(|w| stderr.contains(w)),
+        "{whys:?}: {stderr}"
+    );
     assert!(
         stderr.contains(&trace.display().to_string()),
         "the error names the trace: {stderr}"
@@ -156,7 +161,7 @@ fn a_full_file_system_ends_the_capture_with_a_clear_error() {
     let mut child = record(&trace);
     wait_for_header(&trace, &mut child);
     let out = churn_until_exit(child);
-    assert_clear_error(&out, &trace, "No space left on device");
+    assert_clear_error(&out, &trace, &["No space left on device"]);
     assert_nothing_attached("after ENOSPC");
     let report = report_reads(&trace, "after ENOSPC");
     let loads = report["sessions"][0]["modules"].as_array().unwrap().len();
@@ -166,17 +171,107 @@ fn a_full_file_system_ends_the_capture_with_a_clear_error() {
     );
 }
 
+/// An ext4 file system on a loop device, mounted `errors=remount-ro`: an
+/// error it meets (triggered through its sysfs `trigger_fs_error`) turns it
+/// read-only under open files, as a failing disk does. Unmounted, and its
+/// loop device freed, when dropped. `None` where the guest lacks mkfs.ext4
+/// (the arm64 busybox guests).
+struct Ext4(PathBuf, String);
+
+impl Ext4 {
+    fn mount(name: &str) -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!("modscope-faults-{name}"));
+        let image = std::env::temp_dir().join(format!("modscope-faults-{name}.img"));
+        let _ = Command::new("umount").arg(&dir).output();
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |cmd: &mut Command| cmd.output().is_ok_and(|o| o.status.success());
+        for m in ["loop", "ext4"] {
+            let _ = Command::new("modprobe").arg(m).output();
+        }
+        let made = run(Command::new("truncate").args(["-s", "16M"]).arg(&image))
+            && run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+        if !made {
+            eprintln!("no mkfs.ext4 here: the read-only turn is not tried");
+            return None;
+        }
+        let out = Command::new("mount")
+            .args(["-o", "loop,errors=remount-ro"])
+            .arg(&image)
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount ext4: {out:?}");
+        let source = Command::new("findmnt")
+            .args(["-n", "-o", "SOURCE"])
+            .arg(&dir)
+            .output();
+        let device = String::from_utf8_lossy(&source.unwrap().stdout)
+            .trim()
+            .trim_start_matches("/dev/")
+            .to_owned();
+        Some(Self(dir, device))
+    }
+
+    /// The error an ext4 file system remounts read-only on.
+    fn fail(&self) {
+        let knob = format!("/sys/fs/ext4/{}/trigger_fs_error", self.1);
+        std::fs::write(&knob, "modscope test").unwrap_or_else(|e| panic!("{knob}: {e}"));
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn a_file_system_turned_read_only_under_the_capture_ends_it_with_a_clear_error() {
+    let Some(fs) = Ext4::mount("ro") else {
+        return;
+    };
+    let trace = fs.0.join("t.trace");
+    let mut recording = record(&trace);
+    wait_for_header(&trace, &mut recording);
+    insmod(CALLS, &[]).unload();
+    // The load is on the disk (loads and unloads are synced at once).
+    let start = Instant::now();
+    while !has_module(&report_reads(&trace, "before the error"), CALLS) {
+        assert!(start.elapsed() < WAIT, "the load never reached the trace");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    fs.fail();
+    let out = churn_until_exit(recording);
+    // ext4 aborts its journal as it remounts read-only: the next write
+    // fails with EROFS or, while the abort is under way, EIO (both seen on 6.1).
+    assert_clear_error(
+        &out,
+        &trace,
+        &["Read-only file system", "Input/output error"],
+    );
+    assert_nothing_attached("after the remount");
+    // What was flushed before the error is on the (read-only) disk.
+    let report = report_reads(&trace, "after the remount");
+    assert!(
+        has_module(&report, CALLS),
+        "the load before the error is kept: {report:#}"
+    );
+}
+
+fn has_module(report: &serde_json::Value, name: &str) -> bool {
+    report["sessions"][0]["modules"]
+        .as_array()
+        .is_some_and(|ms| ms.iter().any(|m| m["name"] == name))
+}
+
 /// A read-only directory refuses the trace before anything is attached.
-/// (Linux refuses to remount a file system read-only while a file on it is
-/// open for writing, so a capture's open trace cannot turn read-only under
-/// it; a full file system is the fault a running capture meets.)
 #[test]
 fn a_read_only_directory_is_a_clear_error_before_anything_attaches() {
-    let fs = Tmpfs::mount("ro", "4m");
+    let fs = Tmpfs::mount("rodir", "4m");
     fs.remount("ro");
     let trace = fs.0.join("t.trace");
     let out = churn_until_exit(record(&trace));
-    assert_clear_error(&out, &trace, "Read-only file system");
+    assert_clear_error(&out, &trace, &["Read-only file system"]);
     assert_nothing_attached("after EROFS");
     assert!(!trace.exists());
 }
