@@ -99,10 +99,10 @@ fn wait_for_header(trace: &Path, child: &mut Recording) {
 
 /// Loads, drives and unloads the test module until `child` ends (or the
 /// time runs out): each load and unload is a record synced at once.
-fn churn_until_exit(child: Recording) -> Output {
+fn churn_until_exit(child: Recording, timeout: Duration) -> Output {
     let mut child = child.take();
     let start = Instant::now();
-    while child.try_wait().unwrap().is_none() && start.elapsed() < WAIT {
+    while child.try_wait().unwrap().is_none() && start.elapsed() < timeout {
         let loaded = insmod(CALLS, &[]);
         let _ = std::fs::write(format!("/sys/module/{CALLS}/parameters/trigger"), "50");
         loaded.unload();
@@ -110,7 +110,7 @@ fn churn_until_exit(child: Recording) -> Output {
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     assert!(
-        start.elapsed() < WAIT,
+        start.elapsed() < timeout,
         "record kept running on a trace it cannot write: {out:?}"
     );
     out
@@ -160,7 +160,8 @@ fn a_full_file_system_ends_the_capture_with_a_clear_error() {
     let trace = fs.0.join("t.trace");
     let mut child = record(&trace);
     wait_for_header(&trace, &mut child);
-    let out = churn_until_exit(child);
+    // Under arm64 emulation a load takes most of a second: room for enough.
+    let out = churn_until_exit(child, Duration::from_secs(300));
     assert_clear_error(&out, &trace, &["No space left on device"]);
     assert_nothing_attached("after ENOSPC");
     let report = report_reads(&trace, "after ENOSPC");
@@ -241,7 +242,7 @@ fn a_file_system_turned_read_only_under_the_capture_ends_it_with_a_clear_error()
         std::thread::sleep(Duration::from_millis(200));
     }
     fs.fail();
-    let out = churn_until_exit(recording);
+    let out = churn_until_exit(recording, WAIT);
     // ext4 aborts its journal as it remounts read-only: the next write
     // fails with EROFS or, while the abort is under way, EIO (both seen on 6.1).
     assert_clear_error(
@@ -270,7 +271,7 @@ fn a_read_only_directory_is_a_clear_error_before_anything_attaches() {
     let fs = Tmpfs::mount("rodir", "4m");
     fs.remount("ro");
     let trace = fs.0.join("t.trace");
-    let out = churn_until_exit(record(&trace));
+    let out = churn_until_exit(record(&trace), WAIT);
     assert_clear_error(&out, &trace, &["Read-only file system"]);
     assert_nothing_attached("after EROFS");
     assert!(!trace.exists());
