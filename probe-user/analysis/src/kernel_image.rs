@@ -43,6 +43,12 @@ pub fn find_in_payloads<T>(data: &[u8], mut found: impl FnMut(&[u8]) -> Option<T
     })
 }
 
+/// Whether `data` is an arm64 `Image`: the kernel uncompressed, "ARM\x64"
+/// at offset 56 of its header (Documentation/arch/arm64/booting.rst).
+pub fn is_arm64_image(data: &[u8]) -> bool {
+    data.get(56..60) == Some(b"ARM\x64")
+}
+
 /// The image without its Authenticode signature (an EFI-signed PE image
 /// ends with the certificates that signed it for Secure Boot, which are not
 /// the kernel's own keys): cut at the PE security directory.

@@ -125,11 +125,17 @@ impl Keyring {
                 let ring = Self::scan(bytes);
                 (!ring.keys.is_empty()).then(|| ring.to_der())
             };
-            kernel_image::find_in_payloads(&data, found)
-                .or_else(|| found(kernel_image::without_pe_signature(&data)))
-                .ok_or_else(|| KeyringError::NoCertificates {
-                    path: shown.clone(),
-                })
+            // An arm64 Image holds no compressed vmlinux: looking for one
+            // costs seconds under emulation.
+            if kernel_image::is_arm64_image(&data) {
+                found(kernel_image::without_pe_signature(&data))
+            } else {
+                kernel_image::find_in_payloads(&data, found)
+                    .or_else(|| found(kernel_image::without_pe_signature(&data)))
+            }
+            .ok_or_else(|| KeyringError::NoCertificates {
+                path: shown.clone(),
+            })
         })?;
         Ok(Self::scan(&der))
     }

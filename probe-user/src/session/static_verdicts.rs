@@ -33,7 +33,12 @@ impl StaticVerdicts {
             ..TargetSpec::default()
         };
         let (target, warning) = match target::resolve(&spec) {
-            Ok(t) => (Some(t), None),
+            Ok(t) => {
+                // The trusted certificates, read now (out of the kernel image,
+                // or its cache) rather than on the first module's load.
+                let _ = t.keyring();
+                (Some(t), None)
+            }
             Err(e) => (None, Some(e.to_string())),
         };
         let verdicts = Self {
