@@ -217,13 +217,13 @@ impl Ext4 {
         Some(Self { dir, image, device })
     }
 
-    /// Unmounts the failed file system and mounts its image again,
-    /// read-only: what reached the disk (6.12 refuses even reads on the
-    /// failed mount).
+    /// Unmounts the failed file system and mounts its image again (its
+    /// journal replayed): what reached the disk (6.12 refuses even reads
+    /// on the failed mount).
     fn remount_image(&self) {
         let _ = Command::new("umount").arg(&self.dir).output();
         let out = Command::new("mount")
-            .args(["-o", "ro,loop"])
+            .args(["-o", "loop"])
             .arg(&self.image)
             .arg(&self.dir)
             .output()
