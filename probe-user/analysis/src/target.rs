@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 
 use btf_rs::Btf;
 
-use super::keyring::Keyring;
-
 use super::{
     input::{self, InputError},
     kconfig::KernelConfig,
     kernel_btf, kernel_image,
+    keyring::Keyring,
     symvers::Symvers,
     vermagic::Vermagic,
 };
@@ -89,7 +88,6 @@ pub struct TargetKernel {
     pub struct_module_size: Option<u64>,
     keyring: LazyKeyring,
     keyring_source: KeyringSource,
-    pub keyring_path: String,
 }
 
 /// The target's keyring, loaded on first use (or why it cannot be).
@@ -292,10 +290,6 @@ pub fn resolve(spec: &TargetSpec) -> Result<TargetKernel, TargetError> {
         btf_path,
         vermagic,
         struct_module_size,
-        keyring_path: match &keyring_source {
-            KeyringSource::File(p) | KeyringSource::Image(p) => p.display().to_string(),
-            KeyringSource::None => String::new(),
-        },
         keyring,
         keyring_source,
     })
@@ -423,15 +417,7 @@ impl TargetKernel {
             struct_module_size,
             keyring: std::sync::OnceLock::new(),
             keyring_source: KeyringSource::None,
-            keyring_path: String::new(),
         }
-    }
-
-    /// The same target, trusting `keyring` (tests).
-    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
-        self.keyring = std::sync::OnceLock::from(Ok(keyring));
-        self.keyring_path = "(given)".into();
-        self
     }
 
     /// The certificates the target trusts for module signatures, read on
