@@ -40,6 +40,11 @@ pub const APT_PACKAGES: &[&str] = &[
     "libssl-dev",
     "dwarves",
     "xz-utils",
+    // VM tests: a stranger's signing key for Debian's sign-file
+    // (signatures.rs), and an ext4 image that fails under a capture
+    // (trace_faults.rs).
+    "openssl",
+    "e2fsprogs",
     // `cargo xtask dist` checks that its binary is static.
     "file",
     // arm64: the emulator, and the cross compiler for test modules and the
