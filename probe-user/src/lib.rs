@@ -5,6 +5,7 @@
 //! (`tests/layers.rs` enforces the order.)
 
 pub mod detectors;
+pub mod export;
 pub mod kernel;
 pub mod probe;
 pub mod session;

@@ -49,6 +49,9 @@ enum Command {
     /// What changed between two kernels, and which modules survive the move.
     #[command(after_help = help::DIFF)]
     Diff(cli::diff::DiffArgs),
+    /// Traces as Parquet tables, JSON lines, or a Perfetto timeline.
+    #[command(after_help = help::EXPORT)]
+    Export(cli::export::ExportArgs),
 }
 
 /// The examples (and, for `check` and `diff`, the exit statuses) ending
@@ -82,6 +85,14 @@ claims); 7 both. 5 to 7 are 4 plus bits: 1 = incompatible, 2 = bad input.";
   modscope diff ./build-a ./build-b ./vendor.ko             directories holding .config and Module.symvers
 
 Exit status: as `check`'s (0, 5, 6, 7), for the modules moved to KERNEL_B.";
+    pub const EXPORT: &str = "Examples:
+  modscope export --format parquet -o fleet/ lab*/captures/    a dataset for DuckDB, Spark, Trino
+  duckdb -c \"select module, sum(calls) from 'fleet/calls.parquet' group by all\"
+  modscope export --format jsonl -o - s.trace | vector ...      one JSON object per row
+  modscope export --format perfetto -o s.pftrace s.trace        open it in ui.perfetto.dev
+
+Exit status: 0 exported; 6 some input was not a readable trace (the others
+are exported).";
 }
 
 fn main() -> ExitCode {
@@ -108,6 +119,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cli::check::run(args),
         Command::Report(args) => cli::report::run(args),
         Command::Diff(args) => cli::diff::run(args),
+        Command::Export(args) => cli::export::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(status),

@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("probe", &["kernel", "detectors"]),
     ("session", &["kernel", "detectors", "trace", "probe"]),
     ("tui", &["kernel", "detectors", "trace"]),
+    ("export", &["kernel", "detectors", "trace"]),
 ];
 
 fn src() -> PathBuf {

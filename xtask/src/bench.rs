@@ -36,6 +36,8 @@ pub enum Which {
     Decode,
     /// TUI: replay rate, frame render time, longest loop turn under a flood (host).
     Tui,
+    /// Export throughput: records per second to Parquet, JSON lines, Perfetto (host).
+    Export,
     /// Hot-path overhead, attach time, trace size, RSS (VM).
     Probe,
 }
@@ -97,6 +99,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         shell::run(
             "the TUI benchmark",
             Command::new("cargo").args(["bench", "-p", "probe-user", "--bench", "tui_replay"]),
+        )?;
+    }
+    if wanted(Which::Export) {
+        shell::step("bench export");
+        shell::run(
+            "the export benchmark",
+            Command::new("cargo").args(["bench", "-p", "probe-user", "--bench", "export"]),
         )?;
     }
     if wanted(Which::Probe) {

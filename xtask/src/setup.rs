@@ -59,6 +59,10 @@ const MUSL_TARGETS: &[&str] = &["x86_64-unknown-linux-musl", "aarch64-unknown-li
 /// virtme-ng boots the host's own root filesystem over 9p in the guest.
 const VIRTME_NG: &str = "virtme-ng==1.42";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The real consumers the export tests query (`probe-user/tests/exports.rs`):
+/// DuckDB, and Perfetto's generated protobuf classes with the runtime they
+/// need.
+const EXPORT_CONSUMERS: &[&str] = &["duckdb==2.0.1", "perfetto==0.59.1", "protobuf==7.36.2"];
 
 pub fn run() -> anyhow::Result<()> {
     apt_packages()?;
@@ -71,6 +75,7 @@ pub fn run() -> anyhow::Result<()> {
     crate::arm64::ensure()?;
     bpf_linker()?;
     virtme_ng()?;
+    export_consumers()?;
     tracefs()?;
     eprintln!("==> set-up complete");
     Ok(())
@@ -263,6 +268,24 @@ fn virtme_ng() -> anyhow::Result<()> {
     shell::run(
         "set-up step virtme-ng (is PyPI reachable?)",
         Command::new("python3").args(["-m", "pip", "install", "--quiet", VIRTME_NG]),
+    )
+}
+
+fn export_consumers() -> anyhow::Result<()> {
+    step("DuckDB and Perfetto's protobuf classes (what the export tests check against)");
+    let have = Command::new("python3")
+        .args(["-c", "import duckdb, google.protobuf, perfetto.protos"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if have {
+        skip("duckdb, perfetto, protobuf");
+        return Ok(());
+    }
+    shell::run(
+        "set-up step DuckDB and Perfetto (is PyPI reachable?)",
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(EXPORT_CONSUMERS),
     )
 }
 

@@ -5,6 +5,7 @@ pub mod check;
 mod check_text;
 pub mod diff;
 pub mod events;
+pub mod export;
 pub mod live;
 pub mod probe_args;
 pub mod record;

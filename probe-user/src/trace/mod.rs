@@ -8,6 +8,7 @@
 pub mod call_report;
 pub mod codec;
 pub mod display;
+pub mod files;
 pub mod frame;
 pub mod record_codec;
 pub mod records;

@@ -131,13 +131,19 @@ fn severity_word(l: Option<Severity>) -> &'static str {
     }
 }
 
+/// A static verdict as `check` words it: `compatible`, `warning`,
+/// `incompatible`.
+pub fn verdict_word(worst: Severity) -> &'static str {
+    match worst {
+        Severity::Info => "compatible",
+        l => severity_word(Some(l)),
+    }
+}
+
 fn verdict_report(v: &ModuleVerdict) -> VerdictReport {
     let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     VerdictReport {
-        verdict: match v.severity {
-            Severity::Info => "compatible",
-            l => severity_word(Some(l)),
-        },
+        verdict: verdict_word(v.severity),
         file: v.file.clone(),
         kernel_would_refuse: v.kernel_would_refuse,
         reasons: v
@@ -310,8 +316,7 @@ fn module_report(
             m.anomalies.iter().map(|a| a.detector.as_str()),
         ) {
             None => "unchecked",
-            Some(Severity::Info) => "compatible",
-            Some(l) => severity_word(Some(l)),
+            Some(l) => verdict_word(l),
         },
         anomalies: m
             .anomalies
