@@ -432,3 +432,83 @@ fn a_file_that_is_not_a_trace_is_named_and_the_others_are_exported() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("no *.trace files"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+const TICKS: u64 = 100;
+
+/// A rotating capture written by the real sink: three files or more.
+fn rotated_capture(dir: &Path) {
+    use modscope::session::{
+        rotation::{Rotation, RotationPolicy},
+        trace_sink::TraceSink,
+    };
+    use modscope::trace::records::StatsSnapshot;
+    use probe_common::{ModuleName, ModuleRecord};
+    let mut rotation = Rotation::new(RotationPolicy {
+        dir: dir.to_owned(),
+        max_bytes: Some(4096),
+        max_age: None,
+        keep: None,
+    });
+    let first = rotation.next_path(std::time::SystemTime::now());
+    let mut sink = TraceSink::new(Some((&first, false)), None, vec![])
+        .unwrap()
+        .rotating(rotation);
+    sink.start(samples::session()).unwrap();
+    let mut m = ModuleRecord::zeroed();
+    m.name = ModuleName::from_bytes(b"steady");
+    m.incarnation = 1;
+    sink.module(&m, ModuleOrigin::Present, false, None);
+    let mut counts = BTreeMap::new();
+    for tick in 1..=TICKS {
+        for f in 0..20u64 {
+            *counts.entry((1, 0x100 + f)).or_default() += tick;
+        }
+        sink.snapshot(tick, &counts, StatsSnapshot::default())
+            .unwrap();
+    }
+    sink.end(50, &counts, StatsSnapshot::default(), EndReason::Interrupt)
+        .unwrap();
+}
+
+#[test]
+fn a_rotated_directory_exports_as_one_session_with_exact_totals() {
+    let dir = tmp("rotated");
+    let capture = dir.join("capture");
+    std::fs::create_dir_all(&capture).unwrap();
+    rotated_capture(&capture);
+    let files = modscope::trace::files::in_directory(&capture).unwrap();
+    assert!(files.len() >= 3, "{files:?}");
+    let report = modscope(&["report", "--json", capture.to_str().unwrap()]);
+    assert_eq!(report.status.code(), Some(0), "{report:?}");
+    let r: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(r["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(r["sessions"][0]["modules"].as_array().unwrap().len(), 1);
+    let total = r["sessions"][0]["modules"][0]["total_calls"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(total, 20 * (1..=TICKS).sum::<u64>());
+    let out = dir.join("out.jsonl");
+    let run = modscope(&[
+        "export",
+        "--format",
+        "jsonl",
+        "-o",
+        out.to_str().unwrap(),
+        capture.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    let rows: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |t: &str| rows.iter().filter(|r| r["table"] == t).collect::<Vec<_>>();
+    assert_eq!(of("sessions").len(), 1);
+    assert_eq!(of("modules").len(), 1);
+    let calls: u64 = of("calls")
+        .iter()
+        .map(|c| c["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(calls, total);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

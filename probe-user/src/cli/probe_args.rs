@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use modscope::{
     kernel::features::KernelPaths,
     probe::{Diagnostics, LogLevel},
-    session::{ProbeRequest, TraceOptions},
+    session::{ProbeRequest, TraceOptions, rotation::RotationPolicy},
 };
 
 /// Where the kernel's BTF and config are, for kernels that do not publish
@@ -85,6 +85,7 @@ impl ProbeArgs {
 
 /// Where a live session's trace goes.
 #[derive(clap::Args, Default)]
+#[command(group(clap::ArgGroup::new("rotation").multiple(true).args(["rotate_size", "rotate_time"])))]
 pub struct TraceFileArgs {
     /// Write a trace file (read it with `modscope report`); standard output
     /// then gets a one-screen summary instead of the event stream, unless
@@ -92,8 +93,20 @@ pub struct TraceFileArgs {
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
     /// Add a session to an existing trace file instead of replacing it.
-    #[arg(long, requires = "output")]
+    #[arg(long, requires = "output", conflicts_with_all = ["rotate_size", "rotate_time"])]
     append: bool,
+    /// Rotate: -o is a directory of trace files, each complete on its own;
+    /// the next one starts at the first snapshot after the file reaches
+    /// this size (suffixes K, M, G: KiB, MiB, GiB).
+    #[arg(long, value_name = "BYTES", requires = "output", value_parser = byte_size)]
+    rotate_size: Option<u64>,
+    /// Rotate (as --rotate-size) once a file is this many seconds old.
+    #[arg(long, value_name = "SECS", requires = "output", value_parser = rotation_seconds)]
+    rotate_time: Option<f64>,
+    /// With rotation: keep only the newest N files (the one being written
+    /// included); the oldest are removed.
+    #[arg(long, value_name = "N", requires = "rotation", value_parser = clap::value_parser!(u64).range(1..))]
+    keep: Option<u64>,
     /// Seconds between counter snapshots written to the trace.
     #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = positive_seconds)]
     snapshot_interval: f64,
@@ -108,6 +121,36 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `4096`, `64K`, `100M`, `2G` (binary multiples).
+fn byte_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.trim().char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.trim().split_at(i),
+        None => (s.trim(), ""),
+    };
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" | "KIB" => 10,
+        "M" | "MIB" => 20,
+        "G" | "GIB" => 30,
+        _ => return Err(format!("{s:?}: not a size (digits, then K, M or G)")),
+    };
+    match digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+    {
+        Some(n) if n >= 4096 => Ok(n),
+        _ => Err(format!("{s:?}: not a size of at least 4096 bytes")),
+    }
+}
+
+fn rotation_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 1.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds, at least 1")),
+    }
+}
+
 impl TraceFileArgs {
     pub fn options(&self, modules: &[String]) -> Option<TraceOptions> {
         self.output.as_ref().map(|path| TraceOptions {
@@ -115,7 +158,36 @@ impl TraceFileArgs {
             append: self.append,
             snapshot_interval: Duration::from_secs_f64(self.snapshot_interval),
             modules: modules.to_vec(),
+            rotation: self.rotation(path),
         })
+    }
+
+    fn rotation(&self, dir: &std::path::Path) -> Option<RotationPolicy> {
+        if self.rotate_size.is_none() && self.rotate_time.is_none() {
+            return None;
+        }
+        Some(RotationPolicy {
+            dir: dir.to_owned(),
+            max_bytes: self.rotate_size,
+            max_age: self.rotate_time.map(Duration::from_secs_f64),
+            keep: self.keep.map(|n| n as usize),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_size;
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_refuse_nonsense() {
+        assert_eq!(byte_size("4096"), Ok(4096));
+        assert_eq!(byte_size("64K"), Ok(64 << 10));
+        assert_eq!(byte_size("100m"), Ok(100 << 20));
+        assert_eq!(byte_size("2GiB"), Ok(2 << 30));
+        for bad in ["", "12", "1T", "K", "-5M", "99999999999999G"] {
+            assert!(byte_size(bad).is_err(), "{bad}");
+        }
     }
 }
 

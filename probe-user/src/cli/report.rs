@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use modscope::{
     trace::display::sanitize,
     trace::{
-        self,
+        self, files,
         replay::Replay,
         report::{self, ModuleReport, Report, SessionReport},
     },
@@ -17,8 +17,11 @@ use super::check::status;
 
 #[derive(clap::Args)]
 pub struct ReportArgs {
-    /// A trace written by `modscope record -o`.
-    file: PathBuf,
+    /// Traces written by `modscope record -o`, or directories of them (a
+    /// rotating capture): read in order as one, so a session that goes on
+    /// across rotated files is one session.
+    #[arg(required = true, value_name = "TRACE")]
+    traces: Vec<PathBuf>,
     /// The report as one JSON document (schema in the README).
     #[arg(long)]
     json: bool,
@@ -41,33 +44,62 @@ pub fn open_trace(path: &std::path::Path) -> Option<(Vec<u8>, trace::Trace)> {
     Some((data, t))
 }
 
-/// Returns the exit status: 0 when the file is a trace (damage or not),
-/// 6 when it cannot be read or is not one.
+/// Returns the exit status: 0 when every file is a trace (damage or
+/// not), 6 when one cannot be read or is not one (the others are reported).
 pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
-    let Some((data, t)) = open_trace(&args.file) else {
-        return Ok(status::BAD_INPUT);
+    let files = match files::expand(&args.traces) {
+        Ok(f) => f,
+        Err((path, e)) => {
+            eprintln!("modscope: {}: {e}", sanitize(&path.display().to_string()));
+            return Ok(status::BAD_INPUT);
+        }
     };
-    let replay = Replay::from_records(t.records.iter().map(|(_, r)| r));
-    let report = report::build(&replay, &t.damage, &args.modules);
+    let mut replay = Replay::default();
+    let mut damage = Vec::new();
+    let (mut bytes, mut read) = (0u64, 0usize);
+    for path in &files {
+        let Some((data, t)) = open_trace(path) else {
+            continue;
+        };
+        read += 1;
+        bytes += data.len() as u64;
+        for (_, r) in &t.records {
+            replay.apply(r);
+        }
+        damage.extend(t.damage.into_iter().map(|d| (path, d)));
+    }
+    if read == 0 {
+        return Ok(status::BAD_INPUT);
+    }
+    let only_damage: Vec<_> = damage.iter().map(|(_, d)| d.clone()).collect();
+    let report = report::build(&replay, &only_damage, &args.modules);
+    let name = match files.as_slice() {
+        [one] => one.display().to_string(),
+        _ => format!("{} files", files.len()),
+    };
     let text = if args.json {
         serde_json::to_string_pretty(&report).context("serialising the report")? + "\n"
     } else {
-        render(&args.file.display().to_string(), data.len() as u64, &report)
+        render(&name, bytes, &report)
     };
     std::io::stdout()
         .lock()
         .write_all(text.as_bytes())
         .context("writing to standard output")?;
-    for d in &report.damage {
+    for (path, d) in &damage {
         eprintln!(
             "modscope: {}: skipped {} bytes at offset {}: {}",
-            sanitize(&args.file.display().to_string()),
+            sanitize(&path.display().to_string()),
             d.bytes,
             d.offset,
             d.reason
         );
     }
-    Ok(0)
+    Ok(if read < files.len() {
+        status::BAD_INPUT
+    } else {
+        0
+    })
 }
 
 fn render(path: &str, bytes: u64, r: &Report) -> String {

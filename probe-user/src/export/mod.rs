@@ -86,8 +86,14 @@ impl Exported {
     }
 }
 
-/// Where the rows go, one trace at a time.
-pub enum Sink {
+/// Where the rows go, one trace at a time: a file, or a run of rotated
+/// files that go on with one session (`pending` until the run ends).
+pub struct Sink {
+    out: Output,
+    pending: Option<(PathBuf, Trace)>,
+}
+
+enum Output {
     Parquet(parquet::ParquetTables),
     Jsonl {
         path: PathBuf,
@@ -99,59 +105,99 @@ pub enum Sink {
     },
 }
 
+/// Whether `next` begins by going on with `previous`'s last session (the
+/// next file of a rotating capture).
+fn continues(previous: &Trace, next: &Trace) -> bool {
+    let header = |r: &(u64, trace::TraceRecord)| match &r.1 {
+        trace::TraceRecord::SessionStart(s) => Some(s.clone()),
+        _ => None,
+    };
+    let last = previous.records.iter().rev().find_map(header);
+    let first = next.records.first().and_then(header);
+    matches!((last, first), (Some(a), Some(b)) if a.continues(&b))
+}
+
 impl Sink {
     /// Opens the output: a directory for Parquet (created when missing),
     /// a file for the others (`-`: standard output, for JSON lines).
     pub fn create(format: Format, out: &Path) -> Result<Self, ExportError> {
-        match format {
+        let out = match format {
             Format::Parquet => {
                 std::fs::create_dir_all(out).map_err(|e| ExportError::io(out, e))?;
-                Ok(Sink::Parquet(parquet::ParquetTables::create(out)?))
+                Output::Parquet(parquet::ParquetTables::create(out)?)
             }
             Format::Jsonl => {
-                let out_box: Box<dyn io::Write> = if out == Path::new("-") {
+                let writer: Box<dyn io::Write> = if out == Path::new("-") {
                     Box::new(io::BufWriter::new(io::stdout()))
                 } else {
                     let f = std::fs::File::create(out).map_err(|e| ExportError::io(out, e))?;
                     Box::new(io::BufWriter::new(f))
                 };
-                Ok(Sink::Jsonl {
+                Output::Jsonl {
                     path: out.to_owned(),
-                    out: out_box,
-                })
+                    out: writer,
+                }
             }
-            Format::Perfetto => Ok(Sink::Perfetto {
+            Format::Perfetto => Output::Perfetto {
                 path: out.to_owned(),
                 records: Vec::new(),
-            }),
+            },
+        };
+        Ok(Self { out, pending: None })
+    }
+
+    /// Adds one trace file's records; a file that goes on with the previous
+    /// one's session joins it.
+    pub fn add(&mut self, source: &Path, t: Trace, done: &mut Exported) -> Result<(), ExportError> {
+        done.count(source, &t);
+        match &mut self.pending {
+            Some((_, run)) if continues(run, &t) => {
+                run.records.extend(t.records);
+                run.damage.extend(t.damage);
+                Ok(())
+            }
+            _ => {
+                let previous = self.pending.replace((source.to_owned(), t));
+                match previous {
+                    Some((path, run)) => self.out.write(&path, run, done),
+                    None => Ok(()),
+                }
+            }
         }
     }
 
-    /// Adds one trace file's records.
-    pub fn add(&mut self, source: &Path, t: Trace, done: &mut Exported) -> Result<(), ExportError> {
-        done.count(source, &t);
+    /// Writes what is held and closes the output.
+    pub fn finish(mut self, done: &mut Exported) -> Result<(), ExportError> {
+        if let Some((path, run)) = self.pending.take() {
+            self.out.write(&path, run, done)?;
+        }
+        self.out.finish(done)
+    }
+}
+
+impl Output {
+    fn write(&mut self, source: &Path, t: Trace, done: &mut Exported) -> Result<(), ExportError> {
         match self {
-            Sink::Parquet(w) => {
+            Output::Parquet(w) => {
                 let tables = tables::of_trace(&source.display().to_string(), &t);
                 w.write(&tables)?;
                 done.add_rows(&tables);
             }
-            Sink::Jsonl { path, out } => {
+            Output::Jsonl { path, out } => {
                 let tables = tables::of_trace(&source.display().to_string(), &t);
                 jsonl::write_tables(out, &tables).map_err(|e| ExportError::io(path, e))?;
                 done.add_rows(&tables);
             }
-            Sink::Perfetto { records, .. } => records.extend(t.records),
+            Output::Perfetto { records, .. } => records.extend(t.records),
         }
         Ok(())
     }
 
-    /// Writes what is held and closes the output.
-    pub fn finish(self, done: &mut Exported) -> Result<(), ExportError> {
+    fn finish(self, done: &mut Exported) -> Result<(), ExportError> {
         match self {
-            Sink::Parquet(w) => w.finish(),
-            Sink::Jsonl { path, mut out } => out.flush().map_err(|e| ExportError::io(&path, e)),
-            Sink::Perfetto { path, records } => {
+            Output::Parquet(w) => w.finish(),
+            Output::Jsonl { path, mut out } => out.flush().map_err(|e| ExportError::io(&path, e)),
+            Output::Perfetto { path, records } => {
                 let t = Trace {
                     records,
                     damage: Vec::new(),

@@ -19,7 +19,7 @@ use crate::kernel::{
 use crate::trace::{
     Trace, TraceRecord,
     records::ModuleOrigin,
-    replay::{Replay, ReplayedSession, SessionModule},
+    replay::{Replay, ReplayedSession, SessionIndex, SessionModule},
     report::{place, verdict_word},
 };
 
@@ -307,22 +307,13 @@ fn anomaly(t: &mut Timeline, track: u64, a: &crate::trace::records::AnomalyRecor
     t.event(a.ts_ns, e);
 }
 
-/// Session `n`'s records: those after its header (records before any
-/// header form session 0, as `Replay` has it).
+/// Session `n`'s records, split as `Replay` splits them.
 fn session_records<'a>(
     records: &'a [&'a TraceRecord],
     n: usize,
 ) -> impl Iterator<Item = &'a TraceRecord> + 'a {
-    let mut session: Option<usize> = None;
-    records.iter().copied().filter(move |r| {
-        session = match (r, session) {
-            (TraceRecord::SessionStart(_), None) => Some(0),
-            (TraceRecord::SessionStart(_), Some(i)) => Some(i + 1),
-            (_, None) => Some(0),
-            (_, s) => s,
-        };
-        session == Some(n)
-    })
+    let mut index = SessionIndex::default();
+    records.iter().copied().filter(move |r| index.of(r) == n)
 }
 
 /// Per module, calls per second between snapshots, from counter totals.

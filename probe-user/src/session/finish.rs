@@ -111,7 +111,8 @@ fn print_summary(
     let counters = session.probe.counters()?;
     let text = summary::render(&summary::SummaryInput {
         path: &t
-            .path()
+            .rotation_dir()
+            .or(t.path())
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
         records: t.records(),

@@ -15,6 +15,9 @@ mod late_probes;
 mod live;
 mod output;
 pub mod probe_policy;
+pub mod rotation;
+#[cfg(test)]
+mod rotation_tests;
 mod start;
 pub mod state;
 pub mod static_verdicts;
@@ -54,11 +57,14 @@ pub struct ViewLink {
 
 /// Where and how to write the trace file.
 pub struct TraceOptions {
+    /// The file, or the directory of a rotating capture.
     pub path: PathBuf,
     pub append: bool,
     pub snapshot_interval: Duration,
     /// Only these modules are recorded (empty: all).
     pub modules: Vec<String>,
+    /// Rotating files in the directory `path`.
+    pub rotation: Option<rotation::RotationPolicy>,
 }
 
 /// Runs a session to its end: set up (`start`), stream (`live`), report

@@ -24,6 +24,7 @@ use super::{
     late_probes::LateProbes,
     live::{Session, Signals},
     output::Output,
+    rotation::Rotation,
     state::SessionState,
     static_verdicts::StaticVerdicts,
     trace_sink::{Tap, TraceSink},
@@ -148,9 +149,19 @@ fn open_sink(trace: Option<&TraceOptions>, tap: Option<Tap>) -> Result<Option<Tr
     if trace.is_none() && tap.is_none() {
         return Ok(None);
     }
-    let file = trace.map(|t| (t.path.as_path(), t.append));
     let filter = trace.map(|t| t.modules.clone()).unwrap_or_default();
-    Ok(Some(TraceSink::new(file, tap, filter)?))
+    let Some(policy) = trace.and_then(|t| t.rotation.clone()) else {
+        let file = trace.map(|t| (t.path.as_path(), t.append));
+        return Ok(Some(TraceSink::new(file, tap, filter)?));
+    };
+    std::fs::create_dir_all(&policy.dir).map_err(SessionError::io(format!(
+        "creating the trace directory {}",
+        policy.dir.display()
+    )))?;
+    let mut rotation = Rotation::new(policy);
+    let first = rotation.next_path(std::time::SystemTime::now());
+    let sink = TraceSink::new(Some((&first, false)), tap, filter)?;
+    Ok(Some(sink.rotating(rotation)))
 }
 
 /// The state a session starts from, once the probes are live: the probed

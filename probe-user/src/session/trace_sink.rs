@@ -12,10 +12,13 @@
 //!   snapshot interval (1 s by default) and synced then;
 //! - the end of the session writes a last snapshot and an end record.
 //!
+//! - a rotating capture starts its next file at a snapshot (`rotation`).
+//!
 //! The live TUI taps the same records (a bounded channel): what it shows
 //! live is what a replay of the file shows.
 
 use super::error::{Result, SessionError};
+use super::rotation::Rotation;
 use crate::kernel::kallsyms::KernelFunction;
 use modscope_analysis::Imports;
 use std::{
@@ -54,6 +57,8 @@ pub struct TraceSink {
     unsynced: bool,
     /// Written since the last flush needs to reach the disk now.
     urgent: bool,
+    /// The file rotates (its path is the current one).
+    rotation: Option<Rotation>,
 }
 
 /// The live view's end of the records. Never blocks the session: when the
@@ -92,7 +97,19 @@ impl TraceSink {
             last_stats: None,
             unsynced: false,
             urgent: false,
+            rotation: None,
         })
+    }
+
+    /// A rotating capture: the file given to `new` is its first.
+    pub fn rotating(mut self, rotation: Rotation) -> Self {
+        self.rotation = Some(rotation);
+        self
+    }
+
+    /// The directory of a rotating capture.
+    pub fn rotation_dir(&self) -> Option<&Path> {
+        self.rotation.as_ref().map(|r| r.policy.dir.as_path())
     }
 
     fn open_file(path: &Path, append: bool) -> Result<TraceWriter> {
@@ -143,6 +160,9 @@ impl TraceSink {
         if let Some((w, _)) = &mut self.file {
             w.write(record);
             self.unsynced = true;
+        }
+        if let Some(r) = &mut self.rotation {
+            r.carried.observe(record);
         }
         self.send_tap(record);
     }
@@ -313,7 +333,56 @@ impl TraceSink {
         if self.unsynced {
             self.urgent = true;
         }
-        self.end_batch()
+        self.end_batch()?;
+        self.rotate_if_due(ts_ns)
+    }
+
+    /// Closes a full file with a `rotated` end and goes on in the next,
+    /// which repeats the header, the live incarnations and every total
+    /// (`rotation`'s rules), then removes the oldest past `--keep`.
+    fn rotate_if_due(&mut self, ts_ns: u64) -> Result<()> {
+        let (Some(rotation), Some((writer, path))) = (&mut self.rotation, &mut self.file) else {
+            return Ok(());
+        };
+        if !rotation.due(writer.bytes(), std::time::Instant::now()) {
+            return Ok(());
+        }
+        let failed = |path: &Path, source| SessionError::TraceWrite {
+            path: path.display().to_string(),
+            source,
+        };
+        writer.write(&TraceRecord::SessionEnd {
+            ts_ns,
+            reason: EndReason::Rotated,
+        });
+        writer.sync().map_err(|e| failed(path, e))?;
+        let next = rotation.next_path(std::time::SystemTime::now());
+        let mut w = Self::open_file(&next, false)?;
+        for r in rotation.carried.records() {
+            w.write(&r);
+        }
+        let entries: Vec<CountEntry> = self
+            .last_counts
+            .iter()
+            .map(|(&(incarnation, func_ip), &calls)| CountEntry::new(incarnation, func_ip, calls))
+            .collect();
+        if !entries.is_empty() {
+            w.write(&TraceRecord::Counts { ts_ns, entries });
+        }
+        if let Some(st) = self.last_stats {
+            w.write(&TraceRecord::Stats(st));
+        }
+        w.sync().map_err(|e| failed(&next, e))?;
+        *writer = w;
+        *path = next;
+        // A failed removal leaves a file too many, never a capture stopped.
+        if let Err(e) = rotation.prune(path) {
+            eprintln!(
+                "modscope: removing old traces in {}: {e}",
+                rotation.policy.dir.display()
+            );
+        }
+        Ok(())
     }
 
     pub fn end(

@@ -204,6 +204,7 @@ impl TraceRecord {
                     EndReason::Interrupt => 1,
                     EndReason::Terminate => 2,
                     EndReason::Quit => 3,
+                    EndReason::Rotated => 4,
                 });
             }
             TraceRecord::Verdict(v) => encode_verdict(e, v),
@@ -398,6 +399,7 @@ fn decode_end_reason(d: &mut Decoder) -> Result<EndReason, DecodeError> {
         1 => Ok(EndReason::Interrupt),
         2 => Ok(EndReason::Terminate),
         3 => Ok(EndReason::Quit),
+        4 => Ok(EndReason::Rotated),
         v => Err(DecodeError::Invalid {
             what: "end reason",
             value: u64::from(v),

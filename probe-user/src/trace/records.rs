@@ -45,6 +45,22 @@ pub enum ModuleOrigin {
     Loaded,
 }
 
+impl SessionStart {
+    /// Whether `self` is the header of the same capture session as `other`:
+    /// a rotated file goes on with its session's header.
+    pub fn continues(&self, other: &SessionStart) -> bool {
+        (
+            self.boot_id.as_str(),
+            self.started_ns,
+            self.hostname.as_str(),
+        ) == (
+            other.boot_id.as_str(),
+            other.started_ns,
+            other.hostname.as_str(),
+        )
+    }
+}
+
 /// A module incarnation entering the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleSeen {
@@ -170,6 +186,9 @@ pub enum EndReason {
     Terminate,
     /// The user quit the live TUI.
     Quit,
+    /// The file was full (`record --rotate-size/--rotate-time`): the
+    /// session goes on in the next file, which starts with the same header.
+    Rotated,
 }
 
 impl EndReason {
@@ -179,6 +198,7 @@ impl EndReason {
             EndReason::Interrupt => "SIGINT",
             EndReason::Terminate => "SIGTERM",
             EndReason::Quit => "quit",
+            EndReason::Rotated => "rotated",
         }
     }
 }

@@ -81,6 +81,15 @@ impl Replay {
         r
     }
 
+    /// The last session, when `next` is its header again (rotation).
+    fn continued_by(&mut self, next: &SessionStart) -> Option<&mut ReplayedSession> {
+        let last = self.sessions.last_mut()?;
+        last.start
+            .as_ref()
+            .is_some_and(|s| s.continues(next))
+            .then_some(last)
+    }
+
     fn current(&mut self) -> &mut ReplayedSession {
         if self.sessions.is_empty() {
             self.sessions.push(ReplayedSession::default());
@@ -90,6 +99,12 @@ impl Replay {
 
     pub fn apply(&mut self, record: &TraceRecord) {
         if let TraceRecord::SessionStart(s) = record {
+            if let Some(current) = self.continued_by(s) {
+                // The next file of a rotated capture: the same session.
+                current.end = None;
+                current.records += 1;
+                return;
+            }
             self.sessions.push(ReplayedSession {
                 last_ns: s.started_ns,
                 start: Some((**s).clone()),
@@ -104,6 +119,11 @@ impl Replay {
             TraceRecord::SessionStart(_) => unreachable!("handled above"),
             TraceRecord::Module(m) => {
                 s.last_ns = s.last_ns.max(m.ts_ns);
+                if let Some(known) = s.module_mut(m.incarnation) {
+                    // Carried into a rotated file: the same incarnation.
+                    known.seen = (**m).clone();
+                    return;
+                }
                 s.by_incarnation.insert(m.incarnation, s.modules.len());
                 s.modules.push(SessionModule {
                     seen: (**m).clone(),
@@ -168,6 +188,34 @@ impl Replay {
     }
 }
 
+/// Which session each record belongs to (its index in `Replay::sessions`),
+/// split as `Replay::apply` splits them, for readers that walk the records
+/// themselves.
+#[derive(Debug, Default)]
+pub struct SessionIndex {
+    current: Option<usize>,
+    header: Option<SessionStart>,
+}
+
+impl SessionIndex {
+    pub fn of(&mut self, record: &TraceRecord) -> usize {
+        let index = match (record, self.current) {
+            (TraceRecord::SessionStart(s), Some(i))
+                if self.header.as_ref().is_some_and(|h| h.continues(s)) =>
+            {
+                i
+            }
+            (TraceRecord::SessionStart(s), i) => {
+                self.header = Some((**s).clone());
+                i.map_or(0, |i| i + 1)
+            }
+            (_, i) => i.unwrap_or(0),
+        };
+        self.current = Some(index);
+        index
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,7 +269,11 @@ mod tests {
     #[test]
     fn later_snapshots_replace_totals_and_sessions_stay_apart() {
         let mut all = samples::all();
-        all.push(TraceRecord::SessionStart(Box::new(samples::session())));
+        let later = SessionStart {
+            started_ns: 10,
+            ..samples::session()
+        };
+        all.push(TraceRecord::SessionStart(Box::new(later)));
         all.push(TraceRecord::Counts {
             ts_ns: 10,
             entries: vec![CountEntry::new(1, 0x100, 5)],
@@ -235,6 +287,39 @@ mod tests {
         assert_eq!(r.sessions[1].counts[&(1, 0x100)], 9);
         assert!(!r.sessions[1].counts.contains_key(&(6_000_000_000, 0x200)));
         assert_eq!(r.sessions[1].end, None, "second session was cut short");
+    }
+
+    #[test]
+    fn a_rotated_files_header_and_carried_modules_continue_the_session() {
+        let all = samples::all();
+        let mut rotated = all[..all.len() - 1].to_vec();
+        rotated.push(TraceRecord::SessionEnd {
+            ts_ns: 8_500_000_000,
+            reason: EndReason::Rotated,
+        });
+        // The next file: the header again, the live module carried over,
+        // its totals whole, then more calls and the end.
+        rotated.push(all[0].clone());
+        let carried = all
+            .iter()
+            .find(|r| matches!(r, TraceRecord::Module(m) if m.name == "old"));
+        rotated.push(carried.unwrap().clone());
+        rotated.push(TraceRecord::Counts {
+            ts_ns: 8_600_000_000,
+            entries: vec![CountEntry::new(6_000_000_000, 0x200, 1000)],
+        });
+        rotated.push(all[all.len() - 1].clone());
+        let r = Replay::from_records(&rotated);
+        assert_eq!(r.sessions.len(), 1);
+        let s = &r.sessions[0];
+        assert_eq!(s.modules.len(), 2, "no incarnation twice");
+        assert_eq!(s.counts[&(6_000_000_000, 0x200)], 1000, "totals, not sums");
+        assert_eq!(s.end, Some((9_000_000_000, EndReason::Interrupt)));
+        let mut index = SessionIndex::default();
+        assert!(rotated.iter().all(|rec| index.of(rec) == 0));
+        let mut other = samples::session();
+        other.started_ns += 1;
+        assert_eq!(index.of(&TraceRecord::SessionStart(Box::new(other))), 1);
     }
 
     #[test]
