@@ -7,6 +7,7 @@
 pub mod detectors;
 pub mod export;
 pub mod kernel;
+pub mod metrics;
 pub mod probe;
 pub mod session;
 pub mod trace;

@@ -4,7 +4,7 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use modscope::{kernel::features::Unsupported, session::SessionError};
 
 /// Exit statuses, documented in the README.
@@ -18,7 +18,8 @@ mod exit {
 #[command(
     name = "modscope",
     version,
-    about = "Watch what Linux kernel modules actually do, and flag the unsafe ones."
+    about = "Watch what Linux kernel modules actually do, and flag the unsafe ones.",
+    after_help = help::TOP
 )]
 struct Cli {
     /// Without a command: the live TUI (as `modscope live`).
@@ -52,11 +53,28 @@ enum Command {
     /// Traces as Parquet tables, JSON lines, or a Perfetto timeline.
     #[command(after_help = help::EXPORT)]
     Export(cli::export::ExportArgs),
+    /// Shell completions (bash, zsh, fish, elvish, powershell) on standard output.
+    #[command(after_help = help::COMPLETIONS)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man pages, modscope(1) and one per subcommand, written into DIR.
+    #[command(hide = true)]
+    Manpages { dir: std::path::PathBuf },
 }
 
 /// The examples (and, for `check` and `diff`, the exit statuses) ending
 /// each subcommand's `--help`.
 mod help {
+    pub const TOP: &str =
+        "`modscope COMMAND --help` (or `man modscope-COMMAND`) says more, with examples.
+
+Exit status: 0 success; 1 an error (the message names the file, map or kernel
+interface); 2 usage error; 3 the kernel cannot do this (no CONFIG_MODULES, no
+BTF); 4 not permitted (CAP_BPF, CAP_PERFMON); 5, 6, 7 from check and diff (an
+incompatible module, bad input, both); 6 from report, replay and export (a file
+that is not a readable trace).";
     pub const LIVE: &str = "Examples:
   sudo modscope live                               every loaded module, this kernel
   sudo modscope live --watch ./vendor.ko -o s.trace  probe vendor.ko's imports before it loads, and keep a trace";
@@ -93,6 +111,11 @@ Exit status: as `check`'s (0, 5, 6, 7), for the modules moved to KERNEL_B.";
 
 Exit status: 0 exported; 6 some input was not a readable trace (the others
 are exported).";
+    pub const COMPLETIONS: &str = "Examples:
+  modscope completions bash > /etc/bash_completion.d/modscope
+  modscope completions zsh > ~/.zfunc/_modscope
+  modscope completions fish > ~/.config/fish/completions/modscope.fish
+The .deb package installs all three.";
 }
 
 fn main() -> ExitCode {
@@ -120,6 +143,8 @@ fn main() -> ExitCode {
         Command::Report(args) => cli::report::run(args),
         Command::Diff(args) => cli::diff::run(args),
         Command::Export(args) => cli::export::run(args),
+        Command::Completions { shell } => cli::docs::completions(Cli::command(), shell),
+        Command::Manpages { dir } => cli::docs::manpages(Cli::command(), &dir),
     };
     match result {
         Ok(status) => ExitCode::from(status),

@@ -17,7 +17,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("detectors", &["kernel"]),
     ("trace", &["kernel", "detectors"]),
     ("probe", &["kernel", "detectors"]),
-    ("session", &["kernel", "detectors", "trace", "probe"]),
+    ("metrics", &["kernel", "detectors", "trace"]),
+    (
+        "session",
+        &["kernel", "detectors", "trace", "probe", "metrics"],
+    ),
     ("tui", &["kernel", "detectors", "trace"]),
     ("export", &["kernel", "detectors", "trace"]),
 ];

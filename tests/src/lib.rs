@@ -16,6 +16,7 @@ use std::{
 use serde_json::Value;
 
 pub mod bpf_objects;
+pub mod http;
 pub mod tmux;
 
 fn env_path(var: &str) -> PathBuf {

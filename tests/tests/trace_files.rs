@@ -227,3 +227,63 @@ fn sigterm_ends_a_headless_capture_with_a_summary() {
         1000
     );
 }
+
+#[test]
+fn a_rotating_capture_reads_back_exact_from_its_directory() {
+    let dir = std::env::temp_dir().join(format!("modscope-rotating-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut args = record_args(
+        &dir,
+        &[
+            "--rotate-size",
+            "4096",
+            "--snapshot-interval",
+            "0.2",
+            "--keep",
+            "50",
+        ],
+    );
+    args.retain(|a| a != "--json");
+    args.insert(1, "--json".into());
+    let mut stream = EventStream::start_with(&args, "calls");
+    let loaded = insmod(CALLS, &[]);
+    for _ in 0..20 {
+        write_param(CALLS, "trigger", "50");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    loaded.unload();
+    stream.wait_for(WAIT, |e| e["type"] == "unload" && e["name"] == CALLS);
+    stream.stop();
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files.len() >= 3, "4 KiB files rotate: {files:?}");
+    for f in &files {
+        let alone = modscope_report(f);
+        assert_eq!(
+            alone["sessions"].as_array().unwrap().len(),
+            1,
+            "{f:?} is a whole trace"
+        );
+        assert_eq!(alone["damage"].as_array().unwrap().len(), 0, "{f:?}");
+    }
+    let whole = modscope_report(&dir);
+    let sessions = whole["sessions"].as_array().unwrap();
+    assert_eq!(
+        sessions.len(),
+        1,
+        "one session across {} files",
+        files.len()
+    );
+    assert_eq!(sessions[0]["end_reason"], "SIGINT");
+    let m = modules(&sessions[0], CALLS);
+    assert_eq!(m.len(), 1, "one incarnation");
+    assert_eq!(
+        count(m[0], "kstrdup"),
+        1000 + 20 * 50,
+        "exact across the files"
+    );
+    assert!(m[0]["unloaded"].is_string());
+    let _ = std::fs::remove_dir_all(&dir);
+}

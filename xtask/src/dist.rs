@@ -1,7 +1,8 @@
 //! `cargo xtask dist`: a static (musl) `modscope` to copy onto a machine
 //! that has no Rust and no matching libc, with its eBPF programs inside,
 //! packed with the README and the licence into
-//! `target/dist/modscope-VERSION-TARGET.tar.gz`.
+//! `target/dist/modscope-VERSION-TARGET.tar.gz`, and as a Debian package,
+//! `target/dist/modscope_VERSION_ARCH.deb` (`deb.rs`).
 //!
 //! Built for x86-64 and aarch64 (`.cargo/config.toml` holds the static
 //! flags and arm64's cross linker): aya-build compiles the eBPF object for
@@ -12,11 +13,17 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, bail};
 
-use crate::{artifacts, shell};
+use crate::{artifacts, deb, shell};
 
 const TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
 
-pub fn run() -> anyhow::Result<()> {
+/// The packages built, per Debian architecture.
+pub struct Built {
+    pub debs: Vec<(&'static str, PathBuf)>,
+}
+
+pub fn run() -> anyhow::Result<Built> {
+    let mut binaries = Vec::new();
     for target in TARGETS {
         shell::run(
             "rustup target add (the musl standard library)",
@@ -26,8 +33,17 @@ pub fn run() -> anyhow::Result<()> {
         check_static(&binary)?;
         let archive = pack(&binary, target)?;
         println!("dist: {}", archive.display());
+        binaries.push((target, binary));
     }
-    Ok(())
+    // The x86-64 binary runs here: it writes the pages and completions.
+    let shared = deb::shared_files(&binaries[0].1)?;
+    let mut debs = Vec::new();
+    for (target, binary) in &binaries {
+        let package = deb::build(binary, target, &shared)?;
+        println!("dist: {}", package.display());
+        debs.push((deb::debian_arch(target), package));
+    }
+    Ok(Built { debs })
 }
 
 /// A static executable has no program interpreter (`PT_INTERP`) and no

@@ -6,12 +6,14 @@ mod arm64;
 mod artifacts;
 mod bench;
 mod bench_probe;
+mod deb;
 mod debug_kernel;
 mod demo;
 mod dist;
 mod guest;
 mod kernels;
 mod lint;
+mod package_check;
 mod postmortem;
 mod run;
 mod setup;
@@ -44,8 +46,13 @@ enum Command {
     /// The live TUI in this terminal, in a VM running Debian's kernel, while
     /// sample modules load, work, misbehave and unload; `q` ends it.
     Demo,
-    /// Static x86-64 and aarch64 (musl) modscope binaries, each packed with the README and licence into target/dist/.
-    Dist,
+    /// Static x86-64 and aarch64 (musl) modscope binaries, each packed with the README and licence into target/dist/, and .deb packages for amd64 and arm64 (binary, man pages, completions, systemd unit).
+    Dist {
+        /// Then install the amd64 package here and check it as a user would
+        /// (dpkg -i, --version, man, bash completion; removed after): root.
+        #[arg(long)]
+        check: bool,
+    },
     /// Build (once, cached) and install the lock-debugging kernel the VM suite boots.
     DebugKernel,
     /// Benchmarks that print figures (static analysis of the installed corpus vs modinfo).
@@ -69,7 +76,13 @@ fn main() -> std::process::ExitCode {
         Command::Test(args) => done(test::run(args)),
         Command::Run(args) => done(run::run(args)),
         Command::Demo => done(demo::run()),
-        Command::Dist => done(setup::run().and_then(|()| dist::run())),
+        Command::Dist { check } => done(setup::run().and_then(|()| {
+            let built = dist::run()?;
+            if check {
+                package_check::run(&built)?;
+            }
+            Ok(())
+        })),
         Command::DebugKernel => done(debug_kernel::ensure()),
         Command::Bench(args) => done(bench::run(args)),
         Command::Stress(args) => done(stress::run(args)),

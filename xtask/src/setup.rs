@@ -45,8 +45,14 @@ pub const APT_PACKAGES: &[&str] = &[
     // (trace_faults.rs).
     "openssl",
     "e2fsprogs",
-    // `cargo xtask dist` checks that its binary is static.
+    // The real Prometheus server that scrapes `--metrics` in the x86-64
+    // guests (metrics.rs).
+    "prometheus",
+    // `cargo xtask dist` checks that its binary is static, and the test
+    // installs its .deb and reads its man page and bash completion.
     "file",
+    "man-db",
+    "bash-completion",
     // arm64: the emulator, and the cross compiler for test modules and the
     // static aarch64 binaries (arm64.rs downloads the kernels).
     "qemu-system-arm",

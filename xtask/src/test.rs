@@ -12,7 +12,9 @@ use std::{
 
 use anyhow::bail;
 
-use crate::{artifacts, debug_kernel, kernels, lint, postmortem, setup, shell, vm};
+use crate::{
+    artifacts, debug_kernel, dist, kernels, lint, package_check, postmortem, setup, shell, vm,
+};
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -114,6 +116,9 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
                 ])
                 .args(["--", "--include-ignored"]),
         )?;
+        // The packages, installed here as a user would install them.
+        let built = dist::run()?;
+        package_check::run(&built)?;
     }
     if args.host_only {
         return Ok(());

@@ -27,6 +27,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         trace: None,
         view: None,
         diagnostics: args.log.to_stderr(),
+        metrics: None,
     })
     .await?;
     Ok(())

@@ -84,6 +84,7 @@ pub fn run(args: LiveArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
             level: args.session.log.level(),
             kept: Some(Arc::clone(&kept)),
         },
+        metrics: args.session.metrics,
     }));
     let view = ui.join();
     print_kept(&kept);

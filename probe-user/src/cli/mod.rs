@@ -4,6 +4,7 @@
 pub mod check;
 mod check_text;
 pub mod diff;
+pub mod docs;
 pub mod events;
 pub mod export;
 pub mod live;

@@ -47,6 +47,11 @@ pub struct SessionArgs {
     pub trace: TraceFileArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR:PORT/metrics
+    /// while the session runs: loads, verdicts, exact call counts, anomalies,
+    /// lost events, probe states and the programs' own run time.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// What a live session probes.

@@ -29,6 +29,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         trace: args.session.trace.options(&args.session.probes.modules),
         view: None,
         diagnostics: args.session.log.to_stderr(),
+        metrics: args.session.metrics,
     })
     .await?;
     Ok(())

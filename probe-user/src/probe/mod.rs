@@ -64,6 +64,8 @@ pub enum ProbeError {
         function: &'static str,
         source: ProgramError,
     },
+    #[error("enabling the kernel's BPF run-time statistics (BPF_ENABLE_STATS): {0}")]
+    RunStatistics(#[source] aya::sys::SyscallError),
     #[error("eBPF map {map}: {source}")]
     Map { map: &'static str, source: MapError },
     #[error("the module window has {0} pages, more than one eBPF array holds")]
@@ -99,6 +101,13 @@ pub struct ProbeGlobals<'a> {
     pub calls: &'a CallProbeConfig,
     pub load_check: &'a LoadCheckConfig,
     pub diagnostics: &'a Diagnostics,
+}
+
+/// Turns the kernel's BPF run-time statistics on (`BPF_ENABLE_STATS`) for
+/// as long as the returned descriptor is open; closing it restores what
+/// was there (the kernel counts the holders).
+pub fn run_statistics() -> Result<std::os::fd::OwnedFd, ProbeError> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(ProbeError::RunStatistics)
 }
 
 impl ModuleProbe {
@@ -155,6 +164,19 @@ impl ModuleProbe {
     /// What is attached, for status lines.
     pub fn attached(&self) -> &[String] {
         &self.attached
+    }
+
+    /// Each loaded program's run time (ns) and runs so far: the kernel
+    /// counts them while BPF statistics are enabled (`run_statistics`).
+    pub fn program_costs(&self) -> Vec<(String, u64, u64)> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                let ns = u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX);
+                Some((name.to_owned(), ns, info.run_count()))
+            })
+            .collect()
     }
 
     /// The map `name`, typed as `T`.

@@ -45,6 +45,9 @@ pub struct Session {
     pub trace: Option<TraceSink>,
     pub late: LateProbes,
     pub verdicts: Option<StaticVerdicts>,
+    /// Holds the kernel's BPF run-time statistics on while metrics are
+    /// served; dropped with the session, which restores them.
+    pub run_statistics: Option<std::os::fd::OwnedFd>,
 }
 
 impl Session {
@@ -244,6 +247,9 @@ impl Session {
         let stats = self.stats()?;
         let counts = self.probe.call_counts()?;
         if let Some(t) = &mut self.trace {
+            if t.metered() {
+                t.program_costs(self.probe.program_costs());
+            }
             t.snapshot(clock::boot_ns(), &counts, stats)?;
         }
         Ok(())

@@ -46,6 +46,8 @@ pub struct LiveOptions {
     pub view: Option<ViewLink>,
     /// The programs' own diagnostics (`--log-level`).
     pub diagnostics: Diagnostics,
+    /// Serve Prometheus metrics at this address (`/metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The live TUI's link to the session.

@@ -37,7 +37,8 @@ use crate::{
         kallsyms::FunctionNames,
         module_layout, proc_modules,
     },
-    probe::{Diagnostics, ModuleProbe, ProbeGlobals, ProbeLogger},
+    metrics::{self, SharedMetrics},
+    probe::{self, Diagnostics, ModuleProbe, ProbeGlobals, ProbeLogger},
     trace::records::SessionStart,
 };
 
@@ -69,7 +70,8 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
         None => (None, None),
     };
     let viewing = tap.is_some();
-    let mut trace = open_sink(opts.trace.as_ref(), tap)?;
+    let metrics = serve_metrics(opts.metrics, !viewing).await?;
+    let mut trace = open_sink(opts.trace.as_ref(), tap, metrics.clone())?;
     let verdicts = static_verdicts_for(&paths, trace.is_some(), opts.calls.as_ref(), viewing);
     let facts = opts.calls.as_ref().map(|_| ArchFacts::read()).transpose()?;
     let (mut probe, load_check_on) = load_probe(
@@ -111,7 +113,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     let started_at = std::time::Instant::now();
     let out = Output {
         json: opts.json,
-        quiet: viewing || (trace.is_some() && !opts.json),
+        quiet: viewing || (trace.as_ref().and_then(TraceSink::path).is_some() && !opts.json),
     };
     let late = LateProbes {
         planner: opts.calls.as_mut().and_then(|p| p.late.take()),
@@ -124,7 +126,13 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
         trace,
         late,
         verdicts,
+        run_statistics: None,
     };
+    if session.trace.as_ref().is_some_and(TraceSink::metered) {
+        session.run_statistics = probe::run_statistics()
+            .inspect_err(|e| eprintln!("modscope: {e}; modscope_probe_run_seconds stays 0"))
+            .ok();
+    }
     seed_present(&mut session, &paths, facts.as_ref())?;
     Ok(Started {
         session,
@@ -143,16 +151,44 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     })
 }
 
-/// The trace sink, when a file or the view takes the records. Opened
-/// before any probe loads: a path that cannot be written fails first.
-fn open_sink(trace: Option<&TraceOptions>, tap: Option<Tap>) -> Result<Option<TraceSink>> {
-    if trace.is_none() && tap.is_none() {
+/// The metrics endpoint, bound before any probe loads (a port in use
+/// fails first) and served on this runtime while the session lasts.
+async fn serve_metrics(
+    addr: Option<std::net::SocketAddr>,
+    say_where: bool,
+) -> Result<Option<SharedMetrics>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = metrics::server::bind(addr)
+        .await
+        .map_err(SessionError::io(format!(
+            "binding the metrics address {addr}"
+        )))?;
+    let shared = SharedMetrics::default();
+    tokio::spawn(metrics::server::serve(listener, shared.clone()));
+    if say_where {
+        eprintln!("modscope: metrics at http://{addr}/metrics");
+    }
+    Ok(Some(shared))
+}
+
+/// The trace sink, when a file, the view or the metrics take the records.
+/// Opened before any probe loads: a path that cannot be written fails first.
+fn open_sink(
+    trace: Option<&TraceOptions>,
+    tap: Option<Tap>,
+    metrics: Option<SharedMetrics>,
+) -> Result<Option<TraceSink>> {
+    if trace.is_none() && tap.is_none() && metrics.is_none() {
         return Ok(None);
     }
     let filter = trace.map(|t| t.modules.clone()).unwrap_or_default();
     let Some(policy) = trace.and_then(|t| t.rotation.clone()) else {
         let file = trace.map(|t| (t.path.as_path(), t.append));
-        return Ok(Some(TraceSink::new(file, tap, filter)?));
+        return Ok(Some(
+            TraceSink::new(file, tap, filter)?.with_metrics(metrics),
+        ));
     };
     std::fs::create_dir_all(&policy.dir).map_err(SessionError::io(format!(
         "creating the trace directory {}",
@@ -161,7 +197,7 @@ fn open_sink(trace: Option<&TraceOptions>, tap: Option<Tap>) -> Result<Option<Tr
     let mut rotation = Rotation::new(policy);
     let first = rotation.next_path(std::time::SystemTime::now());
     let sink = TraceSink::new(Some((&first, false)), tap, filter)?;
-    Ok(Some(sink.rotating(rotation)))
+    Ok(Some(sink.rotating(rotation).with_metrics(metrics)))
 }
 
 /// The state a session starts from, once the probes are live: the probed

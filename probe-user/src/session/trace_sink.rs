@@ -20,6 +20,7 @@
 use super::error::{Result, SessionError};
 use super::rotation::Rotation;
 use crate::kernel::kallsyms::KernelFunction;
+use crate::metrics::SharedMetrics;
 use modscope_analysis::Imports;
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -59,6 +60,8 @@ pub struct TraceSink {
     urgent: bool,
     /// The file rotates (its path is the current one).
     rotation: Option<Rotation>,
+    /// `/metrics` follows every record written.
+    metrics: Option<SharedMetrics>,
 }
 
 /// The live view's end of the records. Never blocks the session: when the
@@ -98,7 +101,31 @@ impl TraceSink {
             unsynced: false,
             urgent: false,
             rotation: None,
+            metrics: None,
         })
+    }
+
+    /// The metrics follow the records from now on.
+    pub fn with_metrics(mut self, metrics: Option<SharedMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Whether metrics are served (the session then reads the programs'
+    /// run-time statistics at each snapshot).
+    pub fn metered(&self) -> bool {
+        self.metrics.is_some()
+    }
+
+    /// The programs' run time and runs so far, for the metrics.
+    pub fn program_costs(&mut self, costs: Vec<(String, u64, u64)>) {
+        if let Some(m) = &self.metrics {
+            let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+            m.programs = costs
+                .into_iter()
+                .map(|(p, ns, runs)| (p, (ns, runs)))
+                .collect();
+        }
     }
 
     /// A rotating capture: the file given to `new` is its first.
@@ -163,6 +190,9 @@ impl TraceSink {
         }
         if let Some(r) = &mut self.rotation {
             r.carried.observe(record);
+        }
+        if let Some(m) = &self.metrics {
+            m.lock().unwrap_or_else(|p| p.into_inner()).apply(record);
         }
         self.send_tap(record);
     }
