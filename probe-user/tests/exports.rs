@@ -27,6 +27,15 @@ fn modscope(args: &[&str]) -> std::process::Output {
         .expect("running modscope")
 }
 
+/// `modscope export --format FORMAT -o OUT INPUTS...`, which must succeed.
+fn export(format: &str, out: &Path, inputs: &[&Path]) -> std::process::Output {
+    let mut args = vec!["export", "--format", format, "-o", out.to_str().unwrap()];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    let run = modscope(&args);
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    run
+}
+
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("modscope-exports-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -247,15 +256,7 @@ fn duckdb_answers_a_fleets_queries_with_the_reports_totals() {
     let parquet = dir.join("parquet");
     let jsonl = dir.join("fleet.jsonl");
     for (format, out) in [("parquet", &parquet), ("jsonl", &jsonl)] {
-        let run = modscope(&[
-            "export",
-            "--format",
-            format,
-            "-o",
-            out.to_str().unwrap(),
-            traces.to_str().unwrap(),
-        ]);
-        assert_eq!(run.status.code(), Some(0), "{run:?}");
+        let run = export(format, out, &[&traces]);
         let said = String::from_utf8_lossy(&run.stderr);
         assert!(said.contains("exported 300 traces"), "{said}");
     }
@@ -311,15 +312,7 @@ fn perfetto_decodes_the_timeline_with_its_own_schema() {
     let dir = tmp("perfetto");
     let trace = story_trace(&dir);
     let out = dir.join("story.pftrace");
-    let run = modscope(&[
-        "export",
-        "--format",
-        "perfetto",
-        "-o",
-        out.to_str().unwrap(),
-        trace.to_str().unwrap(),
-    ]);
-    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    export("perfetto", &out, &[&trace]);
     let got = python("perfetto_decode.py", &[&out]);
     let tracks: Vec<&str> = got["tracks"]
         .as_array()
@@ -488,15 +481,7 @@ fn a_rotated_directory_exports_as_one_session_with_exact_totals() {
         .unwrap();
     assert_eq!(total, 20 * (1..=TICKS).sum::<u64>());
     let out = dir.join("out.jsonl");
-    let run = modscope(&[
-        "export",
-        "--format",
-        "jsonl",
-        "-o",
-        out.to_str().unwrap(),
-        capture.to_str().unwrap(),
-    ]);
-    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    export("jsonl", &out, &[&capture]);
     let rows: Vec<Value> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()

@@ -8,10 +8,13 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use modscope::{
     export::{Exported, Format, Sink},
-    trace::{display::sanitize, files},
+    trace::display::sanitize,
 };
 
-use super::{check::status, report::open_trace};
+use super::{
+    check::status,
+    report::{open_trace, say_damage, trace_files},
+};
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
@@ -47,12 +50,8 @@ impl From<FormatArg> for Format {
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<u8> {
-    let inputs = match files::expand(&args.traces) {
-        Ok(f) => f,
-        Err((path, e)) => {
-            eprintln!("modscope: {}: {e}", sanitize(&path.display().to_string()));
-            return Ok(status::BAD_INPUT);
-        }
+    let Some(inputs) = trace_files(&args.traces) else {
+        return Ok(status::BAD_INPUT);
     };
     let format = Format::from(args.format);
     let out_name = sanitize(&args.output.display().to_string());
@@ -79,13 +78,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<u8> {
 /// one per damaged stretch.
 fn summary(done: &Exported, out: &str) {
     for (path, d) in &done.damage {
-        eprintln!(
-            "modscope: {}: skipped {} bytes at offset {}: {}",
-            sanitize(&path.display().to_string()),
-            d.bytes,
-            d.offset,
-            d.reason
-        );
+        say_damage(path, d);
     }
     let rows: Vec<String> = done.rows.iter().map(|(t, n)| format!("{n} {t}")).collect();
     eprintln!(

@@ -44,15 +44,32 @@ pub fn open_trace(path: &std::path::Path) -> Option<(Vec<u8>, trace::Trace)> {
     Some((data, t))
 }
 
+/// The trace files `paths` name (directories give their `*.trace` files),
+/// or `None` after saying on standard error which one names none.
+pub fn trace_files(paths: &[PathBuf]) -> Option<Vec<PathBuf>> {
+    files::expand(paths)
+        .inspect_err(|(path, e)| {
+            eprintln!("modscope: {}: {e}", sanitize(&path.display().to_string()))
+        })
+        .ok()
+}
+
+/// Says on standard error what damage was skipped in `path`.
+pub fn say_damage(path: &std::path::Path, d: &trace::Damage) {
+    eprintln!(
+        "modscope: {}: skipped {} bytes at offset {}: {}",
+        sanitize(&path.display().to_string()),
+        d.bytes,
+        d.offset,
+        d.reason
+    );
+}
+
 /// Returns the exit status: 0 when every file is a trace (damage or
 /// not), 6 when one cannot be read or is not one (the others are reported).
 pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
-    let files = match files::expand(&args.traces) {
-        Ok(f) => f,
-        Err((path, e)) => {
-            eprintln!("modscope: {}: {e}", sanitize(&path.display().to_string()));
-            return Ok(status::BAD_INPUT);
-        }
+    let Some(files) = trace_files(&args.traces) else {
+        return Ok(status::BAD_INPUT);
     };
     let mut replay = Replay::default();
     let mut damage = Vec::new();
@@ -87,13 +104,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
         .write_all(text.as_bytes())
         .context("writing to standard output")?;
     for (path, d) in &damage {
-        eprintln!(
-            "modscope: {}: skipped {} bytes at offset {}: {}",
-            sanitize(&path.display().to_string()),
-            d.bytes,
-            d.offset,
-            d.reason
-        );
+        say_damage(path, d);
     }
     Ok(if read < files.len() {
         status::BAD_INPUT
