@@ -1,7 +1,9 @@
 //! Checked decoding of ring-buffer records: length first, then the tag, then
 //! a copy out of the byte slice. The bytes are never trusted.
 
-use crate::{AnomalyEvent, EventHeader, EventKind, FirstUseEvent, LoadLayoutEvent, ModuleEvent};
+use crate::{
+    AnomalyEvent, EventHeader, EventKind, FirstUseEvent, GuardEvent, LoadLayoutEvent, ModuleEvent,
+};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -25,6 +27,7 @@ pub enum Event {
     FirstUse(FirstUseEvent),
     Anomaly(AnomalyEvent),
     LoadLayout(LoadLayoutEvent),
+    Guard(GuardEvent),
 }
 
 /// A `#[repr(C)]` type made only of integers and integer arrays, with no
@@ -48,6 +51,8 @@ unsafe impl IntegerOnly for FirstUseEvent {}
 unsafe impl IntegerOnly for AnomalyEvent {}
 // SAFETY: as above.
 unsafe impl IntegerOnly for LoadLayoutEvent {}
+// SAFETY: as above.
+unsafe impl IntegerOnly for GuardEvent {}
 
 /// Copies a `T` out of `bytes`, which must be exactly `size_of::<T>()` long.
 fn read_exact<T: IntegerOnly>(bytes: &[u8]) -> T {
@@ -76,6 +81,7 @@ impl TryFrom<&[u8]> for Event {
             EventKind::FirstUse => core::mem::size_of::<FirstUseEvent>(),
             EventKind::Anomaly => core::mem::size_of::<AnomalyEvent>(),
             EventKind::LoadLayout => core::mem::size_of::<LoadLayoutEvent>(),
+            EventKind::Guard => core::mem::size_of::<GuardEvent>(),
         };
         if bytes.len() != need {
             return Err(DecodeError::WrongLength {
@@ -90,6 +96,7 @@ impl TryFrom<&[u8]> for Event {
             EventKind::FirstUse => Event::FirstUse(read_exact(bytes)),
             EventKind::Anomaly => Event::Anomaly(read_exact(bytes)),
             EventKind::LoadLayout => Event::LoadLayout(read_exact(bytes)),
+            EventKind::Guard => Event::Guard(read_exact(bytes)),
         })
     }
 }
@@ -133,7 +140,7 @@ mod tests {
             let (got_kind, got) = match decoded {
                 Event::ModuleLoad(e) => (EventKind::ModuleLoad, e),
                 Event::ModuleFree(e) => (EventKind::ModuleFree, e),
-                Event::FirstUse(_) | Event::Anomaly(_) | Event::LoadLayout(_) => {
+                Event::FirstUse(_) | Event::Anomaly(_) | Event::LoadLayout(_) | Event::Guard(_) => {
                     panic!("decoded a module event as something else")
                 }
             };

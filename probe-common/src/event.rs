@@ -19,6 +19,8 @@ pub enum EventKind {
     Anomaly = 4,
     /// A module image whose `struct module` is not this kernel's size.
     LoadLayout = 5,
+    /// A decision of the guard's programs (`guard.rs`).
+    Guard = 6,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -31,6 +33,7 @@ impl TryFrom<u32> for EventKind {
             3 => Ok(Self::FirstUse),
             4 => Ok(Self::Anomaly),
             5 => Ok(Self::LoadLayout),
+            6 => Ok(Self::Guard),
             other => Err(other),
         }
     }

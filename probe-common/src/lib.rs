@@ -10,6 +10,7 @@ extern crate std;
 pub mod anomaly;
 pub mod calls;
 pub mod event;
+pub mod guard;
 pub mod layout;
 pub mod module;
 pub mod names;
@@ -25,6 +26,7 @@ pub use anomaly::{
 };
 pub use calls::{CallKey, CallProbeConfig, FirstUseEvent};
 pub use event::{EventHeader, EventKind, ModuleEvent};
+pub use guard::{FileKey, GuardConfig, GuardEvent};
 pub use layout::ModuleLayout;
 pub use module::{MODULE_NAME_LEN, ModuleName, ModuleRecord, RecordFlags};
 

@@ -16,8 +16,10 @@ pub mod map {
     pub const ALLOC_FUNCS: &str = "ALLOC_FUNCS";
     /// aya-log's record ring (`aya_log_ebpf`), read only with `--log-level`.
     pub const AYA_LOGS: &str = "AYA_LOGS";
+    /// The guard's verdicts by file identity.
+    pub const GUARD_FILES: &str = "GUARD_FILES";
 
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         EVENTS,
         MODULES,
         COUNTERS,
@@ -28,6 +30,7 @@ pub mod map {
         ANOMALIES,
         ALLOC_FUNCS,
         AYA_LOGS,
+        GUARD_FILES,
     ];
 }
 
@@ -43,8 +46,18 @@ pub mod program {
     pub const ALLOC_ENTRY: &str = "alloc_entry";
     pub const ALLOC_RETURN: &str = "alloc_return";
     pub const LOAD_CHECK: &str = "load_check";
+    /// The guard's BPF-LSM programs, by hook.
+    pub const GUARD_READ_FILE: &str = "guard_read_file";
+    pub const GUARD_POST_READ_FILE: &str = "guard_post_read_file";
+    pub const GUARD_LOAD_DATA: &str = "guard_load_data";
+    pub const GUARD_POST_LOAD_DATA: &str = "guard_post_load_data";
+    pub const GUARD_MODULE_REQUEST: &str = "guard_module_request";
+    /// The guard's kprobe fallback, which observes only.
+    pub const GUARD_READ_FILE_KPROBE: &str = "guard_read_file_kprobe";
+    pub const GUARD_POST_READ_FILE_KPROBE: &str = "guard_post_read_file_kprobe";
+    pub const GUARD_LOAD_DATA_KPROBE: &str = "guard_load_data_kprobe";
 
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 18] = [
         MODULE_LOAD,
         MODULE_FREE,
         COUNT_CALL,
@@ -55,6 +68,14 @@ pub mod program {
         ALLOC_ENTRY,
         ALLOC_RETURN,
         LOAD_CHECK,
+        GUARD_READ_FILE,
+        GUARD_POST_READ_FILE,
+        GUARD_LOAD_DATA,
+        GUARD_POST_LOAD_DATA,
+        GUARD_MODULE_REQUEST,
+        GUARD_READ_FILE_KPROBE,
+        GUARD_POST_READ_FILE_KPROBE,
+        GUARD_LOAD_DATA_KPROBE,
     ];
 }
 
@@ -63,10 +84,11 @@ pub mod global {
     pub const MODULE_LAYOUT: &str = "MODULE_LAYOUT";
     pub const CALL_PROBE: &str = "CALL_PROBE";
     pub const LOAD_CHECK: &str = "LOAD_CHECK";
+    pub const GUARD: &str = "GUARD";
     /// aya-log's level filter: 0 (off) unless `--log-level` says otherwise.
     pub const AYA_LOG_LEVEL: &str = "AYA_LOG_LEVEL";
 
-    pub const ALL: [&str; 4] = [MODULE_LAYOUT, CALL_PROBE, LOAD_CHECK, AYA_LOG_LEVEL];
+    pub const ALL: [&str; 5] = [MODULE_LAYOUT, CALL_PROBE, LOAD_CHECK, GUARD, AYA_LOG_LEVEL];
 }
 
 /// Kernel hooks the programs attach to.
@@ -78,4 +100,14 @@ pub mod hook {
     pub const DO_INIT_MODULE: &str = "do_init_module";
     /// The loader's entry, where the image is checked before it is parsed.
     pub const LOAD_MODULE: &str = "load_module";
+    /// The LSM hooks of the guard (`bpf_lsm_<hook>` in BTF).
+    pub const LSM_READ_FILE: &str = "kernel_read_file";
+    pub const LSM_POST_READ_FILE: &str = "kernel_post_read_file";
+    pub const LSM_LOAD_DATA: &str = "kernel_load_data";
+    pub const LSM_POST_LOAD_DATA: &str = "kernel_post_load_data";
+    pub const LSM_MODULE_REQUEST: &str = "kernel_module_request";
+    /// The security functions the kprobe fallback observes.
+    pub const SECURITY_READ_FILE: &str = "security_kernel_read_file";
+    pub const SECURITY_POST_READ_FILE: &str = "security_kernel_post_read_file";
+    pub const SECURITY_LOAD_DATA: &str = "security_kernel_load_data";
 }

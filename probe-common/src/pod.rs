@@ -1,8 +1,8 @@
 //! `aya::Pod` for the types userspace writes into maps or globals.
 
 use crate::{
-    AnomalyKey, CallKey, CallProbeConfig, FieldCheck, LoadCheckConfig, ModuleLayout, ModuleName,
-    ModuleRecord,
+    AnomalyKey, CallKey, CallProbeConfig, FieldCheck, FileKey, GuardConfig, LoadCheckConfig,
+    ModuleLayout, ModuleName, ModuleRecord,
 };
 
 // SAFETY: #[repr(C)], Copy, made only of integers and integer arrays, with
@@ -22,3 +22,7 @@ unsafe impl aya::Pod for FieldCheck {}
 unsafe impl aya::Pod for AnomalyKey {}
 // SAFETY: two u32s and a u64, repr(C), no padding (size asserted).
 unsafe impl aya::Pod for LoadCheckConfig {}
+// SAFETY: four 64-bit integers, repr(C), no padding (size asserted).
+unsafe impl aya::Pod for FileKey {}
+// SAFETY: u32s only, with an explicit `_pad`, repr(C) (size asserted).
+unsafe impl aya::Pod for GuardConfig {}

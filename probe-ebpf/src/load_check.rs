@@ -40,24 +40,20 @@ pub fn load_check(ctx: ProbeContext) -> u32 {
 }
 
 #[inline(always)]
-fn read<T>(addr: u64) -> Result<T, u32> {
+pub fn read<T>(addr: u64) -> Result<T, u32> {
     // SAFETY: bpf_probe_read_kernel checks the address.
     unsafe { bpf_probe_read_kernel(addr as *const T) }.map_err(|_| READ_ERRORS)
 }
 
+/// The offset and size of `.gnu.linkonce.this_module` in the ELF image at
+/// `hdr` (kernel memory), if it has one among its first [`MAX_SECTIONS`]
+/// sections. Shared with the guard, which checks the image it is handed.
 #[inline(always)]
-fn try_load_check(ctx: &ProbeContext) -> Result<(), u32> {
-    let cfg = maps::load_check();
-    if cfg.struct_module_size == 0 {
-        return Ok(());
-    }
-    let info: u64 = ctx.arg(0).ok_or(READ_ERRORS)?;
-    let hdr: u64 = read(info + u64::from(cfg.info_hdr))?;
+pub fn this_module_section(hdr: u64) -> Result<Option<(u64, u64)>, u32> {
     let shoff: u64 = read(hdr + 0x28)?;
     let shnum = u64::from(read::<u16>(hdr + 0x3c)?);
     let shstrndx = u64::from(read::<u16>(hdr + 0x3e)?);
     let strtab: u64 = read(hdr + shoff + shstrndx * SHDR_SIZE + 24)?;
-    let mut found = None;
     for i in 0..MAX_SECTIONS {
         if i >= shnum {
             break;
@@ -71,10 +67,20 @@ fn try_load_check(ctx: &ProbeContext) -> Result<(), u32> {
         if words != [NAME_W0, NAME_W1, NAME_W2] || read::<u16>(name + 24) != Ok(NAME_TAIL) {
             continue;
         }
-        found = Some((read::<u64>(sh + 24)?, read::<u64>(sh + 32)?));
-        break;
+        return Ok(Some((read::<u64>(sh + 24)?, read::<u64>(sh + 32)?)));
     }
-    let Some((offset, size)) = found else {
+    Ok(None)
+}
+
+#[inline(always)]
+fn try_load_check(ctx: &ProbeContext) -> Result<(), u32> {
+    let cfg = maps::load_check();
+    if cfg.struct_module_size == 0 {
+        return Ok(());
+    }
+    let info: u64 = ctx.arg(0).ok_or(READ_ERRORS)?;
+    let hdr: u64 = read(info + u64::from(cfg.info_hdr))?;
+    let Some((offset, size)) = this_module_section(hdr)? else {
         return Ok(());
     };
     if size == cfg.struct_module_size {

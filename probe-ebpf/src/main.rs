@@ -12,6 +12,7 @@ mod alloc_ring;
 mod attribution;
 mod call_counter;
 mod field_checks;
+mod guard;
 mod init_done;
 mod load_check;
 mod maps;

@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::{error, warn};
 use probe_common::{
-    AnomalyKey, CallKey, CallProbeConfig, FieldCheck, LoadCheckConfig, ModuleLayout, ModuleName,
-    ModuleRecord,
+    AnomalyKey, CallKey, CallProbeConfig, FieldCheck, FileKey, GuardConfig, LoadCheckConfig,
+    ModuleLayout, ModuleName, ModuleRecord,
     anomaly::{AllocRing, PendingAlloc},
     calls::DEFAULT_WINDOW_PAGES,
 };
@@ -21,6 +21,15 @@ pub static MODULE_LAYOUT: ModuleLayout = ModuleLayout::UNSET;
 /// Settings for the load-time layout check, written by the loader.
 #[unsafe(no_mangle)]
 pub static LOAD_CHECK: LoadCheckConfig = LoadCheckConfig::UNSET;
+
+/// The guard's settings (`guard.rs`), written by the loader.
+#[unsafe(no_mangle)]
+pub static GUARD: GuardConfig = GuardConfig::UNSET;
+
+/// File identity (device, inode, change time) -> `guard::Judgement` tag:
+/// the verdicts user space computed for the module files it checked.
+#[map]
+pub static GUARD_FILES: HashMap<FileKey, u32> = HashMap::with_max_entries(65_536, 0);
 
 /// Upper bound on modules tracked at once; Debian kernels run with ~100.
 pub const MAX_MODULES: u32 = 4096;
@@ -151,4 +160,9 @@ pub fn call_probe() -> CallProbeConfig {
 pub fn load_check() -> LoadCheckConfig {
     // SAFETY: as for `layout`.
     unsafe { core::ptr::read_volatile(&LOAD_CHECK) }
+}
+
+pub fn guard() -> GuardConfig {
+    // SAFETY: as for `layout`.
+    unsafe { core::ptr::read_volatile(&GUARD) }
 }

@@ -6,6 +6,7 @@
 
 pub mod detectors;
 pub mod export;
+pub mod guard;
 pub mod kernel;
 pub mod metrics;
 pub mod probe;

@@ -50,6 +50,9 @@ enum Command {
     /// What changed between two kernels, and which modules survive the move.
     #[command(after_help = help::DIFF)]
     Diff(cli::diff::DiffArgs),
+    /// Refuse the modules judged unsafe on this kernel before they load (BPF-LSM).
+    #[command(after_help = help::GUARD)]
+    Guard(cli::guard::GuardArgs),
     /// Traces as Parquet tables, JSON lines, or a Perfetto timeline.
     #[command(after_help = help::EXPORT)]
     Export(cli::export::ExportArgs),
@@ -111,6 +114,15 @@ Exit status: as `check`'s (0, 5, 6, 7), for the modules moved to KERNEL_B.";
 
 Exit status: 0 exported; 6 some input was not a readable trace (the others
 are exported).";
+    pub const GUARD: &str = "Examples:
+  sudo modscope guard                              refuse incompatible modules, this kernel's tree checked
+  sudo modscope guard --watch ./vendor.ko --policy audit --json   say what would be refused
+  sudo modscope guard --policy deny-unchecked --pin -o guard.trace   stays after modscope ends
+  sudo modscope guard --remove                     take a pinned guard away
+
+Without --pin the programs go with the process: if modscope dies, loads are no
+longer guarded (fail-open). Exit status 3: BPF-LSM is not active here (the
+message says how to turn it on).";
     pub const COMPLETIONS: &str = "Examples:
   modscope completions bash > /etc/bash_completion.d/modscope
   modscope completions zsh > ~/.zfunc/_modscope
@@ -143,6 +155,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cli::report::run(args),
         Command::Diff(args) => cli::diff::run(args),
         Command::Export(args) => cli::export::run(args),
+        Command::Guard(args) => runtime.block_on(cli::guard::run(args)).map(|()| 0),
         Command::Completions { shell } => cli::docs::completions(Cli::command(), shell),
         Command::Manpages { dir } => cli::docs::manpages(Cli::command(), &dir),
     };
@@ -162,9 +175,14 @@ fn exit_status(err: &anyhow::Error) -> u8 {
         err.downcast_ref::<SessionError>()
             .and_then(SessionError::unsupported)
     });
+    let guard_unavailable = matches!(
+        err.downcast_ref::<SessionError>(),
+        Some(SessionError::GuardUnavailable(_))
+    );
     match unsupported {
         Some(Unsupported::MissingCapability { .. }) => exit::NOT_PERMITTED,
         Some(_) => exit::UNSUPPORTED_KERNEL,
+        None if guard_unavailable => exit::UNSUPPORTED_KERNEL,
         None => exit::FAILURE,
     }
 }

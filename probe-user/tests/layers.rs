@@ -18,9 +18,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("trace", &["kernel", "detectors"]),
     ("probe", &["kernel", "detectors"]),
     ("metrics", &["kernel", "detectors", "trace"]),
+    ("guard", &["kernel", "detectors", "trace"]),
     (
         "session",
-        &["kernel", "detectors", "trace", "probe", "metrics"],
+        &["kernel", "detectors", "trace", "probe", "metrics", "guard"],
     ),
     ("tui", &["kernel", "detectors", "trace"]),
     ("export", &["kernel", "detectors", "trace"]),

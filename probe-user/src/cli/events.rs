@@ -28,6 +28,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         view: None,
         diagnostics: args.log.to_stderr(),
         metrics: None,
+        guard: None,
     })
     .await?;
     Ok(())

@@ -85,6 +85,7 @@ pub fn run(args: LiveArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
             kept: Some(Arc::clone(&kept)),
         },
         metrics: args.session.metrics,
+        guard: None,
     }));
     let view = ui.join();
     print_kept(&kept);

@@ -7,6 +7,7 @@ pub mod diff;
 pub mod docs;
 pub mod events;
 pub mod export;
+pub mod guard;
 pub mod live;
 pub mod probe_args;
 pub mod record;

@@ -30,6 +30,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         view: None,
         diagnostics: args.session.log.to_stderr(),
         metrics: args.session.metrics,
+        guard: None,
     })
     .await?;
     Ok(())

@@ -200,6 +200,9 @@ fn session(out: &mut String, n: usize, s: &SessionReport) {
             sanitize(&a.message)
         );
     }
+    for g in &s.guard {
+        let _ = writeln!(out, "  guard: {}", g.line);
+    }
     for m in &s.modules {
         module(out, m);
     }
@@ -341,7 +344,13 @@ mod tests {
         let all = samples::all();
         let text = render("t.trace", 4096, &sample_report(&all[..all.len() - 1], &[]));
         assert!(
-            text.contains("1 sessions, 10 records, 4.0 KiB, no damage"),
+            text.contains("1 sessions, 11 records, 4.0 KiB, no damage"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  guard: REFUSED modscope_hello (/tmp/modscope_hello.ko; incompatible: "
+            ),
             "{text}"
         );
         assert!(

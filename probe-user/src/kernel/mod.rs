@@ -7,6 +7,7 @@
 pub mod arch;
 pub mod clock;
 pub mod features;
+pub mod file_identity;
 pub mod kallsyms;
 pub mod kcore;
 pub mod module_layout;

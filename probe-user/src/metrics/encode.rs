@@ -128,6 +128,12 @@ impl Collector for Families {
         }
         counters(
             &mut e,
+            "modscope_guard_decisions",
+            "The guard's decisions on module loads: allowed, refused, would_refuse (audit).",
+            s.guard.iter().map(|(d, n)| (vec![("decision", *d)], *n)),
+        )?;
+        counters(
+            &mut e,
             "modscope_metrics_series_folded",
             "Module names and (module, function) pairs past the label bounds, summed into the value _other.",
             [(vec![], s.folded)].into_iter(),

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::kernel::kallsyms::FunctionNames;
 use crate::trace::{
     TraceRecord,
+    guard_display::decision_name,
     records::{AnomalyRecord, ModuleOrigin, Stats},
     replay::merge_anomaly,
     report::verdict_word,
@@ -43,6 +44,8 @@ pub struct MetricsState {
     pub programs: BTreeMap<String, (u64, u64)>,
     /// Names and pairs summed into `_other`.
     pub folded: u64,
+    /// The guard's decisions by name (`allowed`, `refused`, `would_refuse`).
+    pub guard: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +137,9 @@ impl MetricsState {
                 }
             }
             TraceRecord::Stats(s) => self.stats = s.counters,
+            TraceRecord::Guard(g) => {
+                *self.guard.entry(decision_name(g.decision)).or_default() += 1;
+            }
             TraceRecord::FirstUse { .. } | TraceRecord::SessionEnd { .. } => {}
         }
     }

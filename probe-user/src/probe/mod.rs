@@ -9,6 +9,7 @@ mod alloc_ring;
 mod call_counter;
 pub mod diagnostics;
 mod field_checks;
+mod guard;
 mod init_done;
 mod load_check;
 mod module_registry;
@@ -21,12 +22,13 @@ use aya::{
     programs::{KProbe, ProgramError},
 };
 use probe_common::{
-    CallProbeConfig, LoadCheckConfig, ModuleLayout,
+    CallProbeConfig, GuardConfig, LoadCheckConfig, ModuleLayout,
     names::{global, map},
 };
 
 pub use call_counter::PerFunction;
 pub use diagnostics::{Diagnostics, LogLevel};
+pub use guard::{GuardMode, remove_pinned};
 pub use module_registry::Counters;
 
 /// The eBPF object built from probe-ebpf by build.rs; empty when the build
@@ -64,6 +66,11 @@ pub enum ProbeError {
         function: &'static str,
         source: ProgramError,
     },
+    #[error("pinning a guard program at {path}: {source}")]
+    Pin {
+        path: std::path::PathBuf,
+        source: aya::pin::PinError,
+    },
     #[error("enabling the kernel's BPF run-time statistics (BPF_ENABLE_STATS): {0}")]
     RunStatistics(#[source] aya::sys::SyscallError),
     #[error("eBPF map {map}: {source}")]
@@ -100,6 +107,8 @@ pub struct ProbeGlobals<'a> {
     pub layout: &'a ModuleLayout,
     pub calls: &'a CallProbeConfig,
     pub load_check: &'a LoadCheckConfig,
+    /// `GuardConfig::UNSET` but for `modscope guard`.
+    pub guard: &'a GuardConfig,
     pub diagnostics: &'a Diagnostics,
 }
 
@@ -128,6 +137,7 @@ impl ModuleProbe {
             .override_global(global::MODULE_LAYOUT, globals.layout, true)
             .override_global(global::CALL_PROBE, globals.calls, true)
             .override_global(global::LOAD_CHECK, globals.load_check, true)
+            .override_global(global::GUARD, globals.guard, true)
             .override_global(global::AYA_LOG_LEVEL, &level, true)
             .load(PROBE_OBJECT)
             .map_err(ProbeError::Load)?;

@@ -44,6 +44,15 @@ pub enum SessionError {
     Watch { path: String, error: String },
     #[error(transparent)]
     ModuleFile(ImportsError),
+    /// The guard cannot refuse loads here, and the policy asks it to.
+    #[error("{0}")]
+    GuardUnavailable(String),
+    #[error("the guard judges modules against the running kernel, whose files cannot be read")]
+    GuardTarget(#[source] TargetError),
+    #[error("reading the running kernel's BTF for the guard: {0}")]
+    GuardBtf(String),
+    #[error("a guard is already pinned at {0}; `modscope guard --remove` takes it away first")]
+    GuardPinned(String),
     /// The trace file could not be opened (`what`: creating or appending).
     #[error("{what} {path}")]
     TraceOpen {

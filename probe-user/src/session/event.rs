@@ -12,6 +12,7 @@ use crate::{
     trace::{
         call_report::ModuleCalls,
         display::{AnomalyInfo, hex, sanitize},
+        guard_display::{GuardInfo, GuardReason},
         records::Stats,
     },
 };
@@ -142,6 +143,46 @@ pub enum Event {
         time: String,
         sites: Vec<AnomalyInfo>,
     },
+    /// A decision of the guard on a module load.
+    Guard {
+        time: String,
+        #[serde(flatten)]
+        decision: GuardInfo,
+    },
+    /// The guard is attached: how, under which policy, and what happens
+    /// when modscope ends.
+    GuardReady {
+        time: String,
+        policy: &'static str,
+        /// `lsm`, or `kprobes` (observes only).
+        mode: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        why_not_lsm: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pinned: Option<String>,
+        on_exit: String,
+        checked_files: usize,
+    },
+    /// A file the guard checked: named by --watch, or changed.
+    GuardChecked {
+        time: String,
+        file: String,
+        module: String,
+        verdict: &'static str,
+        reasons: Vec<GuardReason>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// The module tree's first pass is done.
+    GuardTreeChecked {
+        time: String,
+        files: usize,
+        incompatible: usize,
+        unchecked: usize,
+        milliseconds: u64,
+    },
+    /// Something the guard could not do, and what it means.
+    GuardWarning { time: String, message: String },
     /// At exit, with call probes: per module incarnation, the exact calls.
     Calls {
         time: String,
@@ -235,6 +276,56 @@ impl Event {
                 sanitize(&a.message)
             ),
             Event::Anomalies { time, sites } => anomalies_text(time, sites),
+            Event::Guard { time, decision } => format!("{time} GUARD   {}", decision.line),
+            Event::GuardReady {
+                time,
+                policy,
+                mode,
+                why_not_lsm,
+                pinned,
+                on_exit,
+                checked_files,
+            } => {
+                let how = match why_not_lsm {
+                    Some(why) => format!("{mode} (audit only: {})", sanitize(why)),
+                    None => (*mode).to_owned(),
+                };
+                let pin = pinned
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(", pinned at {p}"));
+                format!(
+                    "{time} guard   {policy} through {how}{pin}; {checked_files} files checked; {on_exit}"
+                )
+            }
+            Event::GuardChecked {
+                time,
+                file,
+                verdict,
+                reasons,
+                error,
+                ..
+            } => {
+                let codes: Vec<&str> = reasons.iter().map(|r| r.code.as_str()).collect();
+                let why = error.clone().unwrap_or_else(|| codes.join(", "));
+                format!(
+                    "{time} checked {} {verdict} {}",
+                    sanitize(file),
+                    sanitize(&why)
+                )
+            }
+            Event::GuardTreeChecked {
+                time,
+                files,
+                incompatible,
+                unchecked,
+                milliseconds,
+            } => format!(
+                "{time} guard   module tree checked: {files} files, {incompatible} incompatible, {unchecked} without a verdict, in {:.1} s",
+                *milliseconds as f64 / 1000.0
+            ),
+            Event::GuardWarning { time, message } => {
+                format!("{time} guard   {}", sanitize(message))
+            }
             Event::Calls {
                 time,
                 probes,

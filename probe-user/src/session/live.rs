@@ -13,6 +13,8 @@ use tokio::{io::unix::AsyncFd, sync::oneshot};
 use super::{
     anomaly_sites,
     event::{Event, ModuleInfo},
+    guard_desk::GuardDesk,
+    guard_start,
     late_probes::LateProbes,
     output::Output,
     state::{self, SessionState},
@@ -20,8 +22,10 @@ use super::{
     trace_sink::TraceSink,
 };
 use crate::{
+    guard::watcher::CatalogUpdate,
     kernel::clock,
     probe::{ModuleProbe, ProbeLogger},
+    trace::guard_display::GuardInfo,
     trace::records::{EndReason, ModuleOrigin, Stats, StatsSnapshot},
 };
 
@@ -48,6 +52,8 @@ pub struct Session {
     /// Holds the kernel's BPF run-time statistics on while metrics are
     /// served; dropped with the session, which restores them.
     pub run_statistics: Option<std::os::fd::OwnedFd>,
+    /// `modscope guard`: the files behind the kernel's verdicts.
+    pub guard: Option<GuardDesk>,
 }
 
 impl Session {
@@ -68,8 +74,15 @@ impl Session {
         let mut snapshots = tokio::time::interval(end.snapshot_interval);
         snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lost_reported = 0;
+        let mut guard_updates = self.guard.as_mut().and_then(|g| g.updates.take());
         let reason = loop {
             tokio::select! {
+                update = async { guard_updates.as_mut().expect("guarded").recv().await }, if guard_updates.is_some() => {
+                    match update {
+                        Some(u) => self.guard_update(u)?,
+                        None => guard_updates = None,
+                    }
+                }
                 guard = events.readable_mut() => {
                     let mut guard = guard.map_err(SessionError::io("waiting on the EVENTS ring buffer"))?;
                     self.drain(guard.get_inner_mut())?;
@@ -175,6 +188,22 @@ impl Session {
                 }
                 event
             }
+            decode::Event::Guard(e) => {
+                let Some(desk) = &self.guard else {
+                    return Ok(Event::DecodeError {
+                        time: Event::now(),
+                        error: "a guard decision in a session without the guard".into(),
+                    });
+                };
+                let record = desk.record(&e);
+                if let Some(t) = &mut self.trace {
+                    t.guard(&record);
+                }
+                Event::Guard {
+                    time: Event::now(),
+                    decision: GuardInfo::new(&record),
+                }
+            }
             decode::Event::FirstUse(e) => {
                 if let Some(t) = &mut self.trace {
                     t.first_use(e.header.ts_ns, e.key.incarnation, e.key.func_ip, e.caller);
@@ -182,6 +211,49 @@ impl Session {
                 self.state.first_use(&e)
             }
         })
+    }
+
+    /// A file checked again, or gone: the kernel's map follows.
+    fn guard_update(&mut self, update: CatalogUpdate) -> Result<()> {
+        let Some(desk) = &mut self.guard else {
+            return Ok(());
+        };
+        let event = match update {
+            CatalogUpdate::Checked { file, named } => {
+                let event = named.then(|| guard_start::checked_event(&file));
+                guard_start::apply(&mut self.probe, desk.accept(file))?;
+                event
+            }
+            CatalogUpdate::Gone(path) => {
+                if let Some(key) = desk.forget(&path) {
+                    self.probe.forget_file(&key)?;
+                }
+                None
+            }
+            CatalogUpdate::TreeChecked {
+                files,
+                incompatible,
+                unchecked,
+                seconds,
+            } => Some(Event::GuardTreeChecked {
+                time: Event::now(),
+                files,
+                incompatible,
+                unchecked,
+                milliseconds: (seconds * 1000.0) as u64,
+            }),
+            CatalogUpdate::NotWatched { path, error } => Some(Event::GuardWarning {
+                time: Event::now(),
+                message: format!(
+                    "{} is not watched ({error}): a change to it is not seen until it is checked again",
+                    path.display()
+                ),
+            }),
+        };
+        match event {
+            Some(e) => self.out.emit(&e),
+            None => Ok(()),
+        }
     }
 
     fn loaded(&mut self, r: &ModuleRecord, ts_ns: u64) -> Result<Event> {

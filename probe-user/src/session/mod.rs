@@ -11,6 +11,8 @@ pub mod call_plan;
 pub mod error;
 pub mod event;
 mod finish;
+pub mod guard_desk;
+pub mod guard_start;
 mod late_probes;
 mod live;
 mod output;
@@ -48,6 +50,21 @@ pub struct LiveOptions {
     pub diagnostics: Diagnostics,
     /// Serve Prometheus metrics at this address (`/metrics`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// Guard module loads (`modscope guard`).
+    pub guard: Option<GuardOptions>,
+}
+
+/// What `modscope guard` was asked for.
+#[derive(Debug, Clone)]
+pub struct GuardOptions {
+    pub policy: probe_common::guard::Policy,
+    /// `--watch` files and directories, checked before the guard attaches.
+    pub watch: Vec<PathBuf>,
+    /// This kernel's module tree (`/lib/modules/RELEASE`), checked in the
+    /// background; `None` with `--no-module-tree`.
+    pub module_tree: Option<PathBuf>,
+    /// Pin the programs in this bpffs directory (`--pin`).
+    pub pin: Option<PathBuf>,
 }
 
 /// The live TUI's link to the session.

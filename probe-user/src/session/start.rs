@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
 use modscope_analysis::feature_symbols;
-use probe_common::{CallProbeConfig, LoadCheckConfig, ModuleName, ModuleRecord, RecordFlags};
+use probe_common::{
+    CallProbeConfig, GuardConfig, LoadCheckConfig, ModuleName, ModuleRecord, RecordFlags,
+};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -21,6 +23,7 @@ use super::{
     CallPlan, LiveOptions, TraceOptions,
     attach_plan::{AttachPlan, AttachResults, Attached, Stage},
     event::{CallProbeStatus, Event},
+    guard_start,
     late_probes::LateProbes,
     live::{Session, Signals},
     output::Output,
@@ -74,10 +77,15 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     let mut trace = open_sink(opts.trace.as_ref(), tap, metrics.clone())?;
     let verdicts = static_verdicts_for(&paths, trace.is_some(), opts.calls.as_ref(), viewing);
     let facts = opts.calls.as_ref().map(|_| ArchFacts::read()).transpose()?;
+    let guard_config = match &opts.guard {
+        Some(g) => guard_start::config(&paths, g.policy)?,
+        None => GuardConfig::UNSET,
+    };
     let (mut probe, load_check_on) = load_probe(
         &paths,
         facts.as_ref(),
         opts.calls.as_ref(),
+        &guard_config,
         &opts.diagnostics,
     )?;
     let ring = probe.take_events()?;
@@ -90,6 +98,13 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     let attached = match &opts.calls {
         Some(plan) => Some(attach(&mut probe, plan, load_check_on)?),
         None => None,
+    };
+    let (guard, guard_events) = match &opts.guard {
+        Some(g) => {
+            let (desk, events) = guard_start::attach(&mut probe, &paths, g)?;
+            (Some(desk), events)
+        }
+        None => (None, Vec::new()),
     };
     // Every program is loaded: the logger may leave the probe now.
     let logs = match probe.take_logger() {
@@ -127,6 +142,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
         late,
         verdicts,
         run_statistics: None,
+        guard,
     };
     if session.trace.as_ref().is_some_and(TraceSink::metered) {
         session.run_statistics = probe::run_statistics()
@@ -134,6 +150,9 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
             .ok();
     }
     seed_present(&mut session, &paths, facts.as_ref())?;
+    for event in &guard_events {
+        session.out.emit(event)?;
+    }
     Ok(Started {
         session,
         events,
@@ -236,13 +255,15 @@ fn load_probe(
     paths: &KernelPaths,
     facts: Option<&ArchFacts>,
     plan: Option<&CallPlan>,
+    guard: &GuardConfig,
     diagnostics: &Diagnostics,
 ) -> Result<(ModuleProbe, bool)> {
     let (layout, load_check) =
         module_layout::layouts_from_file(&paths.vmlinux_btf).map_err(SessionError::ModuleLayout)?;
     // The detectors are on when the call plan carries checks (not --no-detectors).
     let detectors = plan.is_some_and(|p| !p.checks.is_empty());
-    let load_check = if detectors {
+    // The guard's image check compares against the same size.
+    let load_check = if detectors || guard.valid != 0 {
         load_check
     } else {
         LoadCheckConfig::UNSET
@@ -252,9 +273,10 @@ fn load_probe(
         layout: &layout,
         calls: &calls,
         load_check: &load_check,
+        guard,
         diagnostics,
     })?;
-    Ok((probe, load_check.struct_module_size != 0))
+    Ok((probe, detectors && load_check.struct_module_size != 0))
 }
 
 /// Runs the attach plan's stages in order.

@@ -12,7 +12,7 @@ use modscope_analysis::{
 
 use crate::{
     kernel::features::KernelPaths,
-    trace::records::{ModuleVerdict, VerdictReason},
+    trace::records::{self, ModuleVerdict},
 };
 
 pub struct StaticVerdicts {
@@ -76,18 +76,7 @@ pub fn to_record(report: &ModuleReport, ts_ns: u64, incarnation: u64) -> ModuleV
             Verdict::Incompatible => Severity::Incompatible,
         },
         kernel_would_refuse: report.kernel_would_refuse,
-        reasons: report
-            .reasons
-            .iter()
-            .map(|r| VerdictReason {
-                code: r.code.as_str(),
-                severity: Some(r.severity),
-                symbol: r.symbol.clone().unwrap_or_default(),
-                struct_name: r.struct_name.clone().unwrap_or_default(),
-                config: r.config.clone().unwrap_or_default(),
-                message: r.message.clone(),
-            })
-            .collect(),
+        reasons: records::reasons_of(report),
     }
 }
 

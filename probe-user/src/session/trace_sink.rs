@@ -37,7 +37,7 @@ use probe_common::ModuleRecord;
 use crate::trace::{
     TraceRecord, TraceWriter,
     records::{
-        AnomalyRecord, CountEntry, EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict,
+        AnomalyRecord, CountEntry, EndReason, GuardRecord, ModuleOrigin, ModuleSeen, ModuleVerdict,
         SessionStart, StatsSnapshot,
     },
 };
@@ -288,6 +288,13 @@ impl TraceSink {
             self.write(&TraceRecord::Anomaly(Box::new(record.clone())));
             self.urgent = true;
         }
+    }
+
+    /// A guard decision: always kept (the module filter names loaded
+    /// modules; a refused one never is), synced like an anomaly.
+    pub fn guard(&mut self, record: &GuardRecord) {
+        self.write(&TraceRecord::Guard(Box::new(record.clone())));
+        self.urgent = true;
     }
 
     /// Functions probed from now on (for a module loaded meanwhile).

@@ -5,36 +5,16 @@
 use bytes::BufMut;
 
 use crate::kernel::kallsyms::{KernelFunction, NotAttached};
-use modscope_analysis::verdict::Severity;
 
 use super::{
     codec::{DecodeError, Decoder, Encoder},
+    guard_codec,
+    reason_codec::{decode_reasons, encode_reasons, severity_code, severity_from_code},
     records::{
         AnomalyRecord, CountEntry, EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict,
-        SessionStart, Stats, StatsSnapshot, TraceRecord, VerdictReason,
+        SessionStart, Stats, StatsSnapshot, TraceRecord,
     },
 };
-
-/// A severity's byte in the trace (`Severity` is the analysis' own).
-fn severity_code(s: Severity) -> u8 {
-    match s {
-        Severity::Info => 0,
-        Severity::Warning => 1,
-        Severity::Incompatible => 2,
-    }
-}
-
-fn severity_from_code(v: u8) -> Result<Severity, DecodeError> {
-    match v {
-        0 => Ok(Severity::Info),
-        1 => Ok(Severity::Warning),
-        2 => Ok(Severity::Incompatible),
-        v => Err(DecodeError::Invalid {
-            what: "severity",
-            value: u64::from(v),
-        }),
-    }
-}
 
 mod kind {
     pub const SESSION_START: u8 = 1;
@@ -47,6 +27,7 @@ mod kind {
     pub const FUNCTIONS: u8 = 8;
     pub const VERDICT: u8 = 9;
     pub const ANOMALY: u8 = 10;
+    pub const GUARD: u8 = 11;
 }
 
 fn decode_session(d: &mut Decoder) -> Result<SessionStart, DecodeError> {
@@ -82,23 +63,7 @@ fn decode_verdict(d: &mut Decoder) -> Result<ModuleVerdict, DecodeError> {
     let file = d.str()?;
     let severity = severity_from_code(d.u8()?)?;
     let kernel_would_refuse = d.bool("kernel_would_refuse")?;
-    let n = d.count()?;
-    let mut reasons = Vec::with_capacity(n);
-    for _ in 0..n {
-        let code = d.str()?;
-        let severity = match d.u8()? {
-            255 => None,
-            v => Some(severity_from_code(v)?),
-        };
-        reasons.push(VerdictReason {
-            code,
-            severity,
-            symbol: d.str()?,
-            struct_name: d.str()?,
-            config: d.str()?,
-            message: d.str()?,
-        });
-    }
+    let reasons = decode_reasons(d)?;
     Ok(ModuleVerdict {
         ts_ns,
         incarnation,
@@ -209,6 +174,10 @@ impl TraceRecord {
             }
             TraceRecord::Verdict(v) => encode_verdict(e, v),
             TraceRecord::Anomaly(a) => encode_anomaly(e, a),
+            TraceRecord::Guard(g) => {
+                e.u8(kind::GUARD);
+                guard_codec::encode(e, g);
+            }
         }
     }
 
@@ -258,6 +227,7 @@ impl TraceRecord {
             }
             kind::VERDICT => TraceRecord::Verdict(Box::new(decode_verdict(&mut d)?)),
             kind::ANOMALY => TraceRecord::Anomaly(Box::new(decode_anomaly(&mut d)?)),
+            kind::GUARD => TraceRecord::Guard(Box::new(guard_codec::decode(&mut d)?)),
             other => return Err(DecodeError::UnknownKind(other)),
         };
         d.finish()?;
@@ -329,15 +299,7 @@ fn encode_verdict<B: BufMut>(e: &mut Encoder<B>, v: &ModuleVerdict) {
     e.str(&v.file);
     e.u8(severity_code(v.severity));
     e.bool(v.kernel_would_refuse);
-    e.varint(v.reasons.len() as u64);
-    for r in &v.reasons {
-        e.str(&r.code);
-        e.u8(r.severity.map_or(255, severity_code));
-        e.str(&r.symbol);
-        e.str(&r.struct_name);
-        e.str(&r.config);
-        e.str(&r.message);
-    }
+    encode_reasons(e, &v.reasons);
 }
 
 fn encode_anomaly<B: BufMut>(e: &mut Encoder<B>, a: &AnomalyRecord) {

@@ -5,6 +5,7 @@
 
 use crate::kernel::kallsyms::{KernelFunction, NotAttached};
 use modscope_analysis::verdict::Severity;
+pub use probe_common::guard::{Decision, Judgement, Policy, Stage};
 use serde::Serialize;
 
 /// The first record of every capture session (a file holds one or more).
@@ -147,6 +148,51 @@ pub struct ModuleVerdict {
     pub reasons: Vec<VerdictReason>,
 }
 
+/// `check`'s reasons for a report, as the trace keeps them.
+pub fn reasons_of(report: &modscope_analysis::ModuleReport) -> Vec<VerdictReason> {
+    report
+        .reasons
+        .iter()
+        .map(|r| VerdictReason {
+            code: r.code.as_str(),
+            severity: Some(r.severity),
+            symbol: r.symbol.clone().unwrap_or_default(),
+            struct_name: r.struct_name.clone().unwrap_or_default(),
+            config: r.config.clone().unwrap_or_default(),
+            message: r.message.clone(),
+        })
+        .collect()
+}
+
+/// One decision of the guard (`modscope guard`): a module load allowed,
+/// refused, or allowed that the policy would refuse, with the verdict it
+/// came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardRecord {
+    pub ts_ns: u64,
+    pub stage: Stage,
+    pub decision: Decision,
+    pub judgement: Judgement,
+    pub policy: Policy,
+    /// The loading task.
+    pub pid: u32,
+    pub comm: String,
+    /// The module's name, when known (from its file's check, its image, or
+    /// the name a request asked for).
+    pub module: String,
+    /// The file, when the guard checked it (empty: a buffer, or a file it
+    /// never saw).
+    pub file: String,
+    /// Its identity as the kernel gave it.
+    pub dev: u64,
+    pub ino: u64,
+    /// A foreign `struct module`: the image's size and this kernel's.
+    pub module_size: u64,
+    pub kernel_size: u64,
+    /// `check`'s reasons for the verdict.
+    pub reasons: Vec<VerdictReason>,
+}
+
 /// A runtime anomaly at one call site (`probe_common::anomaly`): written at
 /// the site's first anomaly, and again with the new total whenever it
 /// changes (snapshots, the end). The last one per site has the exact count.
@@ -238,6 +284,7 @@ pub enum TraceRecord {
     /// The static verdict on a module incarnation's file.
     Verdict(Box<ModuleVerdict>),
     Anomaly(Box<AnomalyRecord>),
+    Guard(Box<GuardRecord>),
 }
 
 impl TraceRecord {
@@ -248,6 +295,7 @@ impl TraceRecord {
             TraceRecord::Module(m) => m.ts_ns,
             TraceRecord::Verdict(v) => v.ts_ns,
             TraceRecord::Anomaly(a) => a.ts_ns,
+            TraceRecord::Guard(g) => g.ts_ns,
             TraceRecord::Stats(s) => s.ts_ns,
             TraceRecord::Unload { ts_ns, .. }
             | TraceRecord::FirstUse { ts_ns, .. }

@@ -6,7 +6,8 @@ use crate::kernel::kallsyms::KernelFunction;
 use rustc_hash::FxHashMap;
 
 use super::records::{
-    AnomalyRecord, EndReason, ModuleSeen, ModuleVerdict, SessionStart, StatsSnapshot, TraceRecord,
+    AnomalyRecord, EndReason, GuardRecord, ModuleSeen, ModuleVerdict, SessionStart, StatsSnapshot,
+    TraceRecord,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct ReplayedSession {
     /// Anomalies seen as a module image was being loaded, before it had an
     /// incarnation (the load-time layout check).
     pub load_anomalies: Vec<AnomalyRecord>,
+    /// The guard's decisions, in order.
+    pub guard: Vec<GuardRecord>,
     /// Latest timestamp seen in the session.
     pub last_ns: u64,
     pub records: u64,
@@ -172,6 +175,10 @@ impl Replay {
                     m.verdict = Some((**v).clone());
                 }
             }
+            TraceRecord::Guard(g) => {
+                s.last_ns = s.last_ns.max(g.ts_ns);
+                s.guard.push((**g).clone());
+            }
             TraceRecord::Anomaly(a) => {
                 s.last_ns = s.last_ns.max(a.ts_ns);
                 if a.incarnation == 0 {
@@ -235,7 +242,8 @@ mod tests {
         assert_eq!(s.first_uses[&(6_000_000_000, 0x200)].ts_ns, 6_000_000_100);
         assert_eq!(s.stats.counters.lost_events, 2);
         assert_eq!(s.end, Some((9_000_000_000, EndReason::Interrupt)));
-        assert_eq!(s.records, 11);
+        assert_eq!(s.records, 12);
+        assert_eq!(s.guard, vec![samples::guard_refusal()]);
         assert_eq!(s.modules[0].anomalies.len(), 1);
         assert_eq!(
             s.modules[0].verdict.as_ref().map(|v| v.reasons.len()),

@@ -64,6 +64,8 @@ pub struct SessionReport {
     /// Module images flagged as they were being loaded (before they had an
     /// incarnation): the load-time layout check.
     pub load_anomalies: Vec<crate::trace::display::AnomalyInfo>,
+    /// The guard's decisions (`modscope guard -o`), in order.
+    pub guard: Vec<crate::trace::guard_display::GuardInfo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -246,6 +248,12 @@ fn session(s: &ReplayedSession, module_filter: &[String]) -> SessionReport {
             .filter(|a| module_filter.is_empty() || module_filter.contains(&a.module))
             .map(crate::trace::display::AnomalyInfo::new)
             .collect(),
+        guard: s
+            .guard
+            .iter()
+            .filter(|g| module_filter.is_empty() || module_filter.contains(&g.module))
+            .map(crate::trace::guard_display::GuardInfo::new)
+            .collect(),
     }
 }
 
@@ -375,7 +383,9 @@ mod tests {
     fn report_of_the_sample_trace() {
         let r = build(&Replay::from_records(&samples::all()), &[], &[]);
         assert!(r.complete);
-        assert_eq!(r.records, 11);
+        assert_eq!(r.records, 12);
+        assert_eq!(r.sessions[0].guard.len(), 1);
+        assert_eq!(r.sessions[0].guard[0].decision, "refused");
         let s = &r.sessions[0];
         assert_eq!(s.end_reason, Some("SIGINT"));
         assert_eq!(s.seconds, 4.0);

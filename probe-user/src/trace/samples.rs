@@ -199,6 +199,26 @@ pub fn anomaly(incarnation: u64, count: u64) -> AnomalyRecord {
     }
 }
 
+/// The guard refusing a generic-flavour module on a PREEMPT_RT kernel.
+pub fn guard_refusal() -> GuardRecord {
+    GuardRecord {
+        ts_ns: 6_500_000_000,
+        stage: Stage::File,
+        decision: Decision::Refused,
+        judgement: Judgement::Incompatible,
+        policy: Policy::DenyIncompatible,
+        pid: 812,
+        comm: "insmod".into(),
+        module: "modscope_hello".into(),
+        file: "/tmp/modscope_hello.ko".into(),
+        dev: 0x0080_0001,
+        ino: 4242,
+        module_size: 0,
+        kernel_size: 0,
+        reasons: verdict(0).reasons,
+    }
+}
+
 pub fn all() -> Vec<TraceRecord> {
     vec![
         TraceRecord::SessionStart(Box::new(session())),
@@ -217,6 +237,7 @@ pub fn all() -> Vec<TraceRecord> {
             caller: 0xffff_ffff_c001_0010,
         },
         TraceRecord::Anomaly(Box::new(anomaly(6_000_000_000, 1))),
+        TraceRecord::Guard(Box::new(guard_refusal())),
         TraceRecord::Counts {
             ts_ns: 7_000_000_000,
             entries: vec![

@@ -14,9 +14,10 @@ use crate::{
     kernel::taint,
     trace::{
         display::sanitize,
+        guard_display,
         records::{
-            AnomalyRecord, CountEntry, EndReason, ModuleOrigin, ModuleSeen, ModuleVerdict,
-            SessionStart, Stats, StatsSnapshot, TraceRecord, VerdictReason,
+            AnomalyRecord, CountEntry, Decision, EndReason, ModuleOrigin, ModuleSeen,
+            ModuleVerdict, SessionStart, Stats, StatsSnapshot, TraceRecord, VerdictReason,
         },
         replay::merge_anomaly,
     },
@@ -50,6 +51,7 @@ pub enum LogKind {
     FirstUse,
     Verdict,
     Anomaly,
+    Guard,
     Lost,
     Damage,
 }
@@ -63,6 +65,7 @@ impl LogKind {
             LogKind::FirstUse => "first use",
             LogKind::Verdict => "verdict",
             LogKind::Anomaly => "ANOMALY",
+            LogKind::Guard => "guard",
             LogKind::Lost => "lost",
             LogKind::Damage => "damage",
         }
@@ -159,6 +162,10 @@ impl Model {
             TraceRecord::Module(m) => self.apply_module(ts, m),
             TraceRecord::Verdict(v) => applied.mark = self.apply_verdict(v),
             TraceRecord::Anomaly(a) => applied.mark = self.apply_anomaly(a),
+            TraceRecord::Guard(g) => {
+                self.log(g.ts_ns, LogKind::Guard, guard_display::guard_line(g));
+                applied.mark = g.decision != Decision::Allowed;
+            }
             &TraceRecord::Unload { ts_ns, incarnation } => self.apply_unload(ts_ns, incarnation),
             &TraceRecord::FirstUse {
                 ts_ns,

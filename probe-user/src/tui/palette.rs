@@ -42,7 +42,9 @@ impl Palette {
 
     pub fn log(&self, k: LogKind) -> Style {
         match k {
-            LogKind::Anomaly | LogKind::Damage => self.fg(Color::Red).add_modifier(Modifier::BOLD),
+            LogKind::Anomaly | LogKind::Guard | LogKind::Damage => {
+                self.fg(Color::Red).add_modifier(Modifier::BOLD)
+            }
             LogKind::Lost => self.fg(Color::Red),
             LogKind::Verdict => self.fg(Color::Yellow),
             LogKind::Load => self.fg(Color::Cyan),
