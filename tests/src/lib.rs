@@ -182,6 +182,27 @@ fn finit_module(path: &std::path::Path, force: bool) -> Result<(), String> {
     }
 }
 
+/// init_module(2): the module from a memory buffer, no flags.
+pub fn init_module_from_buffer(path: &std::path::Path) -> Result<(), String> {
+    let image = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let params = c"";
+    // SAFETY: the image and the NUL-terminated parameters outlive the call;
+    // the kernel copies both.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_init_module,
+            image.as_ptr(),
+            image.len() as libc::c_ulong,
+            params.as_ptr(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno_text(last_errno()))
+    }
+}
+
 fn last_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -371,6 +392,15 @@ impl EventStream {
             self.stderr.lock().unwrap()
         );
         self.events.lock().unwrap().clone()
+    }
+}
+
+/// A stream dropped without `stop` or `kill` (a test that panicked) takes
+/// its modscope with it, so no probe or guard outlives the test.
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -449,14 +449,15 @@ fn problems_of(report: &GuestReport, outcome: &vm::Outcome, timeout: u64) -> Vec
 }
 
 /// The debug kernel is there for the anomaly detectors and has no Debian
-/// modules: it runs the `detectors` tests only; the others run everything.
+/// modules: it runs the `detectors` tests and the guard's (whose in-kernel
+/// `struct module` check is proven there); the others run everything.
 fn binaries_for(kernel: &kernels::Kernel, all: &[PathBuf]) -> Vec<PathBuf> {
     all.iter()
         .filter(|b| {
             kernel.flavour != kernels::Flavour::Debug
                 || b.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("detectors-"))
+                    .is_some_and(|n| n.starts_with("detectors-") || n.starts_with("guard-"))
         })
         .cloned()
         .collect()

@@ -53,14 +53,12 @@ pub fn judgement(verdict: Verdict) -> Judgement {
 /// check; a file that changed meanwhile gets no key (it is checked again
 /// when its change is seen).
 pub fn check(path: &Path, target: &TargetKernel) -> CheckedFile {
-    let before = match std::fs::metadata(path) {
-        Ok(m) => file_identity::file_key(&m),
+    let before = match file_identity::file_key(path) {
+        Ok(k) => k,
         Err(e) => return CheckedFile::unchecked(path, None, e.to_string()),
     };
     let report = analysis::check_file(path, target);
-    let after = std::fs::metadata(path)
-        .ok()
-        .map(|m| file_identity::file_key(&m));
+    let after = file_identity::file_key(path).ok();
     let key = (after == Some(before)).then_some(before);
     match report {
         Ok(r) => CheckedFile {

@@ -59,6 +59,11 @@ pub struct GuardInfo {
     pub verdict: &'static str,
     pub module: String,
     pub file: String,
+    /// The file's device (`MAJOR:MINOR`) and inode as the kernel saw them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inode: Option<u64>,
     pub pid: u32,
     pub comm: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,6 +87,9 @@ impl GuardInfo {
             verdict: judgement_name(g.judgement),
             module: g.module.clone(),
             file: g.file.clone(),
+            device: (g.stage == Stage::File)
+                .then(|| format!("{}:{}", g.dev >> 20, g.dev & 0xf_ffff)),
+            inode: (g.stage == Stage::File).then_some(g.ino),
             pid: g.pid,
             comm: g.comm.clone(),
             struct_module_size: foreign.then_some(g.module_size),
