@@ -52,6 +52,10 @@ const OPTIONS: &[&str] = &[
     "BPF_SYSCALL",
     "BPF_JIT",
     "BPF_EVENTS",
+    // `modscope guard`'s programs (BPF-LSM; `bpf` is in CONFIG_LSM's
+    // default list). struct module does not depend on either.
+    "SECURITY",
+    "BPF_LSM",
     "DEBUG_INFO",
     "DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT",
     "DEBUG_INFO_BTF",

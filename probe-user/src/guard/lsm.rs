@@ -40,13 +40,20 @@ impl LsmState {
     }
 
     /// Reads the list (mounting securityfs where nothing has) and the
-    /// config.
+    /// config. A kernel without securityfs has no list: there the active
+    /// LSMs are the build's `CONFIG_LSM` unless the command line's `lsm=`
+    /// names others.
     pub fn read(config: Option<&modscope_analysis::kconfig::KernelConfig>) -> Self {
         let path = Path::new(LSM_LIST);
         if !path.exists() {
             mount_securityfs();
         }
-        let list = std::fs::read_to_string(path).map_err(|e| format!("{LSM_LIST}: {e}"));
+        let list = std::fs::read_to_string(path)
+            .map_err(|e| format!("{LSM_LIST}: {e}"))
+            .or_else(|e| {
+                let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+                active_without_securityfs(&cmdline, config.and_then(|c| c.get("LSM"))).ok_or(e)
+            });
         Self::from_facts(
             list.as_deref().map_err(Clone::clone),
             config.map(|c| c.builtin("BPF_LSM")),
@@ -73,6 +80,18 @@ impl LsmState {
                  /sys/kernel/security"
             )),
         }
+    }
+}
+
+/// The active LSM list where securityfs cannot say: `lsm=` on the command
+/// line, else the build's `CONFIG_LSM` (quoted in the config).
+fn active_without_securityfs(cmdline: &str, config_lsm: Option<&str>) -> Option<String> {
+    let given = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("lsm="));
+    match given {
+        Some(list) => Some(list.to_owned()),
+        None => config_lsm.map(|l| l.trim_matches('"').to_owned()),
     }
 }
 
@@ -125,6 +144,15 @@ mod tests {
             LsmState::from_facts(Err("gone".into()), Some(true)),
             LsmState::Unknown { .. }
         ));
+        assert_eq!(
+            active_without_securityfs("ro console=ttyS0", Some("\"landlock,yama,bpf\"")),
+            Some("landlock,yama,bpf".into())
+        );
+        assert_eq!(
+            active_without_securityfs("ro lsm=apparmor quiet", Some("\"yama,bpf\"")),
+            Some("apparmor".into())
+        );
+        assert_eq!(active_without_securityfs("ro", None), None);
         // "bpfx" is not "bpf".
         assert!(matches!(
             LsmState::from_facts(Ok("bpfx,yama"), Some(true)),

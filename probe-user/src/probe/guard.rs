@@ -71,15 +71,7 @@ impl ModuleProbe {
     fn attach_lsm(&mut self, btf: &aya::Btf, pin: Option<&Path>) -> Result<(), ProbeError> {
         let mut links = Vec::new();
         for (name, hook) in LSM_PROGRAMS {
-            let prog: &mut Lsm = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(ProbeError::MissingProgram(name))?
-                .try_into()
-                .map_err(|source| ProbeError::ProgramLoad {
-                    program: name,
-                    source,
-                })?;
+            let prog: &mut Lsm = self.program(name)?;
             prog.load(hook, btf)
                 .map_err(|source| ProbeError::ProgramLoad {
                     program: name,

@@ -212,6 +212,14 @@ impl ModuleProbe {
 
     /// The kprobe (or kretprobe) program `name` of the eBPF object.
     fn kprobe_program(&mut self, name: &'static str) -> Result<&mut KProbe, ProbeError> {
+        self.program(name)
+    }
+
+    /// The program `name` of the eBPF object, as its type `T`.
+    fn program<'p, T>(&'p mut self, name: &'static str) -> Result<&'p mut T, ProbeError>
+    where
+        &'p mut T: TryFrom<&'p mut aya::programs::Program, Error = ProgramError>,
+    {
         self.ebpf
             .program_mut(name)
             .ok_or(ProbeError::MissingProgram(name))?

@@ -156,14 +156,7 @@ pub fn checked_event(file: &CheckedFile) -> Event {
         file: file.path.display().to_string(),
         module: file.module.clone(),
         verdict: judgement_name(file.judgement),
-        reasons: file
-            .reasons
-            .iter()
-            .map(|r| GuardReason {
-                code: r.code.clone(),
-                message: r.message.clone(),
-            })
-            .collect(),
+        reasons: GuardReason::list(&file.reasons),
         error: file.error.clone(),
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{
     display::sanitize,
-    records::{Decision, GuardRecord, Judgement, Policy, Stage},
+    records::{Decision, GuardRecord, Judgement, Policy, Stage, VerdictReason},
 };
 
 pub fn decision_name(d: Decision) -> &'static str {
@@ -48,6 +48,18 @@ pub fn stage_name(s: Stage) -> &'static str {
 pub struct GuardReason {
     pub code: String,
     pub message: String,
+}
+
+impl GuardReason {
+    pub fn list(reasons: &[VerdictReason]) -> Vec<Self> {
+        reasons
+            .iter()
+            .map(|r| Self {
+                code: r.code.clone(),
+                message: r.message.clone(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -94,14 +106,7 @@ impl GuardInfo {
             comm: g.comm.clone(),
             struct_module_size: foreign.then_some(g.module_size),
             kernel_struct_module_size: foreign.then_some(g.kernel_size),
-            reasons: g
-                .reasons
-                .iter()
-                .map(|r| GuardReason {
-                    code: r.code.clone(),
-                    message: r.message.clone(),
-                })
-                .collect(),
+            reasons: GuardReason::list(&g.reasons),
             line: guard_line(g),
         }
     }
