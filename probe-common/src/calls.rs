@@ -28,6 +28,19 @@ pub struct CallKey {
     pub func_ip: u64,
 }
 
+/// A call from module memory that no module modscope knows owns: the
+/// return address itself (not an incarnation) and the function called.
+/// Such code belongs to a module that left the kernel's lists before
+/// modscope saw it, or to other executable allocations in the module area
+/// (BPF programs and trampolines, ftrace and kprobe slots), which user
+/// space tells apart by `/proc/kallsyms`.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct UnownedCallKey {
+    pub caller: u64,
+    pub func_ip: u64,
+}
+
 /// Sent once per (incarnation, function).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -114,6 +127,7 @@ impl CallProbeConfig {
 }
 
 const _: () = assert!(core::mem::size_of::<CallKey>() == 16);
+const _: () = assert!(core::mem::size_of::<UnownedCallKey>() == 16);
 const _: () = assert!(core::mem::size_of::<FirstUseEvent>() == 16 + 16 + 8);
 const _: () = assert!(core::mem::size_of::<CallProbeConfig>() == 48);
 

@@ -24,7 +24,7 @@ mod pod;
 pub use anomaly::{
     AnomalyEvent, AnomalyKey, Detector, FieldCheck, LoadCheckConfig, LoadLayoutEvent,
 };
-pub use calls::{CallKey, CallProbeConfig, FirstUseEvent};
+pub use calls::{CallKey, CallProbeConfig, FirstUseEvent, UnownedCallKey};
 pub use event::{EventHeader, EventKind, ModuleEvent};
 pub use guard::{FileKey, GuardConfig, GuardEvent};
 pub use layout::ModuleLayout;

@@ -18,8 +18,10 @@ pub mod map {
     pub const AYA_LOGS: &str = "AYA_LOGS";
     /// The guard's verdicts by file identity.
     pub const GUARD_FILES: &str = "GUARD_FILES";
+    /// Calls from module memory no known module owns.
+    pub const UNOWNED_CALLS: &str = "UNOWNED_CALLS";
 
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         EVENTS,
         MODULES,
         COUNTERS,
@@ -31,6 +33,7 @@ pub mod map {
         ALLOC_FUNCS,
         AYA_LOGS,
         GUARD_FILES,
+        UNOWNED_CALLS,
     ];
 }
 

@@ -2,7 +2,7 @@
 
 use crate::{
     AnomalyKey, CallKey, CallProbeConfig, FieldCheck, FileKey, GuardConfig, LoadCheckConfig,
-    ModuleLayout, ModuleName, ModuleRecord,
+    ModuleLayout, ModuleName, ModuleRecord, UnownedCallKey,
 };
 
 // SAFETY: #[repr(C)], Copy, made only of integers and integer arrays, with
@@ -14,6 +14,8 @@ unsafe impl aya::Pod for ModuleName {}
 unsafe impl aya::Pod for ModuleRecord {}
 // SAFETY: two u64s, repr(C).
 unsafe impl aya::Pod for CallKey {}
+// SAFETY: two u64s, repr(C).
+unsafe impl aya::Pod for UnownedCallKey {}
 // SAFETY: one u64, repr(C).
 unsafe impl aya::Pod for CallProbeConfig {}
 // SAFETY: u32s and a u64, repr(C), no implicit padding (size asserted).

@@ -14,7 +14,7 @@ use aya_ebpf::{
 use probe_common::anomaly::{ALLOC_RING_LEN, PendingAlloc};
 
 use crate::{
-    attribution::module_caller,
+    attribution::{self, Caller},
     call_counter::{self, NOEXIST},
     maps::{self, ALLOC_FUNCS, ALLOC_RINGS, CALL_MAP_FULL, EMPTY_RING, PENDING_ALLOCS},
     regs,
@@ -33,7 +33,7 @@ pub fn alloc_entry(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn try_alloc_entry(ctx: &ProbeContext) -> Result<(), u32> {
-    let Some((incarnation, _)) = module_caller(ctx)? else {
+    let Some((incarnation, _)) = attribution::caller(ctx)?.module() else {
         return Ok(());
     };
     // SAFETY: the helper only reads the context it is given.
@@ -119,13 +119,16 @@ pub fn count_free(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn try_count_free(ctx: &ProbeContext) -> Result<(), u32> {
-    let Some((incarnation, caller)) = module_caller(ctx)? else {
+    let caller = attribution::caller(ctx)?;
+    if let Caller::Kernel = caller {
         return Ok(());
-    };
+    }
     // SAFETY: the helper only reads the context it is given.
     let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
-    call_counter::count(incarnation, caller, func_ip)?;
-    forget(incarnation, ctx.arg(0).unwrap_or(0));
+    call_counter::count_caller(caller, func_ip)?;
+    if let Some((incarnation, _)) = caller.module() {
+        forget(incarnation, ctx.arg(0).unwrap_or(0));
+    }
     Ok(())
 }
 

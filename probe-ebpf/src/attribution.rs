@@ -14,17 +14,45 @@ use crate::{
     regs,
 };
 
-/// `(incarnation, return address)` when a module made the call; `None` for
-/// the core kernel (a few comparisons) and unmapped pages.
+/// Who made the call a kprobe is in.
+#[derive(Clone, Copy)]
+pub enum Caller {
+    /// The core kernel, or an address outside the module window.
+    Kernel,
+    /// A known module's text: its incarnation and the return address.
+    Module { incarnation: u64, address: u64 },
+    /// A module-window page that maps to no incarnation.
+    Unowned(u64),
+}
+
+impl Caller {
+    /// `(incarnation, return address)` for a module's call.
+    #[inline(always)]
+    pub fn module(self) -> Option<(u64, u64)> {
+        match self {
+            Self::Module {
+                incarnation,
+                address,
+            } => Some((incarnation, address)),
+            _ => None,
+        }
+    }
+}
+
+/// The caller of the probed function: the core kernel costs a few
+/// comparisons, a module one array lookup.
 #[inline(always)]
-pub fn module_caller(ctx: &ProbeContext) -> Result<Option<(u64, u64)>, u32> {
+pub fn caller(ctx: &ProbeContext) -> Result<Caller, u32> {
     let config = maps::call_probe();
-    let caller = config.strip_signature(regs::return_address(ctx)?);
-    let Some(page) = config.page_index(caller) else {
-        return Ok(None);
+    let address = config.strip_signature(regs::return_address(ctx)?);
+    let Some(page) = config.page_index(address) else {
+        return Ok(Caller::Kernel);
     };
     Ok(match PAGES.get(page) {
-        Some(&i) if i != 0 => Some((i, caller)),
-        _ => None,
+        Some(&incarnation) if incarnation != 0 => Caller::Module {
+            incarnation,
+            address,
+        },
+        _ => Caller::Unowned(address),
     })
 }

@@ -9,11 +9,11 @@ use aya_ebpf::{
     macros::kprobe,
     programs::ProbeContext,
 };
-use probe_common::{CallKey, EventHeader, EventKind, FirstUseEvent};
+use probe_common::{CallKey, EventHeader, EventKind, FirstUseEvent, UnownedCallKey};
 
 use crate::{
-    attribution::module_caller,
-    maps::{self, CALL_MAP_FULL, CALLS, EVENTS, LOST_EVENTS, SEEN},
+    attribution::{self, Caller},
+    maps::{self, CALL_MAP_FULL, CALLS, EVENTS, LOST_EVENTS, SEEN, UNOWNED_CALLS},
 };
 
 /// `BPF_NOEXIST`.
@@ -29,12 +29,43 @@ pub fn count_call(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn try_count_call(ctx: &ProbeContext) -> Result<(), u32> {
-    let Some((incarnation, caller)) = module_caller(ctx)? else {
+    let caller = attribution::caller(ctx)?;
+    if let Caller::Kernel = caller {
         return Ok(());
-    };
+    }
     // SAFETY: the helper only reads the context it is given.
     let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
-    count(incarnation, caller, func_ip)
+    count_caller(caller, func_ip)
+}
+
+/// Counts a call by whoever made it: a module's, or one from module memory
+/// no module owns (the evidence of a module hidden from modscope).
+#[inline(always)]
+pub fn count_caller(caller: Caller, func_ip: u64) -> Result<(), u32> {
+    match caller {
+        Caller::Kernel => Ok(()),
+        Caller::Module {
+            incarnation,
+            address,
+        } => count(incarnation, address, func_ip),
+        Caller::Unowned(address) => {
+            count_unowned(address, func_ip);
+            Ok(())
+        }
+    }
+}
+
+/// A rare path: an LRU map, so a flood from unowned code evicts old sites
+/// rather than failing.
+#[inline(always)]
+fn count_unowned(caller: u64, func_ip: u64) {
+    let key = UnownedCallKey { caller, func_ip };
+    if let Some(count) = UNOWNED_CALLS.get_ptr_mut(&key) {
+        // SAFETY: this CPU's slot; kprobe programs do not nest on one CPU.
+        unsafe { *count += 1 };
+    } else {
+        let _ = UNOWNED_CALLS.insert(&key, &1, 0);
+    }
 }
 
 /// Counts one attributed call (also used by `check_fields`, which replaces

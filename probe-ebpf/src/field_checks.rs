@@ -24,7 +24,7 @@ use probe_common::{
 
 use crate::{
     alloc_ring,
-    attribution::module_caller,
+    attribution::{self, Caller},
     call_counter::{self, NOEXIST},
     maps::{
         self, ANOMALIES, ANOMALIES_SEEN, CALL_MAP_FULL, EVENTS, FIELD_CHECKS, LAST_CHECKED,
@@ -43,9 +43,10 @@ pub fn check_fields(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
-    let Some((incarnation, caller)) = module_caller(ctx)? else {
+    let attributed = attribution::caller(ctx)?;
+    if let Caller::Kernel = attributed {
         return Ok(());
-    };
+    }
     // SAFETY: the helper only reads the context it is given.
     let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
     // SAFETY: a plain-data value; the map is only written by userspace.
@@ -53,8 +54,11 @@ fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
         return Ok(());
     };
     if check.flags & COUNT_CALLS != 0 {
-        call_counter::count(incarnation, caller, func_ip)?;
+        call_counter::count_caller(attributed, func_ip)?;
     }
+    let Some((incarnation, caller)) = attributed.module() else {
+        return Ok(());
+    };
     let object: u64 = ctx.arg(0).unwrap_or(0);
     // One call seen twice: a checked kernel function that tail-calls
     // another (`tracepoint_probe_register` jumps to `..._prio`) enters the

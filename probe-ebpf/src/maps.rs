@@ -3,12 +3,12 @@
 use aya_ebpf::EbpfContext;
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use aya_log_ebpf::{error, warn};
 use probe_common::{
     AnomalyKey, CallKey, CallProbeConfig, FieldCheck, FileKey, GuardConfig, LoadCheckConfig,
-    ModuleLayout, ModuleName, ModuleRecord,
+    ModuleLayout, ModuleName, ModuleRecord, UnownedCallKey,
     anomaly::{AllocRing, PendingAlloc},
     calls::DEFAULT_WINDOW_PAGES,
 };
@@ -53,6 +53,13 @@ pub static PAGES: Array<u64> = Array::with_max_entries(DEFAULT_WINDOW_PAGES, 0);
 /// never contended.
 #[map]
 pub static CALLS: PerCpuHashMap<CallKey, u64> = PerCpuHashMap::with_max_entries(65_536, 0);
+
+/// Calls from module-area pages that map to no incarnation, per (return
+/// address, function), per CPU. LRU: whatever calls from there, the map
+/// stays bounded and keeps the recent sites.
+#[map]
+pub static UNOWNED_CALLS: LruPerCpuHashMap<UnownedCallKey, u64> =
+    LruPerCpuHashMap::with_max_entries(1024, 0);
 
 /// (module incarnation, kernel function) pairs already reported, with the
 /// boot-clock time of the first call.

@@ -204,6 +204,17 @@ fn two_hundred_reloads_keep_counts_exact_and_leave_no_probe_behind() {
 
     let r = reports(&events, CALLS);
     assert_eq!(r.len(), LOADS, "one report per incarnation");
+    let hidden: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["type"] == "anomaly"
+                && matches!(
+                    e["detector"].as_str(),
+                    Some("hidden_module" | "unowned_module_code")
+                )
+        })
+        .collect();
+    assert!(hidden.is_empty(), "loads and unloads are not hiding: {hidden:#?}");
     for (i, m) in r.iter().enumerate() {
         assert_eq!(count(m, "kstrdup"), 1000, "load {i}: {m:#}");
         assert_eq!(count(m, "mutex_lock"), 500, "load {i}: {m:#}");

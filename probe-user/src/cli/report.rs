@@ -5,6 +5,7 @@ use std::{fmt::Write as _, io::Write as _, path::PathBuf};
 
 use anyhow::Context as _;
 use modscope::{
+    detectors::explain,
     trace::display::sanitize,
     trace::{
         self, files,
@@ -192,9 +193,14 @@ fn session(out: &mut String, n: usize, s: &SessionReport) {
         s.stats.decode_errors
     );
     for a in &s.load_anomalies {
+        let when = if a.detector == explain::LOAD_LAYOUT {
+            "at load".to_owned()
+        } else {
+            format!("{} ({} calls)", a.detector, a.count)
+        };
         let _ = writeln!(
             out,
-            "  ANOMALY at load: {} ({}): {}",
+            "  ANOMALY {when}: {} ({}): {}",
             sanitize(&a.module),
             sanitize(&a.caller_offset),
             sanitize(&a.message)

@@ -29,7 +29,8 @@ pub fn detector_name(d: Detector) -> &'static str {
 /// (warning).
 pub fn severity(detector: &str) -> Severity {
     match detector {
-        "spinlock_magic" | "mutex_magic" | "object_bounds" | LOAD_LAYOUT => Severity::Incompatible,
+        "spinlock_magic" | "mutex_magic" | "object_bounds" | LOAD_LAYOUT | HIDDEN_MODULE
+        | UNOWNED_CODE => Severity::Incompatible,
         _ => Severity::Warning,
     }
 }
@@ -46,6 +47,31 @@ pub fn with_findings<'a>(
         .map(severity)
         .chain(static_level)
         .max()
+}
+
+/// A module some of the kernel's views list and others do not
+/// (`session::hidden_modules`).
+pub const HIDDEN_MODULE: &str = "hidden_module";
+
+/// Calls from module memory that no module modscope knows owns.
+pub const UNOWNED_CODE: &str = "unowned_module_code";
+
+/// Why a module missing from some views matters.
+pub fn explain_hidden_module(evidence: &str) -> String {
+    format!(
+        "{evidence}: a loaded module that takes itself off the kernel's lists hides from lsmod,          rmmod and every tool that reads them, a rootkit's move that no ABI check sees"
+    )
+}
+
+/// Why calls from unowned module memory matter.
+pub fn explain_unowned_code(module: Option<&str>) -> String {
+    let whose = match module {
+        Some(m) => format!("/sys/module/{m} places it in {m}'s text, but "),
+        None => String::new(),
+    };
+    format!(
+        "code in module memory calls the kernel; {whose}no module modscope knows owns it, and          /proc/kallsyms names no BPF, ftrace or kprobe code there: a module running while          hidden from the kernel's lists"
+    )
 }
 
 /// The load-time layout check's detector name (it has no `FieldCheck`: a

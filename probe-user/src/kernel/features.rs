@@ -51,6 +51,8 @@ pub struct KernelPaths {
     pub config: Option<PathBuf>,
     pub proc_status: PathBuf,
     pub osrelease: PathBuf,
+    /// `/sys/module`: one of the views of the loaded modules.
+    pub sys_module: PathBuf,
 }
 
 impl Default for KernelPaths {
@@ -61,6 +63,7 @@ impl Default for KernelPaths {
             config: None,
             proc_status: "/proc/self/status".into(),
             osrelease: "/proc/sys/kernel/osrelease".into(),
+            sys_module: "/sys/module".into(),
         }
     }
 }
@@ -147,6 +150,7 @@ mod tests {
             config: None,
             proc_status: dir.join("status"),
             osrelease: dir.join("osrelease"),
+            sys_module: dir.join("sys_module"),
         };
         std::fs::write(&paths.osrelease, "6.1.0-test\n").unwrap();
         std::fs::write(

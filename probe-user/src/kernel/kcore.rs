@@ -69,16 +69,15 @@ impl Kcore {
 
     /// `len` bytes of kernel memory at `addr` (within one segment).
     pub fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
-        let segment = self.segments.iter().find(|s| s.vaddr.contains(&addr))?;
-        let end = addr.checked_add(len as u64)?;
-        if end > segment.vaddr.end {
-            return None;
-        }
-        let mut buf = vec![0u8; len];
-        let file = File::open(&self.path).ok()?;
-        file.read_exact_at(&mut buf, segment.offset + (addr - segment.vaddr.start))
-            .ok()?;
-        Some(buf)
+        self.open()?.read(addr, len)
+    }
+
+    /// The file opened once, for many reads.
+    pub fn open(&self) -> Option<KcoreFile<'_>> {
+        Some(KcoreFile {
+            kcore: self,
+            file: File::open(&self.path).ok()?,
+        })
     }
 
     /// The NUL-terminated string whose address is the word at `addr` (a
@@ -102,6 +101,37 @@ impl Kcore {
             Some(hex) => u64::from_str_radix(hex, 16).ok(),
             None => v.parse().ok(),
         }
+    }
+}
+
+/// An open kcore: reads of kernel memory without opening it each time.
+pub struct KcoreFile<'a> {
+    kcore: &'a Kcore,
+    file: File,
+}
+
+impl KcoreFile<'_> {
+    /// `len` bytes of kernel memory at `addr` (within one segment).
+    pub fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        let segment = self
+            .kcore
+            .segments
+            .iter()
+            .find(|s| s.vaddr.contains(&addr))?;
+        let end = addr.checked_add(len as u64)?;
+        if end > segment.vaddr.end {
+            return None;
+        }
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, segment.offset + (addr - segment.vaddr.start))
+            .ok()?;
+        Some(buf)
+    }
+
+    /// The little-endian word at `addr`.
+    pub fn word(&self, addr: u64) -> Option<u64> {
+        Some(u64_at(&self.read(addr, 8)?, 0))
     }
 }
 
@@ -246,6 +276,31 @@ pub(crate) mod samples {
         let kcore = read_headers(&path);
         std::fs::remove_file(&path).unwrap();
         kcore.unwrap()
+    }
+
+    /// A kcore whose one LOAD segment at `base` holds `memory`.
+    pub fn with_memory(base: u64, memory: &[u8]) -> Kcore {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("modscope-kmem-{}-{n}", std::process::id()));
+        let offset = (EHDR_LEN + PHDR_LEN) as u64;
+        let mut out = vec![0u8; EHDR_LEN];
+        out[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        out[16..18].copy_from_slice(&ET_CORE.to_le_bytes());
+        out[32..40].copy_from_slice(&(EHDR_LEN as u64).to_le_bytes());
+        out[54..56].copy_from_slice(&(PHDR_LEN as u16).to_le_bytes());
+        out[56..58].copy_from_slice(&1u16.to_le_bytes());
+        let mut ph = vec![0u8; PHDR_LEN];
+        ph[..4].copy_from_slice(&PT_LOAD.to_le_bytes());
+        ph[8..16].copy_from_slice(&offset.to_le_bytes());
+        ph[16..24].copy_from_slice(&base.to_le_bytes());
+        ph[40..48].copy_from_slice(&(memory.len() as u64).to_le_bytes());
+        out.extend_from_slice(&ph);
+        out.extend_from_slice(memory);
+        std::fs::write(&path, out).unwrap();
+        let kcore = read_headers(&path).unwrap();
+        // Kcore reads lazily: the file stays for the test's reads.
+        kcore
     }
 
     /// An ELF64 core with the given LOAD ranges and one VMCOREINFO note.

@@ -16,13 +16,31 @@ use modscope_analysis::btf::{
 use probe_common::{LoadCheckConfig, ModuleLayout};
 
 pub fn module_layout_from_file(path: &Path) -> Result<ModuleLayout, BtfError> {
-    Ok(layouts_from_file(path)?.0)
+    Ok(layouts_from_file(path)?.module)
 }
 
-/// `struct module`'s layout and the load check's settings, from one read.
-pub fn layouts_from_file(path: &Path) -> Result<(ModuleLayout, LoadCheckConfig), BtfError> {
+/// What a session reads from BTF about `struct module`, in one read.
+pub struct Layouts {
+    pub module: ModuleLayout,
+    pub load_check: LoadCheckConfig,
+    /// `(list, name)` offsets: how the kernel's module list links its
+    /// entries (`None` when BTF lacks `list`).
+    pub list_link: Option<(u64, u64)>,
+}
+
+/// `struct module`'s layout, the load check's settings and the list's link.
+pub fn layouts_from_file(path: &Path) -> Result<Layouts, BtfError> {
     let btf = modscope_analysis::btf::open(path)?;
-    Ok((module_layout(&btf)?, load_check(&btf)))
+    let module = module_layout(&btf)?;
+    let list_link = find_struct(&btf, "module")
+        .and_then(|m| member(&btf, &m, "module", "list"))
+        .ok()
+        .map(|(list, _)| (u64::from(list), u64::from(module.name)));
+    Ok(Layouts {
+        module,
+        load_check: load_check(&btf),
+        list_link,
+    })
 }
 
 /// What the load-time layout check needs (`probe_common::LoadCheckConfig`):

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aya::maps::{HashMap, MapData, PerCpuHashMap};
 use probe_common::{
-    CallKey,
+    CallKey, UnownedCallKey,
     names::{map, program},
 };
 
@@ -38,6 +38,19 @@ impl ModuleProbe {
         read_entries(map::CALLS, calls.iter(), |key, values| {
             ((key.incarnation, key.func_ip), sum_cpus(&values))
         })
+    }
+
+    /// Calls from module memory no incarnation owns, per (return address,
+    /// function), summed over CPUs.
+    pub fn unowned_calls(&self) -> Result<BTreeMap<UnownedCallKey, u64>, ProbeError> {
+        let calls: PerCpuHashMap<&MapData, UnownedCallKey, u64> = self.map(map::UNOWNED_CALLS)?;
+        // An LRU map: an entry evicted between its key and its value is
+        // skipped, not an error.
+        Ok(calls
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(key, values)| (key, sum_cpus(&values)))
+            .collect())
     }
 
     /// Boot-clock time of each (incarnation, function)'s first call.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use probe_common::{AnomalyEvent, AnomalyKey, Detector, LoadLayoutEvent};
 
+use super::hidden_modules::{HiddenModule, UnownedSite};
 use crate::detectors::explain::{self, Finding};
 use crate::{
     kernel::{kallsyms, kcore, taint},
@@ -34,6 +35,49 @@ pub fn load_layout(e: &LoadLayoutEvent) -> AnomalyRecord {
         option: String::new(),
         message: explain::explain_load_layout(e.module_size, e.kernel_size),
         count: 1,
+    }
+}
+
+/// The record for a module the views disagree on: its incarnation when
+/// modscope saw it load (0 when it hid before the session).
+pub fn hidden_module(found: &HiddenModule, incarnation: u64, ts_ns: u64) -> AnomalyRecord {
+    let evidence = found.evidence();
+    AnomalyRecord {
+        ts_ns,
+        incarnation,
+        module: found.name.clone(),
+        detector: explain::HIDDEN_MODULE.to_owned(),
+        symbol: String::new(),
+        func_ip: 0,
+        caller: 0,
+        site: evidence.clone(),
+        object: 0,
+        expected: 0,
+        observed: 0,
+        option: String::new(),
+        message: explain::explain_hidden_module(&evidence),
+        count: 1,
+    }
+}
+
+/// The record for calls from unowned module memory: the site is the
+/// return address itself.
+pub fn unowned_code(site: &UnownedSite, symbol: String, ts_ns: u64) -> AnomalyRecord {
+    AnomalyRecord {
+        ts_ns,
+        incarnation: 0,
+        module: site.module.clone().unwrap_or_default(),
+        detector: explain::UNOWNED_CODE.to_owned(),
+        symbol,
+        func_ip: site.key.func_ip,
+        caller: site.key.caller,
+        site: format!("{:#x}", site.key.caller),
+        object: 0,
+        expected: 0,
+        observed: 0,
+        option: String::new(),
+        message: explain::explain_unowned_code(site.module.as_deref()),
+        count: site.count,
     }
 }
 

@@ -15,6 +15,7 @@ use super::{
     event::{Event, ModuleInfo},
     guard_desk::GuardDesk,
     guard_start,
+    hidden_scan::HiddenScan,
     late_probes::LateProbes,
     output::Output,
     state::{self, SessionState},
@@ -54,7 +55,12 @@ pub struct Session {
     pub run_statistics: Option<std::os::fd::OwnedFd>,
     /// `modscope guard`: the files behind the kernel's verdicts.
     pub guard: Option<GuardDesk>,
+    /// The views of the loaded modules, compared once a second.
+    pub hidden: HiddenScan,
 }
+
+/// How often the kernel's views of the loaded modules are compared.
+const HIDDEN_SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Session {
     /// Streams until a signal, the duration, or the view quits; then
@@ -73,6 +79,8 @@ impl Session {
         tokio::pin!(deadline);
         let mut snapshots = tokio::time::interval(end.snapshot_interval);
         snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut hidden_scans = tokio::time::interval(HIDDEN_SCAN_INTERVAL);
+        hidden_scans.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lost_reported = 0;
         let mut guard_updates = self.guard.as_mut().and_then(|g| g.updates.take());
         let reason = loop {
@@ -89,6 +97,7 @@ impl Session {
                     guard.clear_ready();
                 }
                 _ = snapshots.tick(), if self.trace.is_some() => self.snapshot()?,
+                _ = hidden_scans.tick() => self.scan_hidden()?,
                 guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
                     let mut guard = guard.map_err(SessionError::io("waiting on the AYA_LOGS ring buffer"))?;
                     guard.get_inner_mut().flush();
@@ -105,6 +114,8 @@ impl Session {
         };
         // Whatever arrived between the last wake-up and the signal.
         self.drain(events.get_mut())?;
+        // The unowned sites' counts as the session ends.
+        self.scan_hidden()?;
         if let Some(logs) = &mut logs {
             logs.get_mut().flush();
         }
@@ -158,8 +169,12 @@ impl Session {
 
     fn apply(&mut self, event: decode::Event) -> Result<Event> {
         Ok(match event {
-            decode::Event::ModuleLoad(e) => self.loaded(&e.record, e.header.ts_ns)?,
+            decode::Event::ModuleLoad(e) => {
+                self.hidden.churn(&state::module_name(&e.record));
+                self.loaded(&e.record, e.header.ts_ns)?
+            }
             decode::Event::ModuleFree(e) => {
+                self.hidden.churn(&state::module_name(&e.record));
                 self.map_large_text(&e.record, false)?;
                 if let Some(t) = &mut self.trace {
                     t.unload(e.header.ts_ns, e.record.incarnation);
@@ -323,6 +338,27 @@ impl Session {
                 t.program_costs(self.probe.program_costs());
             }
             t.snapshot(clock::boot_ns(), &counts, stats)?;
+        }
+        Ok(())
+    }
+
+    /// Modules that hide: each finding to the trace, and printed when new.
+    fn scan_hidden(&mut self) -> Result<()> {
+        let records = self
+            .hidden
+            .scan(&self.probe, &self.state, clock::boot_ns())?;
+        for record in &records {
+            if let Some(t) = &mut self.trace {
+                t.anomaly(record);
+            }
+            if let Some(event) = self.state.hidden_finding(record) {
+                self.out.emit(&event)?;
+            }
+        }
+        if !records.is_empty()
+            && let Some(t) = &mut self.trace
+        {
+            t.end_batch()?;
         }
         Ok(())
     }

@@ -3,7 +3,9 @@
 //! (`attach_plan`), the kernel's records folded into state (`state`), and
 //! each one printed (`event`, `output`), written to the trace and the view
 //! (`trace_sink`), judged (`static_verdicts`) and summed up at the end
-//! (`summary`). `live.rs` runs the loop that moves data between them.
+//! (`summary`); the kernel's views of the loaded modules compared for
+//! modules that hide (`hidden_modules`, read by `hidden_scan`). `live.rs`
+//! runs the loop that moves data between them.
 
 pub mod anomaly_sites;
 pub mod attach_plan;
@@ -13,6 +15,8 @@ pub mod event;
 mod finish;
 pub mod guard_desk;
 pub mod guard_start;
+mod hidden_scan;
+pub mod hidden_modules;
 mod late_probes;
 mod live;
 mod output;

@@ -24,6 +24,7 @@ use super::{
     attach_plan::{AttachPlan, AttachResults, Attached, Stage},
     event::{CallProbeStatus, Event},
     guard_start,
+    hidden_scan::HiddenScan,
     late_probes::LateProbes,
     live::{Session, Signals},
     output::Output,
@@ -81,7 +82,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
         Some(g) => guard_start::config(&paths, g.policy)?,
         None => GuardConfig::UNSET,
     };
-    let (mut probe, load_check_on) = load_probe(
+    let (mut probe, load_check_on, list_link) = load_probe(
         &paths,
         facts.as_ref(),
         opts.calls.as_ref(),
@@ -143,6 +144,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
         verdicts,
         run_statistics: None,
         guard,
+        hidden: HiddenScan::new(&paths, list_link),
     };
     if session.trace.as_ref().is_some_and(TraceSink::metered) {
         session.run_statistics = probe::run_statistics()
@@ -250,16 +252,17 @@ fn static_verdicts_for(
 
 /// Loads the programs with this kernel's facts written into their globals;
 /// with whether the load-time layout check is on (detectors on, and BTF
-/// has what it needs).
+/// has what it needs), and how the kernel's module list links its entries.
 fn load_probe(
     paths: &KernelPaths,
     facts: Option<&ArchFacts>,
     plan: Option<&CallPlan>,
     guard: &GuardConfig,
     diagnostics: &Diagnostics,
-) -> Result<(ModuleProbe, bool)> {
-    let (layout, load_check) =
+) -> Result<(ModuleProbe, bool, Option<(u64, u64)>)> {
+    let layouts =
         module_layout::layouts_from_file(&paths.vmlinux_btf).map_err(SessionError::ModuleLayout)?;
+    let (layout, load_check) = (layouts.module, layouts.load_check);
     // The detectors are on when the call plan carries checks (not --no-detectors).
     let detectors = plan.is_some_and(|p| !p.checks.is_empty());
     // The guard's image check compares against the same size.
@@ -276,7 +279,11 @@ fn load_probe(
         guard,
         diagnostics,
     })?;
-    Ok((probe, detectors && load_check.struct_module_size != 0))
+    Ok((
+        probe,
+        detectors && load_check.struct_module_size != 0,
+        layouts.list_link,
+    ))
 }
 
 /// Runs the attach plan's stages in order.

@@ -23,6 +23,7 @@ use crate::{
         call_report::{self, Incarnation, ModuleCalls},
         display::{AnomalyInfo, hex},
         records::AnomalyRecord,
+        replay::merge_anomaly,
         report::place_in,
     },
 };
@@ -57,6 +58,9 @@ pub struct SessionState {
     anomalies: AnomalySites,
     /// Module images whose struct module did not fit this kernel.
     load_anomalies: Vec<AnomalyRecord>,
+    /// Hidden modules and calls from unowned module memory, each site with
+    /// its latest count.
+    hidden: Vec<AnomalyRecord>,
     decode_errors: u64,
 }
 
@@ -79,6 +83,7 @@ impl SessionState {
             names,
             anomalies: AnomalySites::default(),
             load_anomalies: Vec::new(),
+            hidden: Vec::new(),
             decode_errors: 0,
         }
     }
@@ -186,6 +191,29 @@ impl SessionState {
         (record, event)
     }
 
+    /// A hidden-module finding (`hidden_scan`): kept for the end's list;
+    /// the event to print when it is new, not for a site's newer count.
+    pub fn hidden_finding(&mut self, record: &AnomalyRecord) -> Option<Event> {
+        let before = self.hidden.len();
+        merge_anomaly(&mut self.hidden, record);
+        (self.hidden.len() > before).then(|| Event::Anomaly {
+            time: self.clock.rfc3339(record.ts_ns),
+            anomaly: AnomalyInfo::new(record),
+        })
+    }
+
+    /// Whether `addr` is in the text of a module this session saw, loaded
+    /// or since unloaded.
+    pub fn owns_text(&self, addr: u64) -> bool {
+        let holds = |(base, size): (u64, u64)| base != 0 && addr >= base && addr - base < size;
+        self.ranges.values().any(|t| holds(t.core) || holds(t.init))
+    }
+
+    /// A probed function's name, or its address.
+    pub fn function_name(&self, func_ip: u64) -> String {
+        self.symbol_of(func_ip)
+    }
+
     pub fn first_use(&self, e: &FirstUseEvent) -> Event {
         Event::FirstUse {
             time: self.clock.rfc3339(e.header.ts_ns),
@@ -221,6 +249,7 @@ impl SessionState {
         self.anomalies
             .all()
             .chain(&self.load_anomalies)
+            .chain(&self.hidden)
             .map(AnomalyInfo::new)
             .collect()
     }

@@ -41,8 +41,9 @@ pub struct ReplayedSession {
     by_incarnation: FxHashMap<u64, usize>,
     /// Functions probed after the session started.
     pub added_functions: Vec<KernelFunction>,
-    /// Anomalies seen as a module image was being loaded, before it had an
-    /// incarnation (the load-time layout check).
+    /// Anomalies of no incarnation: module images flagged as they were
+    /// being loaded (the load-time layout check), modules that hid before
+    /// the session, and calls from module memory no module owns.
     pub load_anomalies: Vec<AnomalyRecord>,
     /// The guard's decisions, in order.
     pub guard: Vec<GuardRecord>,
@@ -58,13 +59,12 @@ impl ReplayedSession {
     }
 }
 
-/// Adds `a` to a module's anomalies: a new site, or a site's newer total
-/// (counts only grow, as with call counts).
+/// Adds `a` to a list of anomalies: a new site, or a site's newer total
+/// (counts only grow, as with call counts). A record without a call site
+/// (a load check, a hidden module's evidence) is one per module.
 pub fn merge_anomaly(list: &mut Vec<AnomalyRecord>, a: &AnomalyRecord) {
-    match list
-        .iter_mut()
-        .find(|x| (x.caller, x.func_ip, &x.detector) == (a.caller, a.func_ip, &a.detector))
-    {
+    let site = |x: &AnomalyRecord| (x.caller, x.func_ip, x.detector.clone(), x.module.clone());
+    match list.iter_mut().find(|x| site(x) == site(a)) {
         Some(x) => x.count = x.count.max(a.count),
         None => list.push(a.clone()),
     }
@@ -181,8 +181,10 @@ impl Replay {
             }
             TraceRecord::Anomaly(a) => {
                 s.last_ns = s.last_ns.max(a.ts_ns);
-                if a.incarnation == 0 {
+                if a.incarnation == 0 && a.caller == 0 {
                     s.load_anomalies.push((**a).clone());
+                } else if a.incarnation == 0 {
+                    merge_anomaly(&mut s.load_anomalies, a);
                 } else if let Some(m) = s.module_mut(a.incarnation) {
                     merge_anomaly(&mut m.anomalies, a);
                 }

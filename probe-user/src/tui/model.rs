@@ -11,6 +11,7 @@ use modscope_analysis::verdict::Severity;
 
 use super::module_entry::{Anomaly, CallStat, Incarnation, ModuleEntry, Rating};
 use crate::{
+    detectors::explain,
     kernel::taint,
     trace::{
         display::sanitize,
@@ -102,6 +103,8 @@ pub struct Model {
     pub now_ns: u64,
     last_tick_ns: Option<u64>,
     pub records: u64,
+    /// Calls from module memory no module owns, one per site.
+    pub unowned: Vec<AnomalyRecord>,
 }
 
 impl Model {
@@ -344,16 +347,7 @@ impl Model {
     /// later record for the same site only updates its count.
     fn apply_anomaly(&mut self, a: &AnomalyRecord) -> bool {
         if a.incarnation == 0 {
-            // Seen as the image was being loaded: no module row yet.
-            let text = format!(
-                "{}: {} while {} loaded it: {}",
-                sanitize(&a.module),
-                sanitize(&a.detector),
-                sanitize(&a.site),
-                sanitize(&a.message)
-            );
-            self.log(a.ts_ns, LogKind::Anomaly, text);
-            return true;
+            return self.apply_rowless_anomaly(a);
         }
         let Some(m) = self.by_incarnation(a.incarnation) else {
             return false;
@@ -375,6 +369,45 @@ impl Model {
             "{}: {} at {} calling {}: {}",
             m.name, clean.detector, clean.site, clean.symbol, clean.message
         );
+        self.log(a.ts_ns, LogKind::Anomaly, text);
+        true
+    }
+
+    /// A finding with no module row: an image flagged as it was being
+    /// loaded, a module that hid before the session, or a site of calls
+    /// from unowned module memory (logged when new, counted after).
+    fn apply_rowless_anomaly(&mut self, a: &AnomalyRecord) -> bool {
+        let module = match sanitize(&a.module) {
+            m if m.is_empty() => "unknown module".to_owned(),
+            m => m,
+        };
+        let text = if a.detector == explain::LOAD_LAYOUT {
+            format!(
+                "{module}: {} while {} loaded it: {}",
+                sanitize(&a.detector),
+                sanitize(&a.site),
+                sanitize(&a.message)
+            )
+        } else if a.caller != 0 {
+            let before = self.unowned.len();
+            merge_anomaly(&mut self.unowned, a);
+            if self.unowned.len() == before {
+                return false;
+            }
+            format!(
+                "{module}: {} at {} calling {}: {}",
+                sanitize(&a.detector),
+                sanitize(&a.site),
+                sanitize(&a.symbol),
+                sanitize(&a.message)
+            )
+        } else {
+            format!(
+                "{module}: {}: {}",
+                sanitize(&a.detector),
+                sanitize(&a.message)
+            )
+        };
         self.log(a.ts_ns, LogKind::Anomaly, text);
         true
     }

@@ -1,0 +1,285 @@
+//! The kernel's own views of which modules are loaded, each read
+//! independently: `/proc/modules` (the module list as its seq_file shows
+//! it), `/sys/module/*/initstate` (the module's kobject: only loadable
+//! modules have `initstate`), and the module list itself, walked through
+//! `/proc/kcore` from the `modules` list head. A module that takes itself
+//! off one of them (a rootkit's `list_del(&THIS_MODULE->list)`) stays in the
+//! others. Every read is bounded; a view that cannot be read is `None`,
+//! never an empty set.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::{Path, PathBuf},
+};
+
+use super::{kcore::Kcore, proc_modules};
+
+/// More modules than any kernel holds: a walk that goes on longer is
+/// following a list that changed under it.
+const MAX_LISTED: usize = 65_536;
+
+/// Where the kernel's module list is and how to read its entries: the
+/// `modules` list head (from `/proc/kallsyms`) and the offsets of
+/// `struct module`'s `list` and `name` (from BTF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleList {
+    pub head: u64,
+    pub list_offset: u64,
+    pub name_offset: u64,
+}
+
+/// The `modules` list head in a kallsyms text: a data symbol of that exact
+/// name. `None` when kallsyms lists no data (no KALLSYMS_ALL) or names more
+/// than one.
+pub fn module_list_head(kallsyms: &str) -> Option<u64> {
+    let mut found = kallsyms.lines().filter_map(|line| {
+        let mut f = line.split_whitespace();
+        let addr = f.next()?;
+        let kind = f.next()?;
+        let name = f.next()?;
+        let data = matches!(kind, "d" | "D" | "b" | "B");
+        (data && name == "modules" && f.next().is_none())
+            .then(|| u64::from_str_radix(addr, 16).ok())
+            .flatten()
+            .filter(|&a| a != 0)
+    });
+    let head = found.next()?;
+    found.next().is_none().then_some(head)
+}
+
+impl ModuleList {
+    /// The names on the list, walked from the head through `next` pointers.
+    /// `None` when a read fails or the walk does not come back to the head
+    /// within bounds (the list changed under it: read it again later).
+    pub fn names(&self, kcore: &Kcore) -> Option<BTreeSet<String>> {
+        let kcore = kcore.open()?;
+        let mut names = BTreeSet::new();
+        let mut link = kcore.word(self.head)?;
+        for _ in 0..MAX_LISTED {
+            if link == self.head {
+                return Some(names);
+            }
+            let module = link.checked_sub(self.list_offset)?;
+            let name = kcore.read(module.checked_add(self.name_offset)?, MODULE_NAME_BYTES)?;
+            names.insert(c_string(&name)?);
+            link = kcore.word(link)?;
+        }
+        None
+    }
+}
+
+/// `MODULE_NAME_LEN` on 64-bit kernels.
+const MODULE_NAME_BYTES: usize = 56;
+
+fn c_string(bytes: &[u8]) -> Option<String> {
+    let end = bytes.iter().position(|&b| b == 0)?;
+    let name = std::str::from_utf8(&bytes[..end]).ok()?;
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// Names in `/proc/modules`.
+pub fn proc_modules_names(path: &Path) -> Option<BTreeSet<String>> {
+    let modules = proc_modules::read(path).ok()?;
+    Some(modules.into_iter().map(|m| m.name).collect())
+}
+
+/// Loadable modules in `/sys/module`: the directories with `initstate`.
+pub fn sys_module_names(dir: &Path) -> Option<BTreeSet<String>> {
+    let entries = fs::read_dir(dir).ok()?;
+    Some(
+        entries
+            .take(MAX_LISTED)
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("initstate").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+    )
+}
+
+/// Where a module's core text is, by its sysfs entry:
+/// `sections/.text` (root only) and `coresize`. The evidence that ties
+/// calls from unowned memory to a module only sysfs still shows.
+pub fn sys_module_text(dir: &Path, name: &str) -> Option<(u64, u64)> {
+    let module = dir.join(name);
+    let read = |p: PathBuf| super::text_file::read(p).ok();
+    let text = read(module.join("sections/.text"))?;
+    let base = u64::from_str_radix(text.trim().trim_start_matches("0x"), 16).ok()?;
+    let size = read(module.join("coresize"))?.trim().parse().ok()?;
+    (base != 0).then_some((base, size))
+}
+
+/// What owns an address in module memory, by `/proc/kallsyms`: the
+/// nearest symbol at or below it, and its `[owner]` tag (a module's name,
+/// `bpf`, `__builtin__ftrace`, ...). `None` when no tagged symbol is
+/// within `reach` bytes below it.
+pub fn owner_of(kallsyms: &str, addr: u64, reach: u64) -> Option<(String, String)> {
+    let mut best: Option<(u64, &str, &str)> = None;
+    for line in kallsyms.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(a), Some(_), Some(name), Some(tag)) = (f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let Ok(a) = u64::from_str_radix(a, 16) else {
+            continue;
+        };
+        if a <= addr && addr - a < reach && best.is_none_or(|(b, _, _)| a > b) {
+            best = Some((a, name, tag));
+        }
+    }
+    best.map(|(_, name, tag)| {
+        let owner = tag.trim_start_matches('[').trim_end_matches(']');
+        (owner.to_owned(), name.to_owned())
+    })
+}
+
+/// Whether a kallsyms owner is code the kernel allocates in module memory
+/// for itself: BPF programs and trampolines, ftrace and kprobe slots.
+pub fn kernel_owned(owner: &str) -> bool {
+    owner == "bpf" || owner.starts_with("__builtin__")
+}
+
+/// The sysfs text ranges of the named modules.
+pub fn sys_module_texts<'a>(
+    dir: &Path,
+    names: impl IntoIterator<Item = &'a String>,
+) -> BTreeMap<String, (u64, u64)> {
+    names
+        .into_iter()
+        .filter_map(|n| Some((n.clone(), sys_module_text(dir, n)?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::kcore::samples;
+
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn scratch(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("modscope-views-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// A list head at `base` and two modules after it, as the kernel lays
+    /// them out: `list` at 8, `name` at 24.
+    fn two_module_memory(base: u64) -> Vec<u8> {
+        let mut mem = vec![0u8; 0x300];
+        let (a, b) = (base + 0x100, base + 0x200);
+        let mut put = |at: u64, word: u64| {
+            let i = (at - base) as usize;
+            mem[i..i + 8].copy_from_slice(&word.to_le_bytes());
+        };
+        put(base, a + 8);
+        put(a + 8, b + 8);
+        put(b + 8, base);
+        let mut name = |at: u64, s: &str| {
+            let i = (at - base) as usize;
+            mem[i..i + s.len()].copy_from_slice(s.as_bytes());
+        };
+        name(a + 24, "ext4");
+        name(b + 24, "modscope_calls");
+        mem
+    }
+
+    #[test]
+    fn the_list_is_walked_back_to_its_head() {
+        let base = 0xffff_ffff_c000_0000;
+        let list = ModuleList {
+            head: base,
+            list_offset: 8,
+            name_offset: 24,
+        };
+        let kcore = samples::with_memory(base, &two_module_memory(base));
+        let names = list.names(&kcore).unwrap();
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["ext4", "modscope_calls"]);
+        // A link that leaves the memory kcore holds: no answer, not a guess.
+        let mut broken = two_module_memory(base);
+        broken[0x108..0x110].copy_from_slice(&0xdead_0000u64.to_le_bytes());
+        let kcore = samples::with_memory(base, &broken);
+        assert_eq!(list.names(&kcore), None);
+        // A cycle that never returns to the head is bounded.
+        let mut cycle = two_module_memory(base);
+        cycle[0x208..0x210].copy_from_slice(&(base + 0x108).to_le_bytes());
+        let kcore = samples::with_memory(base, &cycle);
+        assert_eq!(list.names(&kcore), None);
+    }
+
+    #[test]
+    fn the_list_head_is_the_one_data_symbol_named_modules() {
+        let text = "ffffffff81000000 T _stext\n\
+                    ffffffff82a1b2c0 D modules\n\
+                    ffffffffc0a00000 t modules\t[x]\n\
+                    ffffffff82a1b300 d modules_disabled\n";
+        assert_eq!(module_list_head(text), Some(0xffff_ffff_82a1_b2c0));
+        assert_eq!(module_list_head("ffffffff81000000 T _stext\n"), None);
+        let twice = "ffffffff82a1b2c0 D modules\nffffffff82a1b2e0 b modules\n";
+        assert_eq!(module_list_head(twice), None, "ambiguous: no guess");
+        let hidden = "0000000000000000 D modules\n";
+        assert_eq!(module_list_head(hidden), None, "unprivileged readers see zeros");
+    }
+
+    #[test]
+    fn owner_is_the_nearest_tagged_symbol_within_reach() {
+        let text = "ffffffffc0000000 t bpf_prog_6deef7357e7b4530_x\t[bpf]\n\
+                    ffffffffc0002000 t helper\t[modscope_calls]\n\
+                    ffffffffc0003000 T init_module\t[modscope_calls]\n\
+                    ffffffff81000000 T _stext\n";
+        let owner = owner_of(text, 0xffff_ffff_c000_2010, 4096).unwrap();
+        assert_eq!(owner, ("modscope_calls".into(), "helper".into()));
+        let owner = owner_of(text, 0xffff_ffff_c000_0040, 4096).unwrap();
+        assert!(kernel_owned(&owner.0), "{owner:?}");
+        assert_eq!(owner_of(text, 0xffff_ffff_c010_0000, 4096), None, "too far");
+        assert!(kernel_owned("__builtin__ftrace"));
+        assert!(!kernel_owned("modscope_calls"));
+    }
+
+    #[test]
+    fn sys_module_lists_loadable_modules_only() {
+        let dir = scratch("sys");
+        for (name, loadable) in [("ext4", true), ("printk", false), ("modscope_hide", true)] {
+            let m = dir.path().join(name);
+            fs::create_dir(&m).unwrap();
+            if loadable {
+                fs::write(m.join("initstate"), "live\n").unwrap();
+            }
+        }
+        let names = sys_module_names(dir.path()).unwrap();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["ext4", "modscope_hide"]
+        );
+        assert_eq!(sys_module_names(&dir.path().join("missing")), None);
+    }
+
+    #[test]
+    fn sys_module_text_reads_the_section_and_the_core_size() {
+        let dir = scratch("text");
+        let m = dir.path().join("modscope_hide");
+        fs::create_dir_all(m.join("sections")).unwrap();
+        fs::write(m.join("sections/.text"), "0xffffffffc0a5e000\n").unwrap();
+        fs::write(m.join("coresize"), "16384\n").unwrap();
+        assert_eq!(
+            sys_module_text(dir.path(), "modscope_hide"),
+            Some((0xffff_ffff_c0a5_e000, 16384))
+        );
+        fs::write(m.join("sections/.text"), "0x0000000000000000\n").unwrap();
+        assert_eq!(sys_module_text(dir.path(), "modscope_hide"), None, "unprivileged");
+    }
+}
