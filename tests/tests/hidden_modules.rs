@@ -60,7 +60,7 @@ fn record(trace: &std::path::Path) -> EventStream {
 }
 
 #[test]
-fn a_module_that_unlinks_itself_while_watched_is_reported_with_the_evidence() {
+fn hidden_module_unlinked_while_watched_is_reported_with_the_evidence() {
     let trace = std::env::temp_dir().join("modscope-hidden-watched.trace");
     let mut stream = record(&trace);
     let hidden = Hidden::load();
@@ -124,7 +124,7 @@ fn a_module_that_unlinks_itself_while_watched_is_reported_with_the_evidence() {
 }
 
 #[test]
-fn a_module_hidden_before_modscope_started_is_found_by_its_calls() {
+fn hidden_module_loaded_before_modscope_is_found_by_its_calls() {
     let hidden = Hidden::load();
     let trace = std::env::temp_dir().join("modscope-hidden-before.trace");
     let mut stream = record(&trace);

@@ -59,7 +59,8 @@ pub const UNOWNED_CODE: &str = "unowned_module_code";
 /// Why a module missing from some views matters.
 pub fn explain_hidden_module(evidence: &str) -> String {
     format!(
-        "{evidence}: a loaded module that takes itself off the kernel's lists hides from lsmod,          rmmod and every tool that reads them, a rootkit's move that no ABI check sees"
+        "{evidence}: a loaded module that takes itself off the kernel's lists hides from lsmod, \
+         rmmod and every tool that reads them, a rootkit's move that no ABI check sees"
     )
 }
 
@@ -70,7 +71,9 @@ pub fn explain_unowned_code(module: Option<&str>) -> String {
         None => String::new(),
     };
     format!(
-        "code in module memory calls the kernel; {whose}no module modscope knows owns it, and          /proc/kallsyms names no BPF, ftrace or kprobe code there: a module running while          hidden from the kernel's lists"
+        "code in module memory calls the kernel; {whose}no module modscope knows owns it, and \
+         /proc/kallsyms names no BPF, ftrace or kprobe code there: a module running while \
+         hidden from the kernel's lists"
     )
 }
 

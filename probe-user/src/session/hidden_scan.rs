@@ -27,8 +27,8 @@ use crate::{
 };
 
 /// How far below a return address kallsyms' nearest symbol may be and
-/// still own it: BPF programs and trampolines are a page or two.
-const KALLSYMS_REACH: u64 = 1 << 20;
+/// still own it: BPF programs and trampolines are a page or a few.
+const KALLSYMS_REACH: u64 = 64 << 10;
 
 pub struct HiddenScan {
     modules: HiddenModules,
@@ -158,10 +158,10 @@ impl HiddenScan {
             let in_listed = listed
                 .iter()
                 .any(|m| m.address != 0 && (m.address..m.address + m.size).contains(&caller));
+            // A listed module's symbols say nothing here: its text is
+            // `in_listed`, and a hidden module's text may follow it.
             let tagged = module_views::owner_of(&kallsyms, caller, KALLSYMS_REACH)
-                .is_some_and(|(owner, _)| {
-                    module_views::kernel_owned(&owner) || listed.iter().any(|m| m.name == owner)
-                });
+                .is_some_and(|(owner, _)| module_views::kernel_owned(&owner));
             let owner = if state.owns_text(caller) || in_listed || tagged {
                 Owner::Accounted
             } else {
