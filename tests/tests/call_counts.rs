@@ -214,7 +214,10 @@ fn two_hundred_reloads_keep_counts_exact_and_leave_no_probe_behind() {
                 )
         })
         .collect();
-    assert!(hidden.is_empty(), "loads and unloads are not hiding: {hidden:#?}");
+    assert!(
+        hidden.is_empty(),
+        "loads and unloads are not hiding: {hidden:#?}"
+    );
     for (i, m) in r.iter().enumerate() {
         assert_eq!(count(m, "kstrdup"), 1000, "load {i}: {m:#}");
         assert_eq!(count(m, "mutex_lock"), 500, "load {i}: {m:#}");

@@ -64,7 +64,10 @@ fn hidden_module_unlinked_while_watched_is_reported_with_the_evidence() {
     let trace = std::env::temp_dir().join("modscope-hidden-watched.trace");
     let mut stream = record(&trace);
     let hidden = Hidden::load();
-    assert!(!in_proc_modules(HIDE), "the module took itself off the list");
+    assert!(
+        !in_proc_modules(HIDE),
+        "the module took itself off the list"
+    );
     assert!(
         std::path::Path::new(&format!("/sys/module/{HIDE}/initstate")).exists(),
         "its kobject stays"
@@ -77,7 +80,8 @@ fn hidden_module_unlinked_while_watched_is_reported_with_the_evidence() {
     );
     let evidence = found["caller_offset"].as_str().unwrap();
     assert!(
-        evidence.starts_with("listed by modscope's registry, /sys/module; missing from /proc/modules"),
+        evidence
+            .starts_with("listed by modscope's registry, /sys/module; missing from /proc/modules"),
         "{evidence}"
     );
     // Debian's x86-64 kernels list data symbols (KALLSYMS_ALL): the module
@@ -133,7 +137,8 @@ fn hidden_module_loaded_before_modscope_is_found_by_its_calls() {
     assert_eq!(found["incarnation"], 0, "modscope never saw it load");
     let evidence = found["caller_offset"].as_str().unwrap();
     assert!(
-        evidence.starts_with("listed by /sys/module; missing from modscope's registry, /proc/modules"),
+        evidence
+            .starts_with("listed by /sys/module; missing from modscope's registry, /proc/modules"),
         "{evidence}"
     );
     let calls = stream.wait_for(WAIT, |e| is_finding(e, "unowned_module_code"));

@@ -15,6 +15,8 @@ use modscope_analysis::btf::{
 };
 use probe_common::{LoadCheckConfig, ModuleLayout};
 
+use super::module_views::ListLink;
+
 pub fn module_layout_from_file(path: &Path) -> Result<ModuleLayout, BtfError> {
     Ok(layouts_from_file(path)?.module)
 }
@@ -23,9 +25,9 @@ pub fn module_layout_from_file(path: &Path) -> Result<ModuleLayout, BtfError> {
 pub struct Layouts {
     pub module: ModuleLayout,
     pub load_check: LoadCheckConfig,
-    /// `(list, name)` offsets: how the kernel's module list links its
-    /// entries (`None` when BTF lacks `list`).
-    pub list_link: Option<(u64, u64)>,
+    /// How the kernel's module list links its entries (`None` when BTF
+    /// lacks `list`).
+    pub list_link: Option<ListLink>,
 }
 
 /// `struct module`'s layout, the load check's settings and the list's link.
@@ -35,7 +37,10 @@ pub fn layouts_from_file(path: &Path) -> Result<Layouts, BtfError> {
     let list_link = find_struct(&btf, "module")
         .and_then(|m| member(&btf, &m, "module", "list"))
         .ok()
-        .map(|(list, _)| (u64::from(list), u64::from(module.name)));
+        .map(|(list, _)| ListLink {
+            list_offset: u64::from(list),
+            name_offset: u64::from(module.name),
+        });
     Ok(Layouts {
         module,
         load_check: load_check(&btf),

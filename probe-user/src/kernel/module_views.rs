@@ -19,14 +19,20 @@ use super::{kcore::Kcore, proc_modules};
 /// following a list that changed under it.
 const MAX_LISTED: usize = 65_536;
 
-/// Where the kernel's module list is and how to read its entries: the
-/// `modules` list head (from `/proc/kallsyms`) and the offsets of
-/// `struct module`'s `list` and `name` (from BTF).
+/// How the kernel's module list links its entries: the offsets of
+/// `struct module`'s `list` and `name`, from BTF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListLink {
+    pub list_offset: u64,
+    pub name_offset: u64,
+}
+
+/// Where the kernel's module list is, the `modules` list head (from
+/// `/proc/kallsyms`), and how to read its entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModuleList {
     pub head: u64,
-    pub list_offset: u64,
-    pub name_offset: u64,
+    pub link: ListLink,
 }
 
 /// The `modules` list head in a kallsyms text: a data symbol of that exact
@@ -60,8 +66,11 @@ impl ModuleList {
             if link == self.head {
                 return Some(names);
             }
-            let module = link.checked_sub(self.list_offset)?;
-            let name = kcore.read(module.checked_add(self.name_offset)?, MODULE_NAME_BYTES)?;
+            let module = link.checked_sub(self.link.list_offset)?;
+            let name = kcore.read(
+                module.checked_add(self.link.name_offset)?,
+                MODULE_NAME_BYTES,
+            )?;
             names.insert(c_string(&name)?);
             link = kcore.word(link)?;
         }
@@ -203,12 +212,17 @@ mod tests {
         let base = 0xffff_ffff_c000_0000;
         let list = ModuleList {
             head: base,
-            list_offset: 8,
-            name_offset: 24,
+            link: ListLink {
+                list_offset: 8,
+                name_offset: 24,
+            },
         };
         let kcore = samples::with_memory(base, &two_module_memory(base));
         let names = list.names(&kcore).unwrap();
-        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["ext4", "modscope_calls"]);
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["ext4", "modscope_calls"]
+        );
         // A link that leaves the memory kcore holds: no answer, not a guess.
         let mut broken = two_module_memory(base);
         broken[0x108..0x110].copy_from_slice(&0xdead_0000u64.to_le_bytes());
@@ -232,7 +246,11 @@ mod tests {
         let twice = "ffffffff82a1b2c0 D modules\nffffffff82a1b2e0 b modules\n";
         assert_eq!(module_list_head(twice), None, "ambiguous: no guess");
         let hidden = "0000000000000000 D modules\n";
-        assert_eq!(module_list_head(hidden), None, "unprivileged readers see zeros");
+        assert_eq!(
+            module_list_head(hidden),
+            None,
+            "unprivileged readers see zeros"
+        );
     }
 
     #[test]
@@ -280,6 +298,10 @@ mod tests {
             Some((0xffff_ffff_c0a5_e000, 16384))
         );
         fs::write(m.join("sections/.text"), "0x0000000000000000\n").unwrap();
-        assert_eq!(sys_module_text(dir.path(), "modscope_hide"), None, "unprivileged");
+        assert_eq!(
+            sys_module_text(dir.path(), "modscope_hide"),
+            None,
+            "unprivileged"
+        );
     }
 }

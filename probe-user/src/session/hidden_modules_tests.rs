@@ -56,7 +56,10 @@ fn loads_and_unloads_between_scans_are_not_evidence() {
     h.scan(&scan(racing));
     h.churn("calls");
     h.churn("calls");
-    assert!(h.scan(&scan(racing)).is_empty(), "it loaded and unloaded meanwhile");
+    assert!(
+        h.scan(&scan(racing)).is_empty(),
+        "it loaded and unloaded meanwhile"
+    );
     // A name that stops churning and still disagrees is evidence.
     assert_eq!(h.scan(&scan(racing)).len(), 1);
 }

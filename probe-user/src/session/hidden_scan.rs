@@ -19,7 +19,7 @@ use crate::{
     kernel::{
         features::KernelPaths,
         kcore::{self, Kcore},
-        module_views::{self, ModuleList},
+        module_views::{self, ListLink, ModuleList},
         proc_modules, text_file,
     },
     probe::ModuleProbe,
@@ -35,15 +35,14 @@ pub struct HiddenScan {
     unowned: UnownedCalls,
     proc_modules: PathBuf,
     sys_module: PathBuf,
-    /// `struct module`'s `(list, name)` offsets, from BTF.
-    list_link: Option<(u64, u64)>,
+    list_link: Option<ListLink>,
     /// The module list and kcore, found at the first scan (`None` inside:
     /// kallsyms names no `modules`, or kcore is missing).
     list: Option<Option<(ModuleList, Kcore)>>,
 }
 
 impl HiddenScan {
-    pub fn new(paths: &KernelPaths, list_link: Option<(u64, u64)>) -> Self {
+    pub fn new(paths: &KernelPaths, list_link: Option<ListLink>) -> Self {
         Self {
             modules: HiddenModules::default(),
             unowned: UnownedCalls::default(),
@@ -106,7 +105,9 @@ impl HiddenScan {
             View::SysModule,
             module_views::sys_module_names(&self.sys_module),
         );
-        let list = self.module_list().and_then(|(list, kcore)| list.names(kcore));
+        let list = self
+            .module_list()
+            .and_then(|(list, kcore)| list.names(kcore));
         put(View::ModuleList, list);
         scan
     }
@@ -115,18 +116,11 @@ impl HiddenScan {
         let link = self.list_link;
         self.list
             .get_or_insert_with(|| {
-                let (list_offset, name_offset) = link?;
+                let link = link?;
                 let kallsyms = text_file::read("/proc/kallsyms").ok()?;
                 let head = module_views::module_list_head(&kallsyms)?;
                 let kcore = kcore::read_headers(kcore::PROC_KCORE).ok()?;
-                Some((
-                    ModuleList {
-                        head,
-                        list_offset,
-                        name_offset,
-                    },
-                    kcore,
-                ))
+                Some((ModuleList { head, link }, kcore))
             })
             .as_ref()
     }

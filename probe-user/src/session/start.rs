@@ -39,7 +39,9 @@ use crate::{
         clock,
         features::{self, KernelPaths},
         kallsyms::FunctionNames,
-        module_layout, proc_modules,
+        module_layout,
+        module_views::ListLink,
+        proc_modules,
     },
     metrics::{self, SharedMetrics},
     probe::{self, Diagnostics, ModuleProbe, ProbeGlobals, ProbeLogger},
@@ -259,7 +261,7 @@ fn load_probe(
     plan: Option<&CallPlan>,
     guard: &GuardConfig,
     diagnostics: &Diagnostics,
-) -> Result<(ModuleProbe, bool, Option<(u64, u64)>)> {
+) -> Result<(ModuleProbe, bool, Option<ListLink>)> {
     let layouts =
         module_layout::layouts_from_file(&paths.vmlinux_btf).map_err(SessionError::ModuleLayout)?;
     let (layout, load_check) = (layouts.module, layouts.load_check);
