@@ -169,3 +169,24 @@ fn hidden_module_loaded_before_modscope_is_found_by_its_calls() {
     assert_eq!(site["count"], 5000, "{site:#}");
     assert_eq!(site["module"], HIDE, "sysfs places the site: {site:#}");
 }
+
+#[test]
+fn hidden_module_is_reported_by_the_guard_too() {
+    // Audit: the guard allows the load whatever attached (BPF-LSM or its
+    // kprobe fallback), and its session compares the views all the same.
+    let mut stream = EventStream::start_with(
+        &["guard", "--json", "--no-module-tree", "--policy", "audit"],
+        "registry",
+    );
+    stream.wait_for(WAIT, |e| e["type"] == "guard_ready");
+    let hidden = Hidden::load();
+    let found = stream.wait_for(WAIT, |e| is_finding(e, "hidden_module"));
+    let evidence = found["caller_offset"].as_str().unwrap();
+    assert!(
+        evidence.contains("missing from /proc/modules"),
+        "{evidence}"
+    );
+    assert_ne!(found["incarnation"], 0, "the guard's registry saw it load");
+    stream.stop();
+    drop(hidden);
+}

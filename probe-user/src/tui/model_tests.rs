@@ -239,3 +239,44 @@ fn an_unloaded_module_shows_no_rate_and_totals_saturate() {
     });
     assert_eq!(m.module("rtbad").unwrap().total_calls(), u64::MAX);
 }
+
+#[test]
+fn a_hidden_module_is_unsafe_and_unowned_calls_log_once_per_site() {
+    let mut m = story_model();
+    let hidden = AnomalyRecord {
+        incarnation: 1,
+        module: "ext4".into(),
+        detector: explain::HIDDEN_MODULE.into(),
+        symbol: String::new(),
+        func_ip: 0,
+        caller: 0,
+        site: "listed by /sys/module; missing from /proc/modules".into(),
+        ..samples::anomaly(1, 1)
+    };
+    assert!(m.apply(&TraceRecord::Anomaly(Box::new(hidden))).mark);
+    assert_eq!(m.module("ext4").unwrap().rating(), Rating::Unsafe);
+    let unowned = |count| AnomalyRecord {
+        incarnation: 0,
+        module: String::new(),
+        detector: explain::UNOWNED_CODE.into(),
+        symbol: "get_random_u32".into(),
+        site: "0xffffffffc0a5e010".into(),
+        ..samples::anomaly(0, count)
+    };
+    let logged = m.log.len();
+    assert!(m.apply(&TraceRecord::Anomaly(Box::new(unowned(5)))).mark);
+    assert!(!m.apply(&TraceRecord::Anomaly(Box::new(unowned(9)))).mark);
+    assert_eq!(
+        m.log.len(),
+        logged + 1,
+        "a site's newer count is not a new line"
+    );
+    let line = &m.log.back().unwrap().text;
+    assert!(
+        line.starts_with(
+            "unknown module: unowned_module_code at 0xffffffffc0a5e010 calling get_random_u32"
+        ),
+        "{line}"
+    );
+    assert_eq!(m.unowned[0].count, 9);
+}
