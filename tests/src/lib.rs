@@ -477,6 +477,16 @@ pub fn modscope_check(path: &std::path::Path) -> Value {
     v["modules"][0].clone()
 }
 
+/// The first session's report entry for module `name`.
+pub fn report_module<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["sessions"][0]["modules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a report with a session: {report:#}"))
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in the trace report: {report:#}"))
+}
+
 /// `modscope report --json path`: the whole report.
 pub fn modscope_report(path: &std::path::Path) -> Value {
     let out = run_ok(

@@ -339,12 +339,7 @@ fn nodebug_module(
 
     // The trace has the same site and count, for replay elsewhere.
     let report = modscope_report(&trace);
-    let m = report["sessions"][0]["modules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == module)
-        .unwrap_or_else(|| panic!("{module} not in the trace report: {report:#}"));
+    let m = report_module(&report, module);
     assert_eq!(m["anomalies"].as_array().unwrap().len(), 1, "{m:#}");
     assert_eq!(m["anomalies"][0]["count"], rounds, "{m:#}");
     assert_eq!(m["anomalies"][0]["detector"], detector, "{m:#}");

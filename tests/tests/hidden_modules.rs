@@ -110,12 +110,7 @@ fn hidden_module_unlinked_while_watched_is_reported_with_the_evidence() {
         "reported once"
     );
     let report = modscope_report(&trace);
-    let module = report["sessions"][0]["modules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == HIDE)
-        .unwrap_or_else(|| panic!("{HIDE} in the report: {report:#}"));
+    let module = report_module(&report, HIDE);
     assert!(
         module["anomalies"]
             .as_array()
