@@ -93,12 +93,7 @@ pub fn spawn(
 /// The first pass over the module tree, at the lowest priority: loads the
 /// guard sees before it is done are judged by what is checked so far.
 fn check_tree(files: &[PathBuf], target: &TargetKernel, updates: &UnboundedSender<CatalogUpdate>) {
-    // SAFETY: gettid has no preconditions; setpriority on this thread's
-    // id changes only this thread's nice value.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
-    }
+    crate::kernel::thread_priority::lowest();
     let start = Instant::now();
     let (mut incompatible, mut unchecked) = (0, 0);
     for path in files {

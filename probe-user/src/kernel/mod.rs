@@ -16,3 +16,4 @@ pub mod module_views;
 pub mod proc_modules;
 pub mod taint;
 pub mod text_file;
+pub mod thread_priority;

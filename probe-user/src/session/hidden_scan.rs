@@ -7,6 +7,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
+    thread::JoinHandle,
 };
 
 use super::{
@@ -20,11 +21,21 @@ use crate::{
         features::KernelPaths,
         kcore::{self, Kcore},
         module_views::{self, ListLink, ModuleList},
-        proc_modules, text_file,
+        proc_modules, text_file, thread_priority,
     },
     probe::ModuleProbe,
     trace::records::AnomalyRecord,
 };
+
+/// The module list's head, from kallsyms, and kcore to walk it: `None`
+/// where kallsyms names no `modules` (no KALLSYMS_ALL) or kcore is missing.
+fn find_list(link: ListLink) -> Option<(ModuleList, Kcore)> {
+    thread_priority::lowest();
+    let kallsyms = text_file::read("/proc/kallsyms").ok()?;
+    let head = module_views::module_list_head(&kallsyms)?;
+    let kcore = kcore::read_headers(kcore::PROC_KCORE).ok()?;
+    Some((ModuleList { head, link }, kcore))
+}
 
 /// How far below a return address kallsyms' nearest symbol may be and
 /// still own it: BPF programs and trampolines are a page or a few.
@@ -35,10 +46,11 @@ pub struct HiddenScan {
     unowned: UnownedCalls,
     proc_modules: PathBuf,
     sys_module: PathBuf,
-    list_link: Option<ListLink>,
-    /// The module list and kcore, found at the first scan (`None` inside:
-    /// kallsyms names no `modules`, or kcore is missing).
-    list: Option<Option<(ModuleList, Kcore)>>,
+    /// The module list and kcore, once found: kallsyms is long (200,000
+    /// lines, seconds under emulation), so a thread finds the list head
+    /// while the session runs, and the list is a view from then on.
+    list: Option<(ModuleList, Kcore)>,
+    finding_list: Option<JoinHandle<Option<(ModuleList, Kcore)>>>,
 }
 
 impl HiddenScan {
@@ -48,8 +60,8 @@ impl HiddenScan {
             unowned: UnownedCalls::default(),
             proc_modules: paths.proc_modules.clone(),
             sys_module: paths.sys_module.clone(),
-            list_link,
             list: None,
+            finding_list: list_link.map(|link| std::thread::spawn(move || find_list(link))),
         }
     }
 
@@ -113,16 +125,15 @@ impl HiddenScan {
     }
 
     fn module_list(&mut self) -> Option<&(ModuleList, Kcore)> {
-        let link = self.list_link;
-        self.list
-            .get_or_insert_with(|| {
-                let link = link?;
-                let kallsyms = text_file::read("/proc/kallsyms").ok()?;
-                let head = module_views::module_list_head(&kallsyms)?;
-                let kcore = kcore::read_headers(kcore::PROC_KCORE).ok()?;
-                Some((ModuleList { head, link }, kcore))
-            })
+        if self
+            .finding_list
             .as_ref()
+            .is_some_and(JoinHandle::is_finished)
+        {
+            let found = self.finding_list.take().and_then(|t| t.join().ok());
+            self.list = found.flatten();
+        }
+        self.list.as_ref()
     }
 
     /// Looks up the owners of sites not seen before: module text modscope

@@ -79,7 +79,11 @@ impl Session {
         tokio::pin!(deadline);
         let mut snapshots = tokio::time::interval(end.snapshot_interval);
         snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut hidden_scans = tokio::time::interval(HIDDEN_SCAN_INTERVAL);
+        // The first scan a second in: start-up's work comes first.
+        let mut hidden_scans = tokio::time::interval_at(
+            tokio::time::Instant::now() + HIDDEN_SCAN_INTERVAL,
+            HIDDEN_SCAN_INTERVAL,
+        );
         hidden_scans.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lost_reported = 0;
         let mut guard_updates = self.guard.as_mut().and_then(|g| g.updates.take());
@@ -319,12 +323,16 @@ impl Session {
             return;
         };
         let name = state::module_name(r);
+        // Checked first, so the module and its verdict reach the view
+        // together: it never shows a checked module as unchecked.
+        let ts = if r.load_ns == 0 { now } else { r.load_ns };
+        let verdict = self
+            .verdicts
+            .as_mut()
+            .and_then(|v| v.verdict(&name, ts, r.incarnation));
         t.module(r, origin, counted, self.state.imports_of(&name));
-        if let Some(v) = self.verdicts.as_mut() {
-            let ts = if r.load_ns == 0 { now } else { r.load_ns };
-            if let Some(v) = v.verdict(&name, ts, r.incarnation) {
-                t.verdict(v);
-            }
+        if let Some(v) = verdict {
+            t.verdict(v);
         }
     }
 
