@@ -3,11 +3,15 @@
 //! from the same machine and boot:
 //!
 //! - hot path: modscope_calls makes 1M module→kernel calls (500,000 kstrdup
-//!   and 500,000 kfree) per trigger, timed unprobed, under an empty kprobe
-//!   on both functions (bpftrace), under modscope, and under a bpftrace
-//!   program doing the same return-address attribution, and under modscope
-//!   with `--no-detectors` (the detectors' added cost: with them, each
-//!   kfree goes through the checking program); best and median of 5;
+//!   and 500,000 kfree) per trigger, under an empty kprobe on both functions
+//!   (bpftrace), under modscope, under modscope with `--no-detectors` (the
+//!   detectors' added cost: with them, each kfree goes through the checking
+//!   program) and with an allocator followed, and under a bpftrace program
+//!   doing the same return-address attribution. Each variant is measured in
+//!   pairs against the same work with every kprobe in the kernel disarmed
+//!   (`/sys/kernel/debug/kprobes/enabled`), many rounds, the order inside a
+//!   pair alternating: TCG's drift and the host's load hit both halves of a
+//!   pair alike, so the ratio's median and spread show a 5% difference;
 //! - attach time for N probed functions;
 //! - trace bytes per active module-hour and modscope's peak RSS while
 //!   recording the test workload.
@@ -20,6 +24,9 @@ use crate::{artifacts, kernels::Kernel, vm};
 
 /// 1M calls per trigger: kstrdup and kfree, N each.
 const CALLS_PER_FUNCTION: u64 = 500_000;
+
+/// Pairs (disarmed, armed) per variant.
+const ROUNDS: u64 = 15;
 
 /// The bpftrace equivalent of modscope's attribution: the return address
 /// at regs->sp, core-kernel callers skipped, a per-CPU count keyed by the
@@ -44,15 +51,27 @@ insmod "$M/modscope_calls.ko" || echo "BENCH-ERROR insmod"
 # monotonic clock as /proc/timer_list prints it; only differences are used.
 if [ "$(date +%N)" != "%N" ]; then now() {{ date +%s%N; }}
 else now() {{ sed -n 's/^now at \([0-9]*\) nsecs$/\1/p' /proc/timer_list; }}; fi
+# Every kprobe in the kernel disarmed (0) or armed (1), without detaching.
+KP=/sys/kernel/debug/kprobes/enabled
+[ -e $KP ] || mount -t debugfs debugfs /sys/kernel/debug
+[ -e $KP ] || echo "BENCH-ERROR no $KP: kprobes cannot be disarmed here"
+run_us() {{ s=$(now); echo {n} > $T; e=$(now); echo $(( (e - s) / 1000 )); }}
+# One line per round: the same work disarmed and armed, in alternating
+# order. Leaves every kprobe armed.
 timed() {{
-  for i in 1 2 3 4 5; do
-    s=$(now); echo {n} > $T; e=$(now)
-    echo "BENCH-HOT $1 $(( (e - s) / 1000 ))"
+  i=0
+  while [ $i -lt {rounds} ]; do
+    if [ $((i % 2)) -eq 0 ]; then
+      echo 0 > $KP; off=$(run_us); echo 1 > $KP; on=$(run_us)
+    else
+      echo 1 > $KP; on=$(run_us); echo 0 > $KP; off=$(run_us); echo 1 > $KP
+    fi
+    echo "BENCH-PAIR $1 $off $on"
+    i=$((i + 1))
   done
 }}
 wait_for() {{ i=0; until grep -q "$2" "$1" 2>/dev/null; do sleep 0.2; i=$((i+1)); [ $i -gt 600 ] && echo "BENCH-ERROR waiting for $2 in $1" && return 1; done; }}
 echo 1000 > $T
-timed unprobed
 if command -v bpftrace > /dev/null; then
   bpftrace -e '{empty}' > $W/bt-empty.log 2>&1 & P=$!
   wait_for $W/bt-empty.log Attaching; sleep 1
@@ -88,7 +107,6 @@ if command -v bpftrace > /dev/null; then
   timed bpftrace
   kill -INT $P; wait $P
 fi
-timed unprobed_again
 
 FS=/lib/modules/$(uname -r)/kernel/fs
 for K in 0 64 128 256; do
@@ -111,6 +129,7 @@ echo "BENCH-DONE"
         modscope = modscope.display(),
         work = work.display(),
         n = CALLS_PER_FUNCTION,
+        rounds = ROUNDS,
         empty = BPFTRACE_EMPTY,
         attribution = BPFTRACE_ATTRIBUTION,
     )
@@ -168,26 +187,66 @@ pub fn run(kernel: &Kernel) -> anyhow::Result<()> {
     print_trace(&lines)
 }
 
-fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
-    let mut hot: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+/// One variant's pairs: microseconds disarmed and armed.
+struct Pairs(Vec<(u64, u64)>);
+
+impl Pairs {
+    /// Armed over disarmed, per pair, sorted.
+    fn ratios(&self) -> Vec<f64> {
+        let mut r: Vec<f64> = self
+            .0
+            .iter()
+            .map(|&(off, on)| on as f64 / off.max(1) as f64)
+            .collect();
+        r.sort_by(f64::total_cmp);
+        r
+    }
+
+    /// The ratio's quartiles: (p25, median, p75).
+    fn quartiles(&self) -> (f64, f64, f64) {
+        let r = self.ratios();
+        let at = |q: usize| r[(r.len() - 1) * q / 4];
+        (at(1), at(2), at(3))
+    }
+
+    /// Median time added per call, armed less disarmed, in nanoseconds.
+    fn added_ns_per_call(&self, calls: u64) -> f64 {
+        let mut d: Vec<i64> = self
+            .0
+            .iter()
+            .map(|&(off, on)| on as i64 - off as i64)
+            .collect();
+        d.sort_unstable();
+        d[d.len() / 2] as f64 * 1000.0 / calls as f64
+    }
+
+    fn median_ms(&self, armed: bool) -> f64 {
+        let v: Vec<u64> = self
+            .0
+            .iter()
+            .map(|&(off, on)| if armed { on } else { off })
+            .collect();
+        median(&v) / 1000.0
+    }
+}
+
+fn pairs<'a>(lines: &[&'a str]) -> anyhow::Result<BTreeMap<&'a str, Pairs>> {
+    let mut out: BTreeMap<&str, Pairs> = BTreeMap::new();
     for l in lines {
         let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() == 3 && f[0] == "BENCH-HOT" {
-            hot.entry(f[1]).or_default().push(f[2].parse()?);
+        if f.len() == 4 && f[0] == "BENCH-PAIR" {
+            let pair = (f[2].parse()?, f[3].parse()?);
+            out.entry(f[1])
+                .or_insert_with(|| Pairs(Vec::new()))
+                .0
+                .push(pair);
         }
     }
-    // Best of 5: the guest's timing is noisy (TCG on a shared host), and
-    // the fastest run of a CPU-bound loop is the one least disturbed.
-    let ms = |k: &str| {
-        hot.get(k)
-            .map(|v| *v.iter().min().expect("five runs") as f64 / 1000.0)
-            .context("missing figure")
-    };
-    let med = |k: &str| hot.get(k).map_or(0.0, |v| median(v) / 1000.0);
-    let (bare1, bare2, ours) = (ms("unprobed")?, ms("unprobed_again")?, ms("modscope")?);
-    // bpftrace runs where the guest has it (the x86-64 guests share the
-    // host's); the arm64 guests' busybox userland has none.
-    let (empty, bt) = (ms("empty_kprobe").ok(), ms("bpftrace").ok());
+    Ok(out)
+}
+
+fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
+    let all = pairs(lines)?;
     if let Some(skip) = lines.iter().find(|l| l.starts_with("BENCH-SKIP ")) {
         println!(
             "hot-path: {} (its rows are left out)",
@@ -195,58 +254,59 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
         );
     }
     let calls = 2 * CALLS_PER_FUNCTION;
-    println!("hot-path: {calls} module→kernel calls per run, best (and median) of 5, TCG guest");
-    let row = |name: &str, key: &str, t: f64| {
-        println!(
-            "hot-path:   {name:<26} {t:>9.1} ms  {:>7.0} ns/call  (median {:.1} ms)",
-            t * 1e6 / calls as f64,
-            med(key)
-        );
-    };
-    for (name, key, t) in [
-        ("unprobed", "unprobed", Some(bare1)),
-        ("empty kprobe", "empty_kprobe", empty),
-        ("modscope (kprobe)", "modscope", Some(ours)),
-        ("bpftrace attribution", "bpftrace", bt),
-        ("unprobed, again", "unprobed_again", Some(bare2)),
+    println!(
+        "hot-path: {calls} module→kernel calls per run; {ROUNDS} pairs per variant (every kprobe \
+         disarmed, then armed, alternating), TCG guest; ratio = armed / disarmed, median [p25, p75]"
+    );
+    for (name, key) in [
+        ("empty kprobe", "empty_kprobe"),
+        ("modscope (kprobe)", "modscope"),
+        ("modscope --no-detectors", "modscope_no_detectors"),
+        ("modscope, kfree tracked", "modscope_following"),
+        ("bpftrace attribution", "bpftrace"),
     ] {
-        if let Some(t) = t {
-            row(name, key, t);
-        }
-    }
-    // The faster of the two unprobed series is the baseline.
-    let bare = bare1.min(bare2);
-    if let Some(empty) = empty {
+        let Some(p) = all.get(key) else { continue };
+        let (lo, mid, hi) = p.quartiles();
         println!(
-            "hot-path: modscope / empty kprobe = {:.2} (goal <= 1.10)",
-            ours / empty
+            "hot-path:   {name:<26} {:>8.1} ms armed, {:>8.1} ms disarmed, +{:>5.0} ns/call, ratio {mid:.3} [{lo:.3}, {hi:.3}]",
+            p.median_ms(true),
+            p.median_ms(false),
+            p.added_ns_per_call(calls),
         );
     }
-    if let Ok(plain) = ms("modscope_no_detectors") {
-        row("modscope --no-detectors", "modscope_no_detectors", plain);
+    let ratio = |k: &str| all.get(k).map(Pairs::quartiles);
+    let ours = ratio("modscope").context("no modscope pairs")?;
+    if let Some(empty) = ratio("empty_kprobe") {
+        println!(
+            "hot-path: modscope / empty kprobe = {:.3} [{:.3}, {:.3}] (goal <= 1.10)",
+            ours.1 / empty.1,
+            ours.0 / empty.2,
+            ours.2 / empty.0
+        );
+    }
+    if let Some(plain) = ratio("modscope_no_detectors") {
         println!(
             "hot-path: detectors' added cost over plain attribution = {:+.1}% (goal <= 10%)",
-            ((ours - bare) / (plain - bare) - 1.0) * 100.0
+            ((ours.1 - 1.0) / (plain.1 - 1.0) - 1.0) * 100.0
         );
-        if let Ok(following) = ms("modscope_following") {
-            row("modscope, kfree tracked", "modscope_following", following);
+        if let Some(following) = ratio("modscope_following") {
             println!(
                 "hot-path: with allocations followed (every kfree checked) = {:+.1}% over plain attribution",
-                ((following - bare) / (plain - bare) - 1.0) * 100.0
+                ((following.1 - 1.0) / (plain.1 - 1.0) - 1.0) * 100.0
             );
         }
     }
-    if let Some(bt) = bt {
+    if let Some(bt) = ratio("bpftrace") {
         println!(
             "hot-path: modscope overhead / bpftrace overhead = {:.2} (goal <= 0.40)",
-            (ours - bare) / (bt - bare)
+            (ours.1 - 1.0) / (bt.1 - 1.0)
         );
     }
     print_counted(lines, calls)
 }
 
-/// What modscope's own report counted over the five runs, against what the
-/// module made.
+/// What modscope's own report counted over its armed runs, against what
+/// the module made (disarmed runs are not seen).
 fn print_counted(lines: &[&str], calls: u64) -> anyhow::Result<()> {
     let Some(l) = lines.iter().find(|l| l.starts_with("BENCH-CALLS ")) else {
         return Ok(());
@@ -263,7 +323,7 @@ fn print_counted(lines: &[&str], calls: u64) -> anyhow::Result<()> {
         .sum();
     println!(
         "hot-path: modscope counted {counted} calls (expected {})",
-        5 * calls
+        ROUNDS * calls
     );
     Ok(())
 }
@@ -311,4 +371,29 @@ fn print_trace(lines: &[&str]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_give_the_armed_to_disarmed_ratio_and_the_added_cost() {
+        let lines = [
+            "BENCH-PAIR modscope 1000 1100",
+            "BENCH-PAIR modscope 1000 1200",
+            "BENCH-PAIR modscope 2000 2600",
+            "BENCH-PAIR modscope 1000 1150",
+            "BENCH-PAIR modscope 1000 1120",
+            "BENCH-HOT ignored 5",
+        ];
+        let all = pairs(&lines).unwrap();
+        let p = &all["modscope"];
+        let (lo, mid, hi) = p.quartiles();
+        assert_eq!((lo, mid, hi), (1.12, 1.15, 1.2));
+        // Median difference 150 µs over 1,000 calls.
+        assert_eq!(p.added_ns_per_call(1000), 150.0);
+        assert_eq!(p.median_ms(true), 1.15);
+        assert_eq!(p.median_ms(false), 1.0);
+    }
 }
