@@ -45,6 +45,11 @@ pub struct Scan {
 }
 
 impl Scan {
+    /// Whether some name is listed by one view and not another.
+    pub fn disagree(&self) -> bool {
+        !self.disagreements().is_empty()
+    }
+
     /// Each name that some view lists and another does not, with the views
     /// that list it.
     fn disagreements(&self) -> BTreeMap<String, Vec<View>> {

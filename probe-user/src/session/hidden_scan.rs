@@ -46,11 +46,50 @@ pub struct HiddenScan {
     unowned: UnownedCalls,
     proc_modules: PathBuf,
     sys_module: PathBuf,
-    /// The module list and kcore, once found: kallsyms is long (200,000
-    /// lines, seconds under emulation), so a thread finds the list head
-    /// while the session runs, and the list is a view from then on.
-    list: Option<(ModuleList, Kcore)>,
-    finding_list: Option<JoinHandle<Option<(ModuleList, Kcore)>>>,
+    list: ListView,
+}
+
+/// The kernel's module list as a view. Finding its head means reading all
+/// of kallsyms (120,000 lines and more, seconds under emulation), so it is
+/// looked for only once the other views disagree, by a thread at the
+/// lowest priority; the disagreement is judged when the list can be read
+/// (or is known not to be readable here).
+enum ListView {
+    /// Not looked for yet; how to read its entries, where BTF says.
+    Unsought(Option<ListLink>),
+    Seeking(JoinHandle<Option<(ModuleList, Kcore)>>),
+    Sought(Option<(ModuleList, Kcore)>),
+}
+
+impl ListView {
+    /// A finished search becomes its answer.
+    fn poll(&mut self) {
+        if let Self::Seeking(t) = self
+            && t.is_finished()
+        {
+            let Self::Seeking(t) = std::mem::replace(self, Self::Sought(None)) else {
+                unreachable!("matched above");
+            };
+            *self = Self::Sought(t.join().ok().flatten());
+        }
+    }
+
+    /// Starts the search (once), where the list can be read at all.
+    fn seek(&mut self) {
+        if let Self::Unsought(link) = self {
+            *self = match link.take() {
+                Some(link) => Self::Seeking(std::thread::spawn(move || find_list(link))),
+                None => Self::Sought(None),
+            };
+        }
+    }
+
+    fn found(&self) -> Option<&(ModuleList, Kcore)> {
+        match self {
+            Self::Sought(found) => found.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 impl HiddenScan {
@@ -60,8 +99,7 @@ impl HiddenScan {
             unowned: UnownedCalls::default(),
             proc_modules: paths.proc_modules.clone(),
             sys_module: paths.sys_module.clone(),
-            list: None,
-            finding_list: list_link.map(|link| std::thread::spawn(move || find_list(link))),
+            list: ListView::Unsought(list_link),
         }
     }
 
@@ -78,10 +116,17 @@ impl HiddenScan {
         now_ns: u64,
     ) -> Result<Vec<AnomalyRecord>> {
         let registry = probe.registry()?;
+        self.list.poll();
         let views = self.views(registry.iter().map(state::module_name).collect());
-        let mut records: Vec<AnomalyRecord> = self
-            .modules
-            .scan(&views)
+        if views.disagree() {
+            self.list.seek();
+        }
+        // Judged with every view there is, the module list included.
+        let judged = match self.list {
+            ListView::Sought(_) => self.modules.scan(&views),
+            _ => Vec::new(),
+        };
+        let mut records: Vec<AnomalyRecord> = judged
             .iter()
             .map(|found| {
                 let incarnation = registry
@@ -118,22 +163,11 @@ impl HiddenScan {
             module_views::sys_module_names(&self.sys_module),
         );
         let list = self
-            .module_list()
+            .list
+            .found()
             .and_then(|(list, kcore)| list.names(kcore));
         put(View::ModuleList, list);
         scan
-    }
-
-    fn module_list(&mut self) -> Option<&(ModuleList, Kcore)> {
-        if self
-            .finding_list
-            .as_ref()
-            .is_some_and(JoinHandle::is_finished)
-        {
-            let found = self.finding_list.take().and_then(|t| t.join().ok());
-            self.list = found.flatten();
-        }
-        self.list.as_ref()
     }
 
     /// Looks up the owners of sites not seen before: module text modscope
