@@ -102,6 +102,9 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
         Some(plan) => Some(attach(&mut probe, plan, load_check_on)?),
         None => None,
     };
+    // Every load from now on is seen with its probes live: sampled here,
+    // before the trace header is written, since a load may follow it at once.
+    let ready_ns = clock::boot_ns();
     let (guard, guard_events) = match &opts.guard {
         Some(g) => {
             let (desk, events) = guard_start::attach(&mut probe, &paths, g)?;
@@ -139,7 +142,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     };
     let mut session = Session {
         probe,
-        state: fresh_state(opts.calls.as_ref(), attached.as_ref()),
+        state: fresh_state(opts.calls.as_ref(), attached.as_ref(), ready_ns),
         out,
         trace,
         late,
@@ -224,16 +227,20 @@ fn open_sink(
 }
 
 /// The state a session starts from, once the probes are live: the probed
-/// and checked functions' names, the imports known from files, and now as
-/// the time after which every load is seen with its probes.
-fn fresh_state(plan: Option<&CallPlan>, attached: Option<&Attached>) -> SessionState {
+/// and checked functions' names, the imports known from files, and
+/// `ready_ns`, the time after which every load is seen with its probes.
+fn fresh_state(
+    plan: Option<&CallPlan>,
+    attached: Option<&Attached>,
+    ready_ns: u64,
+) -> SessionState {
     let names = FunctionNames::new(
         plan.iter()
             .flat_map(|p| p.probed_functions())
             .chain(attached.iter().flat_map(|a| a.checked.iter().cloned())),
     );
     let imports = plan.map(|p| p.imports.clone()).unwrap_or_default();
-    SessionState::new(clock::WallClock::sample(), clock::boot_ns(), names, imports)
+    SessionState::new(clock::WallClock::sample(), ready_ns, names, imports)
 }
 
 /// Static verdicts are written to the trace (file or view) of a session
