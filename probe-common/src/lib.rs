@@ -9,6 +9,7 @@ extern crate std;
 
 pub mod anomaly;
 pub mod calls;
+pub mod count_table;
 pub mod event;
 pub mod guard;
 pub mod layout;
@@ -25,6 +26,7 @@ pub use anomaly::{
     AnomalyEvent, AnomalyKey, Detector, FieldCheck, LoadCheckConfig, LoadLayoutEvent,
 };
 pub use calls::{CallKey, CallProbeConfig, FirstUseEvent, UnownedCallKey};
+pub use count_table::{CountTableConfig, FunctionColumn};
 pub use event::{EventHeader, EventKind, ModuleEvent};
 pub use guard::{FileKey, GuardConfig, GuardEvent};
 pub use layout::ModuleLayout;

@@ -20,8 +20,13 @@ pub mod map {
     pub const GUARD_FILES: &str = "GUARD_FILES";
     /// Calls from module memory no known module owns.
     pub const UNOWNED_CALLS: &str = "UNOWNED_CALLS";
+    /// The count table (`count_table`): which incarnation owns each row,
+    /// each function's column, the per-CPU cells.
+    pub const ROWS: &str = "ROWS";
+    pub const COLUMNS: &str = "COLUMNS";
+    pub const COUNTS: &str = "COUNTS";
 
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 15] = [
         EVENTS,
         MODULES,
         COUNTERS,
@@ -34,6 +39,9 @@ pub mod map {
         AYA_LOGS,
         GUARD_FILES,
         UNOWNED_CALLS,
+        ROWS,
+        COLUMNS,
+        COUNTS,
     ];
 }
 
@@ -88,10 +96,18 @@ pub mod global {
     pub const CALL_PROBE: &str = "CALL_PROBE";
     pub const LOAD_CHECK: &str = "LOAD_CHECK";
     pub const GUARD: &str = "GUARD";
+    pub const COUNT_TABLE: &str = "COUNT_TABLE";
     /// aya-log's level filter: 0 (off) unless `--log-level` says otherwise.
     pub const AYA_LOG_LEVEL: &str = "AYA_LOG_LEVEL";
 
-    pub const ALL: [&str; 5] = [MODULE_LAYOUT, CALL_PROBE, LOAD_CHECK, GUARD, AYA_LOG_LEVEL];
+    pub const ALL: [&str; 6] = [
+        MODULE_LAYOUT,
+        CALL_PROBE,
+        LOAD_CHECK,
+        GUARD,
+        COUNT_TABLE,
+        AYA_LOG_LEVEL,
+    ];
 }
 
 /// Kernel hooks the programs attach to.

@@ -1,8 +1,8 @@
 //! `aya::Pod` for the types userspace writes into maps or globals.
 
 use crate::{
-    AnomalyKey, CallKey, CallProbeConfig, FieldCheck, FileKey, GuardConfig, LoadCheckConfig,
-    ModuleLayout, ModuleName, ModuleRecord, UnownedCallKey,
+    AnomalyKey, CallKey, CallProbeConfig, CountTableConfig, FieldCheck, FileKey, FunctionColumn,
+    GuardConfig, LoadCheckConfig, ModuleLayout, ModuleName, ModuleRecord, UnownedCallKey,
 };
 
 // SAFETY: #[repr(C)], Copy, made only of integers and integer arrays, with
@@ -28,3 +28,7 @@ unsafe impl aya::Pod for LoadCheckConfig {}
 unsafe impl aya::Pod for FileKey {}
 // SAFETY: u32s only, with an explicit `_pad`, repr(C) (size asserted).
 unsafe impl aya::Pod for GuardConfig {}
+// SAFETY: four u32s, repr(C), no padding (size asserted).
+unsafe impl aya::Pod for CountTableConfig {}
+// SAFETY: a u64, a u32 and an explicit `_pad`, repr(C) (size asserted).
+unsafe impl aya::Pod for FunctionColumn {}

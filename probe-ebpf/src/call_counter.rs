@@ -9,11 +9,15 @@ use aya_ebpf::{
     macros::kprobe,
     programs::ProbeContext,
 };
-use probe_common::{CallKey, EventHeader, EventKind, FirstUseEvent, UnownedCallKey};
+use probe_common::{
+    CallKey, EventHeader, EventKind, FirstUseEvent, UnownedCallKey, count_table::COLUMN_PROBES,
+};
 
 use crate::{
     attribution::{self, Caller},
-    maps::{self, CALL_MAP_FULL, CALLS, EVENTS, LOST_EVENTS, SEEN, UNOWNED_CALLS},
+    maps::{
+        self, CALL_MAP_FULL, CALLS, COLUMNS, COUNTS, EVENTS, LOST_EVENTS, ROWS, SEEN, UNOWNED_CALLS,
+    },
 };
 
 /// `BPF_NOEXIST`.
@@ -70,12 +74,26 @@ fn count_unowned(caller: u64, func_ip: u64) {
 
 /// Counts one attributed call (also used by `check_fields`, which replaces
 /// this program on the functions it checks, so a checked call is one kprobe).
+/// The count table's cell when the module has a row and the function a
+/// column (`probe_common::count_table`), else the hash map.
 #[inline(always)]
 pub fn count(incarnation: u64, caller: u64, func_ip: u64) -> Result<(), u32> {
     let key = CallKey {
         incarnation,
         func_ip,
     };
+    if let Some(count) = table_cell(incarnation, func_ip).and_then(|c| COUNTS.get_ptr_mut(c)) {
+        // SAFETY: this CPU's slot; kprobe programs do not nest on one CPU.
+        let before = unsafe { *count };
+        // SAFETY: as above.
+        unsafe { *count = before + 1 };
+        // The first call on this CPU: perhaps the first anywhere.
+        return if before == 0 {
+            first_seen(key, caller)
+        } else {
+            Ok(())
+        };
+    }
     if let Some(count) = CALLS.get_ptr_mut(&key) {
         // SAFETY: this CPU's slot; kprobe programs do not nest on one CPU.
         unsafe { *count += 1 };
@@ -84,6 +102,36 @@ pub fn count(incarnation: u64, caller: u64, func_ip: u64) -> Result<(), u32> {
     // First call on this CPU. The kernel inserts under the bucket lock and
     // updates in place if another CPU got there first: no count is lost.
     CALLS.insert(&key, &1, 0).map_err(|_| CALL_MAP_FULL)?;
+    first_seen(key, caller)
+}
+
+/// `COUNTS`' index for the call, when the incarnation owns its row and the
+/// function has a column.
+#[inline(always)]
+fn table_cell(incarnation: u64, func_ip: u64) -> Option<u32> {
+    let table = maps::count_table();
+    let row = table.row(incarnation)?;
+    if *ROWS.get(row)? != incarnation {
+        return None;
+    }
+    let mut probe = 0;
+    while probe < COLUMN_PROBES {
+        let bucket = COLUMNS.get(table.bucket(func_ip, probe))?;
+        if bucket.func_ip == func_ip {
+            return table.cell(row, bucket.column);
+        }
+        if bucket.func_ip == 0 {
+            return None;
+        }
+        probe += 1;
+    }
+    None
+}
+
+/// The first call of a (module, function) pair on some CPU: the first on
+/// any CPU is recorded in `SEEN` with its time and reported.
+#[inline(always)]
+fn first_seen(key: CallKey, caller: u64) -> Result<(), u32> {
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     if SEEN.insert(&key, &now, NOEXIST).is_ok() {

@@ -2,6 +2,9 @@
 //! function that returns `Result`; errors are counted, never fatal.
 #![no_std]
 #![no_main]
+// `atomic_cxchg`: the one compare-and-swap (`module_registry::claim_row`).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 // aya-ebpf's map methods take `impl Borrow<K>`; every program passes the
 // key by reference, the form the verifier has accepted on each kernel of
 // the suite. Passing it by value changes the stack the verifier walks, for

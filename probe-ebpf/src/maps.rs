@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::{error, warn};
 use probe_common::{
-    AnomalyKey, CallKey, CallProbeConfig, FieldCheck, FileKey, GuardConfig, LoadCheckConfig,
-    ModuleLayout, ModuleName, ModuleRecord, UnownedCallKey,
+    AnomalyKey, CallKey, CallProbeConfig, CountTableConfig, FieldCheck, FileKey, FunctionColumn,
+    GuardConfig, LoadCheckConfig, ModuleLayout, ModuleName, ModuleRecord, UnownedCallKey,
     anomaly::{AllocRing, PendingAlloc},
     calls::DEFAULT_WINDOW_PAGES,
 };
@@ -49,8 +49,25 @@ pub static CALL_PROBE: CallProbeConfig = CallProbeConfig::UNSET;
 #[map]
 pub static PAGES: Array<u64> = Array::with_max_entries(DEFAULT_WINDOW_PAGES, 0);
 
-/// Calls per (module incarnation, kernel function), per CPU: exact, and
-/// never contended.
+/// The count table's shape (`probe_common::count_table`), written by the
+/// loader; `ROWS`, `COLUMNS` and `COUNTS` are sized from it.
+#[unsafe(no_mangle)]
+pub static COUNT_TABLE: CountTableConfig = CountTableConfig::UNSET;
+
+/// Row -> the incarnation that owns it, 0 for a free row.
+#[map]
+pub static ROWS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// The functions' columns, open-addressed by address (user space fills it).
+#[map]
+pub static COLUMNS: Array<FunctionColumn> = Array::with_max_entries(1, 0);
+
+/// Calls per (row, column), per CPU: the hot path's counters.
+#[map]
+pub static COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Calls per (module incarnation, kernel function), per CPU, for those the
+/// count table has no cell for: exact, and never contended.
 #[map]
 pub static CALLS: PerCpuHashMap<CallKey, u64> = PerCpuHashMap::with_max_entries(65_536, 0);
 
@@ -162,6 +179,11 @@ pub fn layout() -> ModuleLayout {
 pub fn call_probe() -> CallProbeConfig {
     // SAFETY: as for `layout`.
     unsafe { core::ptr::read_volatile(&CALL_PROBE) }
+}
+
+pub fn count_table() -> CountTableConfig {
+    // SAFETY: as for `layout`.
+    unsafe { core::ptr::read_volatile(&COUNT_TABLE) }
 }
 
 pub fn load_check() -> LoadCheckConfig {

@@ -17,9 +17,10 @@ use aya_ebpf::{
 use probe_common::{EventHeader, EventKind, ModuleEvent, ModuleLayout, ModuleRecord};
 
 use aya_log_ebpf::debug;
+use core::intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg};
 
 use crate::{
-    maps::{self, EVENTS, LOST_EVENTS, MODULES, READ_ERRORS, REGISTRY_FULL, SCRATCH},
+    maps::{self, EVENTS, LOST_EVENTS, MODULES, READ_ERRORS, REGISTRY_FULL, ROWS, SCRATCH},
     text_pages,
 };
 
@@ -56,8 +57,9 @@ fn try_module_load(ctx: &RawTracePointContext) -> Result<(), u32> {
     MODULES
         .insert(&record.name, record, 0)
         .map_err(|_| REGISTRY_FULL)?;
-    // The pages go in before the load event: a call from init is attributed
-    // even if userspace has not read the event yet.
+    // The row and the pages go in before the load event: a call from init
+    // is attributed and counted even if userspace has not read the event.
+    claim_row(record.incarnation);
     text_pages::register(
         record.core_text_base,
         record.core_text_size,
@@ -74,6 +76,23 @@ fn try_module_load(ctx: &RawTracePointContext) -> Result<(), u32> {
         "module_load: registered incarnation {} before its init", record.incarnation
     );
     Ok(())
+}
+
+/// Takes the count table's row for a new incarnation when it is free.
+/// Left as it is on free: user space frees it once the incarnation's totals
+/// are read and its cells zeroed. A taken row means the hash map counts.
+#[inline(always)]
+fn claim_row(incarnation: u64) {
+    let Some(row) = maps::count_table().row(incarnation) else {
+        return;
+    };
+    let Some(owner) = ROWS.get_ptr_mut(row) else {
+        return;
+    };
+    // SAFETY: an aligned u64 array slot, valid while the program runs;
+    // compare-and-swap (BPF_CMPXCHG; core's atomics do not offer it on the
+    // BPF target), because loads on two CPUs may want one row.
+    let _ = unsafe { atomic_cxchg::<u64, { SeqCst }, { SeqCst }>(owner, 0, incarnation) };
 }
 
 #[inline(always)]

@@ -15,6 +15,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod bpf_maps;
 pub mod bpf_objects;
 pub mod http;
 pub mod tmux;

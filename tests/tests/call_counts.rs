@@ -54,6 +54,22 @@ fn init_and_triggered_calls_are_counted_exactly() {
     let loaded = insmod(CALLS, &[]);
     write_param(CALLS, "trigger", "250");
     write_param(CALLS, "trigger", "3");
+    // The count table took every call: the hash map holds none.
+    let counts = bpf_maps::BpfMap::named("COUNTS").expect("the count table");
+    let cells: u64 = counts.array_u64s().into_iter().sum();
+    let made = 2 * (1000 + 250 + 3) + 2 * 500;
+    assert!(
+        cells >= made,
+        "the table counted {cells} of at least {made}"
+    );
+    let hashed = bpf_maps::BpfMap::named("CALLS")
+        .expect("the hash map")
+        .keys();
+    assert!(
+        hashed.is_empty(),
+        "calls counted in the hash map: {} keys",
+        hashed.len()
+    );
     loaded.unload();
     stream.wait_for(WAIT, |e| e["type"] == "unload" && e["name"] == CALLS);
     let events = stream.stop();
@@ -191,15 +207,29 @@ fn two_hundred_reloads_keep_counts_exact_and_leave_no_probe_behind() {
         live.iter().any(|p| p == "count_call") && bpf_objects::link_count() > 0,
         "the kernel lists the session's programs and links: {live:?}"
     );
+    let started = std::time::Instant::now();
     for _ in 0..LOADS {
         insmod(CALLS, &[]).unload();
     }
-    stream.wait_until(WAIT * 4, |ev| {
+    let events = stream.wait_until(WAIT * 4, |ev| {
         ev.iter()
             .filter(|e| e["type"] == "unload" && e["name"] == CALLS)
             .count()
             == LOADS
     });
+    eprintln!(
+        "{LOADS} load/unload cycles: {:.0} ms per cycle",
+        started.elapsed().as_secs_f64() * 1000.0 / LOADS as f64
+    );
+    // Once the session has read their last counts (a second's tick), the
+    // unloaded incarnations have left every map.
+    let gone: Vec<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "unload" && e["name"] == CALLS)
+        .map(|e| e["incarnation"].as_u64().unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_unloaded_incarnations_left_the_maps(&gone);
     let events = stream.stop();
 
     let r = reports(&events, CALLS);
@@ -261,6 +291,39 @@ fn two_hundred_reloads_keep_counts_exact_and_leave_no_probe_behind() {
         assert!(
             events.trim().is_empty(),
             "kprobe_events left behind: {events}"
+        );
+    }
+}
+
+/// No entry of the kernel's counting maps, and no text page, still names
+/// an incarnation that unloaded; no row of the count table is still owned
+/// by one; the hash maps hold only what live modules use.
+fn assert_unloaded_incarnations_left_the_maps(gone: &[u64]) {
+    let gone: std::collections::BTreeSet<u64> = gone.iter().copied().collect();
+    for name in ["CALLS", "SEEN"] {
+        let map = bpf_maps::BpfMap::named(name).unwrap_or_else(|| panic!("no map {name}"));
+        let keys = map.keys();
+        let stale = keys
+            .iter()
+            .filter(|k| gone.contains(&bpf_maps::first_u64(k)))
+            .count();
+        assert_eq!(
+            stale,
+            0,
+            "{name}: {stale} of {} entries name unloaded incarnations",
+            keys.len()
+        );
+    }
+    for name in ["ROWS", "PAGES"] {
+        let map = bpf_maps::BpfMap::named(name).unwrap_or_else(|| panic!("no map {name}"));
+        let stale = map
+            .array_u64s()
+            .into_iter()
+            .filter(|v| gone.contains(v))
+            .count();
+        assert_eq!(
+            stale, 0,
+            "{name}: {stale} entries name unloaded incarnations"
         );
     }
 }

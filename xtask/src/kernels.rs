@@ -146,8 +146,13 @@ fn newest(
         .rfind(|k| k.arch == arch && k.flavour == flavour && when(k.version))
 }
 
+/// The generic x86-64 kernel before 6.4: the benchmarks' default.
+pub fn generic_x86_64(all: &[Kernel]) -> Option<&Kernel> {
+    newest(all, Arch::X86_64, Flavour::Generic, |v| v < (6, 4))
+}
+
 pub fn x86_64_set(all: &[Kernel]) -> anyhow::Result<Vec<Kernel>> {
-    let generic = newest(all, Arch::X86_64, Flavour::Generic, |v| v < (6, 4));
+    let generic = generic_x86_64(all);
     let rt = newest(all, Arch::X86_64, Flavour::PreemptRt, |v| v < (6, 4));
     let newer = newest(all, Arch::X86_64, Flavour::Generic, |v| v >= (6, 4));
     let debug = newest(all, Arch::X86_64, Flavour::Debug, |v| {

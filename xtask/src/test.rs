@@ -40,6 +40,8 @@ pub struct TestArgs {
 pub struct TestResult {
     pub name: String,
     pub passed: bool,
+    /// The console line that carried the verdict.
+    pub line: usize,
 }
 
 /// Parses libtest's `test NAME ... ok|FAILED` lines and our own markers.
@@ -48,24 +50,28 @@ pub struct GuestReport {
     pub tests: Vec<TestResult>,
     pub binaries_failed: Vec<String>,
     pub finished: bool,
+    /// The line that said the suite began.
+    pub began: Option<usize>,
     /// A test that started and never reported (the guest died in it).
     pub unfinished: Option<String>,
 }
 
 pub fn parse_console(lines: &[String]) -> GuestReport {
     let mut report = GuestReport::default();
-    for line in lines {
+    for (index, line) in lines.iter().enumerate() {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("test ") {
             if let Some(name) = rest.strip_suffix(" ... ok") {
                 report.tests.push(TestResult {
                     name: name.to_owned(),
                     passed: true,
+                    line: index,
                 });
             } else if let Some(name) = rest.strip_suffix(" ... FAILED") {
                 report.tests.push(TestResult {
                     name: name.to_owned(),
                     passed: false,
+                    line: index,
                 });
             } else if let Some((name, _)) = rest.split_once(" ...") {
                 // Kernel messages may split libtest's line: its verdict
@@ -82,6 +88,7 @@ pub fn parse_console(lines: &[String]) -> GuestReport {
             report.tests.push(TestResult {
                 name,
                 passed: line == "ok",
+                line: index,
             });
         } else if let Some(rest) = line.strip_prefix("MODSCOPE-VM-EXIT ") {
             if let Some((bin, code)) = rest.rsplit_once(' ')
@@ -89,6 +96,8 @@ pub fn parse_console(lines: &[String]) -> GuestReport {
             {
                 report.binaries_failed.push(format!("{bin} exited {code}"));
             }
+        } else if line.starts_with("MODSCOPE-VM-BEGIN") {
+            report.began = Some(index);
         } else if line == "MODSCOPE-VM-END" {
             report.finished = true;
         }
@@ -382,10 +391,15 @@ fn run_guest(env: &GuestEnv, binaries: &[PathBuf], args: &TestArgs) -> anyhow::R
         env.kernel.describe(),
         outcome.wall.as_secs_f64()
     );
-    for t in &report.tests {
+    for (t, seconds) in report
+        .tests
+        .iter()
+        .zip(test_seconds(&report, &outcome.arrived))
+    {
         printed.push_str(&format!(
-            "    {} {}\n",
+            "    {} {:>6.1} s  {}\n",
             if t.passed { "ok    " } else { "FAILED" },
+            seconds,
             t.name
         ));
     }
@@ -425,6 +439,24 @@ fn run_guest(env: &GuestEnv, binaries: &[PathBuf], args: &TestArgs) -> anyhow::R
         line,
         printed,
     })
+}
+
+/// Each test's time: from the previous verdict (or the suite's start) to
+/// its own, as the console lines arrived. The guest runs one test at a
+/// time, so this is the test's time plus its binary's start-up.
+fn test_seconds(report: &GuestReport, arrived: &[Duration]) -> Vec<f64> {
+    let at = |line: usize| arrived.get(line).copied().unwrap_or_default();
+    let mut previous = report.began.map(at).unwrap_or_default();
+    report
+        .tests
+        .iter()
+        .map(|t| {
+            let now = at(t.line);
+            let seconds = now.saturating_sub(previous).as_secs_f64();
+            previous = now;
+            seconds
+        })
+        .collect()
 }
 
 /// What went wrong with a guest besides failed tests.
@@ -544,11 +576,13 @@ mod tests {
             vec![
                 TestResult {
                     name: "events::load_then_unload".into(),
-                    passed: true
+                    passed: true,
+                    line: 2
                 },
                 TestResult {
                     name: "events::taints_match".into(),
-                    passed: false
+                    passed: false,
+                    line: 4
                 },
             ]
         );
@@ -557,6 +591,12 @@ mod tests {
             vec!["module_events-123 exited 101".to_owned()]
         );
         assert!(report.finished);
+        assert_eq!(report.began, Some(1));
+        let arrived: Vec<_> = [0, 1, 3, 4, 6, 6, 7]
+            .into_iter()
+            .map(Duration::from_secs)
+            .collect();
+        assert_eq!(test_seconds(&report, &arrived), vec![2.0, 3.0]);
     }
 
     #[test]
@@ -587,11 +627,13 @@ mod tests {
             vec![
                 TestResult {
                     name: "a".into(),
-                    passed: true
+                    passed: true,
+                    line: 2
                 },
                 TestResult {
                     name: "b".into(),
-                    passed: false
+                    passed: false,
+                    line: 4
                 },
             ]
         );

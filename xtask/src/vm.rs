@@ -23,6 +23,8 @@ use crate::{
 /// What the console said, and how the guest ended.
 pub struct Outcome {
     pub lines: Vec<String>,
+    /// When each line arrived, from the boot's start (parallel to `lines`).
+    pub arrived: Vec<Duration>,
     pub timed_out: bool,
     pub panicked: bool,
     pub wall: Duration,
@@ -165,6 +167,7 @@ pub fn run(boot: &Boot) -> anyhow::Result<Outcome> {
         .with_context(|| format!("creating {}", boot.log.display()))?;
     let mut outcome = Outcome {
         lines: Vec::new(),
+        arrived: Vec::new(),
         timed_out: false,
         panicked: false,
         wall: Duration::ZERO,
@@ -190,6 +193,7 @@ pub fn run(boot: &Boot) -> anyhow::Result<Outcome> {
                     graced = true;
                 }
                 outcome.lines.push(line);
+                outcome.arrived.push(start.elapsed());
                 if outcome.panicked {
                     kill_group(pgid);
                 }

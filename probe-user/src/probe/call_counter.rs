@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use aya::maps::{HashMap, MapData, PerCpuHashMap};
+use aya::maps::{MapData, PerCpuHashMap};
 use probe_common::{
-    CallKey, UnownedCallKey,
+    UnownedCallKey,
     names::{map, program},
 };
 
-use super::{AttachOutcome, ModuleProbe, ProbeError, attach_each, read_entries, sum_cpus};
+use super::{AttachOutcome, ModuleProbe, ProbeError, attach_each, sum_cpus};
 
 /// Calls (or first-use times) per (incarnation, function address).
 pub type PerFunction = BTreeMap<(u64, u64), u64>;
@@ -27,17 +27,10 @@ impl ModuleProbe {
     }
 
     /// Attaches the (loaded) call counter to more functions, during a session.
+    /// Their columns in the count table come first (`place_columns`).
     pub fn attach_more(&mut self, functions: &[String]) -> Result<AttachOutcome, ProbeError> {
         let prog = self.kprobe_program(program::COUNT_CALL)?;
         Ok(attach_each(prog, functions))
-    }
-
-    /// Calls per (incarnation, function address), summed over CPUs.
-    pub fn call_counts(&self) -> Result<PerFunction, ProbeError> {
-        let calls: PerCpuHashMap<&MapData, CallKey, u64> = self.map(map::CALLS)?;
-        read_entries(map::CALLS, calls.iter(), |key, values| {
-            ((key.incarnation, key.func_ip), sum_cpus(&values))
-        })
     }
 
     /// Calls from module memory no incarnation owns, per (return address,
@@ -51,13 +44,5 @@ impl ModuleProbe {
             .filter_map(Result::ok)
             .map(|(key, values)| (key, sum_cpus(&values)))
             .collect())
-    }
-
-    /// Boot-clock time of each (incarnation, function)'s first call.
-    pub fn first_uses(&self) -> Result<PerFunction, ProbeError> {
-        let seen: HashMap<&MapData, CallKey, u64> = self.map(map::SEEN)?;
-        read_entries(map::SEEN, seen.iter(), |key, ts| {
-            ((key.incarnation, key.func_ip), ts)
-        })
     }
 }

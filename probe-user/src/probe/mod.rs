@@ -7,6 +7,7 @@
 
 mod alloc_ring;
 mod call_counter;
+mod count_table;
 pub mod diagnostics;
 mod field_checks;
 mod guard;
@@ -22,11 +23,12 @@ use aya::{
     programs::{KProbe, ProgramError},
 };
 use probe_common::{
-    CallProbeConfig, GuardConfig, LoadCheckConfig, ModuleLayout,
+    CallProbeConfig, CountTableConfig, GuardConfig, LoadCheckConfig, ModuleLayout,
     names::{global, map},
 };
 
 pub use call_counter::PerFunction;
+pub use count_table::shape as count_table_shape;
 pub use diagnostics::{Diagnostics, LogLevel};
 pub use guard::{GuardMode, remove_pinned};
 pub use module_registry::Counters;
@@ -97,6 +99,8 @@ pub struct ModuleProbe {
     ebpf: Ebpf,
     attached: Vec<String>,
     call_config: CallProbeConfig,
+    /// The count table's columns, rows and retired totals.
+    book: count_table::CountBook,
     /// Taken by the session, which polls it; holds the AYA_LOGS map open.
     logger: Option<ProbeLogger>,
 }
@@ -106,6 +110,8 @@ pub struct ModuleProbe {
 pub struct ProbeGlobals<'a> {
     pub layout: &'a ModuleLayout,
     pub calls: &'a CallProbeConfig,
+    /// `CountTableConfig::UNSET` without a call probe.
+    pub count_table: &'a CountTableConfig,
     pub load_check: &'a LoadCheckConfig,
     /// `GuardConfig::UNSET` but for `modscope guard`.
     pub guard: &'a GuardConfig,
@@ -133,11 +139,18 @@ impl ModuleProbe {
                 .map_err(|_| ProbeError::WindowTooLarge(globals.calls.module_area_pages))?;
             loader.map_max_entries(map::PAGES, pages);
         }
+        let table = globals.count_table;
+        if table.rows != 0 {
+            loader.map_max_entries(map::ROWS, table.rows);
+            loader.map_max_entries(map::COLUMNS, table.buckets());
+            loader.map_max_entries(map::COUNTS, table.rows.saturating_mul(table.columns));
+        }
         let mut ebpf = loader
             .override_global(global::MODULE_LAYOUT, globals.layout, true)
             .override_global(global::CALL_PROBE, globals.calls, true)
             .override_global(global::LOAD_CHECK, globals.load_check, true)
             .override_global(global::GUARD, globals.guard, true)
+            .override_global(global::COUNT_TABLE, table, true)
             .override_global(global::AYA_LOG_LEVEL, &level, true)
             .load(PROBE_OBJECT)
             .map_err(ProbeError::Load)?;
@@ -157,6 +170,7 @@ impl ModuleProbe {
             ebpf,
             attached: Vec::new(),
             call_config: *globals.calls,
+            book: count_table::CountBook::new(*table),
             logger,
         })
     }

@@ -87,6 +87,9 @@ impl ModuleProbe {
                 }
             }
         }
+        for r in &inserted {
+            self.claim_user_row(r.incarnation)?;
+        }
         Ok(inserted)
     }
 

@@ -38,6 +38,8 @@ impl LateProbes {
             return Ok(None);
         };
         let wanted: Vec<String> = add.functions.iter().map(|f| f.name.clone()).collect();
+        let addresses: Vec<u64> = add.functions.iter().map(|f| f.address).collect();
+        probe.place_columns(&addresses)?;
         let outcome = probe.attach_more(&wanted)?;
         let attached: Vec<KernelFunction> = add
             .functions

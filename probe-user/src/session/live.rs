@@ -100,7 +100,7 @@ impl Session {
                     self.drain(guard.get_inner_mut())?;
                     guard.clear_ready();
                 }
-                _ = snapshots.tick(), if self.trace.is_some() => self.snapshot()?,
+                _ = snapshots.tick(), if self.trace.is_some() || self.probe.retiring() => self.snapshot()?,
                 _ = hidden_scans.tick() => self.scan_hidden()?,
                 guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
                     let mut guard = guard.map_err(SessionError::io("waiting on the AYA_LOGS ring buffer"))?;
@@ -179,6 +179,7 @@ impl Session {
             }
             decode::Event::ModuleFree(e) => {
                 self.hidden.churn(&state::module_name(&e.record));
+                self.probe.module_freed(e.record.incarnation);
                 self.map_large_text(&e.record, false)?;
                 if let Some(t) = &mut self.trace {
                     t.unload(e.header.ts_ns, e.record.incarnation);
@@ -276,6 +277,7 @@ impl Session {
     }
 
     fn loaded(&mut self, r: &ModuleRecord, ts_ns: u64) -> Result<Event> {
+        self.probe.module_loaded(r.incarnation)?;
         let counted = self.state.track(r, true);
         self.probe_late_imports(r, ts_ns)?;
         // Mapped before the load is reported: a script that waits for the
@@ -337,10 +339,15 @@ impl Session {
     }
 
     /// Counts, probe counters and changed anomaly totals, to the trace.
+    /// Reading the counts retires unloaded incarnations' entries, so it
+    /// happens without a trace too while there are some.
     fn snapshot(&mut self) -> Result<()> {
+        let counts = self.probe.call_counts()?;
+        if self.trace.is_none() {
+            return Ok(());
+        }
         self.anomaly_totals()?;
         let stats = self.stats()?;
-        let counts = self.probe.call_counts()?;
         if let Some(t) = &mut self.trace {
             if t.metered() {
                 t.program_costs(self.probe.program_costs());

@@ -11,7 +11,8 @@ use std::time::Duration;
 use aya::maps::{MapData, RingBuf};
 use modscope_analysis::feature_symbols;
 use probe_common::{
-    CallProbeConfig, GuardConfig, LoadCheckConfig, ModuleName, ModuleRecord, RecordFlags,
+    CallProbeConfig, CountTableConfig, GuardConfig, LoadCheckConfig, ModuleName, ModuleRecord,
+    RecordFlags,
 };
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -281,9 +282,17 @@ fn load_probe(
         LoadCheckConfig::UNSET
     };
     let calls = facts.map_or(CallProbeConfig::UNSET, ArchFacts::call_probe_config);
+    let count_table = match plan {
+        Some(plan) => probe::count_table_shape(
+            proc_modules::read(&paths.proc_modules)?.len(),
+            plan.functions.len() + plan.checks.len() + plan.allocators.len(),
+        ),
+        None => CountTableConfig::UNSET,
+    };
     let probe = ModuleProbe::load(&ProbeGlobals {
         layout: &layout,
         calls: &calls,
+        count_table: &count_table,
         load_check: &load_check,
         guard,
         diagnostics,
@@ -299,6 +308,15 @@ fn load_probe(
 fn attach(probe: &mut ModuleProbe, plan: &CallPlan, load_check_on: bool) -> Result<Attached> {
     let attach_plan = AttachPlan::new(plan, load_check_on);
     let mut results = AttachResults::default();
+    // Every function that counts calls gets its column before it attaches.
+    let counting: Vec<u64> = plan
+        .functions
+        .values()
+        .copied()
+        .chain(plan.checks.iter().map(|c| c.address))
+        .chain(plan.allocators.iter().map(|a| a.address))
+        .collect();
+    probe.place_columns(&counting)?;
     for stage in attach_plan.stages() {
         match stage {
             Stage::Allocators => results.allocators = probe.attach_allocators(&plan.allocators)?,
