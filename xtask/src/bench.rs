@@ -26,6 +26,11 @@ pub struct BenchArgs {
     /// default: the generic x86-64 kernel).
     #[arg(long, value_name = "RELEASE")]
     kernel: Option<String>,
+    /// Another modscope binary for the probe benchmark's guest (one built
+    /// from an earlier commit, say): measured in the same boot as a
+    /// `baseline` row, for before/after figures from one machine.
+    #[arg(long, value_name = "MODSCOPE")]
+    baseline: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +114,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         )?;
     }
     if wanted(Which::Probe) {
-        crate::bench_probe::run(&probe_kernel)?;
+        crate::bench_probe::run(&probe_kernel, args.baseline.as_deref())?;
     }
     Ok(())
 }

@@ -529,12 +529,16 @@ fn guest_script(env: &GuestEnv, binaries: &[PathBuf], filter: Option<&str>) -> S
          export MODSCOPE_TEST_MODULES='{}'\n\
          export MODSCOPE_KERNEL_FLAVOUR={flavour}\n\
          export MODSCOPE_VM_OUT='{}'\n\
+         # The guest's root is read-only: what modscope takes out of a kernel\n\
+         # image once (BTF, certificates) is cached where every test finds it.\n\
+         export XDG_CACHE_HOME='{}/cache'\n\
          {loader}\
          {sibling}\
          export RUST_BACKTRACE=1\n\
          echo \"MODSCOPE-VM-BEGIN $(uname -r)\"\n",
         env.modscope.display(),
         env.modules.display(),
+        env.work.display(),
         env.work.display(),
     );
     for bin in binaries {

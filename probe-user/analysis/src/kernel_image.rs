@@ -43,6 +43,21 @@ pub fn find_in_payloads<T>(data: &[u8], mut found: impl FnMut(&[u8]) -> Option<T
     })
 }
 
+/// The first thing `found` finds in a payload of the image that
+/// decompresses to an ELF file, read as a stream: the vmlinux (66 MB for
+/// Debian's 6.1) is never held whole, only the decompressor's window.
+pub fn find_in_payload_streams<T>(
+    data: &[u8],
+    mut found: impl FnMut(&mut dyn std::io::Read) -> Option<T>,
+) -> Option<T> {
+    MAGICS.iter().find_map(|magic| {
+        find_all(data, magic).find_map(|offset| {
+            let mut elf = ko_file::elf_stream(&data[offset..], limit::KERNEL_IMAGE)?;
+            found(&mut elf)
+        })
+    })
+}
+
 /// Whether `data` is an arm64 `Image`: the kernel uncompressed, "ARM\x64"
 /// at offset 56 of its header (Documentation/arch/arm64/booting.rst).
 pub fn is_arm64_image(data: &[u8]) -> bool {

@@ -91,22 +91,33 @@ impl Keyring {
     /// Every X.509 certificate lying in `data` (a vmlinux, or certificates
     /// concatenated in DER): each DER SEQUENCE that parses as a certificate.
     pub fn scan(data: &[u8]) -> Self {
-        let mut keys: Vec<TrustedKey> = Vec::new();
-        let mut at = 0;
-        while let Some(found) = next_sequence(data, at) {
-            let (start, len) = found;
-            let parsed = Certificate::from_der(&data[start..start + len]).ok();
-            match parsed.as_ref().and_then(TrustedKey::of) {
-                Some(key) => {
-                    if !keys.iter().any(|k| k.der == key.der) {
-                        keys.push(key);
-                    }
-                    at = start + len;
-                }
-                None => at = start + 1,
-            }
-        }
+        let mut keys = Vec::new();
+        scan_range(data, 0, data.len(), &mut keys);
         Self { keys }
+    }
+
+    /// `scan` over a stream, a window at a time: the certificates of a
+    /// vmlinux read as it decompresses, without holding it whole.
+    pub fn scan_stream(reader: &mut dyn std::io::Read) -> std::io::Result<Self> {
+        let mut window: Vec<u8> = Vec::with_capacity(SCAN_WINDOW + LARGEST_CERTIFICATE);
+        let mut keys = Vec::new();
+        let mut at = 0;
+        loop {
+            let ended = fill(reader, &mut window, SCAN_WINDOW + LARGEST_CERTIFICATE)?;
+            // Only sequences that start this far from the end are whole.
+            let before = if ended {
+                window.len()
+            } else {
+                window.len() - LARGEST_CERTIFICATE
+            };
+            at = scan_range(&window, at, before, &mut keys);
+            if ended {
+                return Ok(Self { keys });
+            }
+            let done = at.min(window.len());
+            window.drain(..done);
+            at -= done;
+        }
     }
 
     /// The certificates built into the kernel in `image` (a bzImage, an
@@ -121,17 +132,17 @@ impl Keyring {
             // The vmlinux inside first; an uncompressed image (arm64's
             // Image) holds them as they are, after its Secure Boot
             // signature is cut off.
-            let found = |bytes: &[u8]| {
-                let ring = Self::scan(bytes);
-                (!ring.keys.is_empty()).then(|| ring.to_der())
-            };
+            let found = |ring: Self| (!ring.keys.is_empty()).then(|| ring.to_der());
+            let in_bytes = |bytes: &[u8]| found(Self::scan(bytes));
             // An arm64 Image holds no compressed vmlinux: looking for one
             // costs seconds under emulation.
             if kernel_image::is_arm64_image(&data) {
-                found(kernel_image::without_pe_signature(&data))
+                in_bytes(kernel_image::without_pe_signature(&data))
             } else {
-                kernel_image::find_in_payloads(&data, found)
-                    .or_else(|| found(kernel_image::without_pe_signature(&data)))
+                kernel_image::find_in_payload_streams(&data, |elf| {
+                    Self::scan_stream(elf).ok().and_then(found)
+                })
+                .or_else(|| in_bytes(kernel_image::without_pe_signature(&data)))
             }
             .ok_or_else(|| KeyringError::NoCertificates {
                 path: shown.clone(),
@@ -192,6 +203,43 @@ fn next_sequence(data: &[u8], from: usize) -> Option<(usize, usize)> {
     None
 }
 
+/// Bytes of a stream `scan_stream` looks at in one go.
+const SCAN_WINDOW: usize = 1 << 20;
+/// No certificate in a kernel is longer (they are one to two KiB).
+const LARGEST_CERTIFICATE: usize = 64 << 10;
+
+/// Adds the certificates whose DER sequence starts in `[from, before)` of
+/// `data`; returns where a later scan goes on (past the last certificate
+/// found, or `before`).
+fn scan_range(data: &[u8], from: usize, before: usize, keys: &mut Vec<TrustedKey>) -> usize {
+    let mut at = from;
+    while let Some((start, len)) = next_sequence(data, at).filter(|&(start, _)| start < before) {
+        let parsed = Certificate::from_der(&data[start..start + len]).ok();
+        match parsed.as_ref().and_then(TrustedKey::of) {
+            Some(key) => {
+                if !keys.iter().any(|k| k.der == key.der) {
+                    keys.push(key);
+                }
+                at = start + len;
+            }
+            None => at = start + 1,
+        }
+    }
+    at.max(before)
+}
+
+/// Reads into `buf` until it holds `want` bytes; whether the stream ended.
+fn fill(reader: &mut dyn std::io::Read, buf: &mut Vec<u8>, want: usize) -> std::io::Result<bool> {
+    use std::io::Read as _;
+    while buf.len() < want {
+        let wanted = (want - buf.len()) as u64;
+        if reader.take(wanted).read_to_end(buf)? == 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// A definite DER length after a tag byte: (header bytes, body bytes).
 /// Certificates use the one- to three-byte long forms.
 fn der_length(tlv: &[u8]) -> Option<(usize, usize)> {
@@ -247,6 +295,42 @@ mod tests {
             .expect("openssl adds one");
         assert!(ring.find(&SignerId::SubjectKeyId(skid)).is_some());
         assert!(ring.find(&SignerId::SubjectKeyId(vec![1, 2, 3])).is_none());
+    }
+
+    #[test]
+    fn a_stream_read_a_window_at_a_time_finds_what_the_whole_bytes_hold() {
+        let cert = testdata("signing-cert.der");
+        let other = testdata("other-cert.der");
+        // Certificates across the first window's edge, at its very end, and
+        // after several windows of noise that looks like DER.
+        let mut blob = vec![0x30; SCAN_WINDOW - cert.len() / 2];
+        blob.extend_from_slice(&cert);
+        blob.resize(2 * SCAN_WINDOW + LARGEST_CERTIFICATE - other.len(), 0x82);
+        blob.extend_from_slice(&other);
+        blob.extend_from_slice(&cert);
+        blob.resize(5 * SCAN_WINDOW + 17, 0x30);
+        blob.extend_from_slice(&other);
+        let whole = Keyring::scan(&blob);
+        assert_eq!(whole.keys.len(), 2);
+        let mut reader = std::io::Cursor::new(&blob);
+        let streamed = Keyring::scan_stream(&mut reader).unwrap();
+        assert_eq!(streamed.to_der(), whole.to_der());
+        // A reader that hands out a few bytes at a time changes nothing.
+        let mut trickle = Trickle(std::io::Cursor::new(&blob));
+        assert_eq!(
+            Keyring::scan_stream(&mut trickle).unwrap().to_der(),
+            whole.to_der()
+        );
+    }
+
+    /// A reader that returns at most 1,000 bytes per read.
+    struct Trickle<R>(R);
+
+    impl<R: std::io::Read> std::io::Read for Trickle<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(1000);
+            self.0.read(&mut buf[..n])
+        }
     }
 
     #[test]

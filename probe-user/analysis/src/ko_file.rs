@@ -138,27 +138,12 @@ pub fn decompress_module(raw: Vec<u8>) -> Result<Vec<u8>, KoError> {
 /// first four bytes when they are not ELF's magic.
 pub(crate) fn decompress_bounded(raw: Vec<u8>, limit: u64, elf: bool) -> Result<Vec<u8>, KoError> {
     use std::io::Read as _;
-    let (format, mut reader): (&'static str, Box<dyn std::io::Read + '_>) =
-        if raw.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-            // One stream: a kernel image's payload has other bytes after it
-            // (the size, padding), and a module file has one stream only.
-            ("xz", Box::new(lzma_rust2::XzReader::new(&raw[..], false)))
-        } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            let d = ruzstd::decoding::StreamingDecoder::new(&raw[..]).map_err(|e| {
-                KoError::Compression {
-                    format: "zstd",
-                    detail: e.to_string(),
-                }
-            })?;
-            ("zstd", Box::new(d))
-        } else if raw.starts_with(&[0x1f, 0x8b]) {
-            ("gzip", Box::new(flate2::read::GzDecoder::new(&raw[..])))
-        } else {
-            if raw.len() as u64 > limit {
-                return Err(too_large("the file is", limit));
-            }
-            return Ok(raw);
-        };
+    let Some((format, mut reader)) = decoder(&raw)? else {
+        if raw.len() as u64 > limit {
+            return Err(too_large("the file is", limit));
+        }
+        return Ok(raw);
+    };
     let bad = |e: std::io::Error| KoError::Compression {
         format,
         detail: e.to_string(),
@@ -178,6 +163,42 @@ pub(crate) fn decompress_bounded(raw: Vec<u8>, limit: u64, elf: bool) -> Result<
         return Err(too_large("decompressed, it is", limit));
     }
     Ok(out)
+}
+
+/// A compressed ELF file as a stream of its decompressed bytes, at most
+/// `limit` of them, so that it is never held whole; `None` when `raw` is
+/// not compressed or does not decompress to ELF's magic.
+pub(crate) fn elf_stream(raw: &[u8], limit: u64) -> Option<impl std::io::Read + '_> {
+    use std::io::Read as _;
+    let (_, mut reader) = decoder(raw).ok()??;
+    let mut magic = [0u8; 4];
+    reader.read_exact(&mut magic).ok()?;
+    (&magic == b"\x7fELF").then(|| std::io::Cursor::new(magic).chain(reader).take(limit))
+}
+
+/// The decompressor `raw`'s magic number names, with the format's name;
+/// `None` for bytes that are not compressed.
+type Decoder<'a> = (&'static str, Box<dyn std::io::Read + 'a>);
+
+fn decoder(raw: &[u8]) -> Result<Option<Decoder<'_>>, KoError> {
+    Ok(Some(
+        if raw.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            // One stream: a kernel image's payload has other bytes after it
+            // (the size, padding), and a module file has one stream only.
+            ("xz", Box::new(lzma_rust2::XzReader::new(raw, false)))
+        } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            let d =
+                ruzstd::decoding::StreamingDecoder::new(raw).map_err(|e| KoError::Compression {
+                    format: "zstd",
+                    detail: e.to_string(),
+                })?;
+            ("zstd", Box::new(d))
+        } else if raw.starts_with(&[0x1f, 0x8b]) {
+            ("gzip", Box::new(flate2::read::GzDecoder::new(raw)))
+        } else {
+            return Ok(None);
+        },
+    ))
 }
 
 /// Decompresses by magic number, whole (tests of the formats).
