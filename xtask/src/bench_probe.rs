@@ -33,6 +33,9 @@ const ROUNDS: u64 = 15;
 /// caller's page and the function.
 const BPFTRACE_ATTRIBUTION: &str = r#"kprobe:kstrdup,kprobe:kfree { $ra = *(uint64 *)reg("sp"); if (($ra >> 28) >= 0xffffffffa) { @calls[$ra >> 12, func] = count(); } }"#;
 const BPFTRACE_EMPTY: &str = "kprobe:kstrdup,kprobe:kfree { }";
+/// Only the read every attribution needs: the return address, through
+/// bpf_probe_read_kernel (the comparison keeps it from being dropped).
+const BPFTRACE_READ: &str = r#"kprobe:kstrdup,kprobe:kfree { $ra = *(uint64 *)reg("sp"); if ($ra == 0) { @never = count(); } }"#;
 
 fn guest_script(modscope: &Path, baseline: Option<&Path>, modules: &Path, work: &Path) -> String {
     let baseline = baseline.map_or(String::new(), |b| {
@@ -87,6 +90,10 @@ if command -v bpftrace > /dev/null; then
   bpftrace -e '{empty}' > $W/bt-empty.log 2>&1 & P=$!
   wait_for $W/bt-empty.log Attaching; sleep 1
   timed empty_kprobe
+  kill -INT $P; wait $P
+  bpftrace -e '{read}' > $W/bt-read.log 2>&1 & P=$!
+  wait_for $W/bt-read.log Attaching; sleep 1
+  timed bpftrace_read
   kill -INT $P; wait $P
 else
   # No bpftrace (the arm64 guests): the kernel's own kprobe events, no BPF
@@ -148,6 +155,7 @@ echo "BENCH-DONE"
         n = CALLS_PER_FUNCTION,
         rounds = ROUNDS,
         empty = BPFTRACE_EMPTY,
+        read = BPFTRACE_READ,
         attribution = BPFTRACE_ATTRIBUTION,
     )
 }
@@ -277,6 +285,7 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
     );
     for (name, key) in [
         ("empty kprobe", "empty_kprobe"),
+        ("return address read only", "bpftrace_read"),
         ("modscope (kprobe)", "modscope"),
         ("baseline build", "baseline"),
         ("modscope --no-detectors", "modscope_no_detectors"),
@@ -300,6 +309,12 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
             ours.1 / empty.1,
             ours.0 / empty.2,
             ours.2 / empty.0
+        );
+    }
+    if let (Some(empty), Some(read)) = (ratio("empty_kprobe"), ratio("bpftrace_read")) {
+        println!(
+            "hot-path: reading the return address alone = {:.3} x the empty kprobe: the floor of any attribution on this attach type",
+            read.1 / empty.1
         );
     }
     if let Some(base) = ratio("baseline") {

@@ -80,10 +80,12 @@ pub fn open_regular(
 
 /// The whole of `path`, if it is a regular file no larger than `limit`.
 pub fn read_bounded(path: &Path, limit: u64, kind: &'static str) -> Result<Vec<u8>, InputError> {
-    let mut bytes = Vec::new();
-    open_regular(path, limit, kind)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
+    let file = open_regular(path, limit, kind)?;
+    // Sized from the file's length where it has one (not /proc's), so a
+    // large file is not held twice while its buffer doubles.
+    let size = file.metadata().map_or(0, |m| m.len().min(limit));
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
+    file.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
         return Err(InputError::TooLarge {
             what: "the file is",

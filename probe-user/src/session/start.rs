@@ -79,7 +79,6 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     let viewing = tap.is_some();
     let metrics = serve_metrics(opts.metrics, !viewing).await?;
     let mut trace = open_sink(opts.trace.as_ref(), tap, metrics.clone())?;
-    let verdicts = static_verdicts_for(&paths, trace.is_some(), opts.calls.as_ref(), viewing);
     let facts = opts.calls.as_ref().map(|_| ArchFacts::read()).transpose()?;
     let guard_config = match &opts.guard {
         Some(g) => guard_start::config(&paths, g.policy)?,
@@ -92,6 +91,10 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
         &guard_config,
         &opts.diagnostics,
     )?;
+    // After the probe's own BTF reading is done and dropped: the checks'
+    // target holds a parsed BTF of its own, and two at once were the
+    // session's peak.
+    let verdicts = static_verdicts_for(&paths, trace.is_some(), opts.calls.as_ref(), viewing);
     let ring = probe.take_events()?;
     // SAFETY: the ring buffer owns its map fd, which stays open and
     // unchanged until the AsyncFd (which owns the ring buffer) is dropped.
