@@ -492,6 +492,12 @@ impl TargetKernel {
             .as_ref()
             .map_err(String::as_str)
     }
+
+    /// Drops the parsed BTF (tens of MB for a vmlinux); the next `btf()`
+    /// reads it again. For a long-lived holder between uses.
+    pub fn release_btf(&mut self) -> bool {
+        self.btf.take().is_some()
+    }
 }
 
 fn first_existing(paths: &[PathBuf]) -> Option<PathBuf> {

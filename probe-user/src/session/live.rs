@@ -342,6 +342,11 @@ impl Session {
     /// Reading the counts retires unloaded incarnations' entries, so it
     /// happens without a trace too while there are some.
     fn snapshot(&mut self) -> Result<()> {
+        if let Some(v) = &mut self.verdicts
+            && v.release_when_idle(std::time::Instant::now())
+        {
+            return_freed_memory();
+        }
         let counts = self.probe.call_counts()?;
         if self.trace.is_none() {
             return Ok(());
@@ -414,5 +419,16 @@ impl Session {
             })?;
         }
         Ok(lost)
+    }
+}
+
+/// Hands the heap's free pages back to the kernel after a large release
+/// (glibc keeps them otherwise; musl's allocator returns them itself).
+fn return_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it
+    // takes the allocator's locks like any malloc call.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -2,7 +2,11 @@
 //! `--watch`, or this kernel's module path) checked against the running
 //! kernel, as a trace record. Files are checked once per name.
 
-use std::{collections::HashMap, path::PathBuf};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use modscope_analysis::{
     self as analysis, ModuleReport,
@@ -21,7 +25,15 @@ pub struct StaticVerdicts {
     target: Option<TargetKernel>,
     files: HashMap<String, PathBuf>,
     cache: HashMap<String, Option<ModuleReport>>,
+    /// When a module was last checked: the target's parsed BTF is dropped
+    /// once it has not been needed for [`BTF_IDLE`].
+    last_check: Option<Instant>,
 }
+
+/// How long the target's parsed BTF (about 30 MB for Debian's vmlinux) is
+/// kept after a check: long enough for the modules present at start, or a
+/// burst of loads, to share one parse.
+const BTF_IDLE: Duration = Duration::from_secs(10);
 
 impl StaticVerdicts {
     /// `files`: module name → its file. With why there will be no
@@ -46,6 +58,7 @@ impl StaticVerdicts {
             target,
             files,
             cache: HashMap::new(),
+            last_check: Some(Instant::now()),
         };
         (verdicts, warning)
     }
@@ -58,10 +71,26 @@ impl StaticVerdicts {
             .entry(name.to_owned())
             .or_insert_with(|| {
                 let file = self.files.get(name)?;
+                self.last_check = Some(Instant::now());
                 analysis::check_file(file, target).ok()
             })
             .as_ref()?;
         Some(to_record(report, ts_ns, incarnation))
+    }
+
+    /// Drops the target's parsed BTF once no module has been checked for a
+    /// while; the next check reads it again. Whether it was dropped now.
+    pub fn release_when_idle(&mut self, now: Instant) -> bool {
+        let idle = self
+            .last_check
+            .is_some_and(|t| now.saturating_duration_since(t) >= BTF_IDLE);
+        match (&mut self.target, idle) {
+            (Some(target), true) => {
+                self.last_check = None;
+                target.release_btf()
+            }
+            _ => false,
+        }
     }
 }
 
@@ -84,6 +113,36 @@ pub fn to_record(report: &ModuleReport, ts_ns: u64, incarnation: u64) -> ModuleV
 mod tests {
     use super::*;
     use modscope_analysis::verdict::{Code, LoaderAnswer, Reason};
+
+    #[test]
+    fn the_targets_btf_is_dropped_after_a_quiet_spell_and_read_again_on_use() {
+        let target = TargetKernel::from_parts(
+            "6.1.0-57-amd64",
+            modscope_analysis::kconfig::KernelConfig::parse("CONFIG_MODULES=y\n"),
+            modscope_analysis::symvers::Symvers::parse(""),
+            Err("no BTF here".into()),
+            None,
+        );
+        let mut v = StaticVerdicts {
+            target: Some(target),
+            files: HashMap::new(),
+            cache: HashMap::new(),
+            last_check: Some(Instant::now()),
+        };
+        let start = Instant::now();
+        assert!(!v.release_when_idle(start), "just used");
+        assert!(v.release_when_idle(start + BTF_IDLE + Duration::from_secs(1)));
+        assert!(
+            !v.release_when_idle(start + 3 * BTF_IDLE),
+            "released once, until a check needs it again"
+        );
+        let target = v.target.as_ref().unwrap();
+        // Read again from its source: here a path that is not there.
+        let Err(again) = target.btf() else {
+            panic!("a BTF from nowhere")
+        };
+        assert!(again.starts_with("reading BTF from (given)"), "{again}");
+    }
 
     #[test]
     fn a_report_becomes_a_record_with_every_reason() {
