@@ -135,7 +135,9 @@ done
 # Memory. The first session on a machine takes the trusted certificates out
 # of the kernel image (decompressing it); later ones read them from the cache.
 export XDG_CACHE_HOME=$W/cache; rm -rf $W/cache
-hwm() {{ h=0; while kill -0 $1 2>/dev/null; do v=$(grep VmHWM /proc/$1/status 2>/dev/null | tr -s ' ' | cut -d' ' -f2); [ -n "$v" ] && h=$v; sleep 0.2; done; echo $h; }}
+# Its peak until it exits (an exited, unreaped child keeps its /proc entry
+# without VmHWM: that ends the loop too).
+hwm() {{ h=0; while v=$(grep VmHWM /proc/$1/status 2>/dev/null | tr -s ' ' | cut -d' ' -f2); [ -n "$v" ]; do h=$v; sleep 0.2; done; wait $1; echo $h; }}
 "$B" record -o $W/cold.trace --watch "$M/modscope_calls.ko" --duration 2 > /dev/null 2>&1 & P=$!
 echo "BENCH-RSS-COLD $(hwm $P)"
 "$B" record -o $W/workload.trace --watch "$M/modscope_calls.ko" > $W/record.log 2>&1 & P=$!
