@@ -343,6 +343,9 @@ fn seed_present(
     for record in session.probe.seed(&preexisting_modules(paths)?)? {
         session.present(&record)?;
     }
+    if let Some(v) = &mut session.verdicts {
+        v.live();
+    }
     session.out.emit(&Event::Ready {
         time: Event::now(),
         kernel: features::release(paths),

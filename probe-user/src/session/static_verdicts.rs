@@ -78,6 +78,13 @@ impl StaticVerdicts {
         Some(to_record(report, ts_ns, incarnation))
     }
 
+    /// Starts the quiet spell now: the session is live, and the modules
+    /// present were checked during a start-up that may have taken longer
+    /// than [`BTF_IDLE`] (attaching, under emulation).
+    pub fn live(&mut self) {
+        self.last_check = Some(Instant::now());
+    }
+
     /// Drops the target's parsed BTF once no module has been checked for a
     /// while; the next check reads it again. Whether it was dropped now.
     pub fn release_when_idle(&mut self, now: Instant) -> bool {
@@ -130,7 +137,12 @@ mod tests {
             last_check: Some(Instant::now()),
         };
         let start = Instant::now();
-        assert!(!v.release_when_idle(start), "just used");
+        v.last_check = start.checked_sub(2 * BTF_IDLE);
+        v.live();
+        assert!(
+            !v.release_when_idle(start),
+            "the quiet spell starts when the session is live"
+        );
         assert!(v.release_when_idle(start + BTF_IDLE + Duration::from_secs(1)));
         assert!(
             !v.release_when_idle(start + 3 * BTF_IDLE),
