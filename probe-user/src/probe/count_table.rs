@@ -138,13 +138,10 @@ impl CountBook {
         first_uses: &PerFunction,
     ) -> Option<u32> {
         self.unloaded.remove(&incarnation);
-        let mine = |m: &PerFunction| -> Vec<((u64, u64), u64)> {
-            m.range((incarnation, 0)..=(incarnation, u64::MAX))
-                .map(|(k, v)| (*k, *v))
-                .collect()
-        };
-        self.retired_calls.extend(mine(calls));
-        self.retired_first_uses.extend(mine(first_uses));
+        self.retired_calls
+            .extend(of_incarnation(calls, incarnation));
+        self.retired_first_uses
+            .extend(of_incarnation(first_uses, incarnation));
         self.rows.remove(&incarnation)
     }
 
@@ -257,10 +254,14 @@ impl ModuleProbe {
         seen: &PerFunction,
     ) -> Result<(), ProbeError> {
         let row = self.book.retire(incarnation, counts, seen);
-        let keys: Vec<CallKey> = counts
-            .range((incarnation, 0)..=(incarnation, u64::MAX))
-            .chain(seen.range((incarnation, 0)..=(incarnation, u64::MAX)))
-            .map(|(&(incarnation, func_ip), _)| CallKey {
+        // Each key once: most are in both maps.
+        let keys: BTreeSet<(u64, u64)> = of_incarnation(counts, incarnation)
+            .chain(of_incarnation(seen, incarnation))
+            .map(|(key, _)| key)
+            .collect();
+        let keys: Vec<CallKey> = keys
+            .into_iter()
+            .map(|(incarnation, func_ip)| CallKey {
                 incarnation,
                 func_ip,
             })
@@ -287,6 +288,15 @@ impl ModuleProbe {
         let mut rows: Array<&mut MapData, u64> = self.map_mut(map::ROWS)?;
         rows.set(row, 0, 0).map_err(err(map::ROWS))
     }
+}
+
+/// The entries of one incarnation, which lead every key.
+fn of_incarnation(
+    map: &PerFunction,
+    incarnation: u64,
+) -> impl Iterator<Item = ((u64, u64), u64)> + '_ {
+    map.range((incarnation, 0)..=(incarnation, u64::MAX))
+        .map(|(k, v)| (*k, *v))
 }
 
 /// A cell's value with every CPU's count 0.
