@@ -15,6 +15,7 @@ pub mod ko_file;
 pub mod matrix;
 pub mod modinfo;
 pub mod module_btf;
+pub mod module_path;
 pub mod rules;
 pub mod signature;
 mod sparse_elf;

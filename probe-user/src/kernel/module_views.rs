@@ -118,29 +118,47 @@ pub fn sys_module_text(dir: &Path, name: &str) -> Option<(u64, u64)> {
     (base != 0).then_some((base, size))
 }
 
-/// What owns an address in module memory, by `/proc/kallsyms`: the
-/// nearest symbol at or below it, and its `[owner]` tag (a module's name,
-/// `bpf`, `__builtin__ftrace`, ...). `None` when no tagged symbol is
-/// within `reach` bytes below it.
-pub fn owner_of(kallsyms: &str, addr: u64, reach: u64) -> Option<(String, String)> {
-    let mut best: Option<(u64, &str, &str)> = None;
-    for line in kallsyms.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(a), Some(_), Some(name), Some(tag)) = (f.next(), f.next(), f.next(), f.next())
-        else {
-            continue;
-        };
-        let Ok(a) = u64::from_str_radix(a, 16) else {
-            continue;
-        };
-        if a <= addr && addr - a < reach && best.is_none_or(|(b, _, _)| a > b) {
-            best = Some((a, name, tag));
-        }
+/// The symbols `/proc/kallsyms` tags with an owner (`[module]`, `[bpf]`,
+/// `[__builtin__ftrace]`, ...), by address: what owns an address in module
+/// memory. Parsed once per read, so each lookup is a binary search, not
+/// another pass over 100,000 lines and more.
+pub struct TaggedSymbols {
+    /// (address, owner, name), by address; equal addresses in file order.
+    symbols: Vec<(u64, String, String)>,
+}
+
+impl TaggedSymbols {
+    pub fn parse(kallsyms: &str) -> Self {
+        let mut symbols: Vec<(u64, String, String)> = kallsyms
+            .lines()
+            .filter(|line| line.ends_with(']'))
+            .filter_map(|line| {
+                let mut f = line.split_whitespace();
+                let (a, _, name, tag) = (f.next()?, f.next()?, f.next()?, f.next()?);
+                let owner = tag.strip_prefix('[')?.strip_suffix(']')?;
+                Some((
+                    u64::from_str_radix(a, 16).ok()?,
+                    owner.to_owned(),
+                    name.to_owned(),
+                ))
+            })
+            .collect();
+        symbols.sort_by_key(|s| s.0);
+        Self { symbols }
     }
-    best.map(|(_, name, tag)| {
-        let owner = tag.trim_start_matches('[').trim_end_matches(']');
-        (owner.to_owned(), name.to_owned())
-    })
+
+    /// The owner and name of the nearest tagged symbol at or below `addr`,
+    /// within `reach` bytes (the first listed where several share it).
+    pub fn owner_of(&self, addr: u64, reach: u64) -> Option<(&str, &str)> {
+        let after = self.symbols.partition_point(|s| s.0 <= addr);
+        let nearest = self.symbols.get(after.checked_sub(1)?)?.0;
+        if addr - nearest >= reach {
+            return None;
+        }
+        let first = self.symbols.partition_point(|s| s.0 < nearest);
+        let (_, owner, name) = &self.symbols[first];
+        Some((owner, name))
+    }
 }
 
 /// Whether a kallsyms owner is code the kernel allocates in module memory
@@ -257,13 +275,29 @@ mod tests {
     fn owner_is_the_nearest_tagged_symbol_within_reach() {
         let text = "ffffffffc0000000 t bpf_prog_6deef7357e7b4530_x\t[bpf]\n\
                     ffffffffc0002000 t helper\t[modscope_calls]\n\
+                    ffffffffc0002000 t helper_alias\t[modscope_calls]\n\
                     ffffffffc0003000 T init_module\t[modscope_calls]\n\
                     ffffffff81000000 T _stext\n";
-        let owner = owner_of(text, 0xffff_ffff_c000_2010, 4096).unwrap();
-        assert_eq!(owner, ("modscope_calls".into(), "helper".into()));
-        let owner = owner_of(text, 0xffff_ffff_c000_0040, 4096).unwrap();
-        assert!(kernel_owned(&owner.0), "{owner:?}");
-        assert_eq!(owner_of(text, 0xffff_ffff_c010_0000, 4096), None, "too far");
+        let tagged = TaggedSymbols::parse(text);
+        let owner = tagged.owner_of(0xffff_ffff_c000_2010, 4096).unwrap();
+        assert_eq!(owner, ("modscope_calls", "helper"));
+        let owner = tagged.owner_of(0xffff_ffff_c000_0040, 4096).unwrap();
+        assert!(kernel_owned(owner.0), "{owner:?}");
+        assert_eq!(
+            tagged.owner_of(0xffff_ffff_c010_0000, 4096),
+            None,
+            "too far"
+        );
+        assert_eq!(
+            tagged.owner_of(0xffff_ffff_bfff_ffff, 4096),
+            None,
+            "below all"
+        );
+        assert_eq!(
+            tagged.owner_of(0xffff_ffff_8100_0010, 4096),
+            None,
+            "untagged symbols own nothing"
+        );
         assert!(kernel_owned("__builtin__ftrace"));
         assert!(!kernel_owned("modscope_calls"));
     }

@@ -4,7 +4,7 @@
 
 use probe_common::names::{map, program};
 
-use super::{AttachOutcome, ModuleProbe, ProbeError};
+use super::{AttachOutcome, ModuleProbe, ProbeError, attach_one};
 use crate::detectors::probes::FollowedAllocator;
 use crate::kernel::kallsyms::NotAttached;
 
@@ -24,6 +24,7 @@ impl ModuleProbe {
             allocators.iter().map(|a| (a.address, a.size_arg)),
         )?;
         let mut outcome = AttachOutcome::default();
+        let mut links = Vec::new();
         // The return probe first: a kprobe registered later on the same
         // address runs before the earlier ones, and a kretprobe's entry
         // replaces the return address at the stack pointer with the
@@ -36,17 +37,20 @@ impl ModuleProbe {
                 if outcome.refused.iter().any(|r| r.function == a.function) {
                     continue;
                 }
-                match prog.attach(&a.function, 0) {
+                match attach_one(prog, &a.function) {
                     Err(e) => outcome
                         .refused
                         .push(NotAttached::new(a.function.clone(), e.to_string())),
-                    Ok(_) if name == program::ALLOC_ENTRY => {
-                        outcome.attached.push(a.function.clone())
+                    Ok(link) => {
+                        if name == program::ALLOC_ENTRY {
+                            outcome.attached.push(a.function.clone());
+                        }
+                        links.push(link);
                     }
-                    Ok(_) => {}
                 }
             }
         }
+        self.links.keep(links);
         if !outcome.attached.is_empty() {
             self.attached.push(format!(
                 "kprobe+kretprobe/alloc x{}",

@@ -30,7 +30,9 @@ impl ModuleProbe {
     /// Their columns in the count table come first (`place_columns`).
     pub fn attach_more(&mut self, functions: &[String]) -> Result<AttachOutcome, ProbeError> {
         let prog = self.kprobe_program(program::COUNT_CALL)?;
-        Ok(attach_each(prog, functions))
+        let (outcome, links) = attach_each(prog, functions);
+        self.links.keep(links);
+        Ok(outcome)
     }
 
     /// Calls from module memory no incarnation owns, per (return address,

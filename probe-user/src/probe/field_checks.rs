@@ -56,7 +56,8 @@ impl ModuleProbe {
                 continue;
             }
             let prog = self.loaded_kprobe(name)?;
-            let pass = attach_each(prog, functions.iter().map(|c| &c.function));
+            let (pass, links) = attach_each(prog, functions.iter().map(|c| &c.function));
+            self.links.keep(links);
             if !pass.attached.is_empty() {
                 self.attached
                     .push(format!("kprobe/{name} x{}", pass.attached.len()));

@@ -12,6 +12,7 @@ pub mod diagnostics;
 mod field_checks;
 mod guard;
 mod init_done;
+mod kprobe_links;
 mod load_check;
 mod module_registry;
 mod text_pages;
@@ -20,8 +21,9 @@ use crate::kernel::kallsyms::NotAttached;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Map, MapError},
-    programs::{KProbe, ProgramError},
+    programs::{KProbe, ProgramError, kprobe::KProbeLink},
 };
+use kprobe_links::KProbeLinks;
 use probe_common::{
     CallProbeConfig, CountTableConfig, GuardConfig, LoadCheckConfig, ModuleLayout,
     names::{global, map},
@@ -96,6 +98,8 @@ pub type ProbeLogger = aya_log::EbpfLogger<diagnostics::ProbeLog>;
 
 /// The loaded programs and maps of one session.
 pub struct ModuleProbe {
+    /// First, so the kprobes are detached before their programs unload.
+    links: KProbeLinks,
     ebpf: Ebpf,
     attached: Vec<String>,
     call_config: CallProbeConfig,
@@ -167,6 +171,7 @@ impl ModuleProbe {
             ),
         };
         Ok(Self {
+            links: KProbeLinks::default(),
             ebpf,
             attached: Vec::new(),
             call_config: *globals.calls,
@@ -255,19 +260,30 @@ impl ModuleProbe {
     }
 }
 
-/// Attaches the (loaded) `prog` to each function.
+/// Attaches the (loaded) `prog` to each function; with the links, which
+/// the caller keeps (`ModuleProbe::links`).
 fn attach_each<'a>(
     prog: &mut KProbe,
     functions: impl IntoIterator<Item = &'a String>,
-) -> AttachOutcome {
+) -> (AttachOutcome, Vec<KProbeLink>) {
     let mut out = AttachOutcome::default();
+    let mut links = Vec::new();
     for f in functions {
-        match prog.attach(f, 0) {
-            Ok(_) => out.attached.push(f.clone()),
+        match attach_one(prog, f) {
+            Ok(link) => {
+                out.attached.push(f.clone());
+                links.push(link);
+            }
             Err(e) => out.refused.push(NotAttached::new(f.clone(), e.to_string())),
         }
     }
-    out
+    (out, links)
+}
+
+/// Attaches `prog` to `function`, the link owned by the caller.
+fn attach_one(prog: &mut KProbe, function: &str) -> Result<KProbeLink, ProgramError> {
+    let id = prog.attach(function, 0)?;
+    prog.take_link(id)
 }
 
 /// Every entry of a map as `f` makes it, or the first read error, naming

@@ -128,7 +128,7 @@ fn wanted_imports(args: &ProbeRequest, paths: &KernelPaths, release: &str) -> Re
     let mut functions: Vec<String> = args.functions.clone();
     functions.extend(imports.values().flat_map(|i| i.symbols.iter().cloned()));
     let on_module_path =
-        analysis::module_files(&[PathBuf::from(format!("/lib/modules/{release}"))]);
+        analysis::module_path::files(&PathBuf::from(format!("/lib/modules/{release}")));
     let mut files = on_module_path.clone();
     files.extend(analysis::module_files(&args.watch));
     let late_files = match (args.watch.is_empty(), args.functions.is_empty()) {

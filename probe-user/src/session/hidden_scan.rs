@@ -185,6 +185,7 @@ impl HiddenScan {
         }
         let listed = proc_modules::read(&self.proc_modules).unwrap_or_default();
         let kallsyms = text_file::read("/proc/kallsyms").unwrap_or_default();
+        let tagged = module_views::TaggedSymbols::parse(&kallsyms);
         let sysfs_only: Vec<&String> = views
             .views
             .get(&View::SysModule)
@@ -199,8 +200,9 @@ impl HiddenScan {
                 .any(|m| m.address != 0 && (m.address..m.address + m.size).contains(&caller));
             // A listed module's symbols say nothing here: its text is
             // `in_listed`, and a hidden module's text may follow it.
-            let tagged = module_views::owner_of(&kallsyms, caller, KALLSYMS_REACH)
-                .is_some_and(|(owner, _)| module_views::kernel_owned(&owner));
+            let tagged = tagged
+                .owner_of(caller, KALLSYMS_REACH)
+                .is_some_and(|(owner, _)| module_views::kernel_owned(owner));
             let owner = if state.owns_text(caller) || in_listed || tagged {
                 Owner::Accounted
             } else {
