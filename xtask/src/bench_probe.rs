@@ -14,7 +14,9 @@
 //!   pair alike, so the ratio's median and spread show a 5% difference;
 //! - attach time for N probed functions;
 //! - trace bytes per active module-hour and modscope's peak RSS while
-//!   recording the test workload.
+//!   recording the test workload;
+//! - churn: the time per load/unload cycle with and without a recording
+//!   session, and whether every incarnation was counted exactly.
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
@@ -27,6 +29,11 @@ const CALLS_PER_FUNCTION: u64 = 500_000;
 
 /// Pairs (disarmed, armed) per variant.
 const ROUNDS: u64 = 15;
+
+/// Load/unload cycles under a recording session, and without one (the
+/// time a cycle takes anyway).
+const CHURN_CYCLES: u64 = 1000;
+const CHURN_BARE_CYCLES: u64 = 200;
 
 /// The bpftrace equivalent of modscope's attribution: the return address
 /// at regs->sp, core-kernel callers skipped, a per-CPU count keyed by the
@@ -149,6 +156,16 @@ S1=$(stat -c %s $W/workload.trace)
 echo "BENCH-RSS $(grep VmHWM /proc/$P/status | tr -s ' ' | cut -d' ' -f2) $(grep VmRSS /proc/$P/status | tr -s ' ' | cut -d' ' -f2)"
 kill -INT $P; wait $P
 echo "BENCH-TRACE $S0 $S1"
+
+# Churn: load/unload cycles of modscope_calls (its init calls kstrdup 1000
+# and mutex_lock 500 times), without a session, then under one.
+rmmod modscope_calls
+cycles() {{ i=0; s=$(now); while [ $i -lt $1 ]; do insmod "$M/modscope_calls.ko" && rmmod modscope_calls; i=$((i+1)); done; e=$(now); echo $(( (e - s) / 1000 )); }}
+echo "BENCH-CHURN bare {churn_bare} $(cycles {churn_bare})"
+"$B" record --watch "$M/modscope_calls.ko" --json > $W/churn.log 2>&1 & P=$!
+wait_for $W/churn.log '"ready"'
+echo "BENCH-CHURN recorded {churn} $(cycles {churn})"
+sleep 3; kill -INT $P; wait $P
 echo "BENCH-DONE"
 "#,
         modules = modules.display(),
@@ -159,6 +176,8 @@ echo "BENCH-DONE"
         empty = BPFTRACE_EMPTY,
         read = BPFTRACE_READ,
         attribution = BPFTRACE_ATTRIBUTION,
+        churn = CHURN_CYCLES,
+        churn_bare = CHURN_BARE_CYCLES,
     )
 }
 
@@ -175,7 +194,7 @@ pub fn run(kernel: &Kernel, baseline: Option<&Path>) -> anyhow::Result<()> {
     let script = work.join("bench.sh");
     std::fs::write(&script, guest_script(&modscope, baseline, &modules, &work))?;
     crate::shell::step(&format!(
-        "bench probe: hot path, attach time, trace size and RSS on {} (VM, ~5 minutes)",
+        "bench probe: hot path, attach time, trace size and RSS on {} (VM, ~30 minutes)",
         kernel.describe()
     ));
     let outcome = vm::run(&vm::Boot {
@@ -211,7 +230,8 @@ pub fn run(kernel: &Kernel, baseline: Option<&Path>) -> anyhow::Result<()> {
     }
     print_hot_path(&lines)?;
     print_attach(&lines);
-    print_trace(&lines)
+    print_trace(&lines)?;
+    print_churn(&lines, &work.join("churn.log"))
 }
 
 /// One variant's pairs: microseconds disarmed and armed.
@@ -419,9 +439,108 @@ fn print_trace(lines: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Time per cycle with and without the session, and what the session
+/// made of the cycles: every incarnation's counts, events lost.
+fn print_churn(lines: &[&str], log: &Path) -> anyhow::Result<()> {
+    let mut per_cycle = BTreeMap::new();
+    for l in lines {
+        if let ["BENCH-CHURN", kind, n, us] = l.split_whitespace().collect::<Vec<_>>()[..] {
+            let (n, us): (u64, u64) = (n.parse()?, us.parse()?);
+            per_cycle.insert(kind.to_owned(), us as f64 / 1000.0 / n as f64);
+        }
+    }
+    let (Some(bare), Some(recorded)) = (per_cycle.get("bare"), per_cycle.get("recorded")) else {
+        return Ok(());
+    };
+    let text =
+        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let churn = ChurnOutcome::of(&events);
+    println!(
+        "churn: {CHURN_CYCLES} load/unload cycles recorded: {recorded:.0} ms per cycle ({bare:.0} ms without a session); {} unloads seen, {} incarnations counted exactly (1000 kstrdup, 500 mutex_lock), {} lost events",
+        churn.unloads, churn.exact, churn.lost
+    );
+    Ok(())
+}
+
+/// What a churn session's events say.
+#[derive(Debug, PartialEq)]
+struct ChurnOutcome {
+    unloads: usize,
+    /// Incarnations whose init's calls were all counted.
+    exact: usize,
+    lost: u64,
+}
+
+impl ChurnOutcome {
+    fn of(events: &[serde_json::Value]) -> Self {
+        let calls = |m: &serde_json::Value, symbol: &str| {
+            m["calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["symbol"] == symbol)
+                .and_then(|c| c["count"].as_u64())
+        };
+        let ours = |e: &&serde_json::Value| e["name"] == "modscope_calls";
+        let last = |kind: &str| events.iter().rev().find(|e| e["type"] == kind);
+        Self {
+            unloads: events
+                .iter()
+                .filter(|e| e["type"] == "unload")
+                .filter(ours)
+                .count(),
+            exact: last("calls")
+                .and_then(|c| c["modules"].as_array())
+                .into_iter()
+                .flatten()
+                .filter(ours)
+                .filter(|m| {
+                    calls(m, "kstrdup") == Some(1000) && calls(m, "mutex_lock") == Some(500)
+                })
+                .count(),
+            lost: last("registry").map_or(u64::MAX, |r| {
+                r["stats"]["lost_events"].as_u64().unwrap_or(u64::MAX)
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_churn_session_is_judged_by_its_unloads_exact_counts_and_lost_events() {
+        let exact = r#"{"name":"modscope_calls","calls":[{"symbol":"kstrdup","count":1000},{"symbol":"mutex_lock","count":500}]}"#;
+        let short = r#"{"name":"modscope_calls","calls":[{"symbol":"kstrdup","count":999},{"symbol":"mutex_lock","count":500}]}"#;
+        let events: Vec<serde_json::Value> = [
+            r#"{"type":"unload","name":"modscope_calls"}"#.to_owned(),
+            r#"{"type":"unload","name":"other"}"#.to_owned(),
+            r#"{"type":"unload","name":"modscope_calls"}"#.to_owned(),
+            r#"{"type":"registry","stats":{"lost_events":2}}"#.to_owned(),
+            format!(r#"{{"type":"calls","modules":[{exact},{short},{exact}]}}"#),
+        ]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+        assert_eq!(
+            ChurnOutcome::of(&events),
+            ChurnOutcome {
+                unloads: 2,
+                exact: 2,
+                lost: 2
+            }
+        );
+        assert_eq!(
+            ChurnOutcome::of(&[]).lost,
+            u64::MAX,
+            "no registry: not zero"
+        );
+    }
 
     #[test]
     fn pairs_give_the_armed_to_disarmed_ratio_and_the_added_cost() {

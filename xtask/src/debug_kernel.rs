@@ -170,16 +170,50 @@ pub fn installed_release() -> Option<String> {
     .then(|| release.to_owned())
 }
 
-/// Builds and installs the debug kernel unless the current one is there.
+/// Builds and installs the debug kernel unless the current one is there
+/// (a build `build_in_background` finished is only installed).
 pub fn ensure() -> anyhow::Result<()> {
     step("debug-flavoured kernel (Debian's 6.1 source, lock debugging on; built once, cached)");
     if let Some(release) = installed_release() {
         skip(&format!("debug kernel {release}"));
         return Ok(());
     }
+    let tree = build()?;
+    let release = make_output(&tree, "kernelrelease")?;
+    install(&tree, &release)?;
+    std::fs::write(
+        cache_dir().join("installed"),
+        format!("{release}\n{}", stamp()?),
+    )?;
+    eprintln!("    debug kernel {release} installed");
+    Ok(())
+}
+
+/// Builds the debug kernel (without installing it) on a thread of its own
+/// at the lowest priority, so that it takes the cores the host tests leave
+/// idle (cargo's serial steps, single-threaded tests). Nothing is
+/// installed: the host tests read /boot. `ensure` installs it later.
+pub fn build_in_background() -> std::thread::JoinHandle<anyhow::Result<()>> {
+    std::thread::spawn(|| {
+        if installed_release().is_some() {
+            return Ok(());
+        }
+        // SAFETY: setpriority on the calling thread (who 0 is the thread
+        // under PRIO_PROCESS on Linux); the children it starts inherit it.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        build().map(|_| ())
+    })
+}
+
+/// The built tree, built now unless the current build is there.
+fn build() -> anyhow::Result<PathBuf> {
     let dir = cache_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let tree = dir.join(SOURCE_DIR);
+    let built_stamp = dir.join("built");
+    if std::fs::read_to_string(&built_stamp).ok() == Some(stamp()?) {
+        return Ok(tree);
+    }
     let start = Instant::now();
     if !tree.join("Makefile").exists() {
         eprintln!("    unpacking {SOURCE_TARBALL}");
@@ -195,24 +229,20 @@ pub fn ensure() -> anyhow::Result<()> {
     configure(&tree)?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     eprintln!("    building bzImage and modules with {jobs} jobs (about 10 minutes on 2 cores)");
-    let log = dir.join("build.log");
     shell::run_logged(
         "building the debug kernel",
         Command::new("make")
             .current_dir(&tree)
             .arg(format!("-j{jobs}"))
             .args(["bzImage", "modules"]),
-        &log,
+        &dir.join("build.log"),
     )?;
-    let built = start.elapsed();
-    let release = make_output(&tree, "kernelrelease")?;
-    install(&tree, &release)?;
-    std::fs::write(dir.join("installed"), format!("{release}\n{}", stamp()?))?;
+    std::fs::write(&built_stamp, stamp()?)?;
     eprintln!(
-        "    debug kernel {release} built in {:.0} s, installed",
-        built.as_secs_f64()
+        "    debug kernel built in {:.0} s",
+        start.elapsed().as_secs_f64()
     );
-    Ok(())
+    Ok(tree)
 }
 
 fn configure(tree: &Path) -> anyhow::Result<()> {

@@ -46,8 +46,12 @@ pub fn output(cmd: &mut Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Announces a step, with the time since this xtask started: a CI log
+/// then shows where its minutes went.
 pub fn step(msg: &str) {
-    eprintln!("==> {msg}");
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let at = STARTED.get_or_init(std::time::Instant::now).elapsed();
+    eprintln!("==> [{:>4} s] {msg}", at.as_secs());
 }
 
 pub fn skip(msg: &str) {

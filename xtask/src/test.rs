@@ -107,6 +107,10 @@ pub fn parse_console(lines: &[String]) -> GuestReport {
 
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
     setup::run()?;
+    // The whole suite includes the lock-debugging kernel; `--kernel` picks
+    // installed kernels only. It builds while the host part runs.
+    let debug_build =
+        (!args.host_only && args.kernel.is_empty()).then(debug_kernel::build_in_background);
     if !args.vm_only {
         lint::run()?;
         // --release: the corpus test reads ~12,000 real modules.
@@ -129,13 +133,14 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         let built = dist::run()?;
         package_check::run(&built)?;
     }
+    if let Some(build) = debug_build {
+        build
+            .join()
+            .map_err(|_| anyhow::anyhow!("the debug kernel's build panicked"))??;
+        debug_kernel::ensure()?;
+    }
     if args.host_only {
         return Ok(());
-    }
-    // The whole suite includes the lock-debugging kernel; `--kernel` picks
-    // installed kernels only.
-    if args.kernel.is_empty() {
-        debug_kernel::ensure()?;
     }
     vm_suite(&args)
 }
