@@ -35,7 +35,17 @@ pub enum BtfError {
 /// Reads a BTF file: a raw blob (`/sys/kernel/btf/vmlinux`, `pahole
 /// --btf_encode_detached`) or an ELF file with a `.BTF` section (a vmlinux
 /// after `pahole -J`; only its section headers and that section are read).
+/// Every type and name is indexed: for many lookups (`check`, `diff`).
 pub fn open(path: &std::path::Path) -> Result<Btf, BtfError> {
+    let bytes = read_bytes(path)?;
+    Btf::from_bytes(&bytes).map_err(|source| BtfError::Open {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The BTF bytes of a raw BTF file, or of an ELF file's `.BTF` section.
+pub fn read_bytes(path: &std::path::Path) -> Result<Vec<u8>, BtfError> {
     use crate::input::{self, InputError};
     let name = path.display().to_string();
     let input = |source: InputError| BtfError::Input {
@@ -47,9 +57,7 @@ pub fn open(path: &std::path::Path) -> Result<Btf, BtfError> {
     let mut magic = [0u8; 4];
     let is_elf = std::io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == *b"\x7fELF";
     if !is_elf {
-        let bytes =
-            input::read_bounded(path, input::limit::KERNEL_IMAGE, "BTF file").map_err(input)?;
-        return Btf::from_bytes(&bytes).map_err(|source| BtfError::Open { path: name, source });
+        return input::read_bounded(path, input::limit::KERNEL_IMAGE, "BTF file").map_err(input);
     }
     let cache = object::ReadCache::new(file);
     let elf = object::File::parse(&cache).map_err(|e| BtfError::Elf {
@@ -66,11 +74,12 @@ pub fn open(path: &std::path::Path) -> Result<Btf, BtfError> {
             error: "a .BTF section larger than any kernel's".into(),
         });
     }
-    let bytes = object::ObjectSection::data(&section).map_err(|e| BtfError::Elf {
-        path: name.clone(),
-        error: e.to_string(),
-    })?;
-    Btf::from_bytes(bytes).map_err(|source| BtfError::Open { path: name, source })
+    object::ObjectSection::data(&section)
+        .map(<[u8]>::to_vec)
+        .map_err(|e| BtfError::Elf {
+            path: name,
+            error: e.to_string(),
+        })
 }
 
 /// `sizeof(struct name)`, when BTF has the struct.

@@ -47,7 +47,7 @@ pub fn for_kernel(
     counted: &BTreeMap<String, u64>,
     probeable: impl Fn(&str) -> bool,
 ) -> Result<DetectorProbes, btf::BtfError> {
-    let btf = btf::open(btf_path)?;
+    let btf = crate::kernel::lean_btf::open(btf_path)?;
     let spin = struct_layout::layout(&btf, "raw_spinlock");
     let mutex = struct_layout::layout(&btf, "mutex");
     let mut checks: BTreeMap<&str, FieldCheck> = plan::plan(spin.as_ref(), mutex.as_ref(), |f| {

@@ -11,6 +11,7 @@ pub mod features;
 pub mod file_identity;
 pub mod kallsyms;
 pub mod kcore;
+pub mod lean_btf;
 pub mod module_layout;
 pub mod module_views;
 pub mod proc_modules;

@@ -32,7 +32,7 @@ pub struct Layouts {
 
 /// `struct module`'s layout, the load check's settings and the list's link.
 pub fn layouts_from_file(path: &Path) -> Result<Layouts, BtfError> {
-    let btf = modscope_analysis::btf::open(path)?;
+    let btf = super::lean_btf::open(path)?;
     let module = module_layout(&btf)?;
     let list_link = find_struct(&btf, "module")
         .and_then(|m| member(&btf, &m, "module", "list"))

@@ -32,7 +32,7 @@ pub const PIN_DIR: &str = "/sys/fs/bpf/modscope-guard";
 
 /// The programs' settings, read before they load.
 pub fn config(paths: &KernelPaths, policy: Policy) -> Result<GuardConfig> {
-    let btf = modscope_analysis::btf::open(&paths.vmlinux_btf)
+    let btf = crate::kernel::lean_btf::open(&paths.vmlinux_btf)
         .map_err(|e| SessionError::GuardBtf(e.to_string()))?;
     file_identity::guard_config(&btf, policy).map_err(|e| SessionError::GuardBtf(e.to_string()))
 }

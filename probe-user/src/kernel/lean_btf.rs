@@ -1,0 +1,67 @@
+//! The kernel's BTF for a handful of lookups (`struct module`'s offsets,
+//! the lock structs' layouts, the guard's file identity): read where it
+//! lies, through btf-rs's memory-mapped backend, instead of indexing every
+//! type and name as `check` does. That index was a live session's peak: for
+//! Debian's vmlinux, 21 MB of name tables and 6 MB of types on top of the
+//! 5 MB of bytes (massif). The bytes are copied into an anonymous memory
+//! file first: sysfs' BTF cannot be mapped before Linux 6.16, and a copy
+//! nobody else can truncate never faults under the reader. Where that
+//! fails, the BTF is indexed after all.
+
+use std::{io::Write as _, os::fd::FromRawFd as _, path::Path};
+
+use btf_rs::{Backend, Btf};
+use modscope_analysis::btf::{self, BtfError};
+
+/// The BTF at `path` (raw, or an ELF file's `.BTF`), for a few lookups.
+pub fn open(path: &Path) -> Result<Btf, BtfError> {
+    let bytes = btf::read_bytes(path)?;
+    match mapped_copy(&bytes) {
+        Some(btf) => Ok(btf),
+        None => Btf::from_bytes(&bytes).map_err(|source| BtfError::Open {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// `bytes` in a memory file, parsed where they lie.
+fn mapped_copy(bytes: &[u8]) -> Option<Btf> {
+    // SAFETY: a NUL-terminated name and valid flags; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"modscope-btf".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a descriptor the kernel just returned, owned from here.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(bytes).ok()?;
+    // The mapping outlives the descriptor, which closes with `file`.
+    Btf::from_file_with_backend(format!("/proc/self/fd/{fd}"), Backend::Mmap).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use modscope_analysis::{btf, struct_layout};
+
+    /// The host kernel's own BTF, when it has one: the mapped reader finds
+    /// what the indexed one finds.
+    #[test]
+    fn the_mapped_btf_answers_as_the_indexed_one() {
+        let path = std::path::Path::new("/sys/kernel/btf/vmlinux");
+        if !path.exists() {
+            return;
+        }
+        let lean = super::open(path).expect("mapped BTF");
+        let indexed = btf::open(path).expect("indexed BTF");
+        for name in ["mutex", "raw_spinlock", "file", "inode", "task_struct"] {
+            let layout = struct_layout::layout(&lean, name);
+            assert!(layout.is_some(), "struct {name}");
+            assert_eq!(layout, struct_layout::layout(&indexed, name), "{name}");
+        }
+        assert_eq!(struct_layout::layout(&lean, "no_such_struct_here"), None);
+        assert_eq!(
+            btf::enum_value(&lean, "kernel_read_file_id", "READING_MODULE").ok(),
+            btf::enum_value(&indexed, "kernel_read_file_id", "READING_MODULE").ok()
+        );
+    }
+}
