@@ -72,6 +72,10 @@ pub struct TargetSpec {
     pub keyring: Option<PathBuf>,
     /// Root under which /boot, /lib/modules, /proc and /sys are found (tests).
     pub root: Option<PathBuf>,
+    /// `sizeof(struct module)`, when the caller has read it already (a live
+    /// session, from the running kernel's BTF at start): the target's BTF
+    /// is then not read, and indexed, for it.
+    pub struct_module_size: Option<u64>,
 }
 
 pub struct TargetKernel {
@@ -272,7 +276,9 @@ pub fn resolve(spec: &TargetSpec) -> Result<TargetKernel, TargetError> {
             });
         }
     }
-    let struct_module_size = struct_module_size(&btf_source, &btf);
+    let struct_module_size = spec
+        .struct_module_size
+        .or_else(|| struct_module_size(&btf_source, &btf));
     let (keyring_source, keyring) = keyring(spec, &root, &release)?;
     let randstruct_hash =
         std::fs::read_to_string(symvers_path.with_file_name("include/generated/randstruct_hash.h"))

@@ -185,6 +185,7 @@ fn spec(args: &CheckArgs, release: Option<String>) -> TargetSpec {
         btf: args.btf.clone(),
         keyring: args.keyring.clone(),
         root: None,
+        struct_module_size: None,
     }
 }
 

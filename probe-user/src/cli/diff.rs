@@ -49,6 +49,7 @@ fn spec(kernel: &str) -> TargetSpec {
             btf: pick(&["vmlinux", "btf", "vmlinux.btf"]),
             keyring: pick(&["certs/signing_key.x509", "certs.pem"]),
             root: None,
+            struct_module_size: None,
         }
     } else {
         TargetSpec {

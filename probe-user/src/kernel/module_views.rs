@@ -121,28 +121,35 @@ pub fn sys_module_text(dir: &Path, name: &str) -> Option<(u64, u64)> {
 /// The symbols `/proc/kallsyms` tags with an owner (`[module]`, `[bpf]`,
 /// `[__builtin__ftrace]`, ...), by address: what owns an address in module
 /// memory. Parsed once per read, so each lookup is a binary search, not
-/// another pass over 100,000 lines and more.
+/// another pass over 100,000 lines and more; read a line at a time, so the
+/// text (8 MB and more) is never held whole.
+#[derive(Default)]
 pub struct TaggedSymbols {
     /// (address, owner, name), by address; equal addresses in file order.
     symbols: Vec<(u64, String, String)>,
 }
 
 impl TaggedSymbols {
+    /// From a kallsyms file (`/proc/kallsyms`), within `text_file`'s bound.
+    pub fn read(path: &Path) -> std::io::Result<Self> {
+        use std::io::{BufRead as _, Read as _};
+        let file = fs::File::open(path)?;
+        let mut reader = std::io::BufReader::new(file.take(super::text_file::LIMIT));
+        let mut line = Vec::new();
+        let mut symbols = Vec::new();
+        while reader.read_until(b'\n', &mut line)? != 0 {
+            symbols.extend(tagged(String::from_utf8_lossy(&line).trim_end()));
+            line.clear();
+        }
+        Ok(Self::sorted(symbols))
+    }
+
+    /// From a kallsyms text.
     pub fn parse(kallsyms: &str) -> Self {
-        let mut symbols: Vec<(u64, String, String)> = kallsyms
-            .lines()
-            .filter(|line| line.ends_with(']'))
-            .filter_map(|line| {
-                let mut f = line.split_whitespace();
-                let (a, _, name, tag) = (f.next()?, f.next()?, f.next()?, f.next()?);
-                let owner = tag.strip_prefix('[')?.strip_suffix(']')?;
-                Some((
-                    u64::from_str_radix(a, 16).ok()?,
-                    owner.to_owned(),
-                    name.to_owned(),
-                ))
-            })
-            .collect();
+        Self::sorted(kallsyms.lines().filter_map(tagged).collect())
+    }
+
+    fn sorted(mut symbols: Vec<(u64, String, String)>) -> Self {
         symbols.sort_by_key(|s| s.0);
         Self { symbols }
     }
@@ -159,6 +166,21 @@ impl TaggedSymbols {
         let (_, owner, name) = &self.symbols[first];
         Some((owner, name))
     }
+}
+
+/// A kallsyms line's (address, owner, name), when an owner tags it.
+fn tagged(line: &str) -> Option<(u64, String, String)> {
+    if !line.ends_with(']') {
+        return None;
+    }
+    let mut f = line.split_whitespace();
+    let (a, _, name, tag) = (f.next()?, f.next()?, f.next()?, f.next()?);
+    let owner = tag.strip_prefix('[')?.strip_suffix(']')?;
+    Some((
+        u64::from_str_radix(a, 16).ok()?,
+        owner.to_owned(),
+        name.to_owned(),
+    ))
 }
 
 /// Whether a kallsyms owner is code the kernel allocates in module memory
@@ -299,6 +321,14 @@ mod tests {
             "untagged symbols own nothing"
         );
         assert!(kernel_owned("__builtin__ftrace"));
+        let dir = scratch("kallsyms");
+        fs::write(dir.path().join("kallsyms"), text).unwrap();
+        let read = TaggedSymbols::read(&dir.path().join("kallsyms")).unwrap();
+        assert_eq!(
+            read.symbols, tagged.symbols,
+            "read a line at a time: the same table"
+        );
+        assert_eq!(read.symbols.len(), 4);
         assert!(!kernel_owned("modscope_calls"));
     }
 

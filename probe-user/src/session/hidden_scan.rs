@@ -184,8 +184,8 @@ impl HiddenScan {
             return;
         }
         let listed = proc_modules::read(&self.proc_modules).unwrap_or_default();
-        let kallsyms = text_file::read("/proc/kallsyms").unwrap_or_default();
-        let tagged = module_views::TaggedSymbols::parse(&kallsyms);
+        let tagged = module_views::TaggedSymbols::read(std::path::Path::new("/proc/kallsyms"))
+            .unwrap_or_default();
         let sysfs_only: Vec<&String> = views
             .views
             .get(&View::SysModule)

@@ -84,7 +84,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
         Some(g) => guard_start::config(&paths, g.policy)?,
         None => GuardConfig::UNSET,
     };
-    let (mut probe, load_check_on, list_link) = load_probe(
+    let (mut probe, load_check_on, list_link, struct_module_size) = load_probe(
         &paths,
         facts.as_ref(),
         opts.calls.as_ref(),
@@ -94,7 +94,13 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     // After the probe's own BTF reading is done and dropped: the checks'
     // target holds a parsed BTF of its own, and two at once were the
     // session's peak.
-    let verdicts = static_verdicts_for(&paths, trace.is_some(), opts.calls.as_ref(), viewing);
+    let verdicts = static_verdicts_for(
+        &paths,
+        trace.is_some(),
+        opts.calls.as_ref(),
+        viewing,
+        struct_module_size,
+    );
     let ring = probe.take_events()?;
     // SAFETY: the ring buffer owns its map fd, which stays open and
     // unchanged until the AsyncFd (which owns the ring buffer) is dropped.
@@ -254,9 +260,10 @@ fn static_verdicts_for(
     tracing: bool,
     plan: Option<&CallPlan>,
     viewing: bool,
+    struct_module_size: Option<u64>,
 ) -> Option<StaticVerdicts> {
     let plan = plan.filter(|_| tracing)?;
-    let (v, warning) = StaticVerdicts::new(plan.files.clone(), paths);
+    let (v, warning) = StaticVerdicts::new(plan.files.clone(), paths, struct_module_size);
     if let (Some(w), false) = (warning, viewing) {
         eprintln!("modscope: no static verdicts in this session: {w}");
     }
@@ -265,17 +272,19 @@ fn static_verdicts_for(
 
 /// Loads the programs with this kernel's facts written into their globals;
 /// with whether the load-time layout check is on (detectors on, and BTF
-/// has what it needs), and how the kernel's module list links its entries.
+/// has what it needs), how the kernel's module list links its entries, and
+/// `sizeof(struct module)` when BTF gives it.
 fn load_probe(
     paths: &KernelPaths,
     facts: Option<&ArchFacts>,
     plan: Option<&CallPlan>,
     guard: &GuardConfig,
     diagnostics: &Diagnostics,
-) -> Result<(ModuleProbe, bool, Option<ListLink>)> {
+) -> Result<(ModuleProbe, bool, Option<ListLink>, Option<u64>)> {
     let layouts =
         module_layout::layouts_from_file(&paths.vmlinux_btf).map_err(SessionError::ModuleLayout)?;
     let (layout, load_check) = (layouts.module, layouts.load_check);
+    let struct_module_size = Some(load_check.struct_module_size).filter(|&s| s != 0);
     // The detectors are on when the call plan carries checks (not --no-detectors).
     let detectors = plan.is_some_and(|p| !p.checks.is_empty());
     // The guard's image check compares against the same size.
@@ -304,6 +313,7 @@ fn load_probe(
         probe,
         detectors && load_check.struct_module_size != 0,
         layouts.list_link,
+        struct_module_size,
     ))
 }
 

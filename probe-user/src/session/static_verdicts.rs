@@ -36,12 +36,22 @@ pub struct StaticVerdicts {
 const BTF_IDLE: Duration = Duration::from_secs(10);
 
 impl StaticVerdicts {
-    /// `files`: module name → its file. With why there will be no
-    /// verdicts, when the running kernel's files cannot be read.
-    pub fn new(files: HashMap<String, PathBuf>, paths: &KernelPaths) -> (Self, Option<String>) {
+    /// `files`: module name → its file; `struct_module_size` as the
+    /// session read it. With why there will be no verdicts, when the
+    /// running kernel's files cannot be read.
+    pub fn new(
+        files: HashMap<String, PathBuf>,
+        paths: &KernelPaths,
+        struct_module_size: Option<u64>,
+    ) -> (Self, Option<String>) {
+        // The running kernel's own BTF is the target's default, read (and
+        // indexed: 30 MB and more) only when a module built for another
+        // kernel is compared; a `--btf` file is read now, as `check` does.
+        let given_btf = paths.vmlinux_btf != KernelPaths::default().vmlinux_btf;
         let spec = TargetSpec {
             config: paths.config.clone(),
-            btf: Some(paths.vmlinux_btf.clone()),
+            btf: given_btf.then(|| paths.vmlinux_btf.clone()),
+            struct_module_size,
             ..TargetSpec::default()
         };
         let (target, warning) = match target::resolve(&spec) {
