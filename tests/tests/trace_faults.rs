@@ -116,17 +116,32 @@ fn churn_until_exit(child: Recording, timeout: Duration) -> Output {
     out
 }
 
-/// Nothing of modscope's is left in the kernel.
+/// Nothing of modscope's is left in the kernel, once the kernel has
+/// finished releasing what the dead process held: a link's last reference
+/// drops its program after an RCU grace period (6.12), not in `exit`.
 fn assert_nothing_attached(context: &str) {
-    let progs = bpf_objects::program_names();
-    for name in ["count_call", "module_load", "module_free"] {
-        assert!(
-            !progs.iter().any(|p| p == name),
-            "{context}: {name} still loaded: {progs:?}"
-        );
+    let ours = |progs: &[String]| {
+        ["count_call", "module_load", "module_free"]
+            .into_iter()
+            .filter(|name| progs.iter().any(|p| p == name))
+            .collect::<Vec<_>>()
+    };
+    let released = Instant::now();
+    while (!ours(&bpf_objects::program_names()).is_empty() || bpf_objects::link_count() != 0)
+        && released.elapsed() < RELEASE_GRACE
+    {
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let progs = bpf_objects::program_names();
+    assert!(
+        ours(&progs).is_empty(),
+        "{context}: still loaded {RELEASE_GRACE:?} after the exit: {progs:?}"
+    );
     assert_eq!(bpf_objects::link_count(), 0, "{context}: BPF links left");
 }
+
+/// How long the kernel gets to release a dead process's programs.
+const RELEASE_GRACE: Duration = Duration::from_secs(5);
 
 /// `report --json` on what was flushed: it reads, whatever the cut.
 fn report_reads(trace: &Path, context: &str) -> serde_json::Value {
