@@ -13,7 +13,7 @@ use super::{
     summary,
 };
 use crate::{
-    kernel::clock,
+    kernel::{clock, thread_priority::Unpreempted},
     probe::PerFunction,
     trace::{call_report::ModuleCalls, records::EndReason},
 };
@@ -25,6 +25,8 @@ pub fn finish(
     reason: EndReason,
     started: std::time::Instant,
 ) -> Result<()> {
+    // The last reads of the maps, where no task preempts them.
+    let unpreempted = Unpreempted::enter();
     session.anomaly_totals()?;
     // Read once: the trace's end and the report give the same totals.
     let counts = if session.trace.is_some() || plan.is_some() {
@@ -32,6 +34,7 @@ pub fn finish(
     } else {
         PerFunction::new()
     };
+    drop(unpreempted);
     if session.trace.is_some() {
         let stats = session.stats()?;
         if let Some(t) = &mut session.trace {

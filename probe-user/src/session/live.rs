@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
 use probe_common::{ModuleRecord, decode};
-use tokio::{io::unix::AsyncFd, sync::oneshot};
+use tokio::{
+    io::unix::{AsyncFd, AsyncFdReadyMutGuard},
+    sync::oneshot,
+};
 
 use super::{
     anomaly_sites,
@@ -24,7 +27,7 @@ use super::{
 };
 use crate::{
     guard::watcher::CatalogUpdate,
-    kernel::clock,
+    kernel::{clock, thread_priority::Unpreempted},
     probe::{ModuleProbe, ProbeLogger},
     trace::guard_display::GuardInfo,
     trace::records::{EndReason, ModuleOrigin, Stats, StatsSnapshot},
@@ -59,6 +62,16 @@ pub struct Session {
     pub hidden: HiddenScan,
 }
 
+/// What woke the session's loop.
+enum Wake<'a> {
+    Guard(Option<CatalogUpdate>),
+    Events(AsyncFdReadyMutGuard<'a, RingBuf<MapData>>),
+    Snapshot,
+    HiddenScan,
+    Logs(AsyncFdReadyMutGuard<'a, ProbeLogger>),
+    End(EndReason),
+}
+
 /// How often the kernel's views of the loaded modules are compared.
 const HIDDEN_SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -88,34 +101,43 @@ impl Session {
         let mut lost_reported = 0;
         let mut guard_updates = self.guard.as_mut().and_then(|g| g.updates.take());
         let reason = loop {
-            tokio::select! {
-                update = async { guard_updates.as_mut().expect("guarded").recv().await }, if guard_updates.is_some() => {
-                    match update {
-                        Some(u) => self.guard_update(u)?,
-                        None => guard_updates = None,
-                    }
-                }
+            let wake = tokio::select! {
+                update = async { guard_updates.as_mut().expect("guarded").recv().await }, if guard_updates.is_some() => Wake::Guard(update),
                 guard = events.readable_mut() => {
-                    let mut guard = guard.map_err(SessionError::io("waiting on the EVENTS ring buffer"))?;
+                    Wake::Events(guard.map_err(SessionError::io("waiting on the EVENTS ring buffer"))?)
+                }
+                _ = snapshots.tick(), if self.trace.is_some() || self.probe.retiring() => Wake::Snapshot,
+                _ = hidden_scans.tick() => Wake::HiddenScan,
+                guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
+                    Wake::Logs(guard.map_err(SessionError::io("waiting on the AYA_LOGS ring buffer"))?)
+                }
+                _ = async { end.quit.as_mut().expect("guarded").await }, if end.quit.is_some() => {
+                    Wake::End(EndReason::Quit)
+                }
+                _ = signals.interrupt.recv() => Wake::End(EndReason::Interrupt),
+                _ = signals.terminate.recv() => Wake::End(EndReason::Terminate),
+                () = &mut deadline => Wake::End(EndReason::Duration),
+            };
+            // The wake's BPF map syscalls, where no task preempts them.
+            let _unpreempted = Unpreempted::enter();
+            match wake {
+                Wake::Guard(Some(update)) => self.guard_update(update)?,
+                Wake::Guard(None) => guard_updates = None,
+                Wake::Events(mut guard) => {
                     self.drain(guard.get_inner_mut())?;
                     guard.clear_ready();
                 }
-                _ = snapshots.tick(), if self.trace.is_some() || self.probe.retiring() => self.snapshot()?,
-                _ = hidden_scans.tick() => self.scan_hidden()?,
-                guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
-                    let mut guard = guard.map_err(SessionError::io("waiting on the AYA_LOGS ring buffer"))?;
+                Wake::Snapshot => self.snapshot()?,
+                Wake::HiddenScan => self.scan_hidden()?,
+                Wake::Logs(mut guard) => {
                     guard.get_inner_mut().flush();
                     guard.clear_ready();
                 }
-                _ = async { end.quit.as_mut().expect("guarded").await }, if end.quit.is_some() => {
-                    break EndReason::Quit;
-                }
-                _ = signals.interrupt.recv() => break EndReason::Interrupt,
-                _ = signals.terminate.recv() => break EndReason::Terminate,
-                () = &mut deadline => break EndReason::Duration,
+                Wake::End(reason) => break reason,
             }
             lost_reported = self.report_lost(lost_reported)?;
         };
+        let _unpreempted = Unpreempted::enter();
         // Whatever arrived between the last wake-up and the signal.
         self.drain(events.get_mut())?;
         // The unowned sites' counts as the session ends.
