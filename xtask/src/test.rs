@@ -105,6 +105,43 @@ pub fn parse_console(lines: &[String]) -> GuestReport {
     report
 }
 
+/// Lines of a failed test's account kept for the CI log: its first (the
+/// panic's place and message) and its last (modscope's standard error).
+const FAILURE_HEAD: usize = 6;
+const FAILURE_TAIL: usize = 30;
+/// Longer lines are cut: an event dump can be one huge line.
+const FAILURE_LINE_CHARS: usize = 240;
+
+/// What libtest printed for the failed test `name` (its `---- NAME stdout
+/// ----` block, to the next block or the `failures:` list), shortened to
+/// its head and tail; empty when the console has no such block.
+pub fn failure_excerpt(lines: &[String], name: &str) -> Vec<String> {
+    let header = format!("---- {name} stdout ----");
+    let Some(start) = lines.iter().position(|l| l.trim() == header) else {
+        return Vec::new();
+    };
+    let block: Vec<&str> = lines[start + 1..]
+        .iter()
+        .map(|l| l.trim_end())
+        .take_while(|l| !l.starts_with("---- ") && *l != "failures:")
+        .filter(|l| !l.starts_with('['))
+        .collect();
+    let cut = |l: &str| match l.char_indices().nth(FAILURE_LINE_CHARS) {
+        Some((at, _)) => format!("{}…", &l[..at]),
+        None => l.to_owned(),
+    };
+    if block.len() <= FAILURE_HEAD + FAILURE_TAIL {
+        return block.into_iter().map(cut).collect();
+    }
+    let skipped = block.len() - FAILURE_HEAD - FAILURE_TAIL;
+    let mut out: Vec<String> = block[..FAILURE_HEAD].iter().map(|l| cut(l)).collect();
+    out.push(format!(
+        "[… {skipped} lines: the full account is in the console log]"
+    ));
+    out.extend(block[block.len() - FAILURE_TAIL..].iter().map(|l| cut(l)));
+    out
+}
+
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
     setup::run()?;
     // The whole suite includes the lock-debugging kernel; `--kernel` picks
@@ -407,6 +444,11 @@ fn run_guest(env: &GuestEnv, binaries: &[PathBuf], args: &TestArgs) -> anyhow::R
             seconds,
             t.name
         ));
+        if !t.passed {
+            for line in failure_excerpt(&outcome.lines, &t.name) {
+                printed.push_str(&format!("      | {line}\n"));
+            }
+        }
     }
     let oops = vm::oops_excerpt(&outcome.lines, 40);
     if !oops.is_empty() {
@@ -567,6 +609,49 @@ mod tests {
 
     fn lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_failed_tests_account_is_cut_to_its_head_and_tail() {
+        let mut text = String::from(
+            "test hidden::found ... FAILED\n\nfailures:\n\n---- hidden::found stdout ----\n\
+             thread 'found' panicked at tests/hidden.rs:149:5:\n\
+             condition not met after 90s; events so far:\n",
+        );
+        for i in 0..100 {
+            text.push_str(&format!("event {i}\n"));
+            if i == 50 {
+                text.push_str("[   99.1] a kernel line\n");
+            }
+        }
+        text.push_str(&format!("{}\n", "x".repeat(1000)));
+        text.push_str("---- other stdout ----\nnot this\nfailures:\n    hidden::found\n");
+        let excerpt = failure_excerpt(&lines(&text), "hidden::found");
+        assert_eq!(
+            excerpt.len(),
+            FAILURE_HEAD + 1 + FAILURE_TAIL,
+            "{excerpt:#?}"
+        );
+        assert_eq!(
+            excerpt[0],
+            "thread 'found' panicked at tests/hidden.rs:149:5:"
+        );
+        assert_eq!(excerpt[2], "event 0");
+        assert_eq!(
+            excerpt[FAILURE_HEAD],
+            "[… 67 lines: the full account is in the console log]"
+        );
+        assert_eq!(excerpt[excerpt.len() - 2], "event 99");
+        assert_eq!(
+            excerpt.last().unwrap().chars().count(),
+            FAILURE_LINE_CHARS + 1
+        );
+        assert!(
+            !excerpt
+                .iter()
+                .any(|l| l.contains("kernel line") || l == "not this")
+        );
+        assert!(failure_excerpt(&lines(&text), "absent").is_empty());
     }
 
     #[test]
