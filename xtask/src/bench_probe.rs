@@ -4,7 +4,8 @@
 //!
 //! - hot path: modscope_calls makes 1M module→kernel calls (500,000 kstrdup
 //!   and 500,000 kfree) per trigger, under an empty kprobe on both functions
-//!   (bpftrace), under modscope, under modscope with `--no-detectors` (the
+//!   (bpftrace), under an empty fentry program on both (the cheaper attach
+//!   type's floor; disarmed through `ftrace_enabled`), under modscope, under modscope with `--no-detectors` (the
 //!   detectors' added cost: with them, each kfree goes through the checking
 //!   program) and with an allocator followed, and under a bpftrace program
 //!   doing the same return-address attribution. Each variant is measured in
@@ -40,6 +41,10 @@ const CHURN_BARE_CYCLES: u64 = 200;
 /// caller's page and the function.
 const BPFTRACE_ATTRIBUTION: &str = r#"kprobe:kstrdup,kprobe:kfree { $ra = *(uint64 *)reg("sp"); if (($ra >> 28) >= 0xffffffffa) { @calls[$ra >> 12, func] = count(); } }"#;
 const BPFTRACE_EMPTY: &str = "kprobe:kstrdup,kprobe:kfree { }";
+/// The same empty program on fentry (a BPF trampoline called from the
+/// function's ftrace site): the floor of that attach type. Disarmed with
+/// `/proc/sys/kernel/ftrace_enabled`, which the kprobe switch leaves armed.
+const BPFTRACE_EMPTY_FENTRY: &str = "kfunc:kstrdup,kfunc:kfree { }";
 /// Only the read every attribution needs: the return address, through
 /// bpf_probe_read_kernel (the comparison keeps it from being dropped).
 const BPFTRACE_READ: &str = r#"kprobe:kstrdup,kprobe:kfree { $ra = *(uint64 *)reg("sp"); if ($ra == 0) { @never = count(); } }"#;
@@ -72,20 +77,21 @@ insmod "$M/modscope_calls.ko" || echo "BENCH-ERROR insmod"
 # monotonic clock as /proc/timer_list prints it; only differences are used.
 if [ "$(date +%N)" != "%N" ]; then now() {{ date +%s%N; }}
 else now() {{ sed -n 's/^now at \([0-9]*\) nsecs$/\1/p' /proc/timer_list; }}; fi
-# Every kprobe in the kernel disarmed (0) or armed (1), without detaching.
+# Every kprobe in the kernel disarmed (0) or armed (1), without detaching;
+# a variant may name another switch (fentry: every ftrace site).
 KP=/sys/kernel/debug/kprobes/enabled
 [ -e $KP ] || mount -t debugfs debugfs /sys/kernel/debug
 [ -e $KP ] || echo "BENCH-ERROR no $KP: kprobes cannot be disarmed here"
 run_us() {{ s=$(now); echo {n} > $T; e=$(now); echo $(( (e - s) / 1000 )); }}
 # One line per round: the same work disarmed and armed, in alternating
-# order. Leaves every kprobe armed.
+# order, by the switch $2 (default: every kprobe). Leaves it armed.
 timed() {{
-  i=0
+  i=0; S=${{2:-$KP}}
   while [ $i -lt {rounds} ]; do
     if [ $((i % 2)) -eq 0 ]; then
-      echo 0 > $KP; off=$(run_us); echo 1 > $KP; on=$(run_us)
+      echo 0 > $S; off=$(run_us); echo 1 > $S; on=$(run_us)
     else
-      echo 1 > $KP; on=$(run_us); echo 0 > $KP; off=$(run_us); echo 1 > $KP
+      echo 1 > $S; on=$(run_us); echo 0 > $S; off=$(run_us); echo 1 > $S
     fi
     echo "BENCH-PAIR $1 $off $on"
     i=$((i + 1))
@@ -97,6 +103,10 @@ if command -v bpftrace > /dev/null; then
   bpftrace -e '{empty}' > $W/bt-empty.log 2>&1 & P=$!
   wait_for $W/bt-empty.log Attaching; sleep 1
   timed empty_kprobe
+  kill -INT $P; wait $P
+  bpftrace -e '{empty_fentry}' > $W/bt-fentry.log 2>&1 & P=$!
+  wait_for $W/bt-fentry.log Attaching; sleep 1
+  timed empty_fentry /proc/sys/kernel/ftrace_enabled
   kill -INT $P; wait $P
   bpftrace -e '{read}' > $W/bt-read.log 2>&1 & P=$!
   wait_for $W/bt-read.log Attaching; sleep 1
@@ -174,6 +184,7 @@ echo "BENCH-DONE"
         n = CALLS_PER_FUNCTION,
         rounds = ROUNDS,
         empty = BPFTRACE_EMPTY,
+        empty_fentry = BPFTRACE_EMPTY_FENTRY,
         read = BPFTRACE_READ,
         attribution = BPFTRACE_ATTRIBUTION,
         churn = CHURN_CYCLES,
@@ -307,6 +318,7 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
     );
     for (name, key) in [
         ("empty kprobe", "empty_kprobe"),
+        ("empty fentry", "empty_fentry"),
         ("return address read only", "bpftrace_read"),
         ("modscope (kprobe)", "modscope"),
         ("baseline build", "baseline"),
@@ -337,6 +349,12 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
         println!(
             "hot-path: reading the return address alone = {:.3} x the empty kprobe: the floor of any attribution on this attach type",
             read.1 / empty.1
+        );
+    }
+    if let (Some(empty), Some(fentry)) = (ratio("empty_kprobe"), ratio("empty_fentry")) {
+        println!(
+            "hot-path: the empty fentry's added time / the empty kprobe's = {:.3}: what the attach type alone would save",
+            (fentry.1 - 1.0) / (empty.1 - 1.0)
         );
     }
     if let Some(base) = ratio("baseline") {
