@@ -148,6 +148,32 @@ pub enum Owner {
     Unknown(Option<String>),
 }
 
+impl Owner {
+    /// Who owns a return address: text modscope or `/proc/modules` knows
+    /// and the kernel's own code (a tagged kallsyms symbol in reach) are
+    /// accounted for; anything else is unknown, placed by `/sys/module`
+    /// where a module's text range there holds it.
+    pub fn of(known_text: bool, kernel_tagged: bool, sysfs_place: Option<&str>) -> Self {
+        if known_text || kernel_tagged {
+            Self::Accounted
+        } else {
+            Self::Unknown(sysfs_place.map(str::to_owned))
+        }
+    }
+}
+
+/// How far below `caller` a tagged kallsyms symbol may lie and still own
+/// it: `reach`, but never below the text of the module `/sys/module` places
+/// it in. The kernel's trampolines and BPF images may sit just below a
+/// hidden module, whose own symbols are gone from kallsyms; code below a
+/// module's text cannot run on into it.
+pub fn kernel_symbol_reach(caller: u64, reach: u64, module_text_base: Option<u64>) -> u64 {
+    match module_text_base {
+        Some(base) if base <= caller => reach.min(caller - base + 1),
+        _ => reach,
+    }
+}
+
 /// A site of calls from unowned module memory, with its count so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnownedSite {

@@ -119,3 +119,21 @@ fn unowned_sites_are_reported_when_their_owner_is_unknown_and_their_count_grows(
     counts.insert(key(0xc000_1000, 0x8100), 9);
     assert_eq!(u.updates(&counts)[0].count, 9);
 }
+
+#[test]
+fn a_kernel_symbol_below_a_hidden_modules_text_does_not_own_its_calls() {
+    let (base, site) = (0xc000_4000, 0xc000_4123);
+    // A BPF trampoline a page below the module's text: out of reach.
+    assert_eq!(kernel_symbol_reach(site, 0x10000, Some(base)), 0x124);
+    assert_eq!(kernel_symbol_reach(site, 0x10000, None), 0x10000);
+    assert_eq!(kernel_symbol_reach(site, 0x100, Some(base)), 0x100);
+    assert_eq!(kernel_symbol_reach(site, 0x10000, Some(site + 1)), 0x10000);
+    // Who owns it then.
+    assert_eq!(
+        Owner::of(false, false, Some("hide")),
+        Owner::Unknown(Some("hide".into()))
+    );
+    assert_eq!(Owner::of(false, false, None), Owner::Unknown(None));
+    assert_eq!(Owner::of(false, true, Some("hide")), Owner::Accounted);
+    assert_eq!(Owner::of(true, false, Some("hide")), Owner::Accounted);
+}

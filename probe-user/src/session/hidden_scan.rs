@@ -13,7 +13,7 @@ use std::{
 use super::{
     anomaly_sites,
     error::Result,
-    hidden_modules::{HiddenModules, Owner, Scan, UnownedCalls, View},
+    hidden_modules::{HiddenModules, Owner, Scan, UnownedCalls, View, kernel_symbol_reach},
     state::{self, SessionState},
 };
 use crate::{
@@ -200,19 +200,18 @@ impl HiddenScan {
                 .any(|m| m.address != 0 && (m.address..m.address + m.size).contains(&caller));
             // A listed module's symbols say nothing here: its text is
             // `in_listed`, and a hidden module's text may follow it.
+            let place = texts
+                .iter()
+                .find(|(_, (base, size))| (*base..base + size).contains(&caller));
+            let reach = kernel_symbol_reach(caller, KALLSYMS_REACH, place.map(|(_, t)| t.0));
             let tagged = tagged
-                .owner_of(caller, KALLSYMS_REACH)
+                .owner_of(caller, reach)
                 .is_some_and(|(owner, _)| module_views::kernel_owned(owner));
-            let owner = if state.owns_text(caller) || in_listed || tagged {
-                Owner::Accounted
-            } else {
-                Owner::Unknown(
-                    texts
-                        .iter()
-                        .find(|(_, (base, size))| (*base..base + size).contains(&caller))
-                        .map(|(name, _)| name.clone()),
-                )
-            };
+            let owner = Owner::of(
+                state.owns_text(caller) || in_listed,
+                tagged,
+                place.map(|(name, _)| name.as_str()),
+            );
             self.unowned.decide(caller, owner);
         }
     }
