@@ -118,6 +118,29 @@ pub fn sys_module_text(dir: &Path, name: &str) -> Option<(u64, u64)> {
     (base != 0).then_some((base, size))
 }
 
+/// The text bases of the modules sysfs shows (`sections/.text`, root
+/// only), hidden ones included.
+pub fn sys_module_text_bases(dir: &Path) -> BTreeSet<u64> {
+    sys_module_names(dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| sys_module_text(dir, n))
+        .map(|(base, _)| base)
+        .collect()
+}
+
+/// `size` cut at the first of `bases` above `base`. A module's size as
+/// /proc/modules gives it is its whole core; where the kernel allocates a
+/// module's text and data apart (6.4's `mem[]`), `[base, base + size)`
+/// runs past its text, over memory another module's text may hold.
+pub fn cut_at_next_text(base: u64, size: u64, bases: &BTreeSet<u64>) -> u64 {
+    let end = base.saturating_add(size);
+    bases
+        .range(base.saturating_add(1)..end)
+        .next()
+        .map_or(size, |next| next - base)
+}
+
 /// The symbols `/proc/kallsyms` tags with an owner (`[module]`, `[bpf]`,
 /// `[__builtin__ftrace]`, ...), by address: what owns an address in module
 /// memory. Parsed once per read, so each lookup is a binary search, not
@@ -204,6 +227,30 @@ pub fn sys_module_texts<'a>(
 mod tests {
     use super::*;
     use crate::kernel::kcore::samples;
+
+    #[test]
+    fn a_core_size_is_cut_at_the_next_modules_text() {
+        let bases: BTreeSet<u64> = [0x1000, 0x3000, 0x9000].into();
+        // 6.12: kvm_amd's text at 0x1000, its whole core 0x8000 long; a
+        // module hidden from /proc/modules has its text at 0x3000.
+        assert_eq!(cut_at_next_text(0x1000, 0x8000, &bases), 0x2000);
+        assert_eq!(
+            cut_at_next_text(0x3000, 0x1000, &bases),
+            0x1000,
+            "no base inside"
+        );
+        assert_eq!(
+            cut_at_next_text(0x3000, 0x6000, &bases),
+            0x6000,
+            "the next base at its end"
+        );
+        assert_eq!(
+            cut_at_next_text(0x9000, 0x8000, &bases),
+            0x8000,
+            "the last one"
+        );
+        assert_eq!(cut_at_next_text(u64::MAX - 1, 0x8000, &bases), 0x8000);
+    }
 
     struct Scratch(PathBuf);
 

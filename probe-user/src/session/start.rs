@@ -41,7 +41,7 @@ use crate::{
         features::{self, KernelPaths},
         kallsyms::FunctionNames,
         module_layout,
-        module_views::ListLink,
+        module_views::{self, ListLink},
         proc_modules,
     },
     metrics::{self, SharedMetrics},
@@ -369,10 +369,13 @@ fn seed_present(
 }
 
 /// Modules already loaded, as registry records. /proc/modules gives the
-/// core base and the whole core size; init text is long gone. Their
-/// incarnation ids are small numbers no load time can equal.
+/// core base and the whole core size, cut at the next module's text (sysfs
+/// shows hidden modules' too); init text is long gone. Their incarnation
+/// ids are small numbers no load time can equal.
 fn preexisting_modules(paths: &KernelPaths) -> Result<Vec<ModuleRecord>> {
     let loaded = proc_modules::read(&paths.proc_modules)?;
+    let mut bases = module_views::sys_module_text_bases(&paths.sys_module);
+    bases.extend(loaded.iter().map(|m| m.address).filter(|&a| a != 0));
     Ok(loaded
         .iter()
         .enumerate()
@@ -381,7 +384,7 @@ fn preexisting_modules(paths: &KernelPaths) -> Result<Vec<ModuleRecord>> {
             r.name = ModuleName::from_bytes(m.name.as_bytes());
             r.taints = m.taints;
             r.core_text_base = m.address;
-            r.core_text_size = m.size;
+            r.core_text_size = module_views::cut_at_next_text(m.address, m.size, &bases);
             r.incarnation = i as u64 + 1;
             r.flags = RecordFlags::PREEXISTING;
             r
