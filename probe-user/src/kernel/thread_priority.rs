@@ -62,6 +62,16 @@ fn running_kernel_preempts() -> bool {
     })
 }
 
+/// A scheduling parameter of `priority` (musl's has more fields than
+/// glibc's, all left zero).
+fn sched_param(priority: libc::c_int) -> libc::sched_param {
+    // SAFETY: sched_param is plain integers (and, in musl, timespecs of
+    // integers): all zeros is a valid value.
+    let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+    param.sched_priority = priority;
+    param
+}
+
 /// Set once the kernel refused real-time scheduling (no CAP_SYS_NICE, or
 /// no real-time budget in this cgroup): not asked again.
 static REFUSED: AtomicBool = AtomicBool::new(false);
@@ -86,7 +96,7 @@ impl Unpreempted {
         if !kernel_preempts || REFUSED.load(Ordering::Relaxed) {
             return Self { restore: None };
         }
-        let mut before = libc::sched_param { sched_priority: 0 };
+        let mut before = sched_param(0);
         // SAFETY: pid 0 is the calling thread; the out-pointer is valid.
         let policy = unsafe { libc::sched_getscheduler(0) };
         // SAFETY: as above.
@@ -97,7 +107,7 @@ impl Unpreempted {
             // Real-time already: as unpreempted as the user made it.
             return Self { restore: None };
         }
-        let fifo = libc::sched_param { sched_priority: 1 };
+        let fifo = sched_param(1);
         // SAFETY: pid 0 is the calling thread; the parameter is valid.
         if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &fifo) } != 0 {
             REFUSED.store(true, Ordering::Relaxed);
