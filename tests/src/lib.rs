@@ -38,6 +38,22 @@ pub fn flavour() -> String {
     std::env::var("MODSCOPE_KERNEL_FLAVOUR").unwrap_or_default()
 }
 
+/// Whether this guest runs a test that does not depend on the kernel's
+/// flavour (modscope's own files and outputs: traces, metrics, the TUI,
+/// modules that hide). The generic guests (6.1 and 6.12, x86-64 and arm64)
+/// run it; the PREEMPT_RT guests, the suite's longest, and the
+/// lock-debugging one leave it out, which keeps the suite in its time.
+pub fn generic_kernel(what: &str) -> bool {
+    if flavour() == "generic" {
+        return true;
+    }
+    eprintln!(
+        "{what}: the generic guests cover it, not this {} one",
+        flavour()
+    );
+    false
+}
+
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))

@@ -31,16 +31,11 @@ impl Drop for Hidden {
     }
 }
 
-/// The views and the unowned calls do not depend on the kernel's flavour:
-/// the generic kernels (x86-64 and arm64, 6.1 and 6.12) cover them, and
-/// the PREEMPT_RT and lock-debugging guests, the suite's longest, run the
+/// The views and the unowned calls do not depend on the kernel's flavour
+/// (`generic_kernel`); the PREEMPT_RT and lock-debugging guests run the
 /// 200-reload test's check that loads and unloads give no finding.
 fn generic_only() -> bool {
-    if flavour() != "generic" {
-        eprintln!("not a generic kernel: the generic guests cover modules that hide");
-        return false;
-    }
-    true
+    generic_kernel("modules that hide")
 }
 
 fn write_param(param: &str, value: &str) {

@@ -188,6 +188,9 @@ fn write_param(module: &str, param: &str, value: &str) {
 
 #[test]
 fn prometheus_answers_what_the_trace_report_says() {
+    if !generic_kernel("metrics") {
+        return;
+    }
     http::loopback_up();
     let dir = scratch("prometheus");
     let trace = dir.join("session.trace");

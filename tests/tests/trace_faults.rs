@@ -171,6 +171,9 @@ fn assert_clear_error(out: &Output, trace: &Path, whys: &[&str]) {
 
 #[test]
 fn a_full_file_system_ends_the_capture_with_a_clear_error() {
+    if !generic_kernel("trace I/O faults") {
+        return;
+    }
     let fs = Tmpfs::mount("full", "64k");
     let trace = fs.0.join("t.trace");
     let mut child = record(&trace);
@@ -261,6 +264,9 @@ impl Drop for Ext4 {
 
 #[test]
 fn a_file_system_turned_read_only_under_the_capture_ends_it_with_a_clear_error() {
+    if !generic_kernel("trace I/O faults") {
+        return;
+    }
     let Some(fs) = Ext4::mount("ro") else {
         return;
     };

@@ -63,6 +63,9 @@ fn count(module: &Value, symbol: &str) -> u64 {
 
 #[test]
 fn the_report_of_a_trace_equals_the_live_report() {
+    if !generic_kernel("trace files") {
+        return;
+    }
     let path = trace_path("equal.trace");
     let mut stream = EventStream::start_with(&record_args(&path, &[]), "calls");
     let loaded = insmod(CALLS, &[]);
@@ -146,6 +149,9 @@ fn the_report_of_a_trace_equals_the_live_report() {
 
 #[test]
 fn sigkill_leaves_a_trace_readable_to_its_last_flush_and_appendable() {
+    if !generic_kernel("trace files") {
+        return;
+    }
     let path = trace_path("killed.trace");
     let stream = EventStream::start_with(
         &record_args(&path, &["--snapshot-interval", "0.2"]),
@@ -193,6 +199,9 @@ fn sigkill_leaves_a_trace_readable_to_its_last_flush_and_appendable() {
 
 #[test]
 fn sigterm_ends_a_headless_capture_with_a_summary() {
+    if !generic_kernel("trace files") {
+        return;
+    }
     let path = trace_path("term.trace");
     let mut args = record_args(&path, &[]);
     args.retain(|a| a != "--json");
@@ -230,6 +239,9 @@ fn sigterm_ends_a_headless_capture_with_a_summary() {
 
 #[test]
 fn a_rotating_capture_reads_back_exact_from_its_directory() {
+    if !generic_kernel("trace files") {
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("modscope-rotating-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let args = record_args(

@@ -23,6 +23,9 @@ fn row<'a>(pane: &'a str, name: &str) -> &'a str {
 
 #[test]
 fn the_live_tui_shows_a_module_load_work_and_unload() {
+    if !generic_kernel("the live TUI") {
+        return;
+    }
     let expected = modscope_check(&module_file(CALLS));
     let verdict = match expected["verdict"].as_str().unwrap() {
         "incompatible" => "unsafe",
