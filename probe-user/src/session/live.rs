@@ -177,18 +177,24 @@ impl Session {
         })
     }
 
+    /// The ring buffer's records: folded and written to the trace, the
+    /// trace handed to the disk, then printed. The trace goes first: after
+    /// a forced load that hangs the kernel, its sync is what survives.
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<()> {
+        let mut events = Vec::new();
         while let Some(item) = ring.next() {
             let decoded = decode::Event::try_from(&*item);
             drop(item);
-            let event = match decoded {
+            events.push(match decoded {
                 Ok(event) => self.apply(event)?,
                 Err(err) => self.state.decode_error(err.to_string()),
-            };
-            self.out.emit(&event)?;
+            });
         }
         if let Some(t) = &mut self.trace {
             t.end_batch()?;
+        }
+        for event in &events {
+            self.out.emit(event)?;
         }
         Ok(())
     }
