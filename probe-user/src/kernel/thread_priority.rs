@@ -49,7 +49,7 @@ pub fn kernel_preempts(version: &str, boot_choice: Option<&str>) -> bool {
 fn running_kernel_preempts() -> bool {
     static PREEMPTS: OnceLock<bool> = OnceLock::new();
     *PREEMPTS.get_or_init(|| {
-        let read = |p: &str| std::fs::read_to_string(p).ok();
+        let read = |p: &str| super::text_file::read(p).ok();
         let version = read("/proc/sys/kernel/version").unwrap_or_default();
         let boot_choice = read("/sys/kernel/debug/sched/preempt").or_else(|| {
             read("/proc/cmdline").and_then(|c| {
