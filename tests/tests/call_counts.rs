@@ -526,3 +526,50 @@ fn an_import_reached_by_a_tail_call_is_never_reported_unused() {
         assert!(tail_called || count(r[0], "proc_remove") == 1, "{:#}", r[0]);
     }
 }
+
+/// Where the kernel has fprobe (`CONFIG_FPROBE`: Debian's x86-64 6.12),
+/// `count_call` attaches to every function through one kprobe_multi link,
+/// counts every call of each incarnation exactly, init included, and the
+/// link is gone when the session ends. Elsewhere it attaches a kprobe each.
+#[test]
+fn count_call_attaches_through_one_kprobe_multi_link_where_the_kernel_has_fprobe() {
+    let fprobe = std::env::var("MODSCOPE_KERNEL_FPROBE").is_ok_and(|v| v == "1");
+    let links_before = bpf_objects::link_count();
+    let functions = ["kstrdup", "kfree", "mutex_lock", "mutex_unlock"];
+    let mut args = vec!["record", "--json", "--no-detectors"];
+    for f in functions {
+        args.extend(["--function", f]);
+    }
+    let mut stream = EventStream::start_with(&args, "calls");
+    let ready = stream.wait_for(WAIT, |e| e["type"] == "ready");
+    let probes: Vec<&str> = ready["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let expected = if fprobe {
+        "kprobe_multi/count_call x4"
+    } else {
+        "kprobe/count_call x4"
+    };
+    assert!(probes.contains(&expected), "{probes:?}");
+    for _ in 0..2 {
+        insmod(CALLS, &[]).unload();
+        stream.wait_for(WAIT, |e| e["type"] == "unload" && e["name"] == CALLS);
+    }
+    let events = stream.stop();
+    let r = reports(&events, CALLS);
+    assert_eq!(r.len(), 2, "{r:#?}");
+    for incarnation in r {
+        assert_eq!(count(incarnation, "kstrdup"), 1000, "{incarnation:#}");
+        assert_eq!(count(incarnation, "kfree"), 1000, "{incarnation:#}");
+        assert_eq!(count(incarnation, "mutex_lock"), 500, "{incarnation:#}");
+        assert_eq!(count(incarnation, "mutex_unlock"), 500, "{incarnation:#}");
+    }
+    assert_eq!(
+        bpf_objects::link_count(),
+        links_before,
+        "every link the session made is gone"
+    );
+}

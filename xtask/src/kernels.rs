@@ -42,6 +42,9 @@ pub struct Kernel {
     /// (major, minor) from the release string.
     pub version: (u32, u32),
     pub arch: Arch,
+    /// `CONFIG_FPROBE=y`: kprobe_multi links attach (the VM tests expect
+    /// modscope's call counter to attach through one).
+    pub fprobe: bool,
 }
 
 impl Kernel {
@@ -120,6 +123,7 @@ fn in_boot_dir(
             flavour,
             version,
             arch,
+            fprobe: has("FPROBE"),
         });
     }
     kernels.sort_by(|a, b| a.version.cmp(&b.version).then(a.release.cmp(&b.release)));

@@ -115,7 +115,7 @@ pub const SESSIONS: Schema = schema![
     "end_reason": Text, "seconds": Float, "attach_type": Text, "probed_functions": UInt,
     "capped_functions": UInt, "refused_functions": UInt, "lost_events": UInt,
     "read_errors": UInt, "registry_full": UInt, "page_map_full": UInt, "call_map_full": UInt,
-    "decode_errors": UInt, "modules": UInt, "total_calls": UInt, "trace_damaged_bytes": UInt,
+    "decode_errors": UInt, "skipped_probe_runs": UInt, "modules": UInt, "total_calls": UInt, "trace_damaged_bytes": UInt,
 ];
 pub const MODULES: Schema = schema![
     "module": Text, "incarnation": UInt, "preexisting": Bool, "loaded": Time,
@@ -254,6 +254,7 @@ fn session_row(
         st.page_map_full.into(),
         st.call_map_full.into(),
         st.decode_errors.into(),
+        st.skipped_runs.into(),
         s.modules.len().into(),
         total.into(),
         damaged.into(),

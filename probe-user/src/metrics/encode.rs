@@ -114,17 +114,27 @@ impl Collector for Families {
         let runs = s
             .programs
             .iter()
-            .map(|(p, (_, runs))| (vec![("program", p.as_str())], *runs));
+            .map(|(p, r)| (vec![("program", p.as_str())], r.runs));
         counters(
             &mut e,
             "modscope_probe_runs",
             "Runs of each eBPF program, from the kernel's BPF statistics.",
             runs,
         )?;
+        let skipped = s
+            .programs
+            .iter()
+            .map(|(p, r)| (vec![("program", p.as_str())], r.skipped));
+        counters(
+            &mut e,
+            "modscope_probe_runs_skipped",
+            "Runs of each eBPF program the kernel skipped because another BPF program or map syscall was under way on that CPU: calls modscope did not see (counted by kernels from 6.7).",
+            skipped,
+        )?;
         let mut d = e.encode_descriptor("modscope_probe_run_seconds", "Time spent in each eBPF program, from the kernel's BPF statistics (enabled for the session).", None, MetricType::Counter)?;
-        for (program, (ns, _)) in &s.programs {
+        for (program, r) in &s.programs {
             let labels: Labels = vec![("program", program.as_str())];
-            ConstCounter::new(*ns as f64 / 1e9).encode(d.encode_family(&labels)?)?;
+            ConstCounter::new(r.run_time_ns as f64 / 1e9).encode(d.encode_family(&labels)?)?;
         }
         counters(
             &mut e,
@@ -171,7 +181,7 @@ fn gauges<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::samples;
+    use crate::{metrics::state::ProgramRuns, trace::samples};
 
     #[test]
     fn the_sample_session_in_openmetrics_text() {
@@ -179,7 +189,14 @@ mod tests {
         for r in samples::all() {
             s.apply(&r);
         }
-        s.programs.insert("count_call".into(), (1_500_000_000, 42));
+        s.programs.insert(
+            "count_call".into(),
+            ProgramRuns {
+                run_time_ns: 1_500_000_000,
+                runs: 42,
+                skipped: 3,
+            },
+        );
         let text = text(&Arc::new(Mutex::new(s)));
         for line in [
             "# TYPE modscope_module_calls counter",
@@ -193,6 +210,7 @@ mod tests {
             "modscope_probes{state=\"attached\"} 3",
             "modscope_probe_run_seconds_total{program=\"count_call\"} 1.5",
             "modscope_probe_runs_total{program=\"count_call\"} 42",
+            "modscope_probe_runs_skipped_total{program=\"count_call\"} 3",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

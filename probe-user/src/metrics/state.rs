@@ -28,6 +28,16 @@ pub const OTHER: &str = "_other";
 /// The verdicts `modscope_module_verdict` has a series for, per module.
 pub const VERDICTS: [&str; 4] = ["compatible", "warning", "incompatible", "unchecked"];
 
+/// One program's figures as the kernel counts them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ProgramRuns {
+    /// Time spent in it (while BPF statistics are on).
+    pub run_time_ns: u64,
+    pub runs: u64,
+    /// Runs the kernel skipped (kernels from 6.7 count them).
+    pub skipped: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct MetricsState {
     names: FunctionNames,
@@ -40,8 +50,8 @@ pub struct MetricsState {
     /// (module, function) series that exist.
     call_series: BTreeSet<(String, String)>,
     pub stats: Stats,
-    /// Program name → (run time ns, runs), from the kernel's statistics.
-    pub programs: BTreeMap<String, (u64, u64)>,
+    /// Program name → its figures, from the kernel's statistics.
+    pub programs: BTreeMap<String, ProgramRuns>,
     /// Names and pairs summed into `_other`.
     pub folded: u64,
     /// The guard's decisions by name (`allowed`, `refused`, `would_refuse`).

@@ -9,21 +9,65 @@ use probe_common::{
     names::{map, program},
 };
 
-use super::{AttachOutcome, ModuleProbe, ProbeError, attach_each, sum_cpus};
+use super::{
+    AttachOutcome, ModuleProbe, PROBE_OBJECT, ProbeError, attach_each,
+    kprobe_multi::{self, MultiError, MultiLink},
+    sum_cpus,
+};
+
+/// Set (to anything) to attach `count_call` one kprobe per function even
+/// where the kernel has kprobe_multi links: the bench compares the two.
+pub const SINGLE_KPROBES_ENV: &str = "MODSCOPE_SINGLE_KPROBES";
 
 /// Calls (or first-use times) per (incarnation, function address).
 pub type PerFunction = BTreeMap<(u64, u64), u64>;
 
 impl ModuleProbe {
-    /// Loads `count_call`, attaches it to each function, then the init
-    /// pair on `do_init_module`.
+    /// Loads `count_call` and attaches it to every function in one
+    /// kprobe_multi link where the kernel allows, else to each function
+    /// with a kprobe of its own; then the init pair on `do_init_module`.
     pub fn attach_calls(&mut self, functions: &[String]) -> Result<AttachOutcome, ProbeError> {
         self.loaded_kprobe(program::COUNT_CALL)?;
-        let outcome = self.attach_more(functions)?;
-        self.attached
-            .push(format!("kprobe/count_call x{}", outcome.attached.len()));
+        let outcome = match self.attach_in_one_link(functions) {
+            Ok(link) => {
+                self.attached
+                    .push(format!("kprobe_multi/count_call x{}", link.functions));
+                self.multi = Some(link);
+                AttachOutcome {
+                    attached: functions.to_vec(),
+                    refused: Vec::new(),
+                }
+            }
+            Err(why) => {
+                log::debug!("count_call: one kprobe per function ({why})");
+                let outcome = self.attach_more(functions)?;
+                self.attached
+                    .push(format!("kprobe/count_call x{}", outcome.attached.len()));
+                outcome
+            }
+        };
         self.attach_init_done()?;
         Ok(outcome)
+    }
+
+    /// A copy of the loaded `count_call` attached to all of `functions` in
+    /// one kprobe_multi link (`kprobe_multi`); refused as a whole by a
+    /// kernel without fprobe, or when any function cannot take it.
+    fn attach_in_one_link(&mut self, functions: &[String]) -> Result<MultiLink, MultiAttach> {
+        if functions.is_empty() {
+            return Err(MultiAttach::NothingToAttach);
+        }
+        if std::env::var_os(SINGLE_KPROBES_ENV).is_some() {
+            return Err(MultiAttach::TurnedOff);
+        }
+        let loaded = self.kprobe_program(program::COUNT_CALL)?;
+        let info = loaded.info().map_err(|source| ProbeError::ProgramLoad {
+            program: program::COUNT_CALL,
+            source,
+        })?;
+        let prog = kprobe_multi::load_copy(PROBE_OBJECT, program::COUNT_CALL, &info)?;
+        let link = kprobe_multi::attach(std::os::fd::AsFd::as_fd(&prog), functions)?;
+        Ok(MultiLink::new(link, prog, functions.len()))
     }
 
     /// Attaches the (loaded) call counter to more functions, during a session.
@@ -33,6 +77,16 @@ impl ModuleProbe {
         let (outcome, links) = attach_each(prog, functions);
         self.links.keep(links);
         Ok(outcome)
+    }
+
+    /// How `count_call` attached to the planned functions: `kprobe_multi`
+    /// (one link) or `kprobe` (one each).
+    pub fn call_attach_type(&self) -> &'static str {
+        if self.multi.is_some() {
+            "kprobe_multi"
+        } else {
+            "kprobe"
+        }
     }
 
     /// Calls from module memory no incarnation owns, per (return address,
@@ -47,4 +101,17 @@ impl ModuleProbe {
             .map(|(key, values)| (key, sum_cpus(&values)))
             .collect())
     }
+}
+
+/// Why `count_call` did not attach through one kprobe_multi link.
+#[derive(Debug, thiserror::Error)]
+enum MultiAttach {
+    #[error("no function to attach")]
+    NothingToAttach,
+    #[error("{SINGLE_KPROBES_ENV} is set")]
+    TurnedOff,
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error("the kernel refused a kprobe_multi link: {0}")]
+    Refused(#[from] MultiError),
 }

@@ -13,11 +13,15 @@ mod field_checks;
 mod guard;
 mod init_done;
 mod kprobe_links;
+mod kprobe_multi;
 mod load_check;
 mod module_registry;
+mod program_stats;
 mod text_pages;
 
 use crate::kernel::kallsyms::NotAttached;
+use std::os::fd::AsFd as _;
+
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Map, MapError},
@@ -26,14 +30,15 @@ use aya::{
 use kprobe_links::KProbeLinks;
 use probe_common::{
     CallProbeConfig, CountTableConfig, GuardConfig, LoadCheckConfig, ModuleLayout,
-    names::{global, map},
+    names::{global, map, program},
 };
 
-pub use call_counter::PerFunction;
+pub use call_counter::{PerFunction, SINGLE_KPROBES_ENV};
 pub use count_table::shape as count_table_shape;
 pub use diagnostics::{Diagnostics, LogLevel};
 pub use guard::{GuardMode, remove_pinned};
 pub use module_registry::Counters;
+pub use program_stats::ProgramStats;
 
 /// The eBPF object built from probe-ebpf by build.rs; empty when the build
 /// was made with AYA_BUILD_SKIP=1.
@@ -100,6 +105,8 @@ pub type ProbeLogger = aya_log::EbpfLogger<diagnostics::ProbeLog>;
 pub struct ModuleProbe {
     /// First, so the kprobes are detached before their programs unload.
     links: KProbeLinks,
+    /// `count_call`'s kprobe_multi link, where the kernel has them.
+    multi: Option<kprobe_multi::MultiLink>,
     ebpf: Ebpf,
     attached: Vec<String>,
     call_config: CallProbeConfig,
@@ -172,6 +179,7 @@ impl ModuleProbe {
         };
         Ok(Self {
             links: KProbeLinks::default(),
+            multi: None,
             ebpf,
             attached: Vec::new(),
             call_config: *globals.calls,
@@ -195,17 +203,41 @@ impl ModuleProbe {
         &self.attached
     }
 
-    /// Each loaded program's run time (ns) and runs so far: the kernel
-    /// counts them while BPF statistics are enabled (`run_statistics`).
-    pub fn program_costs(&self) -> Vec<(String, u64, u64)> {
-        self.ebpf
+    /// Each loaded program's figures so far (run time and runs while BPF
+    /// statistics are enabled, `run_statistics`; skipped runs), by name;
+    /// `count_call`'s kprobe_multi copy is counted as `count_call`.
+    pub fn program_stats(&self) -> Vec<(String, ProgramStats)> {
+        let mut all: Vec<(String, ProgramStats)> = self
+            .ebpf
             .programs()
             .filter_map(|(name, p)| {
-                let info = p.info().ok()?;
-                let ns = u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX);
-                Some((name.to_owned(), ns, info.run_count()))
+                let fd = p.fd().ok()?;
+                let stats = program_stats::read(fd.as_fd())
+                    .inspect_err(|e| log::debug!("reading {name}'s statistics: {e}"))
+                    .ok()?;
+                Some((name.to_owned(), stats))
             })
-            .collect()
+            .collect();
+        let multi = self
+            .multi
+            .as_ref()
+            .map(|m| program_stats::read(m.program()));
+        if let Some(Ok(multi)) = multi
+            && let Some((_, stats)) = all.iter_mut().find(|(n, _)| n == program::COUNT_CALL)
+        {
+            stats.run_time_ns = stats.run_time_ns.saturating_add(multi.run_time_ns);
+            stats.runs = stats.runs.saturating_add(multi.runs);
+            stats.skipped = stats.skipped.saturating_add(multi.skipped);
+        }
+        all
+    }
+
+    /// Runs of the session's programs the kernel skipped: calls, loads and
+    /// checks modscope did not see (counted by kernels from 6.7).
+    pub fn skipped_runs(&self) -> u64 {
+        self.program_stats()
+            .iter()
+            .fold(0, |sum, (_, s)| sum.saturating_add(s.skipped))
     }
 
     /// The map `name`, typed as `T`.

@@ -247,12 +247,13 @@ impl Event {
                 stats,
             } => format!(
                 "{time} exit    {} modules in the registry; lost {}, read errors {}, registry full {}, \
-                 decode errors {}",
+                 decode errors {}, skipped probe runs {}",
                 modules.len(),
                 stats.lost_events,
                 stats.read_errors,
                 stats.registry_full,
-                stats.decode_errors
+                stats.decode_errors,
+                stats.skipped_runs
             ),
             Event::FirstUse {
                 time,

@@ -125,6 +125,7 @@ fn print_summary(
         probes: status,
         lost_events: counters.lost_events,
         decode_errors: session.state.decode_errors(),
+        skipped_runs: session.probe.skipped_runs(),
         modules,
     });
     // Standard output may be full or closed: an error, never a panic.

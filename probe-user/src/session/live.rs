@@ -383,7 +383,7 @@ impl Session {
         let stats = self.stats()?;
         if let Some(t) = &mut self.trace {
             if t.metered() {
-                t.program_costs(self.probe.program_costs());
+                t.program_costs(self.probe.program_stats());
             }
             t.snapshot(clock::boot_ns(), &counts, stats)?;
         }
@@ -433,6 +433,7 @@ impl Session {
                 page_map_full: c.page_map_full,
                 call_map_full: c.call_map_full,
                 decode_errors: self.state.decode_errors(),
+                skipped_runs: self.probe.skipped_runs(),
             },
         })
     }

@@ -136,7 +136,13 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     };
     if let Some(t) = &mut trace {
         let status = attached.as_ref().map(|a| &a.status);
-        t.start(session_start(&paths, opts.calls.as_ref(), status))?;
+        let attach_type = probe.call_attach_type();
+        t.start(session_start(
+            &paths,
+            opts.calls.as_ref(),
+            status,
+            attach_type,
+        ))?;
     }
     if let (Some(path), false) = (trace.as_ref().and_then(TraceSink::path), viewing) {
         eprintln!("modscope: recording to {}", path.display());
@@ -397,6 +403,7 @@ fn session_start(
     paths: &KernelPaths,
     plan: Option<&CallPlan>,
     status: Option<&CallProbeStatus>,
+    attach_type: &str,
 ) -> SessionStart {
     let release = features::release(paths);
     let read = |p: &str| {
@@ -424,7 +431,7 @@ fn session_start(
         command: std::env::args().collect(),
         config_source,
         config,
-        attach_type: if plan.is_some() { "kprobe" } else { "none" }.to_owned(),
+        attach_type: if plan.is_some() { attach_type } else { "none" }.to_owned(),
         functions: plan
             .map(|p| p.probed_functions().collect())
             .unwrap_or_default(),

@@ -17,6 +17,8 @@ pub struct SummaryInput<'a> {
     pub probes: &'a CallProbeStatus,
     pub lost_events: u64,
     pub decode_errors: u64,
+    /// Probe runs the kernel skipped (counted by kernels from 6.7).
+    pub skipped_runs: u64,
     pub modules: &'a [ModuleCalls],
 }
 
@@ -60,8 +62,8 @@ pub fn render(s: &SummaryInput) -> String {
     module_rows(&mut out, s.modules);
     let _ = writeln!(
         out,
-        "health   lost events {}, decode errors {}",
-        s.lost_events, s.decode_errors
+        "health   lost events {}, decode errors {}, skipped probe runs {} (6.7+ kernels count them)",
+        s.lost_events, s.decode_errors, s.skipped_runs
     );
     out
 }
@@ -143,6 +145,7 @@ mod tests {
             probes: &probes,
             lost_events: 0,
             decode_errors: 0,
+            skipped_runs: 7,
             modules: &modules,
         });
         let lines: Vec<&str> = text.lines().collect();
@@ -153,5 +156,6 @@ mod tests {
         assert!(lines[first_row].contains("1/2"), "{text}");
         assert!(text.contains("and 18 more modules"), "{text}");
         assert!(!text.contains(" m0 "), "least busy modules are not listed");
+        assert!(text.contains("skipped probe runs 7"), "{text}");
     }
 }

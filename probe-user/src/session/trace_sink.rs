@@ -20,7 +20,8 @@
 use super::error::{Result, SessionError};
 use super::rotation::Rotation;
 use crate::kernel::kallsyms::KernelFunction;
-use crate::metrics::SharedMetrics;
+use crate::metrics::{SharedMetrics, state::ProgramRuns};
+use crate::probe::ProgramStats;
 use modscope_analysis::Imports;
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -118,12 +119,19 @@ impl TraceSink {
     }
 
     /// The programs' run time and runs so far, for the metrics.
-    pub fn program_costs(&mut self, costs: Vec<(String, u64, u64)>) {
+    pub fn program_costs(&mut self, programs: Vec<(String, ProgramStats)>) {
         if let Some(m) = &self.metrics {
             let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-            m.programs = costs
+            m.programs = programs
                 .into_iter()
-                .map(|(p, ns, runs)| (p, (ns, runs)))
+                .map(|(p, s)| {
+                    let runs = ProgramRuns {
+                        run_time_ns: s.run_time_ns,
+                        runs: s.runs,
+                        skipped: s.skipped,
+                    };
+                    (p, runs)
+                })
                 .collect();
         }
     }

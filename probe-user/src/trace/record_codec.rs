@@ -151,6 +151,9 @@ impl TraceRecord {
                 ] {
                     e.varint(v);
                 }
+                if c.skipped_runs != 0 {
+                    e.varint(c.skipped_runs);
+                }
             }
             TraceRecord::Functions { ts_ns, functions } => {
                 e.u8(kind::FUNCTIONS);
@@ -351,6 +354,7 @@ fn decode_stats(d: &mut Decoder) -> Result<StatsSnapshot, DecodeError> {
             page_map_full: d.varint()?,
             call_map_full: d.varint()?,
             decode_errors: d.varint()?,
+            skipped_runs: if d.has_more() { d.varint()? } else { 0 },
         },
     })
 }
@@ -405,6 +409,29 @@ mod tests {
         };
         assert_eq!(decoded(&old), plain);
         assert_eq!(decoded(&new), tail);
+    }
+
+    #[test]
+    fn skipped_runs_are_an_optional_last_field_of_the_stats() {
+        let stats = |skipped_runs| {
+            TraceRecord::Stats(StatsSnapshot {
+                ts_ns: 5,
+                counters: Stats {
+                    lost_events: 2,
+                    skipped_runs,
+                    ..Stats::default()
+                },
+            })
+        };
+        let bytes = |r: &TraceRecord| {
+            let mut e: Encoder = Encoder::default();
+            r.encode(&mut e);
+            e.buf
+        };
+        let (old, new) = (bytes(&stats(0)), bytes(&stats(343)));
+        assert!(new.starts_with(&old) && new.len() > old.len());
+        assert_eq!(TraceRecord::decode(&old).unwrap(), stats(0));
+        assert_eq!(TraceRecord::decode(&new).unwrap(), stats(343));
     }
 
     #[test]

@@ -92,6 +92,11 @@ pub struct Stats {
     pub page_map_full: u64,
     pub call_map_full: u64,
     pub decode_errors: u64,
+    /// Runs of the session's programs the kernel skipped (another BPF
+    /// program or map syscall under way on that CPU): calls and loads not
+    /// seen. Kernels from 6.7 count them; written only when not 0, so a
+    /// record without it is what traces held before.
+    pub skipped_runs: u64,
 }
 
 /// One counter's total in a `Counts` record.
