@@ -189,3 +189,46 @@ fn possible_cpus() -> usize {
         })
         .sum()
 }
+
+/// Creates a hash map of `entries` u32 → u32 and updates each key once,
+/// through bpf(2): work inside the kernel's BPF map syscalls, where kprobe
+/// programs on that CPU are skipped. The map is freed when this returns.
+pub fn hash_map_updates(entries: u32) {
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+    const BPF_MAP_TYPE_HASH: u32 = 1;
+    let mut attr = [0u8; 20];
+    put(&mut attr, 0, &BPF_MAP_TYPE_HASH.to_ne_bytes());
+    put(&mut attr, 4, &4u32.to_ne_bytes());
+    put(&mut attr, 8, &4u32.to_ne_bytes());
+    put(&mut attr, 12, &entries.to_ne_bytes());
+    let fd = bpf(BPF_MAP_CREATE, &mut attr);
+    assert!(
+        fd >= 0,
+        "BPF_MAP_CREATE: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: the kernel returned a new descriptor nothing else owns.
+    let map = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    for key in 0..entries {
+        let value = 1u32;
+        let mut attr = [0u8; 32];
+        put(&mut attr, 0, &(map.as_raw_fd() as u32).to_ne_bytes());
+        put(
+            &mut attr,
+            8,
+            &(std::ptr::from_ref(&key) as u64).to_ne_bytes(),
+        );
+        put(
+            &mut attr,
+            16,
+            &(std::ptr::from_ref(&value) as u64).to_ne_bytes(),
+        );
+        assert_eq!(
+            bpf(BPF_MAP_UPDATE_ELEM, &mut attr),
+            0,
+            "BPF_MAP_UPDATE_ELEM: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

@@ -573,3 +573,59 @@ fn count_call_attaches_through_one_kprobe_multi_link_where_the_kernel_has_fprobe
         "every link the session made is gone"
     );
 }
+
+/// A kprobe program is skipped, not run, on a CPU where a BPF map syscall
+/// is under way: a probe on the hash map's update, hit by map updates,
+/// misses them all. Kernels from 6.7 count those skips, and the session
+/// reports them (the registry's stats, the trace's); earlier ones count
+/// nothing and the session says 0.
+#[test]
+fn probe_runs_the_kernel_skipped_are_reported_where_the_kernel_counts_them() {
+    const UPDATES: u32 = 50;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut numbers = release
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    let trace = std::env::temp_dir().join(format!("skipped-{}.trace", std::process::id()));
+    let trace_arg = trace.display().to_string();
+    let args = [
+        "record",
+        "--json",
+        "--no-detectors",
+        "--function",
+        "htab_map_update_elem",
+        "-o",
+        &trace_arg,
+    ];
+    let stream = EventStream::start_with(&args, "calls");
+    bpf_maps::hash_map_updates(UPDATES);
+    let events = stream.stop();
+    let registry = events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "registry")
+        .unwrap();
+    let report = modscope_report(&trace);
+    let _ = std::fs::remove_file(&trace);
+    // The trace's own end, read a moment apart from the registry's line.
+    for (what, skipped) in [
+        ("the session", &registry["stats"]["skipped_runs"]),
+        ("the trace", &report["sessions"][0]["stats"]["skipped_runs"]),
+    ] {
+        let skipped = skipped
+            .as_u64()
+            .unwrap_or_else(|| panic!("{what}: {skipped}"));
+        if version >= (6, 7) {
+            assert!(
+                skipped >= u64::from(UPDATES),
+                "{what}: {skipped} skipped runs for {UPDATES} map updates"
+            );
+        } else {
+            assert_eq!(
+                skipped, 0,
+                "{what}: kernel {version:?} counts no skipped kprobe runs"
+            );
+        }
+    }
+}

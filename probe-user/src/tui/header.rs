@@ -120,7 +120,7 @@ fn status_line(app: &App, p: &Palette) -> Line<'static> {
     ));
     line4.push(Span::raw(match &m.session {
         Some(s) => format!(
-            " · {} {}s, {} refused, {} capped",
+            " · {} functions by {}, {} refused, {} capped",
             s.probes, s.attach_type, s.not_attached, s.capped
         ),
         None => String::new(),

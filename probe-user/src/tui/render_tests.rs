@@ -39,7 +39,7 @@ fn an_80_by_24_screen_shows_header_table_detail_log_and_footer() {
     assert!(lines[1].contains("PREEMPT_RT=y"), "{s}");
     assert!(lines[2].contains("spinlock (PREEMPT_RT)"), "{s}");
     assert!(
-        lines[3].contains("lost 0 · 3 kprobes, 1 refused, 1 capped"),
+        lines[3].contains("lost 0 · 3 functions by kprobe, 1 refused, 1 capped"),
         "{s}"
     );
     assert!(s.contains("verdict"), "{s}");
