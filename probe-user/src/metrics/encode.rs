@@ -128,7 +128,7 @@ impl Collector for Families {
         counters(
             &mut e,
             "modscope_probe_runs_skipped",
-            "Runs of each eBPF program the kernel skipped because another BPF program or map syscall was under way on that CPU: calls modscope did not see (counted by kernels from 6.7).",
+            "Runs of each eBPF program the kernel skipped because another BPF program or map syscall was under way on that CPU: an upper bound on the calls modscope did not see, most of them the kernel's own (counted by kernels from 6.7).",
             skipped,
         )?;
         let mut d = e.encode_descriptor("modscope_probe_run_seconds", "Time spent in each eBPF program, from the kernel's BPF statistics (enabled for the session).", None, MetricType::Counter)?;

@@ -23,29 +23,38 @@ pub const SINGLE_KPROBES_ENV: &str = "MODSCOPE_SINGLE_KPROBES";
 pub type PerFunction = BTreeMap<(u64, u64), u64>;
 
 impl ModuleProbe {
-    /// Loads `count_call` and attaches it to every function in one
-    /// kprobe_multi link where the kernel allows, else to each function
-    /// with a kprobe of its own; then the init pair on `do_init_module`.
-    pub fn attach_calls(&mut self, functions: &[String]) -> Result<AttachOutcome, ProbeError> {
+    /// Loads `count_call` and attaches it to the core kernel's functions
+    /// in one kprobe_multi link where the kernel allows, and to the others
+    /// (and all of them where it does not) with a kprobe each; then the
+    /// init pair on `do_init_module`. `addresses` holds each function's.
+    pub fn attach_calls(
+        &mut self,
+        functions: &[String],
+        addresses: &BTreeMap<String, u64>,
+    ) -> Result<AttachOutcome, ProbeError> {
         self.loaded_kprobe(program::COUNT_CALL)?;
-        let outcome = match self.attach_in_one_link(functions) {
+        let (core, others) = kprobe_multi::split_core(functions, addresses, &self.call_config);
+        let mut outcome = AttachOutcome::default();
+        let singles = match self.attach_in_one_link(&core) {
             Ok(link) => {
                 self.attached
                     .push(format!("kprobe_multi/count_call x{}", link.functions));
                 self.multi = Some(link);
-                AttachOutcome {
-                    attached: functions.to_vec(),
-                    refused: Vec::new(),
-                }
+                outcome.attached = core;
+                others
             }
             Err(why) => {
                 log::debug!("count_call: one kprobe per function ({why})");
-                let outcome = self.attach_more(functions)?;
-                self.attached
-                    .push(format!("kprobe/count_call x{}", outcome.attached.len()));
-                outcome
+                functions.to_vec()
             }
         };
+        if !singles.is_empty() {
+            let each = self.attach_more(&singles)?;
+            self.attached
+                .push(format!("kprobe/count_call x{}", each.attached.len()));
+            outcome.attached.extend(each.attached);
+            outcome.refused.extend(each.refused);
+        }
         self.attach_init_done()?;
         Ok(outcome)
     }

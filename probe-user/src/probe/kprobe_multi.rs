@@ -12,7 +12,7 @@
 //! loaded with the kprobe_multi attach type by `bpf(BPF_PROG_LOAD)`.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     ffi::{CString, c_long},
     io,
     os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd},
@@ -22,6 +22,7 @@ use aya::{
     maps::MapInfo,
     programs::{ProgramError, ProgramInfo},
 };
+use probe_common::CallProbeConfig;
 
 /// `bpf(2)` commands, program type and attach type (uapi `linux/bpf.h`).
 const BPF_PROG_LOAD: c_long = 5;
@@ -61,6 +62,22 @@ pub enum MultiError {
     Link { functions: usize, source: io::Error },
     #[error("a function name holds a NUL byte: {0:?}")]
     BadName(String),
+}
+
+/// `functions` split into those in the core kernel's text, which one link
+/// takes, and the rest (a module's, or of unknown place), which get a
+/// kprobe each: a kprobe_multi link holds a reference on every module it
+/// probes, and `rmmod` of such a module would fail while the session runs.
+pub fn split_core(
+    functions: &[String],
+    addresses: &BTreeMap<String, u64>,
+    config: &CallProbeConfig,
+) -> (Vec<String>, Vec<String>) {
+    let core = config.core_text_start..config.core_text_end;
+    functions
+        .iter()
+        .cloned()
+        .partition(|f| addresses.get(f).is_some_and(|a| core.contains(a)))
 }
 
 /// The kernel's name for an object named `name`: its first 15 bytes.
@@ -314,7 +331,34 @@ impl Drop for MultiLink {
 
 #[cfg(test)]
 mod tests {
-    use super::{MultiError, kernel_object_name, log_tail, match_maps};
+    use super::{MultiError, kernel_object_name, log_tail, match_maps, split_core};
+    use probe_common::CallProbeConfig;
+
+    #[test]
+    fn only_functions_in_the_core_kernels_text_share_the_link() {
+        let config = CallProbeConfig {
+            core_text_start: 0x1000,
+            core_text_end: 0x2000,
+            ..CallProbeConfig::UNSET
+        };
+        let addresses = [
+            ("kfree", 0x1000),
+            ("kstrdup", 0x1fff),
+            ("snd_pcm_new", 0x9000),
+        ]
+        .into_iter()
+        .map(|(n, a)| (n.to_owned(), a))
+        .collect();
+        let functions: Vec<String> = ["kfree", "snd_pcm_new", "unknown", "kstrdup"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let (core, others) = split_core(&functions, &addresses, &config);
+        assert_eq!(core, ["kfree", "kstrdup"]);
+        assert_eq!(others, ["snd_pcm_new", "unknown"]);
+        let unset = split_core(&functions, &addresses, &CallProbeConfig::UNSET);
+        assert!(unset.0.is_empty(), "no core text known: a kprobe each");
+    }
 
     #[test]
     fn kernel_names_are_the_first_fifteen_bytes() {

@@ -339,7 +339,9 @@ fn attach(probe: &mut ModuleProbe, plan: &CallPlan, load_check_on: bool) -> Resu
     for stage in attach_plan.stages() {
         match stage {
             Stage::Allocators => results.allocators = probe.attach_allocators(&plan.allocators)?,
-            Stage::Calls => results.calls = probe.attach_calls(&attach_plan.counted)?,
+            Stage::Calls => {
+                results.calls = probe.attach_calls(&attach_plan.counted, &plan.functions)?
+            }
             Stage::FieldChecks => results.checks = probe.attach_field_checks(&plan.checks)?,
             Stage::Recount => {
                 results.recount = probe.attach_more(&attach_plan.recount(&results.checks))?
