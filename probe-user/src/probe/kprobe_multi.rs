@@ -13,9 +13,9 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    ffi::{CString, c_long},
+    ffi::CString,
     io,
-    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd},
 };
 
 use aya::{
@@ -24,9 +24,9 @@ use aya::{
 };
 use probe_common::CallProbeConfig;
 
-/// `bpf(2)` commands, program type and attach type (uapi `linux/bpf.h`).
-const BPF_PROG_LOAD: c_long = 5;
-const BPF_LINK_CREATE: c_long = 28;
+use super::bpf_syscall::{BPF_LINK_CREATE, BPF_PROG_LOAD, bpf, owned};
+
+/// Program type and attach type (uapi `linux/bpf.h`).
 const BPF_PROG_TYPE_KPROBE: u32 = 2;
 const BPF_TRACE_KPROBE_MULTI: u32 = 42;
 /// Names in the kernel's BPF objects hold 15 bytes and a NUL.
@@ -85,9 +85,9 @@ pub fn kernel_object_name(name: &str) -> &[u8] {
     &name.as_bytes()[..name.len().min(OBJECT_NAME_BYTES)]
 }
 
-/// For each map of the object, the map aya created for it, matched by the
-/// kernel's (truncated) names of the maps the loaded copy uses; `None`
-/// for a map that copy does not use.
+/// For each map of the object the loaded copy uses, the map aya created
+/// for it, matched by the kernel's (truncated) names; a map that copy does
+/// not use has no entry.
 pub fn match_maps<'n, T>(
     object_maps: impl IntoIterator<Item = &'n str>,
     kernel_maps: Vec<(Vec<u8>, T)>,
@@ -208,25 +208,6 @@ struct KprobeMultiLinkAttr {
 const _: () = assert!(std::mem::size_of::<ProgLoadAttr>() == 72);
 const _: () = assert!(std::mem::size_of::<KprobeMultiLinkAttr>() == 48);
 
-/// Calls `bpf(cmd, attr)`; a descriptor or a count on success.
-fn bpf<T>(cmd: c_long, attr: &mut T) -> io::Result<c_long> {
-    let size = std::mem::size_of::<T>();
-    // SAFETY: attr is a live, initialised `bpf_attr` prefix of `size` bytes;
-    // every pointer in it points at memory that outlives the call.
-    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr), size) };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// A descriptor the kernel just returned, owned.
-fn owned(fd: c_long) -> OwnedFd {
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
-}
-
 /// Loads `insns` as a kprobe program for kprobe_multi links; a refused load
 /// is tried again with the verifier's log, whose end the error carries.
 fn load_kprobe_multi(
@@ -302,7 +283,10 @@ pub fn attach(prog: BorrowedFd<'_>, functions: &[String]) -> Result<OwnedFd, Mul
 /// A loaded kprobe_multi program and its link: closing the link detaches
 /// every function at once, then the program unloads.
 pub struct MultiLink {
-    link: Option<OwnedFd>,
+    /// Held open, never read: closing it detaches. Before `prog`, so it is
+    /// closed first (fields drop in order): the link holds the program.
+    #[expect(dead_code, reason = "held for its drop, which detaches the functions")]
+    link: OwnedFd,
     prog: OwnedFd,
     pub functions: usize,
 }
@@ -310,7 +294,7 @@ pub struct MultiLink {
 impl MultiLink {
     pub fn new(link: OwnedFd, prog: OwnedFd, functions: usize) -> Self {
         Self {
-            link: Some(link),
+            link,
             prog,
             functions,
         }
@@ -319,13 +303,6 @@ impl MultiLink {
     /// The program, for its statistics.
     pub fn program(&self) -> BorrowedFd<'_> {
         self.prog.as_fd()
-    }
-}
-
-impl Drop for MultiLink {
-    fn drop(&mut self) {
-        // The link first: it holds the program.
-        drop(self.link.take());
     }
 }
 

@@ -6,6 +6,7 @@
 //! program or map involved.
 
 mod alloc_ring;
+mod bpf_syscall;
 mod call_counter;
 mod count_table;
 pub mod diagnostics;

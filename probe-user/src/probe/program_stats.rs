@@ -1,5 +1,5 @@
 //! What the kernel counts of each loaded program (`BPF_OBJ_GET_INFO_BY_FD`):
-//! its id, its run time and runs (while BPF statistics are on), and the
+//! its run time and runs (while BPF statistics are on), and the
 //! runs it skipped. A kprobe program is skipped, not run, on a CPU where
 //! another BPF program or a BPF map syscall is under way
 //! (`bpf_prog_active`); kernels from 6.7 count those skips in
@@ -7,12 +7,11 @@
 //! does not read that field, so this reads the head of `bpf_prog_info`.
 
 use std::{
-    ffi::c_long,
     io,
     os::fd::{AsRawFd as _, BorrowedFd},
 };
 
-const BPF_OBJ_GET_INFO_BY_FD: c_long = 15;
+use super::bpf_syscall::{BPF_OBJ_GET_INFO_BY_FD, bpf};
 
 /// `struct bpf_prog_info` up to `recursion_misses` (uapi `linux/bpf.h`);
 /// the fields between are left as the kernel writes them.
@@ -41,7 +40,6 @@ struct InfoAttr {
 /// One program's figures, as the kernel counts them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProgramStats {
-    pub id: u32,
     pub run_time_ns: u64,
     pub runs: u64,
     /// Runs the kernel skipped (counted from 6.7 for kprobes; 0 before).
@@ -56,22 +54,10 @@ pub fn read(prog: BorrowedFd<'_>) -> io::Result<ProgramStats> {
         info_len: std::mem::size_of::<ProgInfoHead>() as u32,
         info: std::ptr::from_mut(&mut info) as u64,
     };
-    // SAFETY: attr is a live `bpf_attr` prefix whose `info` points at a
-    // zeroed buffer of `info_len` bytes that outlives the call; a kernel
-    // with a shorter `bpf_prog_info` fills only its own part.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            std::ptr::from_mut(&mut attr),
-            std::mem::size_of::<InfoAttr>(),
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // `info` is a zeroed buffer of `info_len` bytes that outlives the call;
+    // a kernel with a shorter `bpf_prog_info` fills only its own part.
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     Ok(ProgramStats {
-        id: info.id,
         run_time_ns: info.run_time_ns,
         runs: info.run_cnt,
         skipped: info.recursion_misses,
