@@ -50,6 +50,8 @@ pub mod program {
     pub const MODULE_LOAD: &str = "module_load";
     pub const MODULE_FREE: &str = "module_free";
     pub const COUNT_CALL: &str = "count_call";
+    /// `count_call` for a trampoline, loaded once per function.
+    pub const COUNT_CALL_FENTRY: &str = "count_call_fentry";
     pub const INIT_START: &str = "init_start";
     pub const INIT_DONE: &str = "init_done";
     pub const CHECK_FIELDS: &str = "check_fields";
@@ -68,10 +70,11 @@ pub mod program {
     pub const GUARD_POST_READ_FILE_KPROBE: &str = "guard_post_read_file_kprobe";
     pub const GUARD_LOAD_DATA_KPROBE: &str = "guard_load_data_kprobe";
 
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 19] = [
         MODULE_LOAD,
         MODULE_FREE,
         COUNT_CALL,
+        COUNT_CALL_FENTRY,
         INIT_START,
         INIT_DONE,
         CHECK_FIELDS,

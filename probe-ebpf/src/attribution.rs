@@ -1,6 +1,7 @@
-//! Which module made the call a kprobe is in: the return address at
-//! function entry (`regs`), whose page maps to the module incarnation whose
-//! text holds it. Shared by every kprobe that attributes.
+//! Which module made the call a probe is in: the return address at
+//! function entry (`regs`: a kprobe's registers, or an fentry program's
+//! trampoline frame), whose page maps to the module incarnation whose text
+//! holds it. Shared by every program that attributes.
 //!
 //! A kprobe on a function's first instruction runs before an arm64
 //! callee's `paciasp` signs the link register, but the signature bits are
@@ -43,16 +44,22 @@ impl Caller {
 /// comparisons, a module one array lookup.
 #[inline(always)]
 pub fn caller(ctx: &ProbeContext) -> Result<Caller, u32> {
+    Ok(owner(regs::return_address(ctx)?))
+}
+
+/// Who owns the code a return address points into.
+#[inline(always)]
+pub fn owner(return_address: u64) -> Caller {
     let config = maps::call_probe();
-    let address = config.strip_signature(regs::return_address(ctx)?);
+    let address = config.strip_signature(return_address);
     let Some(page) = config.page_index(address) else {
-        return Ok(Caller::Kernel);
+        return Caller::Kernel;
     };
-    Ok(match PAGES.get(page) {
+    match PAGES.get(page) {
         Some(&incarnation) if incarnation != 0 => Caller::Module {
             incarnation,
             address,
         },
         _ => Caller::Unowned(address),
-    })
+    }
 }

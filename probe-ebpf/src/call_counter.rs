@@ -1,13 +1,15 @@
-//! The kprobe attached to every watched kernel function. At function entry
-//! the return address is at the top of the stack; its page tells which
-//! module, if any, made the call. Calls from the core kernel return below
-//! the module area and cost one comparison.
+//! The program attached to every watched kernel function: a kprobe, or an
+//! fentry program where the function has a BTF trampoline. At function
+//! entry the return address is at the top of the stack (or in the
+//! trampoline's frame); its page tells which module, if any, made the call.
+//! Calls from the core kernel return below the module area and cost one
+//! comparison.
 
 use aya_ebpf::{
     EbpfContext as _,
     helpers::{bpf_get_func_ip, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
-    macros::kprobe,
-    programs::ProbeContext,
+    macros::{fentry, kprobe},
+    programs::{FEntryContext, ProbeContext},
 };
 use probe_common::{
     CallKey, EventHeader, EventKind, FirstUseEvent, UnownedCallKey, count_table::COLUMN_PROBES,
@@ -18,6 +20,7 @@ use crate::{
     maps::{
         self, CALL_MAP_FULL, CALLS, COLUMNS, COUNTS, EVENTS, LOST_EVENTS, ROWS, SEEN, UNOWNED_CALLS,
     },
+    regs,
 };
 
 /// `BPF_NOEXIST`.
@@ -39,6 +42,25 @@ fn try_count_call(ctx: &ProbeContext) -> Result<(), u32> {
     }
     // SAFETY: the helper only reads the context it is given.
     let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
+    count_caller(caller, func_ip)
+}
+
+/// `count_call` for a trampoline: one copy is loaded per function, against
+/// its BTF id, by the loader shim (`probe-user`'s `probe::fentry`); the
+/// section names no function.
+#[fentry]
+pub fn count_call_fentry(ctx: FEntryContext) -> u32 {
+    if let Err(slot) = try_count_call_fentry(&ctx) {
+        maps::failed(&ctx, "count_call_fentry", slot);
+    }
+    0
+}
+
+#[inline(always)]
+fn try_count_call_fentry(ctx: &FEntryContext) -> Result<(), u32> {
+    // SAFETY: the helper reads the address the trampoline stored.
+    let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
+    let caller = attribution::owner(regs::trampoline_caller(ctx, func_ip)?);
     count_caller(caller, func_ip)
 }
 

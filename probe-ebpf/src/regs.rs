@@ -9,13 +9,34 @@
 //!   arm64. Each is read at its own fixed offset (volatile, so the compiler
 //!   cannot turn a choice among them into a computed context offset, which
 //!   the verifier refuses).
+//! - An fentry program's caller: the trampoline saved the word its patched
+//!   call returns to (a few bytes into the traced function) and, above it,
+//!   the traced function's own return address: the next word on x86-64;
+//!   two words up on arm64, past the frame record the trampoline made for
+//!   the caller. The arguments come first, and between them and those words
+//!   lie slots whose number changes with the kernel and the programs
+//!   attached, so the words are found, not assumed to be at one offset.
 
-#[cfg(bpf_target_arch = "x86_64")]
-use aya_ebpf::helpers::bpf_probe_read_kernel;
-use aya_ebpf::programs::ProbeContext;
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::{bpf_get_func_arg_cnt, bpf_probe_read_kernel},
+    programs::{FEntryContext, ProbeContext},
+};
 
-#[cfg(bpf_target_arch = "x86_64")]
 use crate::maps::READ_ERRORS;
+
+/// How far above the trampoline's saved return-into-the-function word the
+/// caller's return address lies, in words.
+#[cfg(bpf_target_arch = "x86_64")]
+const CALLER_ABOVE_ENTRY: usize = 1;
+#[cfg(bpf_target_arch = "aarch64")]
+const CALLER_ABOVE_ENTRY: usize = 2;
+/// The words of the trampoline frame read, from the first argument up: up
+/// to 12 arguments, a return value, saved registers, the frame records.
+const TRAMPOLINE_WORDS: usize = 20;
+/// The patched call returns this close after the function's address
+/// (5 or 9 bytes on x86-64, 8 or 12 on arm64).
+const PATCHED_CALL_END: u64 = 16;
 
 /// The stack pointer at entry.
 #[inline(always)]
@@ -70,4 +91,31 @@ pub fn first_four_args(ctx: &ProbeContext) -> [u64; 4] {
         ];
         args
     }
+}
+
+/// The traced function's return address, at an fentry program in the
+/// function's trampoline: the word `CALLER_ABOVE_ENTRY` above the first
+/// word past the arguments that returns into `func_ip`.
+#[inline(always)]
+pub fn trampoline_caller(ctx: &FEntryContext, func_ip: u64) -> Result<u64, u32> {
+    // SAFETY: the helper reads the argument count the trampoline stored.
+    let args = unsafe { bpf_get_func_arg_cnt(ctx.as_ptr()) }.max(0) as usize;
+    // SAFETY: bpf_probe_read_kernel checks the address.
+    let words = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; TRAMPOLINE_WORDS]) }
+        .map_err(|_| READ_ERRORS)?;
+    // Downwards, without an early exit, so the lowest match wins and the
+    // loop unrolls into selects rather than a copy of the caller's code
+    // per exit.
+    let mut caller = 0;
+    let mut i = TRAMPOLINE_WORDS - CALLER_ABOVE_ENTRY;
+    while i > 0 {
+        i -= 1;
+        if i >= args && words[i].wrapping_sub(func_ip) < PATCHED_CALL_END {
+            caller = words[i + CALLER_ABOVE_ENTRY];
+        }
+    }
+    if caller == 0 {
+        return Err(READ_ERRORS);
+    }
+    Ok(caller)
 }

@@ -290,8 +290,18 @@ impl EventStream {
     /// Starts modscope with `args` (a live command with --json); `last` is the
     /// type of the final line it prints when stopped.
     pub fn start_with<S: AsRef<std::ffi::OsStr>>(args: &[S], last: &'static str) -> Self {
+        Self::start_with_env(args, &[], last)
+    }
+
+    /// `start_with`, with `env` set for modscope.
+    pub fn start_with_env<S: AsRef<std::ffi::OsStr>>(
+        args: &[S],
+        env: &[(&str, &str)],
+        last: &'static str,
+    ) -> Self {
         let mut child = Command::new(modscope_bin())
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -527,20 +527,41 @@ fn an_import_reached_by_a_tail_call_is_never_reported_unused() {
     }
 }
 
-/// Where the kernel has fprobe (`CONFIG_FPROBE`: Debian's x86-64 6.12),
-/// `count_call` attaches to every function through one kprobe_multi link,
-/// counts every call of each incarnation exactly, init included, and the
-/// link is gone when the session ends. Elsewhere it attaches a kprobe each.
+/// `count_call` attaches to core-kernel functions the cheapest way the
+/// kernel has: fentry where it has BPF trampolines on ftrace's direct calls
+/// (x86-64; arm64 from 6.4), else one kprobe_multi link where it has fprobe
+/// (`CONFIG_FPROBE`: Debian's x86-64 6.12), else a kprobe each. Each way
+/// counts every call of each incarnation exactly, init included, and leaves
+/// no BPF link behind. Where the kernel has fprobe, the kprobe_multi link
+/// is checked too (`MODSCOPE_ATTACH` starts there).
 #[test]
-fn count_call_attaches_through_one_kprobe_multi_link_where_the_kernel_has_fprobe() {
-    let fprobe = std::env::var("MODSCOPE_KERNEL_FPROBE").is_ok_and(|v| v == "1");
+fn count_call_attaches_the_cheapest_way_the_kernel_has_and_counts_exactly() {
+    let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+    let (fentry, fprobe) = (
+        flag("MODSCOPE_KERNEL_FENTRY"),
+        flag("MODSCOPE_KERNEL_FPROBE"),
+    );
+    let cheapest = match (fentry, fprobe) {
+        (true, _) => "fentry",
+        (false, true) => "kprobe_multi",
+        (false, false) => "kprobe",
+    };
+    attach_and_count_exactly(&[], cheapest);
+    if fentry && fprobe {
+        attach_and_count_exactly(&[("MODSCOPE_ATTACH", "kprobe_multi")], "kprobe_multi");
+    }
+}
+
+/// A session on four functions with `env`: `count_call` attached to all by
+/// `attach_type`, exact counts over two incarnations, no link left.
+fn attach_and_count_exactly(env: &[(&str, &str)], attach_type: &str) {
     let links_before = bpf_objects::link_count();
     let functions = ["kstrdup", "kfree", "mutex_lock", "mutex_unlock"];
     let mut args = vec!["record", "--json", "--no-detectors"];
     for f in functions {
         args.extend(["--function", f]);
     }
-    let mut stream = EventStream::start_with(&args, "calls");
+    let mut stream = EventStream::start_with_env(&args, env, "calls");
     let ready = stream.wait_for(WAIT, |e| e["type"] == "ready");
     let probes: Vec<&str> = ready["probes"]
         .as_array()
@@ -548,12 +569,11 @@ fn count_call_attaches_through_one_kprobe_multi_link_where_the_kernel_has_fprobe
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    let expected = if fprobe {
-        "kprobe_multi/count_call x4"
-    } else {
-        "kprobe/count_call x4"
-    };
-    assert!(probes.contains(&expected), "{probes:?}");
+    let expected = format!("{attach_type}/count_call x4");
+    assert!(
+        probes.contains(&expected.as_str()),
+        "{expected} in {probes:?}"
+    );
     for _ in 0..2 {
         insmod(CALLS, &[]).unload();
         stream.wait_for(WAIT, |e| e["type"] == "unload" && e["name"] == CALLS);
@@ -570,7 +590,7 @@ fn count_call_attaches_through_one_kprobe_multi_link_where_the_kernel_has_fprobe
     assert_eq!(
         bpf_objects::link_count(),
         links_before,
-        "every link the session made is gone"
+        "every link the session made ({attach_type}) is gone"
     );
 }
 
@@ -578,7 +598,8 @@ fn count_call_attaches_through_one_kprobe_multi_link_where_the_kernel_has_fprobe
 /// is under way: a probe on the hash map's update, hit by map updates,
 /// misses them all. Kernels from 6.7 count those skips, and the session
 /// reports them (the registry's stats, the trace's); earlier ones count
-/// nothing and the session says 0.
+/// nothing and the session says 0. (A kprobe each, by `MODSCOPE_ATTACH`: an
+/// fentry program is not skipped there.)
 #[test]
 fn probe_runs_the_kernel_skipped_are_reported_where_the_kernel_counts_them() {
     const UPDATES: u32 = 50;
@@ -598,7 +619,7 @@ fn probe_runs_the_kernel_skipped_are_reported_where_the_kernel_counts_them() {
         "-o",
         &trace_arg,
     ];
-    let stream = EventStream::start_with(&args, "calls");
+    let stream = EventStream::start_with_env(&args, &[("MODSCOPE_ATTACH", "kprobe")], "calls");
     bpf_maps::hash_map_updates(UPDATES);
     let events = stream.stop();
     let registry = events

@@ -5,9 +5,10 @@
 //! - hot path: modscope_calls makes 1M module→kernel calls (500,000 kstrdup
 //!   and 500,000 kfree) per trigger, under an empty kprobe on both functions
 //!   (bpftrace), under an empty fentry program on both (the cheaper attach
-//!   type's floor; disarmed through `ftrace_enabled`), under modscope as it
-//!   attaches (one kprobe_multi link where the kernel has them; disarmed
-//!   through `ftrace_enabled` too) and with a kprobe per function, under modscope with `--no-detectors` (the
+//!   type's floor; disarmed through `ftrace_enabled`), under modscope on
+//!   fentry and through one kprobe_multi link where the kernel has them
+//!   (both disarmed through `ftrace_enabled` too) and with a kprobe per
+//!   function, under modscope with `--no-detectors` (the
 //!   detectors' added cost: with them, each kfree goes through the checking
 //!   program) and with an allocator followed, and under a bpftrace program
 //!   doing the same return-address attribution. Each variant is measured in
@@ -15,8 +16,8 @@
 //!   (`/sys/kernel/debug/kprobes/enabled`), many rounds, the order inside a
 //!   pair alternating: TCG's drift and the host's load hit both halves of a
 //!   pair alike, so the ratio's median and spread show a 5% difference;
-//! - attach time for N probed functions, as modscope attaches and with a
-//!   kprobe per function;
+//! - attach time for N probed functions by each attach type (fentry,
+//!   kprobe_multi, a kprobe each);
 //! - trace bytes per active module-hour and modscope's peak RSS while
 //!   recording the test workload;
 //! - churn: the time per load/unload cycle with and without a recording
@@ -126,12 +127,23 @@ else
   echo 0 > $K/events/kprobes/enable
   echo '-:bench_kstrdup' >> $K/kprobe_events; echo '-:bench_kfree' >> $K/kprobe_events
 fi
-# Where the kernel has kprobe_multi links, modscope attaches count_call
-# through one. The kprobe switch does not disarm such a link; every ftrace
-# site's does (and the kprobes with it), so those pairs are compared by the
-# time added per call. The rows that set goals use a kprobe per function,
-# the same attach type as the empty kprobe, disarmed the same way.
-"$B" record $FUNCS --json > $W/modscope-multi.log 2>&1 & P=$!
+# modscope attaches count_call to a core-kernel function by fentry where
+# the kernel can (a BPF trampoline; MODSCOPE_ATTACH starts it elsewhere),
+# else through one kprobe_multi link where the kernel has them. The kprobe
+# switch disarms neither; every ftrace site's does (and the kprobes with
+# it), so those pairs are compared by the time added per call. The rows
+# that set the detectors' figures use a kprobe per function, the same
+# attach type as the empty kprobe, disarmed the same way.
+MODSCOPE_ATTACH=fentry "$B" record $FUNCS --json > $W/modscope-fentry.log 2>&1 & P=$!
+wait_for $W/modscope-fentry.log '"ready"'
+if grep -q 'fentry/count_call' $W/modscope-fentry.log; then
+  timed modscope_fentry /proc/sys/kernel/ftrace_enabled
+else
+  echo "BENCH-SKIP-FENTRY no fentry on this kernel: count_call attached otherwise"
+fi
+kill -INT $P; wait $P
+echo "BENCH-CALLS fentry $(grep '"type":"calls"' $W/modscope-fentry.log)"
+MODSCOPE_ATTACH=kprobe_multi "$B" record $FUNCS --json > $W/modscope-multi.log 2>&1 & P=$!
 wait_for $W/modscope-multi.log '"ready"'
 if grep -q 'kprobe_multi/count_call' $W/modscope-multi.log; then
   timed modscope_multi /proc/sys/kernel/ftrace_enabled
@@ -139,12 +151,12 @@ else
   echo "BENCH-SKIP-MULTI no kprobe_multi link on this kernel: count_call attached a kprobe per function"
 fi
 kill -INT $P; wait $P
-export MODSCOPE_SINGLE_KPROBES=1
+export MODSCOPE_ATTACH=kprobe
 "$B" record $FUNCS --json > $W/modscope.log 2>&1 & P=$!
 wait_for $W/modscope.log '"ready"'
 timed modscope
 kill -INT $P; wait $P
-echo "BENCH-CALLS $(grep '"type":"calls"' $W/modscope.log)"
+echo "BENCH-CALLS kprobe $(grep '"type":"calls"' $W/modscope.log)"
 {baseline}"$B" record $FOLLOWING --json > $W/modscope-f.log 2>&1 & P=$!
 wait_for $W/modscope-f.log '"ready"'
 timed modscope_following
@@ -160,18 +172,19 @@ if command -v bpftrace > /dev/null; then
   kill -INT $P; wait $P
 fi
 
-unset MODSCOPE_SINGLE_KPROBES
-# Attach time as modscope attaches (one kprobe_multi link where the kernel
-# has them), then with a kprobe per function.
+unset MODSCOPE_ATTACH
+# Attach time as modscope attaches (fentry where the kernel can), through
+# one kprobe_multi link, and with a kprobe per function.
 FS=/lib/modules/$(uname -r)/kernel/fs
 attach_runs() {{
   for K in 0 64 128 256; do
-    s=$(now); "$B" record --watch $FS --max-probes $K --duration 0 --json > $W/attach.log 2>&1; e=$(now)
+    s=$(now); MODSCOPE_ATTACH=$1 "$B" record --watch $FS --max-probes $K --duration 0 --json > $W/attach.log 2>&1; e=$(now)
     echo "BENCH-ATTACH $1 $K $(grep -o '"attached":[0-9]*' $W/attach.log | head -1 | cut -d: -f2) $(( (e - s) / 1000 ))"
   done
 }}
-attach_runs default
-MODSCOPE_SINGLE_KPROBES=1 attach_runs kprobes
+attach_runs fentry
+attach_runs kprobe_multi
+attach_runs kprobe
 
 # Memory. The first session on a machine takes the trusted certificates out
 # of the kernel image (decompressing it); later ones read them from the cache.
@@ -344,6 +357,7 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
         ("empty kprobe", "empty_kprobe"),
         ("empty fentry", "empty_fentry"),
         ("return address read only", "bpftrace_read"),
+        ("modscope (fentry)", "modscope_fentry"),
         ("modscope (kprobe_multi)", "modscope_multi"),
         ("modscope (a kprobe each)", "modscope"),
         ("baseline build", "baseline"),
@@ -384,9 +398,14 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
             fentry.added_ns_per_call(calls) / empty.added_ns_per_call(calls)
         );
     }
-    // Per call: the kprobe_multi pairs are disarmed through every ftrace site.
-    if let Some(multi) = all.get("modscope_multi") {
-        let multi_ns = multi.added_ns_per_call(calls);
+    // Per call: the fentry and kprobe_multi pairs are disarmed through
+    // every ftrace site.
+    for (key, attach) in [
+        ("modscope_fentry", "fentry"),
+        ("modscope_multi", "one kprobe_multi link"),
+    ] {
+        let Some(ours) = all.get(key) else { continue };
+        let ours_ns = ours.added_ns_per_call(calls);
         for (other, label) in [
             ("modscope", "through a kprobe each"),
             ("empty_kprobe", "the empty kprobe's (goal <= 1.10)"),
@@ -394,14 +413,16 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
         ] {
             if let Some(p) = all.get(other) {
                 println!(
-                    "hot-path: modscope's added time per call through one kprobe_multi link / {label} = {:.2}",
-                    multi_ns / p.added_ns_per_call(calls)
+                    "hot-path: modscope's added time per call by {attach} / {label} = {:.2}",
+                    ours_ns / p.added_ns_per_call(calls)
                 );
             }
         }
     }
-    if let Some(skip) = lines.iter().find(|l| l.starts_with("BENCH-SKIP-MULTI ")) {
-        println!("hot-path: {}", &skip["BENCH-SKIP-MULTI ".len()..]);
+    for skip in ["BENCH-SKIP-FENTRY ", "BENCH-SKIP-MULTI "] {
+        if let Some(l) = lines.iter().find(|l| l.starts_with(skip)) {
+            println!("hot-path: {}", &l[skip.len()..]);
+        }
     }
     if let Some(base) = ratio("baseline") {
         println!(
@@ -430,26 +451,32 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
     print_counted(lines, calls)
 }
 
-/// What modscope's own report counted over its armed runs, against what
-/// the module made (disarmed runs are not seen).
+/// What modscope's own report counted over its armed runs, by attach type,
+/// against what the module made (disarmed runs are not seen).
 fn print_counted(lines: &[&str], calls: u64) -> anyhow::Result<()> {
-    let Some(l) = lines.iter().find(|l| l.starts_with("BENCH-CALLS ")) else {
-        return Ok(());
-    };
-    let v: serde_json::Value =
-        serde_json::from_str(&l["BENCH-CALLS ".len()..]).context("modscope's calls line")?;
-    let counted: u64 = v["modules"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["name"] == "modscope_calls")
-        .flat_map(|m| m["calls"].as_array().cloned().unwrap_or_default())
-        .map(|c| c["count"].as_u64().unwrap_or(0))
-        .sum();
-    println!(
-        "hot-path: modscope counted {counted} calls (expected {})",
-        ROUNDS * calls
-    );
+    for l in lines {
+        let Some(rest) = l.strip_prefix("BENCH-CALLS ") else {
+            continue;
+        };
+        let (attach, json) = rest.split_once(' ').unwrap_or((rest, ""));
+        if json.is_empty() {
+            println!("hot-path: modscope on {attach} printed no calls line");
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(json).context("modscope's calls line")?;
+        let counted: u64 = v["modules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["name"] == "modscope_calls")
+            .flat_map(|m| m["calls"].as_array().cloned().unwrap_or_default())
+            .map(|c| c["count"].as_u64().unwrap_or(0))
+            .sum();
+        println!(
+            "hot-path: modscope on {attach} counted {counted} calls (expected {})",
+            ROUNDS * calls
+        );
+    }
     Ok(())
 }
 
@@ -490,8 +517,9 @@ fn print_attach(lines: &[&str]) {
             .find(|r| r.mode == run.mode && r.cap == 0)
             .map_or(0, |r| r.us);
         let mode = match run.mode {
-            "kprobes" => "a kprobe each",
-            _ => "as modscope attaches",
+            "kprobe" => "a kprobe each",
+            "kprobe_multi" => "kprobe_multi first",
+            _ => "fentry first",
         };
         println!(
             "attach: {mode:<20} --max-probes {:<4} {:>4} functions attached, run {:>7.0} ms, attach {:>7.0} ms (the run less the 0-probe run)",
@@ -639,22 +667,22 @@ mod tests {
     #[test]
     fn attach_runs_are_read_with_their_mode_and_malformed_lines_skipped() {
         let lines = [
-            "BENCH-ATTACH default 0 0 15000000",
-            "BENCH-ATTACH kprobes 64 64 17300000",
-            "BENCH-ATTACH kprobes 64 64",
+            "BENCH-ATTACH fentry 0 0 15000000",
+            "BENCH-ATTACH kprobe 64 64 17300000",
+            "BENCH-ATTACH kprobe 64 64",
             "BENCH-ATTACH 64 64 17300000",
         ];
         assert_eq!(
             attach_runs(&lines),
             [
                 AttachRun {
-                    mode: "default",
+                    mode: "fentry",
                     cap: 0,
                     attached: 0,
                     us: 15_000_000
                 },
                 AttachRun {
-                    mode: "kprobes",
+                    mode: "kprobe",
                     cap: 64,
                     attached: 64,
                     us: 17_300_000

@@ -45,6 +45,10 @@ pub struct Kernel {
     /// `CONFIG_FPROBE=y`: kprobe_multi links attach (the VM tests expect
     /// modscope's call counter to attach through one).
     pub fprobe: bool,
+    /// BPF trampolines on ftrace's direct calls, and the BTF that names
+    /// their targets: fentry programs attach (the VM tests expect the call
+    /// counter on fentry).
+    pub fentry: bool,
 }
 
 impl Kernel {
@@ -124,6 +128,7 @@ fn in_boot_dir(
             version,
             arch,
             fprobe: has("FPROBE"),
+            fentry: has("DYNAMIC_FTRACE_WITH_DIRECT_CALLS") && has("DEBUG_INFO_BTF"),
         });
     }
     kernels.sort_by(|a, b| a.version.cmp(&b.version).then(a.release.cmp(&b.release)));

@@ -576,6 +576,7 @@ fn guest_script(env: &GuestEnv, binaries: &[PathBuf], filter: Option<&str>) -> S
          export MODSCOPE_TEST_MODULES='{}'\n\
          export MODSCOPE_KERNEL_FLAVOUR={flavour}\n\
          export MODSCOPE_KERNEL_FPROBE={fprobe}\n\
+         export MODSCOPE_KERNEL_FENTRY={fentry}\n\
          export MODSCOPE_VM_OUT='{}'\n\
          # The guest's root is read-only: what modscope takes out of a kernel\n\
          # image once (BTF, certificates) is cached where every test finds it.\n\
@@ -589,6 +590,7 @@ fn guest_script(env: &GuestEnv, binaries: &[PathBuf], filter: Option<&str>) -> S
         env.work.display(),
         env.work.display(),
         fprobe = u8::from(env.kernel.fprobe),
+        fentry = u8::from(env.kernel.fentry),
     );
     for bin in binaries {
         let name = bin

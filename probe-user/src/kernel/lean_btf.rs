@@ -8,9 +8,15 @@
 //! nobody else can truncate never faults under the reader. Where that
 //! fails, the BTF is indexed after all.
 
-use std::{io::Write as _, os::fd::FromRawFd as _, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    io::Write as _,
+    os::fd::FromRawFd as _,
+    path::Path,
+};
 
 use btf_rs::{Backend, Btf};
+use fallible_iterator::FallibleIterator as _;
 use modscope_analysis::btf::{self, BtfError};
 
 /// The BTF at `path` (raw, or an ELF file's `.BTF`), for a few lookups.
@@ -39,6 +45,29 @@ fn mapped_copy(bytes: &[u8]) -> Option<Btf> {
     Btf::from_file_with_backend(format!("/proc/self/fd/{fd}"), Backend::Mmap).ok()
 }
 
+/// The BTF ids of the functions of `functions` that vmlinux' BTF has, in one
+/// walk over its types.
+pub fn function_ids(
+    btf: &Btf,
+    functions: &[String],
+) -> Result<HashMap<String, u32>, btf_rs::Error> {
+    let wanted: HashSet<&str> = functions.iter().map(String::as_str).collect();
+    let mut ids = HashMap::new();
+    let mut types = btf.type_iter();
+    // A base BTF's types start at id 0, the void type.
+    let mut id = 0u32;
+    while let Some(r#type) = types.next()? {
+        if let btf_rs::Type::Func(func) = &r#type {
+            let name = btf.resolve_name(func)?;
+            if wanted.contains(name.as_str()) {
+                ids.entry(name).or_insert(id);
+            }
+        }
+        id += 1;
+    }
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use modscope_analysis::{btf, struct_layout};
@@ -63,5 +92,37 @@ mod tests {
             btf::enum_value(&lean, "kernel_read_file_id", "READING_MODULE").ok(),
             btf::enum_value(&indexed, "kernel_read_file_id", "READING_MODULE").ok()
         );
+    }
+
+    /// On the host's own BTF, when it has one: the walk's ids are those
+    /// the name lookup finds, and a name that is not a function has none.
+    #[test]
+    fn one_walk_finds_the_ids_the_name_lookup_finds() {
+        let path = std::path::Path::new("/sys/kernel/btf/vmlinux");
+        if !path.exists() {
+            return;
+        }
+        let btf = super::open(path).expect("BTF");
+        let names: Vec<String> = ["kfree", "kstrdup", "task_struct", "no_such_function_here"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let ids = super::function_ids(&btf, &names).expect("walk");
+        for name in ["kfree", "kstrdup"] {
+            let looked_up = btf.resolve_ids_by_name(name).expect("lookup");
+            assert!(
+                looked_up.contains(&ids[name]),
+                "{name}: {} not in {looked_up:?}",
+                ids[name]
+            );
+            let btf_rs::Type::Func(_) = btf.resolve_type_by_id(ids[name]).expect("type") else {
+                panic!("{name}'s id is not a function's");
+            };
+        }
+        assert!(
+            !ids.contains_key("task_struct"),
+            "a struct is not a function"
+        );
+        assert!(!ids.contains_key("no_such_function_here"));
     }
 }

@@ -1,7 +1,7 @@
 //! The call counter (`probe-ebpf/src/call_counter.rs`): `count_call` on
 //! every planned function, and the exact counts and first uses it keeps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aya::maps::{MapData, PerCpuHashMap};
 use probe_common::{
@@ -11,43 +11,94 @@ use probe_common::{
 
 use super::{
     AttachOutcome, ModuleProbe, PROBE_OBJECT, ProbeError, attach_each,
+    fentry::{self, FentryError},
     kprobe_multi::{self, MultiError, MultiLink},
+    program_copy::{CopyError, ProgramCopy},
     sum_cpus,
 };
 
-/// Set (to anything) to attach `count_call` one kprobe per function even
-/// where the kernel has kprobe_multi links: the bench compares the two.
-pub const SINGLE_KPROBES_ENV: &str = "MODSCOPE_SINGLE_KPROBES";
+/// Where `count_call`'s attach types start (`CallAttach::parse`): the bench
+/// sets it to compare them.
+pub const ATTACH_ENV: &str = "MODSCOPE_ATTACH";
 
 /// Calls (or first-use times) per (incarnation, function address).
 pub type PerFunction = BTreeMap<(u64, u64), u64>;
 
+/// How `count_call` attaches to a core-kernel function, cheapest first. A
+/// function the first cannot take tries the next; a module's function
+/// always gets a kprobe (the others pin the module while attached).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CallAttach {
+    /// A program copy on the function's BPF trampoline.
+    Fentry,
+    /// One kprobe_multi link for them all (kernels with fprobe).
+    KprobeMulti,
+    /// A kprobe each.
+    Kprobe,
+}
+
+impl CallAttach {
+    pub const ALL: [Self; 3] = [Self::Fentry, Self::KprobeMulti, Self::Kprobe];
+
+    /// The name the trace header, the TUI and `ATTACH_ENV` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fentry => "fentry",
+            Self::KprobeMulti => "kprobe_multi",
+            Self::Kprobe => "kprobe",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// `ATTACH_ENV`'s choice; fentry when it is not set.
+    pub fn from_env() -> Result<Self, ProbeError> {
+        match std::env::var(ATTACH_ENV) {
+            Err(_) => Ok(Self::Fentry),
+            Ok(name) => Self::parse(&name).ok_or(ProbeError::AttachType(name)),
+        }
+    }
+}
+
 impl ModuleProbe {
-    /// Loads `count_call` and attaches it to the core kernel's functions
-    /// in one kprobe_multi link where the kernel allows, and to the others
-    /// (and all of them where it does not) with a kprobe each; then the
-    /// init pair on `do_init_module`. `addresses` holds each function's.
+    /// Loads `count_call` and attaches it to each of `functions` the
+    /// cheapest way the kernel allows, starting at `start`: fentry where the
+    /// function has a BTF id in `btf_ids`, then one kprobe_multi link, then
+    /// a kprobe each; then the init pair on `do_init_module`. `addresses`
+    /// holds each function's.
     pub fn attach_calls(
         &mut self,
         functions: &[String],
         addresses: &BTreeMap<String, u64>,
+        btf_ids: &HashMap<String, u32>,
+        start: CallAttach,
     ) -> Result<AttachOutcome, ProbeError> {
         self.loaded_kprobe(program::COUNT_CALL)?;
-        let (core, others) = kprobe_multi::split_core(functions, addresses, &self.call_config);
+        let (mut core, others) = kprobe_multi::split_core(functions, addresses, &self.call_config);
         let mut outcome = AttachOutcome::default();
-        let singles = match self.attach_in_one_link(&core) {
-            Ok(link) => {
+        if start <= CallAttach::Fentry && !core.is_empty() {
+            let (attached, left) = self.attach_fentry(&core, btf_ids)?;
+            if !attached.is_empty() {
                 self.attached
-                    .push(format!("kprobe_multi/count_call x{}", link.functions));
-                self.multi = Some(link);
-                outcome.attached = core;
-                others
+                    .push(format!("fentry/count_call x{}", attached.len()));
             }
-            Err(why) => {
-                log::debug!("count_call: one kprobe per function ({why})");
-                functions.to_vec()
+            outcome.attached = attached;
+            core = left;
+        }
+        if start <= CallAttach::KprobeMulti && !core.is_empty() {
+            match self.attach_in_one_link(&core) {
+                Ok(link) => {
+                    self.attached
+                        .push(format!("kprobe_multi/count_call x{}", link.functions));
+                    self.multi = Some(link);
+                    outcome.attached.append(&mut core);
+                }
+                Err(why) => log::debug!("count_call: no kprobe_multi link ({why})"),
             }
-        };
+        }
+        let singles: Vec<String> = core.into_iter().chain(others).collect();
         if !singles.is_empty() {
             let each = self.attach_more(&singles)?;
             self.attached
@@ -59,22 +110,62 @@ impl ModuleProbe {
         Ok(outcome)
     }
 
-    /// A copy of the loaded `count_call` attached to all of `functions` in
-    /// one kprobe_multi link (`kprobe_multi`); refused as a whole by a
-    /// kernel without fprobe, or when any function cannot take it.
-    fn attach_in_one_link(&mut self, functions: &[String]) -> Result<MultiLink, MultiAttach> {
-        if functions.is_empty() {
-            return Err(MultiAttach::NothingToAttach);
+    /// `count_call_fentry` on each of `functions`' trampolines: those
+    /// attached, and those left for another attach type (no BTF id, or
+    /// refused). Three refusals before any success end the attempt: the
+    /// kernel refuses the program, not a function.
+    fn attach_fentry(
+        &mut self,
+        functions: &[String],
+        btf_ids: &HashMap<String, u32>,
+    ) -> Result<(Vec<String>, Vec<String>), ProbeError> {
+        const REFUSALS_BEFORE_GIVING_UP: usize = 3;
+        let copy = match self.count_call_copy(program::COUNT_CALL_FENTRY) {
+            Ok(copy) => copy,
+            Err(why) => {
+                log::debug!("count_call: no fentry ({why})");
+                return Ok((Vec::new(), functions.to_vec()));
+            }
+        };
+        let (mut attached, mut left) = (Vec::new(), Vec::new());
+        let mut refusals = 0;
+        for (i, function) in functions.iter().enumerate() {
+            match fentry::attach(&copy, function, btf_ids) {
+                Ok(link) => {
+                    self.fentry.push(link);
+                    attached.push(function.clone());
+                }
+                Err(FentryError::NoBtf(_)) => left.push(function.clone()),
+                Err(why) => {
+                    log::debug!("count_call: no fentry on {function} ({why})");
+                    left.push(function.clone());
+                    refusals += 1;
+                    if attached.is_empty() && refusals == REFUSALS_BEFORE_GIVING_UP {
+                        left.extend_from_slice(&functions[i + 1..]);
+                        break;
+                    }
+                }
+            }
         }
-        if std::env::var_os(SINGLE_KPROBES_ENV).is_some() {
-            return Err(MultiAttach::TurnedOff);
-        }
+        Ok((attached, left))
+    }
+
+    /// `program` relocated against the maps of the loaded `count_call`.
+    fn count_call_copy(&mut self, program: &str) -> Result<ProgramCopy, CallCopy> {
         let loaded = self.kprobe_program(program::COUNT_CALL)?;
         let info = loaded.info().map_err(|source| ProbeError::ProgramLoad {
             program: program::COUNT_CALL,
             source,
         })?;
-        let prog = kprobe_multi::load_copy(PROBE_OBJECT, program::COUNT_CALL, &info)?;
+        Ok(ProgramCopy::relocate(PROBE_OBJECT, program, &info)?)
+    }
+
+    /// A copy of the loaded `count_call` attached to all of `functions` in
+    /// one kprobe_multi link; refused as a whole by a kernel without
+    /// fprobe, or when any function cannot take it.
+    fn attach_in_one_link(&mut self, functions: &[String]) -> Result<MultiLink, CallCopy> {
+        let copy = self.count_call_copy(program::COUNT_CALL)?;
+        let prog = copy.load(super::program_copy::CopyKind::KprobeMulti)?;
         let link = kprobe_multi::attach(std::os::fd::AsFd::as_fd(&prog), functions)?;
         Ok(MultiLink::new(link, prog, functions.len()))
     }
@@ -88,13 +179,15 @@ impl ModuleProbe {
         Ok(outcome)
     }
 
-    /// How `count_call` attached to the planned functions: `kprobe_multi`
-    /// (one link) or `kprobe` (one each).
-    pub fn call_attach_type(&self) -> &'static str {
-        if self.multi.is_some() {
-            "kprobe_multi"
+    /// How `count_call` attached to the planned core-kernel functions:
+    /// the cheapest type any of them got.
+    pub fn call_attach_type(&self) -> CallAttach {
+        if !self.fentry.is_empty() {
+            CallAttach::Fentry
+        } else if self.multi.is_some() {
+            CallAttach::KprobeMulti
         } else {
-            "kprobe"
+            CallAttach::Kprobe
         }
     }
 
@@ -112,15 +205,28 @@ impl ModuleProbe {
     }
 }
 
-/// Why `count_call` did not attach through one kprobe_multi link.
+/// Why a copy of `count_call` was not loaded or attached.
 #[derive(Debug, thiserror::Error)]
-enum MultiAttach {
-    #[error("no function to attach")]
-    NothingToAttach,
-    #[error("{SINGLE_KPROBES_ENV} is set")]
-    TurnedOff,
+enum CallCopy {
     #[error(transparent)]
     Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Copy(#[from] CopyError),
     #[error("the kernel refused a kprobe_multi link: {0}")]
     Refused(#[from] MultiError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallAttach;
+
+    #[test]
+    fn attach_types_parse_by_the_names_they_print() {
+        for attach in CallAttach::ALL {
+            assert_eq!(CallAttach::parse(attach.name()), Some(attach));
+        }
+        assert_eq!(CallAttach::parse("kprobe-multi"), None);
+        assert!(CallAttach::Fentry < CallAttach::KprobeMulti);
+        assert!(CallAttach::KprobeMulti < CallAttach::Kprobe);
+    }
 }

@@ -10,6 +10,7 @@ mod bpf_syscall;
 mod call_counter;
 mod count_table;
 pub mod diagnostics;
+mod fentry;
 mod field_checks;
 mod guard;
 mod init_done;
@@ -17,6 +18,7 @@ mod kprobe_links;
 mod kprobe_multi;
 mod load_check;
 mod module_registry;
+mod program_copy;
 mod program_stats;
 mod text_pages;
 
@@ -34,7 +36,7 @@ use probe_common::{
     names::{global, map, program},
 };
 
-pub use call_counter::{PerFunction, SINGLE_KPROBES_ENV};
+pub use call_counter::{ATTACH_ENV, CallAttach, PerFunction};
 pub use count_table::shape as count_table_shape;
 pub use diagnostics::{Diagnostics, LogLevel};
 pub use guard::{GuardMode, remove_pinned};
@@ -89,6 +91,8 @@ pub enum ProbeError {
     WindowTooLarge(u64),
     #[error("reading the programs' diagnostics (map AYA_LOGS): {0}")]
     Logs(#[source] aya_log::Error),
+    #[error("MODSCOPE_ATTACH={0:?} names no attach type; it takes fentry, kprobe_multi or kprobe")]
+    AttachType(String),
 }
 
 /// What one attach pass did: functions attached, and the others with the
@@ -108,6 +112,8 @@ pub struct ModuleProbe {
     links: KProbeLinks,
     /// `count_call`'s kprobe_multi link, where the kernel has them.
     multi: Option<kprobe_multi::MultiLink>,
+    /// `count_call`'s fentry copies, one per function.
+    fentry: Vec<fentry::FentryLink>,
     ebpf: Ebpf,
     attached: Vec<String>,
     call_config: CallProbeConfig,
@@ -181,6 +187,7 @@ impl ModuleProbe {
         Ok(Self {
             links: KProbeLinks::default(),
             multi: None,
+            fentry: Vec::new(),
             ebpf,
             attached: Vec::new(),
             call_config: *globals.calls,
@@ -206,7 +213,7 @@ impl ModuleProbe {
 
     /// Each loaded program's figures so far (run time and runs while BPF
     /// statistics are enabled, `run_statistics`; skipped runs), by name;
-    /// `count_call`'s kprobe_multi copy is counted as `count_call`.
+    /// `count_call`'s copies (kprobe_multi, fentry) count as `count_call`.
     pub fn program_stats(&self) -> Vec<(String, ProgramStats)> {
         let mut all: Vec<(String, ProgramStats)> = self
             .ebpf
@@ -219,16 +226,17 @@ impl ModuleProbe {
                 Some((name.to_owned(), stats))
             })
             .collect();
-        let multi = self
+        let copies = self
             .multi
-            .as_ref()
-            .map(|m| program_stats::read(m.program()));
-        if let Some(Ok(multi)) = multi
-            && let Some((_, stats)) = all.iter_mut().find(|(n, _)| n == program::COUNT_CALL)
-        {
-            stats.run_time_ns = stats.run_time_ns.saturating_add(multi.run_time_ns);
-            stats.runs = stats.runs.saturating_add(multi.runs);
-            stats.skipped = stats.skipped.saturating_add(multi.skipped);
+            .iter()
+            .map(|m| m.program())
+            .chain(self.fentry.iter().map(|f| f.program()));
+        if let Some((_, stats)) = all.iter_mut().find(|(n, _)| n == program::COUNT_CALL) {
+            for copy in copies.filter_map(|fd| program_stats::read(fd).ok()) {
+                stats.run_time_ns = stats.run_time_ns.saturating_add(copy.run_time_ns);
+                stats.runs = stats.runs.saturating_add(copy.runs);
+                stats.skipped = stats.skipped.saturating_add(copy.skipped);
+            }
         }
         all
     }

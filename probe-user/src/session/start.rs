@@ -6,7 +6,7 @@
 //! kprobes in the attach plan's order, then modules already loaded.
 
 use super::error::{Result, SessionError};
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use modscope_analysis::feature_symbols;
@@ -40,12 +40,12 @@ use crate::{
         clock,
         features::{self, KernelPaths},
         kallsyms::FunctionNames,
-        module_layout,
+        lean_btf, module_layout,
         module_views::{self, ListLink},
         proc_modules,
     },
     metrics::{self, SharedMetrics},
-    probe::{self, Diagnostics, ModuleProbe, ProbeGlobals, ProbeLogger},
+    probe::{self, CallAttach, Diagnostics, ModuleProbe, ProbeGlobals, ProbeLogger},
     trace::records::SessionStart,
 };
 
@@ -109,7 +109,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
         .map_err(SessionError::io("polling the EVENTS ring buffer"))?;
     probe.attach_registry()?;
     let attached = match &opts.calls {
-        Some(plan) => Some(attach(&mut probe, plan, load_check_on)?),
+        Some(plan) => Some(attach(&mut probe, plan, &paths, load_check_on)?),
         None => None,
     };
     // Every load from now on is seen with its probes live: sampled here,
@@ -136,7 +136,7 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     };
     if let Some(t) = &mut trace {
         let status = attached.as_ref().map(|a| &a.status);
-        let attach_type = probe.call_attach_type();
+        let attach_type = probe.call_attach_type().name();
         t.start(session_start(
             &paths,
             opts.calls.as_ref(),
@@ -324,8 +324,14 @@ fn load_probe(
 }
 
 /// Runs the attach plan's stages in order.
-fn attach(probe: &mut ModuleProbe, plan: &CallPlan, load_check_on: bool) -> Result<Attached> {
+fn attach(
+    probe: &mut ModuleProbe,
+    plan: &CallPlan,
+    paths: &KernelPaths,
+    load_check_on: bool,
+) -> Result<Attached> {
     let attach_plan = AttachPlan::new(plan, load_check_on);
+    let start = CallAttach::from_env()?;
     let mut results = AttachResults::default();
     // Every function that counts calls gets its column before it attaches.
     let counting: Vec<u64> = plan
@@ -340,7 +346,9 @@ fn attach(probe: &mut ModuleProbe, plan: &CallPlan, load_check_on: bool) -> Resu
         match stage {
             Stage::Allocators => results.allocators = probe.attach_allocators(&plan.allocators)?,
             Stage::Calls => {
-                results.calls = probe.attach_calls(&attach_plan.counted, &plan.functions)?
+                let btf_ids = fentry_targets(paths, &attach_plan.counted, start);
+                results.calls =
+                    probe.attach_calls(&attach_plan.counted, &plan.functions, &btf_ids, start)?
             }
             Stage::FieldChecks => results.checks = probe.attach_field_checks(&plan.checks)?,
             Stage::Recount => {
@@ -350,6 +358,26 @@ fn attach(probe: &mut ModuleProbe, plan: &CallPlan, load_check_on: bool) -> Resu
         }
     }
     Ok(attach_plan.status(results))
+}
+
+/// The BTF ids of `functions`, for fentry: from the running kernel's own
+/// BTF only (a `--btf` file's ids are not the kernel's); none without it,
+/// or when `start` skips fentry.
+fn fentry_targets(
+    paths: &KernelPaths,
+    functions: &[String],
+    start: CallAttach,
+) -> HashMap<String, u32> {
+    if start > CallAttach::Fentry || paths.vmlinux_btf != KernelPaths::default().vmlinux_btf {
+        return HashMap::new();
+    }
+    let ids = lean_btf::open(&paths.vmlinux_btf)
+        .map_err(|e| e.to_string())
+        .and_then(|btf| lean_btf::function_ids(&btf, functions).map_err(|e| e.to_string()));
+    ids.unwrap_or_else(|why| {
+        log::debug!("count_call: no fentry, the kernel's BTF did not answer ({why})");
+        HashMap::new()
+    })
 }
 
 /// Modules already loaded go into the registry, the state and the trace.

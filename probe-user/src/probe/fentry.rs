@@ -1,0 +1,80 @@
+//! `count_call` on BPF trampolines: an fentry program's copy
+//! (`program_copy`) per function, loaded against the function's BTF id and
+//! attached by `BPF_RAW_TRACEPOINT_OPEN` (the ids: `kernel::lean_btf::function_ids`). A trampoline calls the program
+//! directly, where a kprobe goes through ftrace's handler and `pt_regs`;
+//! the cheapest entry the kernel offers, and the only one whose runs are
+//! not skipped while another BPF program runs on the CPU.
+//!
+//! aya 0.14 loads an fentry program against one function, once; the kernel
+//! retargets only freplace programs, so every function is a load.
+
+use std::{
+    collections::HashMap,
+    ffi::c_long,
+    io,
+    os::fd::{AsRawFd as _, OwnedFd},
+};
+
+use super::{
+    bpf_syscall::{bpf, owned},
+    program_copy::{CopyError, CopyKind, ProgramCopy},
+};
+
+const BPF_RAW_TRACEPOINT_OPEN: c_long = 17;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FentryError {
+    #[error("the kernel's BTF has no function {0}")]
+    NoBtf(String),
+    #[error(transparent)]
+    Copy(#[from] CopyError),
+    #[error("attaching the fentry program: {0}")]
+    Attach(#[source] io::Error),
+}
+
+/// A program copy on one function's trampoline.
+pub struct FentryLink {
+    /// Held open, never read: closing it detaches. Before `prog`, so it is
+    /// closed first (fields drop in order): the link holds the program.
+    #[expect(dead_code, reason = "held for its drop, which detaches the function")]
+    link: OwnedFd,
+    prog: OwnedFd,
+}
+
+impl FentryLink {
+    /// The program, for its statistics.
+    pub fn program(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.prog)
+    }
+}
+
+/// `copy` loaded on `function`'s trampoline and attached.
+pub fn attach(
+    copy: &ProgramCopy,
+    function: &str,
+    ids: &HashMap<String, u32>,
+) -> Result<FentryLink, FentryError> {
+    let btf_id = *ids
+        .get(function)
+        .ok_or_else(|| FentryError::NoBtf(function.to_owned()))?;
+    let prog = copy.load(CopyKind::Fentry { btf_id })?;
+    let mut attr = RawTracepointOpenAttr {
+        name: 0,
+        prog_fd: prog.as_raw_fd() as u32,
+        ..RawTracepointOpenAttr::default()
+    };
+    let link = bpf(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
+        .map(owned)
+        .map_err(FentryError::Attach)?;
+    Ok(FentryLink { link, prog })
+}
+
+/// `union bpf_attr` for `BPF_RAW_TRACEPOINT_OPEN`: no name, so the
+/// program's own attach target.
+#[repr(C)]
+#[derive(Default)]
+struct RawTracepointOpenAttr {
+    name: u64,
+    prog_fd: u32,
+    pad: u32,
+}
