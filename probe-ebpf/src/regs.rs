@@ -31,8 +31,19 @@ use crate::maps::READ_ERRORS;
 const CALLER_ABOVE_ENTRY: usize = 1;
 #[cfg(bpf_target_arch = "aarch64")]
 const CALLER_ABOVE_ENTRY: usize = 2;
-/// The words of the trampoline frame read, from the first argument up: up
-/// to 12 arguments, a return value, saved registers, the frame records.
+/// The words read first, from the end of the arguments up: on x86-64 a
+/// return value's slot (when another program needs one), the saved frame
+/// pointer, the return into the function and the caller; on arm64 also the
+/// two saved registers, alignment and the frame records.
+#[cfg(bpf_target_arch = "x86_64")]
+const ABOVE_ARGS_WORDS: usize = 4;
+#[cfg(bpf_target_arch = "aarch64")]
+const ABOVE_ARGS_WORDS: usize = 8;
+/// The most arguments a trampoline passes (`MAX_BPF_FUNC_ARGS`).
+const MAX_ARGS: i64 = 12;
+/// Where that first read finds nothing (an argument passed in two
+/// registers makes them more than the count says): the frame from the
+/// first argument up.
 const TRAMPOLINE_WORDS: usize = 20;
 /// The patched call returns this close after the function's address
 /// (5 or 9 bytes on x86-64, 8 or 12 on arm64).
@@ -95,27 +106,40 @@ pub fn first_four_args(ctx: &ProbeContext) -> [u64; 4] {
 
 /// The traced function's return address, at an fentry program in the
 /// function's trampoline: the word `CALLER_ABOVE_ENTRY` above the first
-/// word past the arguments that returns into `func_ip`.
+/// word past the arguments that returns into `func_ip`. The few words just
+/// past the arguments first: a wider read costs more, under emulation most
+/// of all.
 #[inline(always)]
 pub fn trampoline_caller(ctx: &FEntryContext, func_ip: u64) -> Result<u64, u32> {
     // SAFETY: the helper reads the argument count the trampoline stored.
-    let args = unsafe { bpf_get_func_arg_cnt(ctx.as_ptr()) }.max(0) as usize;
+    let args = unsafe { bpf_get_func_arg_cnt(ctx.as_ptr()) }.clamp(0, MAX_ARGS) as usize;
+    let above_args = (ctx.as_ptr() as *const u64).wrapping_add(args);
     // SAFETY: bpf_probe_read_kernel checks the address.
-    let words = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; TRAMPOLINE_WORDS]) }
+    let near = unsafe { bpf_probe_read_kernel(above_args as *const [u64; ABOVE_ARGS_WORDS]) }
         .map_err(|_| READ_ERRORS)?;
+    if let Some(caller) = caller_above_entry(&near, 0, func_ip) {
+        return Ok(caller);
+    }
+    // SAFETY: as above.
+    let frame = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; TRAMPOLINE_WORDS]) }
+        .map_err(|_| READ_ERRORS)?;
+    caller_above_entry(&frame, args, func_ip).ok_or(READ_ERRORS)
+}
+
+/// The word `CALLER_ABOVE_ENTRY` above the lowest of `words`, from index
+/// `from`, that returns into `func_ip`.
+#[inline(always)]
+fn caller_above_entry<const N: usize>(words: &[u64; N], from: usize, func_ip: u64) -> Option<u64> {
     // Downwards, without an early exit, so the lowest match wins and the
     // loop unrolls into selects rather than a copy of the caller's code
     // per exit.
     let mut caller = 0;
-    let mut i = TRAMPOLINE_WORDS - CALLER_ABOVE_ENTRY;
+    let mut i = N - CALLER_ABOVE_ENTRY;
     while i > 0 {
         i -= 1;
-        if i >= args && words[i].wrapping_sub(func_ip) < PATCHED_CALL_END {
+        if i >= from && words[i].wrapping_sub(func_ip) < PATCHED_CALL_END {
             caller = words[i + CALLER_ABOVE_ENTRY];
         }
     }
-    if caller == 0 {
-        return Err(READ_ERRORS);
-    }
-    Ok(caller)
+    (caller != 0).then_some(caller)
 }
