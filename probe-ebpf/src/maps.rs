@@ -162,7 +162,11 @@ pub fn failed<C: EbpfContext>(ctx: &C, program: &str, slot: u32) {
     }
 }
 
-fn bump(slot: u32) {
+/// Counts a failure in its `COUNTERS` slot, without a diagnostic: for a
+/// program loaded once per function (`count_call_fentry`), where the log's
+/// formatting would make every copy several times bigger and its
+/// verification as much slower.
+pub fn bump(slot: u32) {
     if let Some(counter) = COUNTERS.get_ptr_mut(slot) {
         // SAFETY: a per-CPU slot; no other context writes it concurrently
         // on this CPU while this program runs.

@@ -21,6 +21,11 @@ use super::{
 /// sets it to compare them.
 pub const ATTACH_ENV: &str = "MODSCOPE_ATTACH";
 
+/// The fewest functions fentry leaves over that one kprobe_multi link
+/// takes: the link's copy costs about what 40 kprobes cost to attach in a
+/// TCG guest (4 s against 0.1 s each, `cargo xtask bench`).
+const LINK_AFTER_FENTRY_MIN: usize = 32;
+
 /// Calls (or first-use times) per (incarnation, function address).
 pub type PerFunction = BTreeMap<(u64, u64), u64>;
 
@@ -65,9 +70,10 @@ impl CallAttach {
 impl ModuleProbe {
     /// Loads `count_call` and attaches it to each of `functions` the
     /// cheapest way the kernel allows, starting at `start`: fentry where the
-    /// function has a BTF id in `btf_ids`, then one kprobe_multi link, then
-    /// a kprobe each; then the init pair on `do_init_module`. `addresses`
-    /// holds each function's.
+    /// function has a BTF id in `btf_ids`, then one kprobe_multi link (for
+    /// what fentry left over, only when that is at least
+    /// `LINK_AFTER_FENTRY_MIN` functions), then a kprobe each; then the
+    /// init pair on `do_init_module`. `addresses` holds each function's.
     pub fn attach_calls(
         &mut self,
         functions: &[String],
@@ -87,7 +93,10 @@ impl ModuleProbe {
             outcome.attached = attached;
             core = left;
         }
-        if start <= CallAttach::KprobeMulti && !core.is_empty() {
+        // Left over by fentry (variadic functions, no BTF), a handful costs
+        // less as kprobes than the link's own program load.
+        let worth_a_link = start == CallAttach::KprobeMulti || core.len() >= LINK_AFTER_FENTRY_MIN;
+        if start <= CallAttach::KprobeMulti && worth_a_link && !core.is_empty() {
             match self.attach_in_one_link(&core) {
                 Ok(link) => {
                     self.attached

@@ -346,7 +346,7 @@ fn attach(
         match stage {
             Stage::Allocators => results.allocators = probe.attach_allocators(&plan.allocators)?,
             Stage::Calls => {
-                let btf_ids = fentry_targets(paths, &attach_plan.counted, start);
+                let btf_ids = fentry_targets(paths, &fentry_candidates(plan, &attach_plan), start);
                 results.calls =
                     probe.attach_calls(&attach_plan.counted, &plan.functions, &btf_ids, start)?
             }
@@ -358,6 +358,25 @@ fn attach(
         }
     }
     Ok(attach_plan.status(results))
+}
+
+/// The counted functions fentry may take: not a followed allocator, whose
+/// kretprobe swaps the return address for the kernel's trampoline before a
+/// BPF trampoline runs (ftrace calls the other handlers of a function
+/// first), so fentry would see every call come from the core kernel. A
+/// kprobe sees the address before the swap.
+fn fentry_candidates(plan: &CallPlan, attach_plan: &AttachPlan) -> Vec<String> {
+    let followed: std::collections::HashSet<&str> = plan
+        .allocators
+        .iter()
+        .map(|a| a.function.as_str())
+        .collect();
+    attach_plan
+        .counted
+        .iter()
+        .filter(|f| !followed.contains(f.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// The BTF ids of `functions`, for fentry: from the running kernel's own
