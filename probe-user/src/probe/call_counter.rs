@@ -17,8 +17,8 @@ use super::{
     sum_cpus,
 };
 
-/// Where `count_call`'s attach types start (`CallAttach::parse`): the bench
-/// sets it to compare them.
+/// Where `count_call`'s attach types start (`CallAttach::parse`):
+/// `fentry` for the cheapest hot path; the bench sets it to compare them.
 pub const ATTACH_ENV: &str = "MODSCOPE_ATTACH";
 
 /// The fewest functions fentry leaves over that one kprobe_multi link
@@ -58,10 +58,14 @@ impl CallAttach {
         Self::ALL.into_iter().find(|a| a.name() == name)
     }
 
-    /// `ATTACH_ENV`'s choice; fentry when it is not set.
+    /// `ATTACH_ENV`'s choice; kprobe_multi when it is not set. fentry has
+    /// the cheapest hot path but is asked for: detaching it waits two
+    /// RCU-tasks grace periods per function, one after another (the
+    /// kernel's `ftrace_shutdown` for each trampoline), so a session on 64
+    /// functions takes seconds longer to start and stop than with kprobes.
     pub fn from_env() -> Result<Self, ProbeError> {
         match std::env::var(ATTACH_ENV) {
-            Err(_) => Ok(Self::Fentry),
+            Err(_) => Ok(Self::KprobeMulti),
             Ok(name) => Self::parse(&name).ok_or(ProbeError::AttachType(name)),
         }
     }
