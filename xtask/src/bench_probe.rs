@@ -127,30 +127,27 @@ else
   echo 0 > $K/events/kprobes/enable
   echo '-:bench_kstrdup' >> $K/kprobe_events; echo '-:bench_kfree' >> $K/kprobe_events
 fi
-# modscope attaches count_call to a core-kernel function by fentry where
-# the kernel can (a BPF trampoline; MODSCOPE_ATTACH starts it elsewhere),
-# else through one kprobe_multi link where the kernel has them. The kprobe
+# count_call on a core-kernel function by fentry (asked for), and through
+# one kprobe_multi link where the kernel has them (the default). The kprobe
 # switch disarms neither; every ftrace site's does (and the kprobes with
 # it), so those pairs are compared by the time added per call. The rows
 # that set the detectors' figures use a kprobe per function, the same
 # attach type as the empty kprobe, disarmed the same way.
-MODSCOPE_ATTACH=fentry "$B" record $FUNCS --json > $W/modscope-fentry.log 2>&1 & P=$!
-wait_for $W/modscope-fentry.log '"ready"'
-if grep -q 'fentry/count_call' $W/modscope-fentry.log; then
-  timed modscope_fentry /proc/sys/kernel/ftrace_enabled
-else
-  echo "BENCH-SKIP-FENTRY no fentry on this kernel: count_call attached otherwise"
-fi
-kill -INT $P; wait $P
-echo "BENCH-CALLS fentry $(grep '"type":"calls"' $W/modscope-fentry.log)"
-MODSCOPE_ATTACH=kprobe_multi "$B" record $FUNCS --json > $W/modscope-multi.log 2>&1 & P=$!
-wait_for $W/modscope-multi.log '"ready"'
-if grep -q 'kprobe_multi/count_call' $W/modscope-multi.log; then
-  timed modscope_multi /proc/sys/kernel/ftrace_enabled
-else
-  echo "BENCH-SKIP-MULTI no kprobe_multi link on this kernel: count_call attached a kprobe per function"
-fi
-kill -INT $P; wait $P
+# attach_row ROW ATTACH_TYPE SKIP_TAG: a session on that type, its pairs
+# where it attached so, its calls line.
+attach_row() {{
+  MODSCOPE_ATTACH=$2 "$B" record $FUNCS --json > $W/$1.log 2>&1 & P=$!
+  wait_for $W/$1.log '"ready"'
+  if grep -q "\"$2/count_call" $W/$1.log; then
+    timed $1 /proc/sys/kernel/ftrace_enabled
+  else
+    echo "BENCH-SKIP-$3 no $2 on this kernel: count_call attached otherwise"
+  fi
+  kill -INT $P; wait $P
+  echo "BENCH-CALLS $2 $(grep '"type":"calls"' $W/$1.log)"
+}}
+attach_row modscope_fentry fentry FENTRY
+attach_row modscope_multi kprobe_multi MULTI
 export MODSCOPE_ATTACH=kprobe
 "$B" record $FUNCS --json > $W/modscope.log 2>&1 & P=$!
 wait_for $W/modscope.log '"ready"'
@@ -709,5 +706,23 @@ mod tests {
         assert_eq!(p.added_ns_per_call(1000), 150.0);
         assert_eq!(p.median_ms(true), 1.15);
         assert_eq!(p.median_ms(false), 1.0);
+    }
+
+    /// The guest script is one the shell accepts (`sh -n`), with and
+    /// without a baseline build.
+    #[test]
+    fn the_guest_script_parses_as_shell() {
+        let p = std::path::Path::new;
+        for baseline in [None, Some(p("/tmp/base/modscope"))] {
+            let script =
+                super::guest_script(p("/tmp/modscope"), baseline, p("/tmp/m"), p("/tmp/w"));
+            let mut sh = std::process::Command::new("sh")
+                .arg("-n")
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("sh");
+            std::io::Write::write_all(sh.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+            assert!(sh.wait().unwrap().success(), "{script}");
+        }
     }
 }
