@@ -89,7 +89,7 @@ impl ModuleProbe {
         let (mut core, others) = kprobe_multi::split_core(functions, addresses, &self.call_config);
         let mut outcome = AttachOutcome::default();
         if start <= CallAttach::Fentry && !core.is_empty() {
-            let (attached, left) = self.attach_fentry(&core, btf_ids)?;
+            let (attached, left) = self.attach_fentry(&core, btf_ids);
             if !attached.is_empty() {
                 self.attached
                     .push(format!("fentry/count_call x{}", attached.len()));
@@ -131,13 +131,13 @@ impl ModuleProbe {
         &mut self,
         functions: &[String],
         btf_ids: &HashMap<String, u32>,
-    ) -> Result<(Vec<String>, Vec<String>), ProbeError> {
+    ) -> (Vec<String>, Vec<String>) {
         const REFUSALS_BEFORE_GIVING_UP: usize = 3;
         let copy = match self.count_call_copy(program::COUNT_CALL_FENTRY) {
             Ok(copy) => copy,
             Err(why) => {
                 log::debug!("count_call: no fentry ({why})");
-                return Ok((Vec::new(), functions.to_vec()));
+                return (Vec::new(), functions.to_vec());
             }
         };
         let (mut attached, mut left) = (Vec::new(), Vec::new());
@@ -160,7 +160,7 @@ impl ModuleProbe {
                 }
             }
         }
-        Ok((attached, left))
+        (attached, left)
     }
 
     /// `program` relocated against the maps of the loaded `count_call`.
