@@ -12,8 +12,8 @@ use probe_common::{
 use super::{
     AttachOutcome, ModuleProbe, PROBE_OBJECT, ProbeError, attach_each,
     fentry::{self, FentryError},
-    kprobe_multi::{self, MultiError, MultiLink},
-    program_copy::{CopyError, ProgramCopy},
+    kprobe_multi::{self, MultiError},
+    program_copy::{CopyError, CopyKind, CopyLink, ProgramCopy},
     sum_cpus,
 };
 
@@ -104,7 +104,7 @@ impl ModuleProbe {
             match self.attach_in_one_link(&core) {
                 Ok(link) => {
                     self.attached
-                        .push(format!("kprobe_multi/count_call x{}", link.functions));
+                        .push(format!("kprobe_multi/count_call x{}", core.len()));
                     self.multi = Some(link);
                     outcome.attached.append(&mut core);
                 }
@@ -176,11 +176,11 @@ impl ModuleProbe {
     /// A copy of the loaded `count_call` attached to all of `functions` in
     /// one kprobe_multi link; refused as a whole by a kernel without
     /// fprobe, or when any function cannot take it.
-    fn attach_in_one_link(&mut self, functions: &[String]) -> Result<MultiLink, CallCopy> {
+    fn attach_in_one_link(&mut self, functions: &[String]) -> Result<CopyLink, CallCopy> {
         let copy = self.count_call_copy(program::COUNT_CALL)?;
-        let prog = copy.load(super::program_copy::CopyKind::KprobeMulti)?;
+        let prog = copy.load(CopyKind::KprobeMulti)?;
         let link = kprobe_multi::attach(std::os::fd::AsFd::as_fd(&prog), functions)?;
-        Ok(MultiLink::new(link, prog, functions.len()))
+        Ok(CopyLink::new(link, prog))
     }
 
     /// Attaches the (loaded) call counter to more functions, during a session.

@@ -8,16 +8,11 @@
 //! aya 0.14 loads an fentry program against one function, once; the kernel
 //! retargets only freplace programs, so every function is a load.
 
-use std::{
-    collections::HashMap,
-    ffi::c_long,
-    io,
-    os::fd::{AsRawFd as _, OwnedFd},
-};
+use std::{collections::HashMap, ffi::c_long, io, os::fd::AsRawFd as _};
 
 use super::{
     bpf_syscall::{bpf, owned},
-    program_copy::{CopyError, CopyKind, ProgramCopy},
+    program_copy::{CopyError, CopyKind, CopyLink, ProgramCopy},
 };
 
 const BPF_RAW_TRACEPOINT_OPEN: c_long = 17;
@@ -32,28 +27,12 @@ pub enum FentryError {
     Attach(#[source] io::Error),
 }
 
-/// A program copy on one function's trampoline.
-pub struct FentryLink {
-    /// Held open, never read: closing it detaches. Before `prog`, so it is
-    /// closed first (fields drop in order): the link holds the program.
-    #[expect(dead_code, reason = "held for its drop, which detaches the function")]
-    link: OwnedFd,
-    prog: OwnedFd,
-}
-
-impl FentryLink {
-    /// The program, for its statistics.
-    pub fn program(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(&self.prog)
-    }
-}
-
 /// `copy` loaded on `function`'s trampoline and attached.
 pub fn attach(
     copy: &ProgramCopy,
     function: &str,
     ids: &HashMap<String, u32>,
-) -> Result<FentryLink, FentryError> {
+) -> Result<CopyLink, FentryError> {
     let btf_id = *ids
         .get(function)
         .ok_or_else(|| FentryError::NoBtf(function.to_owned()))?;
@@ -66,7 +45,7 @@ pub fn attach(
     let link = bpf(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
         .map(owned)
         .map_err(FentryError::Attach)?;
-    Ok(FentryLink { link, prog })
+    Ok(CopyLink::new(link, prog))
 }
 
 /// `union bpf_attr` for `BPF_RAW_TRACEPOINT_OPEN`: no name, so the

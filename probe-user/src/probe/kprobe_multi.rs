@@ -13,7 +13,7 @@ use std::{
     collections::BTreeMap,
     ffi::CString,
     io,
-    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd},
+    os::fd::{AsRawFd as _, BorrowedFd, OwnedFd},
 };
 
 use probe_common::CallProbeConfig;
@@ -88,32 +88,6 @@ pub fn attach(prog: BorrowedFd<'_>, functions: &[String]) -> Result<OwnedFd, Mul
             functions: functions.len(),
             source,
         })
-}
-
-/// A loaded kprobe_multi program and its link: closing the link detaches
-/// every function at once, then the program unloads.
-pub struct MultiLink {
-    /// Held open, never read: closing it detaches. Before `prog`, so it is
-    /// closed first (fields drop in order): the link holds the program.
-    #[expect(dead_code, reason = "held for its drop, which detaches the functions")]
-    link: OwnedFd,
-    prog: OwnedFd,
-    pub functions: usize,
-}
-
-impl MultiLink {
-    pub fn new(link: OwnedFd, prog: OwnedFd, functions: usize) -> Self {
-        Self {
-            link,
-            prog,
-            functions,
-        }
-    }
-
-    /// The program, for its statistics.
-    pub fn program(&self) -> BorrowedFd<'_> {
-        self.prog.as_fd()
-    }
 }
 
 #[cfg(test)]

@@ -111,9 +111,9 @@ pub struct ModuleProbe {
     /// First, so the kprobes are detached before their programs unload.
     links: KProbeLinks,
     /// `count_call`'s kprobe_multi link, where the kernel has them.
-    multi: Option<kprobe_multi::MultiLink>,
+    multi: Option<program_copy::CopyLink>,
     /// `count_call`'s fentry copies, one per function.
-    fentry: Vec<fentry::FentryLink>,
+    fentry: Vec<program_copy::CopyLink>,
     ebpf: Ebpf,
     attached: Vec<String>,
     call_config: CallProbeConfig,

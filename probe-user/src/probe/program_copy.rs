@@ -9,7 +9,7 @@ use std::{
     collections::HashMap,
     ffi::CString,
     io,
-    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd},
 };
 
 use aya::{
@@ -173,6 +173,28 @@ impl ProgramCopy {
             source,
             log: log_tail(&log, 6),
         })
+    }
+}
+
+/// A loaded copy and the link that attaches it: closing the link detaches
+/// it (every function of a kprobe_multi link at once), then the program
+/// unloads.
+pub struct CopyLink {
+    /// Held open, never read: closing it detaches. Before `prog`, so it is
+    /// closed first (fields drop in order): the link holds the program.
+    #[expect(dead_code, reason = "held for its drop, which detaches")]
+    link: OwnedFd,
+    prog: OwnedFd,
+}
+
+impl CopyLink {
+    pub fn new(link: OwnedFd, prog: OwnedFd) -> Self {
+        Self { link, prog }
+    }
+
+    /// The program, for its statistics.
+    pub fn program(&self) -> BorrowedFd<'_> {
+        self.prog.as_fd()
     }
 }
 
