@@ -2,6 +2,7 @@
 
 use aya_ebpf::EbpfContext;
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
@@ -45,9 +46,10 @@ pub static CALL_PROBE: CallProbeConfig = CallProbeConfig::UNSET;
 
 /// Page of the module area (`calls::page_index`) -> incarnation of the
 /// module whose core or init text holds it, 0 for none. Filled before the
-/// module's init runs.
+/// module's init runs. Memory-mappable: user space seeds and clears pages
+/// with atomic stores into its mapping, not a syscall per page.
 #[map]
-pub static PAGES: Array<u64> = Array::with_max_entries(DEFAULT_WINDOW_PAGES, 0);
+pub static PAGES: Array<u64> = Array::with_max_entries(DEFAULT_WINDOW_PAGES, BPF_F_MMAPABLE);
 
 /// The count table's shape (`probe_common::count_table`), written by the
 /// loader; `ROWS`, `COLUMNS` and `COUNTS` are sized from it.

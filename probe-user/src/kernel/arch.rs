@@ -40,8 +40,6 @@ pub enum ArchError {
     Unsupported(&'static str),
     #[error("/proc/kallsyms has no {0} (are addresses hidden? run as root, kptr_restrict)")]
     MissingSymbol(&'static str),
-    #[error("reading /proc/kallsyms: {0}")]
-    Kallsyms(#[source] std::io::Error),
     #[error("the kernel reports a page size of {0} bytes, not a power of two")]
     PageSize(u64),
 }
@@ -117,13 +115,12 @@ impl ImageSymbols {
 }
 
 impl ArchFacts {
-    /// Reads this kernel's facts for the architecture this binary runs on.
-    pub fn read() -> Result<Self, ArchError> {
+    /// Reads this kernel's facts for the architecture this binary runs on,
+    /// around the image's `symbols` (from /proc/kallsyms).
+    pub fn read(symbols: &ImageSymbols) -> Result<Self, ArchError> {
         let arch = Arch::this_build()?;
-        let kallsyms = super::text_file::read("/proc/kallsyms").map_err(ArchError::Kallsyms)?;
-        let symbols = ImageSymbols::parse(&kallsyms);
         let kcore = kcore::read_headers(kcore::PROC_KCORE).ok();
-        Self::derive(arch, system_page_size(), &symbols, kcore.as_ref())
+        Self::derive(arch, system_page_size(), symbols, kcore.as_ref())
     }
 
     /// The facts from what was read (pure: the rules per architecture).

@@ -27,10 +27,6 @@ impl Kallsyms {
         out
     }
 
-    pub fn read() -> std::io::Result<Self> {
-        Ok(Self::parse(&super::text_file::read("/proc/kallsyms")?))
-    }
-
     /// Address of a function, if `name` is one.
     pub fn function(&self, name: &str) -> Option<u64> {
         self.text.get(name).copied().filter(|&a| a != 0)

@@ -89,6 +89,8 @@ pub enum ProbeError {
     Map { map: &'static str, source: MapError },
     #[error("the module window has {0} pages, more than one eBPF array holds")]
     WindowTooLarge(u64),
+    #[error("mapping the page map PAGES into memory: {0}")]
+    PageWindow(#[source] std::io::Error),
     #[error("reading the programs' diagnostics (map AYA_LOGS): {0}")]
     Logs(#[source] aya_log::Error),
     #[error("MODSCOPE_ATTACH={0:?} names no attach type; it takes fentry, kprobe_multi or kprobe")]
@@ -117,6 +119,8 @@ pub struct ModuleProbe {
     ebpf: Ebpf,
     attached: Vec<String>,
     call_config: CallProbeConfig,
+    /// `PAGES`, mapped into this process.
+    pages: text_pages::PageWindow,
     /// The count table's columns, rows and retired totals.
     book: count_table::CountBook,
     /// Taken by the session, which polls it; holds the AYA_LOGS map open.
@@ -184,10 +188,12 @@ impl ModuleProbe {
                 .map_err(ProbeError::Logs)?,
             ),
         };
+        let pages = Self::map_page_window(&ebpf)?;
         Ok(Self {
             links: KProbeLinks::default(),
             multi: None,
             fentry: Vec::new(),
+            pages,
             ebpf,
             attached: Vec::new(),
             call_config: *globals.calls,

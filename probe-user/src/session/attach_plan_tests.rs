@@ -22,6 +22,7 @@ fn call_plan() -> CallPlan {
             .into_iter()
             .map(|(n, a)| (n.to_owned(), a))
             .collect(),
+        image: Default::default(),
         capped: vec!["msleep".into()],
         untraceable: vec!["__rcu_read_lock".into()],
         imports: HashMap::new(),

@@ -19,9 +19,10 @@ use crate::{
         self as detector_probes, CheckedFunction, DetectorProbes, FollowedAllocator,
     },
     kernel::{
+        arch::ImageSymbols,
         features::{self, KernelPaths},
         kallsyms::{self, Kallsyms, KernelFunction},
-        proc_modules,
+        proc_modules, text_file,
     },
 };
 
@@ -45,6 +46,9 @@ pub struct ProbeRequest {
 pub struct CallPlan {
     /// Functions to probe, with their addresses.
     pub functions: BTreeMap<String, u64>,
+    /// The kernel image's symbols, from the same read of /proc/kallsyms,
+    /// for the architecture's facts (`ArchFacts::read`).
+    pub image: ImageSymbols,
     /// Functions left out by the cap.
     pub capped: Vec<String>,
     /// Functions ftrace cannot trace, never probed (see `kallsyms::parse_traceable`).
@@ -64,7 +68,12 @@ pub struct CallPlan {
 }
 
 pub fn plan(args: &ProbeRequest, paths: &KernelPaths) -> Result<CallPlan> {
-    let kallsyms = Kallsyms::read().map_err(SessionError::io("reading /proc/kallsyms"))?;
+    // One read for the plan and the architecture's facts (`image`).
+    let text =
+        text_file::read("/proc/kallsyms").map_err(SessionError::io("reading /proc/kallsyms"))?;
+    let kallsyms = Kallsyms::parse(&text);
+    let image = ImageSymbols::parse(&text);
+    drop(text);
     let traceable = kallsyms::read_traceable().map_err(SessionError::io(format!(
         "reading the functions ftrace can trace ({}); is tracefs mounted \
              (mount -t tracefs nodev /sys/kernel/tracing)?",
@@ -97,6 +106,7 @@ pub fn plan(args: &ProbeRequest, paths: &KernelPaths) -> Result<CallPlan> {
     });
     Ok(CallPlan {
         functions,
+        image,
         untraceable: ranked.untraceable,
         capped: ranked.capped,
         imports: wanted.imports,

@@ -168,7 +168,7 @@ impl Session {
             record.core_text_base,
             record.core_text_size,
             record.incarnation,
-        )?;
+        );
         self.state.track(record, false);
         self.record_module(record, ModuleOrigin::Present, false, clock::boot_ns());
         self.out.emit(&Event::Present {
@@ -208,7 +208,7 @@ impl Session {
             decode::Event::ModuleFree(e) => {
                 self.hidden.churn(&state::module_name(&e.record));
                 self.probe.module_freed(e.record.incarnation);
-                self.map_large_text(&e.record, false)?;
+                self.map_large_text(&e.record, false);
                 if let Some(t) = &mut self.trace {
                     t.unload(e.header.ts_ns, e.record.incarnation);
                 }
@@ -310,7 +310,7 @@ impl Session {
         self.probe_late_imports(r, ts_ns)?;
         // Mapped before the load is reported: a script that waits for the
         // event then drives the module is counted.
-        self.map_large_text(r, true)?;
+        self.map_large_text(r, true);
         self.record_module(r, ModuleOrigin::Loaded, counted, ts_ns);
         Ok(self.state.load_event(r, ts_ns))
     }
@@ -335,15 +335,14 @@ impl Session {
 
     /// Maps (or unmaps) module text the kernel-side loop could not reach:
     /// calls there are counted from now on, not from the load.
-    fn map_large_text(&mut self, r: &ModuleRecord, loaded: bool) -> Result<()> {
+    fn map_large_text(&mut self, r: &ModuleRecord, loaded: bool) {
         for t in state::large_text(r, self.probe.call_config().page_shift) {
             if loaded {
-                self.probe.map_text_pages(t.base, t.size, t.incarnation)?;
+                self.probe.map_text_pages(t.base, t.size, t.incarnation);
             } else {
-                self.probe.unmap_text_pages(t.base, t.size, t.incarnation)?;
+                self.probe.unmap_text_pages(t.base, t.size, t.incarnation);
             }
         }
-        Ok(())
     }
 
     /// Hands a module seen (present or loaded) to the trace, with its static

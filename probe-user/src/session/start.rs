@@ -79,7 +79,11 @@ pub async fn start(mut opts: LiveOptions) -> Result<Started> {
     let viewing = tap.is_some();
     let metrics = serve_metrics(opts.metrics, !viewing).await?;
     let mut trace = open_sink(opts.trace.as_ref(), tap, metrics.clone())?;
-    let facts = opts.calls.as_ref().map(|_| ArchFacts::read()).transpose()?;
+    let facts = opts
+        .calls
+        .as_ref()
+        .map(|plan| ArchFacts::read(&plan.image))
+        .transpose()?;
     let guard_config = match &opts.guard {
         Some(g) => guard_start::config(&paths, g.policy)?,
         None => GuardConfig::UNSET,
