@@ -33,7 +33,7 @@ impl Drop for Hidden {
 
 /// The views and the unowned calls do not depend on the kernel's flavour
 /// (`generic_kernel`); the PREEMPT_RT and lock-debugging guests run the
-/// 200-reload test's check that loads and unloads give no finding.
+/// reload test's check that loads and unloads give no finding.
 fn generic_only() -> bool {
     generic_kernel("modules that hide")
 }

@@ -188,7 +188,7 @@ fn write_param(module: &str, param: &str, value: &str) {
 
 #[test]
 fn prometheus_answers_what_the_trace_report_says() {
-    if !generic_kernel("metrics") {
+    if !output_kernel("metrics") {
         return;
     }
     http::loopback_up();

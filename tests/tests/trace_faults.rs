@@ -171,7 +171,7 @@ fn assert_clear_error(out: &Output, trace: &Path, whys: &[&str]) {
 
 #[test]
 fn a_full_file_system_ends_the_capture_with_a_clear_error() {
-    if !generic_kernel("trace I/O faults") {
+    if !output_kernel("trace I/O faults") {
         return;
     }
     let fs = Tmpfs::mount("full", "64k");
@@ -264,7 +264,7 @@ impl Drop for Ext4 {
 
 #[test]
 fn a_file_system_turned_read_only_under_the_capture_ends_it_with_a_clear_error() {
-    if !generic_kernel("trace I/O faults") {
+    if !output_kernel("trace I/O faults") {
         return;
     }
     let Some(fs) = Ext4::mount("ro") else {

@@ -63,7 +63,7 @@ fn count(module: &Value, symbol: &str) -> u64 {
 
 #[test]
 fn the_report_of_a_trace_equals_the_live_report() {
-    if !generic_kernel("trace files") {
+    if !output_kernel("trace files") {
         return;
     }
     let path = trace_path("equal.trace");
@@ -149,7 +149,7 @@ fn the_report_of_a_trace_equals_the_live_report() {
 
 #[test]
 fn sigkill_leaves_a_trace_readable_to_its_last_flush_and_appendable() {
-    if !generic_kernel("trace files") {
+    if !output_kernel("trace files") {
         return;
     }
     let path = trace_path("killed.trace");
@@ -199,7 +199,7 @@ fn sigkill_leaves_a_trace_readable_to_its_last_flush_and_appendable() {
 
 #[test]
 fn sigterm_ends_a_headless_capture_with_a_summary() {
-    if !generic_kernel("trace files") {
+    if !output_kernel("trace files") {
         return;
     }
     let path = trace_path("term.trace");
@@ -239,7 +239,7 @@ fn sigterm_ends_a_headless_capture_with_a_summary() {
 
 #[test]
 fn a_rotating_capture_reads_back_exact_from_its_directory() {
-    if !generic_kernel("trace files") {
+    if !output_kernel("trace files") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("modscope-rotating-{}", std::process::id()));

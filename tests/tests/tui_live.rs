@@ -23,7 +23,7 @@ fn row<'a>(pane: &'a str, name: &str) -> &'a str {
 
 #[test]
 fn the_live_tui_shows_a_module_load_work_and_unload() {
-    if !generic_kernel("the live TUI") {
+    if !output_kernel("the live TUI") {
         return;
     }
     let expected = modscope_check(&module_file(CALLS));

@@ -4,7 +4,7 @@
 //! back from the console.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -206,6 +206,7 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
             modules.insert(kernel.release.clone(), artifacts::test_modules(kernel)?);
         }
     }
+    let outputs = output_kernels(&selected);
     let mut jobs = Vec::new();
     for kernel in &selected {
         let sibling = kernels::sibling(&all, kernel)
@@ -217,6 +218,7 @@ fn vm_suite(args: &TestArgs) -> anyhow::Result<()> {
             modules: modules[&kernel.release].clone(),
             binaries: binaries_for(kernel, binaries),
             sibling: sibling.clone(),
+            outputs: outputs.contains(&kernel.release),
         });
         // The hang scenario needs kmod's insmod -f: the x86-64 guests'.
         if let (kernels::Flavour::PreemptRt, kernels::Arch::X86_64, Some((_, generic)), true) = (
@@ -269,6 +271,8 @@ enum Job {
         binaries: Vec<PathBuf>,
         /// The other flavour's release and its test modules.
         sibling: Option<(String, PathBuf)>,
+        /// Runs the tests of modscope's own outputs (`output_kernels`).
+        outputs: bool,
     },
     /// The PREEMPT_RT hang scenario, with the generic flavour's modules.
     Postmortem {
@@ -325,6 +329,7 @@ fn run_job(job: &Job, args: &TestArgs) -> GuestRun {
             modules,
             binaries,
             sibling,
+            outputs,
         } => {
             let run = vm::work_dir("runs", kernel).and_then(|work| {
                 let guest = GuestEnv {
@@ -333,6 +338,7 @@ fn run_job(job: &Job, args: &TestArgs) -> GuestRun {
                     modules,
                     sibling: sibling.as_ref(),
                     work: &work,
+                    outputs: *outputs,
                 };
                 run_guest(&guest, binaries, args)
             });
@@ -550,6 +556,26 @@ struct GuestEnv<'a> {
     /// The other flavour's release and its test modules.
     sibling: Option<&'a (String, PathBuf)>,
     work: &'a Path,
+    /// `MODSCOPE_OUTPUT_TESTS`: this guest runs the output tests.
+    outputs: bool,
+}
+
+/// The kernels that run the tests of modscope's own outputs (trace files,
+/// metrics, the TUI): on neither the kernel's flavour nor its version do
+/// they depend, so one generic kernel per architecture runs them, the
+/// newest of those selected. A generic guest of 6.1 skips about 250 s.
+fn output_kernels(selected: &[kernels::Kernel]) -> HashSet<String> {
+    let mut newest: HashMap<kernels::Arch, &kernels::Kernel> = HashMap::new();
+    for k in selected
+        .iter()
+        .filter(|k| k.flavour == kernels::Flavour::Generic)
+    {
+        let slot = newest.entry(k.arch).or_insert(k);
+        if k.version > slot.version {
+            *slot = k;
+        }
+    }
+    newest.into_values().map(|k| k.release.clone()).collect()
 }
 
 fn guest_script(env: &GuestEnv, binaries: &[PathBuf], filter: Option<&str>) -> String {
@@ -577,6 +603,7 @@ fn guest_script(env: &GuestEnv, binaries: &[PathBuf], filter: Option<&str>) -> S
          export MODSCOPE_KERNEL_FLAVOUR={flavour}\n\
          export MODSCOPE_KERNEL_FPROBE={fprobe}\n\
          export MODSCOPE_KERNEL_FENTRY={fentry}\n\
+         export MODSCOPE_OUTPUT_TESTS={outputs}\n\
          export MODSCOPE_VM_OUT='{}'\n\
          # The guest's root is read-only: what modscope takes out of a kernel\n\
          # image once (BTF, certificates) is cached where every test finds it.\n\
@@ -591,6 +618,7 @@ fn guest_script(env: &GuestEnv, binaries: &[PathBuf], filter: Option<&str>) -> S
         env.work.display(),
         fprobe = u8::from(env.kernel.fprobe),
         fentry = u8::from(env.kernel.fentry),
+        outputs = u8::from(env.outputs),
     );
     for bin in binaries {
         let name = bin
@@ -613,6 +641,45 @@ mod tests {
 
     fn lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_owned).collect()
+    }
+
+    fn kernel(release: &str, version: (u32, u32), flavour: kernels::Flavour) -> kernels::Kernel {
+        kernels::Kernel {
+            release: release.into(),
+            image: PathBuf::new(),
+            build_dir: PathBuf::new(),
+            flavour,
+            version,
+            arch: if release.ends_with("arm64") {
+                kernels::Arch::Arm64
+            } else {
+                kernels::Arch::X86_64
+            },
+            fprobe: false,
+            fentry: false,
+        }
+    }
+
+    #[test]
+    fn the_output_tests_run_on_the_newest_generic_kernel_of_each_architecture() {
+        use kernels::Flavour::{Debug, Generic, PreemptRt};
+        let suite = [
+            kernel("6.1.0-57-amd64", (6, 1), Generic),
+            kernel("6.12.118+deb12-amd64", (6, 12), Generic),
+            kernel("6.1.0-57-rt-amd64", (6, 1), PreemptRt),
+            kernel("6.1.192-modscope-debug", (6, 1), Debug),
+            kernel("6.12.118+deb12-arm64", (6, 12), Generic),
+            kernel("6.1.0-57-arm64", (6, 1), Generic),
+            kernel("6.1.0-57-rt-arm64", (6, 1), PreemptRt),
+        ];
+        let mut picked: Vec<String> = output_kernels(&suite).into_iter().collect();
+        picked.sort();
+        assert_eq!(picked, ["6.12.118+deb12-amd64", "6.12.118+deb12-arm64"]);
+        // `--kernel` with one generic kernel: it runs them.
+        let one = output_kernels(&suite[..1]);
+        assert!(one.contains("6.1.0-57-amd64") && one.len() == 1);
+        // No generic kernel selected: nobody does.
+        assert!(output_kernels(&suite[2..4]).is_empty());
     }
 
     #[test]
