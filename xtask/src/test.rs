@@ -268,7 +268,7 @@ enum Job {
         kernel: kernels::Kernel,
         modscope: PathBuf,
         modules: PathBuf,
-        binaries: Vec<PathBuf>,
+        binaries: Vec<GuestBinary>,
         /// The other flavour's release and its test modules.
         sibling: Option<(String, PathBuf)>,
         /// Runs the tests of modscope's own outputs (`output_kernels`).
@@ -417,7 +417,11 @@ struct GuestRun {
 
 /// Boots the kernel with the suite's script and reads the results back
 /// from its console.
-fn run_guest(env: &GuestEnv, binaries: &[PathBuf], args: &TestArgs) -> anyhow::Result<GuestRun> {
+fn run_guest(
+    env: &GuestEnv,
+    binaries: &[GuestBinary],
+    args: &TestArgs,
+) -> anyhow::Result<GuestRun> {
     let script = env.work.join("guest.sh");
     std::fs::write(&script, guest_script(env, binaries, args.filter.as_deref()))?;
     let log = env.work.join("console.log");
@@ -533,18 +537,74 @@ fn problems_of(report: &GuestReport, outcome: &vm::Outcome, timeout: u64) -> Vec
     problems
 }
 
+/// A test binary a guest runs, and which of its tests (all when empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GuestBinary {
+    path: PathBuf,
+    only: &'static [&'static str],
+}
+
+/// A focused part of the suite: (test binary's name prefix, its tests;
+/// all of them when empty).
+type Focus = &'static [(&'static str, &'static [&'static str])];
+
 /// The debug kernel is there for the anomaly detectors and has no Debian
 /// modules: it runs the `detectors` tests and the guard's (whose in-kernel
-/// `struct module` check is proven there); the others run everything.
-fn binaries_for(kernel: &kernels::Kernel, all: &[PathBuf]) -> Vec<PathBuf> {
+/// `struct module` check is proven there).
+const DEBUG_FOCUS: Focus = &[("detectors-", &[]), ("guard-", &[])];
+
+/// The PREEMPT_RT arm64 guest, the suite's longest (800 s for the whole
+/// set): what depends on the combination. The generic arm64 guests cover
+/// the architecture (attribution, registers, arm64's layouts) and the
+/// x86-64 PREEMPT_RT guest the flavour; this one checks PREEMPT_RT's
+/// layouts and verdicts on arm64 (the ground truth, the detectors), the
+/// registry's events, exact counts on each attach type, and the guard's
+/// refusal of a generic module.
+const RT_ARM64_FOCUS: Focus = &[
+    ("check_ground_truth-", &[]),
+    ("detectors-", &[]),
+    ("module_events-", &[]),
+    (
+        "call_counts-",
+        &[
+            "init_and_triggered_calls_are_counted_exactly",
+            "count_call_attaches_each_way_the_kernel_has_and_counts_exactly",
+        ],
+    ),
+    (
+        "guard-",
+        &["guard_deny_incompatible_refuses_a_generic_module_on_preempt_rt_forced_or_not"],
+    ),
+];
+
+/// The part of the suite `kernel` runs, when not the whole.
+fn focus(kernel: &kernels::Kernel) -> Option<Focus> {
+    match (&kernel.flavour, kernel.arch) {
+        (kernels::Flavour::Debug, _) => Some(DEBUG_FOCUS),
+        (kernels::Flavour::PreemptRt, kernels::Arch::Arm64) => Some(RT_ARM64_FOCUS),
+        _ => None,
+    }
+}
+
+fn binaries_for(kernel: &kernels::Kernel, all: &[PathBuf]) -> Vec<GuestBinary> {
+    let Some(focus) = focus(kernel) else {
+        return all
+            .iter()
+            .map(|path| GuestBinary {
+                path: path.clone(),
+                only: &[],
+            })
+            .collect();
+    };
     all.iter()
-        .filter(|b| {
-            kernel.flavour != kernels::Flavour::Debug
-                || b.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("detectors-") || n.starts_with("guard-"))
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?;
+            let (_, only) = focus.iter().find(|(prefix, _)| name.starts_with(prefix))?;
+            Some(GuestBinary {
+                path: path.clone(),
+                only,
+            })
         })
-        .cloned()
         .collect()
 }
 
@@ -578,7 +638,7 @@ fn output_kernels(selected: &[kernels::Kernel]) -> HashSet<String> {
     newest.into_values().map(|k| k.release.clone()).collect()
 }
 
-fn guest_script(env: &GuestEnv, binaries: &[PathBuf], filter: Option<&str>) -> String {
+fn guest_script(env: &GuestEnv, binaries: &[GuestBinary], filter: Option<&str>) -> String {
     let flavour = match env.kernel.flavour {
         kernels::Flavour::Generic => "generic",
         kernels::Flavour::PreemptRt => "rt",
@@ -622,13 +682,22 @@ fn guest_script(env: &GuestEnv, binaries: &[PathBuf], filter: Option<&str>) -> S
     );
     for bin in binaries {
         let name = bin
+            .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // `--filter` (a substring) wins over a focus's exact names.
+        let selection = match (filter, bin.only) {
+            (Some(f), _) => format!("'{f}'"),
+            (None, []) => String::new(),
+            (None, tests) => {
+                let names: Vec<String> = tests.iter().map(|t| format!("'{t}'")).collect();
+                format!("--exact {}", names.join(" "))
+            }
+        };
         s.push_str(&format!(
-            "'{}' --test-threads=1 {}\necho \"MODSCOPE-VM-EXIT {name} $?\"\n",
-            bin.display(),
-            filter.map(|f| format!("'{f}'")).unwrap_or_default()
+            "'{}' --test-threads=1 {selection}\necho \"MODSCOPE-VM-EXIT {name} $?\"\n",
+            bin.path.display(),
         ));
     }
     s.push_str("echo MODSCOPE-VM-END\n");
@@ -657,6 +726,60 @@ mod tests {
             },
             fprobe: false,
             fentry: false,
+        }
+    }
+
+    #[test]
+    fn a_focused_guest_runs_its_binaries_and_only_the_named_tests() {
+        use kernels::Flavour::{Generic, PreemptRt};
+        let all: Vec<PathBuf> = ["call_counts-1a", "trace_files-2b", "detectors-3c"]
+            .into_iter()
+            .map(|n| PathBuf::from("/t").join(n))
+            .collect();
+        let rt_arm64 = binaries_for(&kernel("6.1.0-57-rt-arm64", (6, 1), PreemptRt), &all);
+        let names: Vec<_> = rt_arm64.iter().map(|b| b.path.clone()).collect();
+        assert_eq!(names, [all[0].clone(), all[2].clone()], "no trace files");
+        assert_eq!(rt_arm64[0].only.len(), 2, "two of the call-count tests");
+        assert!(rt_arm64[1].only.is_empty(), "every detector test");
+        let rt_x86 = binaries_for(&kernel("6.1.0-57-rt-amd64", (6, 1), PreemptRt), &all);
+        assert_eq!(rt_x86.len(), 3);
+        assert!(rt_x86.iter().all(|b| b.only.is_empty()));
+        let generic = binaries_for(&kernel("6.1.0-57-arm64", (6, 1), Generic), &all);
+        assert_eq!(generic.len(), 3);
+        let env = GuestEnv {
+            kernel: &kernel("6.1.0-57-rt-arm64", (6, 1), PreemptRt),
+            modscope: Path::new("/m"),
+            modules: Path::new("/mods"),
+            sibling: None,
+            work: Path::new("/w"),
+            outputs: false,
+        };
+        let script = guest_script(&env, &rt_arm64, None);
+        assert!(
+            script.contains(
+                "'/t/call_counts-1a' --test-threads=1 --exact \
+                 'init_and_triggered_calls_are_counted_exactly' \
+                 'count_call_attaches_each_way_the_kernel_has_and_counts_exactly'"
+            ),
+            "{script}"
+        );
+        let filtered = guest_script(&env, &rt_arm64, Some("reload"));
+        assert!(filtered.contains("'/t/call_counts-1a' --test-threads=1 'reload'"));
+    }
+
+    /// Every test a focus names is a test of the suite: a renamed test
+    /// would otherwise silently leave the focused guest.
+    #[test]
+    fn every_focused_test_name_is_a_vm_test() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tests");
+        let sources: String = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        for (_, tests) in DEBUG_FOCUS.iter().chain(RT_ARM64_FOCUS) {
+            for t in *tests {
+                assert!(sources.contains(&format!("fn {t}()")), "no VM test {t}");
+            }
         }
     }
 
