@@ -237,7 +237,8 @@ fn arm64_window(
     (start..end, source)
 }
 
-fn system_page_size() -> u64 {
+/// The page size this process runs with (`sysconf(_SC_PAGESIZE)`).
+pub fn system_page_size() -> u64 {
     // SAFETY: sysconf reads a constant the kernel passed at exec.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(size).unwrap_or(4096)

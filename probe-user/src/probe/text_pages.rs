@@ -38,7 +38,7 @@ impl PageWindow {
     /// Maps the whole of `PAGES` (`entries` slots of 8 bytes) read-write.
     fn map(fd: std::os::fd::BorrowedFd<'_>, entries: u32) -> io::Result<Self> {
         let len = entries as usize;
-        let page = page_size();
+        let page = usize::try_from(crate::kernel::arch::system_page_size()).unwrap_or(4096);
         let bytes = (len * size_of::<u64>()).div_ceil(page) * page;
         // SAFETY: a new shared mapping of `bytes` bytes of the map's
         // descriptor at offset 0 (where an array map's values start); the
@@ -75,12 +75,6 @@ impl Drop for PageWindow {
     }
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf reads a constant of the system.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size).unwrap_or(4096)
-}
-
 /// Sets each of `slots[indices]` that holds `from` to `to`; a slot the
 /// probes changed meanwhile keeps their value.
 fn swap_slots(slots: &[AtomicU64], indices: impl Iterator<Item = u32>, from: u64, to: u64) {
@@ -110,18 +104,18 @@ impl ModuleProbe {
 
     /// Maps the pages of `[base, base+size)` to `incarnation`. The probes'
     /// own entries (a load seen meanwhile) win.
-    pub fn map_text_pages(&mut self, base: u64, size: u64, incarnation: u64) {
+    pub fn map_text_pages(&self, base: u64, size: u64, incarnation: u64) {
         self.swap_text_pages(base, size, 0, incarnation);
     }
 
     /// Clears the pages of `[base, base+size)` still mapped to
     /// `incarnation` (text the kernel-side free path does not reach).
-    pub fn unmap_text_pages(&mut self, base: u64, size: u64, incarnation: u64) {
+    pub fn unmap_text_pages(&self, base: u64, size: u64, incarnation: u64) {
         self.swap_text_pages(base, size, incarnation, 0);
     }
 
     /// Sets each page of the range that holds `from` to `to`.
-    fn swap_text_pages(&mut self, base: u64, size: u64, from: u64, to: u64) {
+    fn swap_text_pages(&self, base: u64, size: u64, from: u64, to: u64) {
         if base == 0 || size == 0 {
             return;
         }
