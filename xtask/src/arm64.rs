@@ -11,6 +11,9 @@
 //!   the kernel's Image, and an initramfs (`initramfs`) whose init loads
 //!   9p, mounts the project, `/tmp` and the unpacked kernel tree at the
 //!   host's paths, runs the script named on the command line and powers off.
+//! - `ensure_bpftrace` (the probe bench only): Debian's arm64 bpftrace and
+//!   every library it links, unpacked into the same tree; the guest's init
+//!   puts it on the PATH when it is there.
 
 use std::{
     path::{Path, PathBuf},
@@ -90,6 +93,54 @@ pub fn ensure() -> anyhow::Result<()> {
     host_needs.dedup();
     install_host_packages(&host_needs)?;
     link_kbuild(&host_needs)
+}
+
+/// The probe bench's baselines (empty kprobe, empty fentry, bpftrace's
+/// attribution) in the arm64 guests: bpftrace and its dependency closure,
+/// downloaded and unpacked once (not by set-up: the VM suite needs none).
+pub fn ensure_bpftrace() -> anyhow::Result<()> {
+    step("Debian's arm64 bpftrace and its libraries, for the probe bench's baselines");
+    foreign_architecture()?;
+    let debs = root().join("debs");
+    std::fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
+    for package in dependency_closure(BPFTRACE)? {
+        unpack(&download(&package, &debs)?)?;
+    }
+    Ok(())
+}
+
+const BPFTRACE: &str = "bpftrace";
+
+/// `package:arm64` and every package it depends on, recursively (apt's own
+/// resolution; the first of each set of alternatives).
+fn dependency_closure(package: &str) -> anyhow::Result<Vec<String>> {
+    let listed = shell::output(Command::new("apt-cache").args([
+        "depends",
+        "--recurse",
+        "--no-recommends",
+        "--no-suggests",
+        "--no-conflicts",
+        "--no-breaks",
+        "--no-replaces",
+        "--no-enhances",
+        &format!("{package}:arm64"),
+    ]))
+    .with_context(|| format!("apt-cache depends {package}:arm64"))?;
+    Ok(closure_names(&listed))
+}
+
+/// The package names of `apt-cache depends --recurse`'s output: its
+/// unindented lines, the arm64 ones (virtual packages are in angle brackets).
+fn closure_names(listed: &str) -> Vec<String> {
+    let mut names: Vec<String> = listed
+        .lines()
+        .filter(|l| !l.starts_with(char::is_whitespace))
+        .filter_map(|l| l.trim().strip_suffix(":arm64"))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn foreign_architecture() -> anyhow::Result<()> {
@@ -335,6 +386,8 @@ fn init_script() -> String {
          ln -s /arm64/lib/aarch64-linux-gnu /lib/aarch64-linux-gnu\n\
          ln -s /arm64/usr/lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu\n\
          ln -s /arm64/usr/bin/tmux /usr/bin/tmux; ln -s /arm64/lib/terminfo /lib/terminfo\n\
+         # bpftrace, where the probe bench unpacked it (`ensure_bpftrace`).\n\
+         [ -e /arm64/usr/bin/bpftrace ] && ln -s /arm64/usr/bin/bpftrace /usr/bin/bpftrace\n\
          ln -s /arm64/usr/share/terminfo /usr/share/terminfo\n\
          ln -s /arm64/usr/lib/locale /usr/lib/locale\n\
          export TMUX_TMPDIR=/run LC_CTYPE=C.UTF-8\n\
@@ -390,4 +443,20 @@ pub fn command(kernel: &Kernel, script: &Path) -> anyhow::Result<Command> {
             .arg(format!("virtio-9p-device,fsdev={tag},mount_tag={tag}"));
     }
     Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_closure_keeps_the_arm64_packages_once_and_drops_virtual_ones() {
+        let listed = "bpftrace:arm64\n  Depends: libc6:arm64\n  Depends: libllvm14:arm64\n\
+                      libc6:arm64\n  Depends: libgcc-s1:arm64\n<debconf-2.0>\n\
+                      libllvm14:arm64\nlibc6:arm64\nlibgcc-s1:arm64\n";
+        assert_eq!(
+            closure_names(listed),
+            ["bpftrace", "libc6", "libgcc-s1", "libllvm14"]
+        );
+    }
 }

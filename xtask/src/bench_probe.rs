@@ -27,7 +27,11 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use anyhow::Context as _;
 
-use crate::{artifacts, kernels::Kernel, vm};
+use crate::{
+    artifacts,
+    kernels::{Arch, Kernel},
+    vm,
+};
 
 /// 1M calls per trigger: kstrdup and kfree, N each.
 const CALLS_PER_FUNCTION: u64 = 500_000;
@@ -40,20 +44,54 @@ const ROUNDS: u64 = 15;
 const CHURN_CYCLES: u64 = 1000;
 const CHURN_BARE_CYCLES: u64 = 200;
 
-/// The bpftrace equivalent of modscope's attribution: the return address
-/// at regs->sp, core-kernel callers skipped, a per-CPU count keyed by the
-/// caller's page and the function.
-const BPFTRACE_ATTRIBUTION: &str = r#"kprobe:kstrdup,kprobe:kfree { $ra = *(uint64 *)reg("sp"); if (($ra >> 28) >= 0xffffffffa) { @calls[$ra >> 12, func] = count(); } }"#;
-const BPFTRACE_EMPTY: &str = "kprobe:kstrdup,kprobe:kfree { }";
-/// The same empty program on fentry (a BPF trampoline called from the
-/// function's ftrace site): the floor of that attach type. Disarmed with
-/// `/proc/sys/kernel/ftrace_enabled`, which the kprobe switch leaves armed.
-const BPFTRACE_EMPTY_FENTRY: &str = "kfunc:kstrdup,kfunc:kfree { }";
-/// Only the read every attribution needs: the return address, through
-/// bpf_probe_read_kernel (the comparison keeps it from being dropped).
-const BPFTRACE_READ: &str = r#"kprobe:kstrdup,kprobe:kfree { $ra = *(uint64 *)reg("sp"); if ($ra == 0) { @never = count(); } }"#;
+/// bpftrace's baseline programs, each on kstrdup and kfree.
+struct Bpftrace {
+    /// An empty kprobe program: the attach type's floor.
+    empty: &'static str,
+    /// The same empty program on fentry (a BPF trampoline called from the
+    /// function's ftrace site). Disarmed with
+    /// `/proc/sys/kernel/ftrace_enabled`, which the kprobe switch leaves
+    /// armed.
+    empty_fentry: &'static str,
+    /// Only the read every attribution needs, the return address (the
+    /// comparison keeps it from being dropped).
+    read: &'static str,
+    /// The equivalent of modscope's attribution: the return address,
+    /// core-kernel callers skipped, a per-CPU count keyed by the caller's
+    /// page and the function.
+    attribution: &'static str,
+}
 
-fn guest_script(modscope: &Path, baseline: Option<&Path>, modules: &Path, work: &Path) -> String {
+/// Where the return address lies at a kprobe on a function's first
+/// instruction differs: on x86-64 at regs->sp (read through
+/// bpf_probe_read_kernel), on arm64 in the link register (x30, unsigned
+/// before the function's own `paciasp`). Modules lie at 0xffffffffa0000000
+/// and up on x86-64, below the kernel image on arm64.
+fn bpftrace_programs(arch: Arch) -> Bpftrace {
+    match arch {
+        Arch::X86_64 => Bpftrace {
+            empty: "kprobe:kstrdup,kprobe:kfree { }",
+            empty_fentry: "kfunc:kstrdup,kfunc:kfree { }",
+            read: r#"kprobe:kstrdup,kprobe:kfree { $ra = *(uint64 *)reg("sp"); if ($ra == 0) { @never = count(); } }"#,
+            attribution: r#"kprobe:kstrdup,kprobe:kfree { $ra = *(uint64 *)reg("sp"); if (($ra >> 28) >= 0xffffffffa) { @calls[$ra >> 12, func] = count(); } }"#,
+        },
+        Arch::Arm64 => Bpftrace {
+            empty: "kprobe:kstrdup,kprobe:kfree { }",
+            empty_fentry: "kfunc:kstrdup,kfunc:kfree { }",
+            read: r#"kprobe:kstrdup,kprobe:kfree { $ra = reg("r30"); if ($ra == 0) { @never = count(); } }"#,
+            attribution: r#"kprobe:kstrdup,kprobe:kfree { $ra = reg("r30"); if ($ra < kaddr("_text") && ($ra >> 47) == 0x1ffff) { @calls[$ra >> 12, func] = count(); } }"#,
+        },
+    }
+}
+
+fn guest_script(
+    arch: Arch,
+    modscope: &Path,
+    baseline: Option<&Path>,
+    modules: &Path,
+    work: &Path,
+) -> String {
+    let bpftrace = bpftrace_programs(arch);
     let baseline = baseline.map_or(String::new(), |b| {
         format!(
             r#"# The same, with the baseline build, in the same boot.
@@ -101,7 +139,8 @@ timed() {{
     i=$((i + 1))
   done
 }}
-wait_for() {{ i=0; until grep -q "$2" "$1" 2>/dev/null; do sleep 0.2; i=$((i+1)); [ $i -gt 600 ] && echo "BENCH-ERROR waiting for $2 in $1" && return 1; done; }}
+# Up to 5 minutes: bpftrace compiles its program with LLVM, slow under TCG.
+wait_for() {{ i=0; until grep -q "$2" "$1" 2>/dev/null; do sleep 0.2; i=$((i+1)); [ $i -gt 1500 ] && echo "BENCH-ERROR waiting for $2 in $1" && return 1; done; }}
 echo 1000 > $T
 if command -v bpftrace > /dev/null; then
   bpftrace -e '{empty}' > $W/bt-empty.log 2>&1 & P=$!
@@ -117,8 +156,8 @@ if command -v bpftrace > /dev/null; then
   timed bpftrace_read
   kill -INT $P; wait $P
 else
-  # No bpftrace (the arm64 guests): the kernel's own kprobe events, no BPF
-  # program at all, are the empty-kprobe baseline.
+  # No bpftrace (an arm64 tree unpacked without it): the kernel's own
+  # kprobe events, no BPF program at all, are the empty-kprobe baseline.
   echo "BENCH-SKIP bpftrace is not in this guest: the empty kprobe is a tracefs kprobe event, and there is no bpftrace attribution row"
   K=/sys/kernel/tracing
   echo 'p:bench_kstrdup kstrdup' >> $K/kprobe_events; echo 'p:bench_kfree kfree' >> $K/kprobe_events
@@ -217,10 +256,10 @@ echo "BENCH-DONE"
         work = work.display(),
         n = CALLS_PER_FUNCTION,
         rounds = ROUNDS,
-        empty = BPFTRACE_EMPTY,
-        empty_fentry = BPFTRACE_EMPTY_FENTRY,
-        read = BPFTRACE_READ,
-        attribution = BPFTRACE_ATTRIBUTION,
+        empty = bpftrace.empty,
+        empty_fentry = bpftrace.empty_fentry,
+        read = bpftrace.read,
+        attribution = bpftrace.attribution,
         churn = CHURN_CYCLES,
         churn_bare = CHURN_BARE_CYCLES,
     )
@@ -236,8 +275,14 @@ pub fn run(kernel: &Kernel, baseline: Option<&Path>) -> anyhow::Result<()> {
     let modscope = artifacts::modscope_for(kernel.arch)?;
     let modules = artifacts::test_modules(kernel)?;
     let work = vm::work_dir("bench", kernel)?;
+    if kernel.arch == Arch::Arm64 {
+        crate::arm64::ensure_bpftrace()?;
+    }
     let script = work.join("bench.sh");
-    std::fs::write(&script, guest_script(&modscope, baseline, &modules, &work))?;
+    std::fs::write(
+        &script,
+        guest_script(kernel.arch, &modscope, baseline, &modules, &work),
+    )?;
     crate::shell::step(&format!(
         "bench probe: hot path, attach time, trace size and RSS on {} (VM, ~30 minutes)",
         kernel.describe()
@@ -246,7 +291,7 @@ pub fn run(kernel: &Kernel, baseline: Option<&Path>) -> anyhow::Result<()> {
         kernel,
         script: &script,
         rw_dir: &work,
-        timeout: Duration::from_secs(1800),
+        timeout: Duration::from_secs(3600),
         log: &work.join("console.log"),
         echo: false,
         grace_after: None,
@@ -708,14 +753,17 @@ mod tests {
         assert_eq!(p.median_ms(false), 1.0);
     }
 
-    /// The guest script is one the shell accepts (`sh -n`), with and
-    /// without a baseline build.
+    /// The guest script is one the shell accepts (`sh -n`), on each
+    /// architecture, with and without a baseline build.
     #[test]
     fn the_guest_script_parses_as_shell() {
         let p = std::path::Path::new;
-        for baseline in [None, Some(p("/tmp/base/modscope"))] {
+        let cases = [Arch::X86_64, Arch::Arm64]
+            .into_iter()
+            .flat_map(|a| [(a, None), (a, Some(p("/tmp/base/modscope")))]);
+        for (arch, baseline) in cases {
             let script =
-                super::guest_script(p("/tmp/modscope"), baseline, p("/tmp/m"), p("/tmp/w"));
+                super::guest_script(arch, p("/tmp/modscope"), baseline, p("/tmp/m"), p("/tmp/w"));
             let mut sh = std::process::Command::new("sh")
                 .arg("-n")
                 .stdin(std::process::Stdio::piped())
@@ -723,6 +771,21 @@ mod tests {
                 .expect("sh");
             std::io::Write::write_all(sh.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
             assert!(sh.wait().unwrap().success(), "{script}");
+        }
+    }
+
+    /// Each architecture's bpftrace programs read the return address where
+    /// a kprobe on the first instruction finds it.
+    #[test]
+    fn the_bpftrace_baselines_read_the_return_address_where_the_arch_keeps_it() {
+        for (arch, read) in [
+            (Arch::X86_64, r#"*(uint64 *)reg("sp")"#),
+            (Arch::Arm64, r#"reg("r30")"#),
+        ] {
+            let b = bpftrace_programs(arch);
+            assert!(b.read.contains(read), "{arch:?}: {}", b.read);
+            assert!(b.attribution.contains(read), "{arch:?}: {}", b.attribution);
+            assert!(b.empty_fentry.starts_with("kfunc:"));
         }
     }
 }
