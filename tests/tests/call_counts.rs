@@ -535,10 +535,12 @@ fn an_import_reached_by_a_tail_call_is_never_reported_unused() {
 
 /// `count_call` attaches to core-kernel functions through one kprobe_multi
 /// link where the kernel has fprobe (`CONFIG_FPROBE`: Debian's x86-64
-/// 6.12), else a kprobe each; asked for (`MODSCOPE_ATTACH=fentry`), by
-/// fentry where the kernel has BPF trampolines on ftrace's direct calls
-/// (x86-64; arm64 from 6.4). Each way counts every call of each incarnation
-/// exactly, init included, and leaves no BPF link behind.
+/// 6.12), else a kprobe each; asked for (`--attach fentry`), by fentry
+/// where the kernel has BPF trampolines on ftrace's direct calls (x86-64;
+/// arm64 from 6.4); where the default is the link, `MODSCOPE_ATTACH=kprobe`
+/// (the flag's environment form) asks for a kprobe each. Each way counts
+/// every call of each incarnation exactly, init included, and leaves no BPF
+/// link behind.
 #[test]
 fn count_call_attaches_each_way_the_kernel_has_and_counts_exactly() {
     let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
@@ -547,18 +549,23 @@ fn count_call_attaches_each_way_the_kernel_has_and_counts_exactly() {
     } else {
         "kprobe"
     };
-    attach_and_count_exactly(&[], by_default);
+    attach_and_count_exactly(&[], &[], by_default);
     if flag("MODSCOPE_KERNEL_FENTRY") {
-        attach_and_count_exactly(&[("MODSCOPE_ATTACH", "fentry")], "fentry");
+        attach_and_count_exactly(&["--attach", "fentry"], &[], "fentry");
+    }
+    if by_default == "kprobe_multi" {
+        attach_and_count_exactly(&[], &[("MODSCOPE_ATTACH", "kprobe")], "kprobe");
     }
 }
 
-/// A session on four functions with `env`: `count_call` attached to all by
-/// `attach_type`, exact counts over two incarnations, no link left.
-fn attach_and_count_exactly(env: &[(&str, &str)], attach_type: &str) {
+/// A session on four functions with `flags` and `env`: `count_call`
+/// attached to all by `attach_type`, exact counts over two incarnations, no
+/// link left.
+fn attach_and_count_exactly(flags: &[&str], env: &[(&str, &str)], attach_type: &str) {
     let links_before = bpf_objects::link_count();
     let functions = ["kstrdup", "kfree", "mutex_lock", "mutex_unlock"];
     let mut args = vec!["record", "--json", "--no-detectors"];
+    args.extend(flags);
     for f in functions {
         args.extend(["--function", f]);
     }
@@ -599,8 +606,8 @@ fn attach_and_count_exactly(env: &[(&str, &str)], attach_type: &str) {
 /// is under way: a probe on the hash map's update, hit by map updates,
 /// misses them all. Kernels from 6.7 count those skips, and the session
 /// reports them (the registry's stats, the trace's); earlier ones count
-/// nothing and the session says 0. (A kprobe each, by `MODSCOPE_ATTACH`: an
-/// fentry program is not skipped there.)
+/// nothing and the session says 0. (A kprobe each, by `--attach`: an fentry
+/// program is not skipped there.)
 #[test]
 fn probe_runs_the_kernel_skipped_are_reported_where_the_kernel_counts_them() {
     const UPDATES: u32 = 50;
@@ -617,10 +624,12 @@ fn probe_runs_the_kernel_skipped_are_reported_where_the_kernel_counts_them() {
         "--no-detectors",
         "--function",
         "htab_map_update_elem",
+        "--attach",
+        "kprobe",
         "-o",
         &trace_arg,
     ];
-    let stream = EventStream::start_with_env(&args, &[("MODSCOPE_ATTACH", "kprobe")], "calls");
+    let stream = EventStream::start_with(&args, "calls");
     bpf_maps::hash_map_updates(UPDATES);
     let events = stream.stop();
     let registry = events

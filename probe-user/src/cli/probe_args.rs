@@ -3,9 +3,11 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use clap::builder::TypedValueParser;
+
 use modscope::{
     kernel::features::KernelPaths,
-    probe::{Diagnostics, LogLevel},
+    probe::{CallAttach, Diagnostics, LogLevel},
     session::{ProbeRequest, TraceOptions, rotation::RotationPolicy},
 };
 
@@ -74,6 +76,22 @@ pub struct ProbeArgs {
     /// tracepoint registrations).
     #[arg(long)]
     no_detectors: bool,
+    /// How calls to core-kernel functions are counted, tried in this order
+    /// from the one named: fentry (a BPF trampoline each: the cheapest per
+    /// call, seconds slower to start and stop), kprobe_multi (one link, on
+    /// kernels with fprobe), kprobe (one each). Default: MODSCOPE_ATTACH,
+    /// else kprobe_multi. A module's own functions always get a kprobe.
+    #[arg(long, value_name = "TYPE", value_parser = attach_type())]
+    attach: Option<CallAttach>,
+}
+
+/// `--attach`'s values, offered to completions and named in its error.
+fn attach_type() -> impl TypedValueParser<Value = CallAttach> {
+    clap::builder::PossibleValuesParser::new(CallAttach::ALL.map(CallAttach::name)).try_map(
+        |name: String| {
+            CallAttach::parse(&name).ok_or_else(|| format!("{name:?} is not an attach type"))
+        },
+    )
 }
 
 impl ProbeArgs {
@@ -84,6 +102,7 @@ impl ProbeArgs {
             modules: self.modules.clone(),
             max_probes: self.max_probes,
             no_detectors: self.no_detectors,
+            attach: self.attach,
         }
     }
 }
@@ -182,7 +201,31 @@ impl TraceFileArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::byte_size;
+    use clap::Parser as _;
+
+    use super::{CallAttach, ProbeArgs, byte_size};
+
+    #[derive(clap::Parser)]
+    struct Probes {
+        #[command(flatten)]
+        probes: ProbeArgs,
+    }
+
+    #[test]
+    fn attach_takes_the_three_types_and_names_them_when_refused() {
+        let parse = |args: &[&str]| Probes::try_parse_from([&["modscope"], args].concat());
+        for attach in CallAttach::ALL {
+            let parsed = parse(&["--attach", attach.name()]).expect("a known type");
+            assert_eq!(parsed.probes.request().attach, Some(attach));
+        }
+        assert_eq!(parse(&[]).unwrap().probes.request().attach, None);
+        let refused = parse(&["--attach", "kprobe-multi"]).err().expect("refused");
+        let message = refused.to_string();
+        assert!(
+            message.contains("fentry") && message.contains("kprobe_multi"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn sizes_take_binary_suffixes_and_refuse_nonsense() {

@@ -17,8 +17,8 @@ use super::{
     sum_cpus,
 };
 
-/// Where `count_call`'s attach types start (`CallAttach::parse`):
-/// `fentry` for the cheapest hot path; the bench sets it to compare them.
+/// Where `count_call`'s attach types start (`CallAttach::parse`) when
+/// `--attach` does not say: the setting for a whole script or service.
 pub const ATTACH_ENV: &str = "MODSCOPE_ATTACH";
 
 /// The fewest functions fentry leaves over that one kprobe_multi link
@@ -45,7 +45,7 @@ pub enum CallAttach {
 impl CallAttach {
     pub const ALL: [Self; 3] = [Self::Fentry, Self::KprobeMulti, Self::Kprobe];
 
-    /// The name the trace header, the TUI and `ATTACH_ENV` use.
+    /// The name the trace header, the TUI, `--attach` and `ATTACH_ENV` use.
     pub fn name(self) -> &'static str {
         match self {
             Self::Fentry => "fentry",

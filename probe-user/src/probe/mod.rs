@@ -41,7 +41,7 @@ pub use count_table::shape as count_table_shape;
 pub use diagnostics::{Diagnostics, LogLevel};
 pub use guard::{GuardMode, remove_pinned};
 pub use module_registry::Counters;
-pub use program_stats::ProgramStats;
+pub use program_stats::{ProgramStats, skipped_runs};
 
 /// The eBPF object built from probe-ebpf by build.rs; empty when the build
 /// was made with AYA_BUILD_SKIP=1.
@@ -245,14 +245,6 @@ impl ModuleProbe {
             }
         }
         all
-    }
-
-    /// Runs of the session's programs the kernel skipped: calls, loads and
-    /// checks modscope did not see (counted by kernels from 6.7).
-    pub fn skipped_runs(&self) -> u64 {
-        self.program_stats()
-            .iter()
-            .fold(0, |sum, (_, s)| sum.saturating_add(s.skipped))
     }
 
     /// The map `name`, typed as `T`.

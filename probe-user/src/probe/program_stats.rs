@@ -46,6 +46,15 @@ pub struct ProgramStats {
     pub skipped: u64,
 }
 
+/// Runs of the session's programs the kernel skipped, over
+/// `ModuleProbe::program_stats`: calls, loads and checks modscope did not
+/// see (counted by kernels from 6.7).
+pub fn skipped_runs(programs: &[(String, ProgramStats)]) -> u64 {
+    programs
+        .iter()
+        .fold(0, |sum, (_, s)| sum.saturating_add(s.skipped))
+}
+
 /// The figures of the program `prog`.
 pub fn read(prog: BorrowedFd<'_>) -> io::Result<ProgramStats> {
     let mut info = ProgInfoHead::default();

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use probe_common::FieldCheck;
 
 use super::*;
-use crate::kernel::kallsyms::KernelFunction;
+use crate::{kernel::kallsyms::KernelFunction, probe::CallAttach};
 
 fn check(function: &str, address: u64, counts: bool) -> CheckedFunction {
     CheckedFunction {
@@ -22,6 +22,7 @@ fn call_plan() -> CallPlan {
             .into_iter()
             .map(|(n, a)| (n.to_owned(), a))
             .collect(),
+        attach: CallAttach::KprobeMulti,
         image: Default::default(),
         capped: vec!["msleep".into()],
         untraceable: vec!["__rcu_read_lock".into()],

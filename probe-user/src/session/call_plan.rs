@@ -24,10 +24,11 @@ use crate::{
         kallsyms::{self, Kallsyms, KernelFunction},
         proc_modules, text_file,
     },
+    probe::CallAttach,
 };
 
 /// What the user asked to probe (`--watch`, `--function`, `--module`,
-/// `--max-probes`, `--no-detectors`).
+/// `--max-probes`, `--no-detectors`, `--attach`).
 #[derive(Debug, Clone, Default)]
 pub struct ProbeRequest {
     /// Module files (or directories of them) whose imports are probed
@@ -40,12 +41,17 @@ pub struct ProbeRequest {
     /// At most this many functions are probed; the rest are capped.
     pub max_probes: usize,
     pub no_detectors: bool,
+    /// Where `count_call`'s attach types start (None: `MODSCOPE_ATTACH`,
+    /// else kprobe_multi).
+    pub attach: Option<CallAttach>,
 }
 
 /// What to count calls to, decided before the probes load.
 pub struct CallPlan {
     /// Functions to probe, with their addresses.
     pub functions: BTreeMap<String, u64>,
+    /// Where `count_call`'s attach types start on core-kernel functions.
+    pub attach: CallAttach,
     /// The kernel image's symbols, from the same read of /proc/kallsyms,
     /// for the architecture's facts (`ArchFacts::read`).
     pub image: ImageSymbols,
@@ -68,6 +74,10 @@ pub struct CallPlan {
 }
 
 pub fn plan(args: &ProbeRequest, paths: &KernelPaths) -> Result<CallPlan> {
+    let attach = match args.attach {
+        Some(attach) => attach,
+        None => CallAttach::from_env()?,
+    };
     // One read for the plan and the architecture's facts (`image`).
     let text =
         text_file::read("/proc/kallsyms").map_err(SessionError::io("reading /proc/kallsyms"))?;
@@ -106,6 +116,7 @@ pub fn plan(args: &ProbeRequest, paths: &KernelPaths) -> Result<CallPlan> {
     });
     Ok(CallPlan {
         functions,
+        attach,
         image,
         untraceable: ranked.untraceable,
         capped: ranked.capped,

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     kernel::{clock, thread_priority::Unpreempted},
-    probe::PerFunction,
+    probe::{self, PerFunction},
     trace::{call_report::ModuleCalls, records::EndReason},
 };
 
@@ -125,7 +125,7 @@ fn print_summary(
         probes: status,
         lost_events: counters.lost_events,
         decode_errors: session.state.decode_errors(),
-        skipped_runs: session.probe.skipped_runs(),
+        skipped_runs: probe::skipped_runs(&session.probe.program_stats()),
         modules,
     });
     // Standard output may be full or closed: an error, never a panic.

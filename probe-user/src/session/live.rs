@@ -28,7 +28,7 @@ use super::{
 use crate::{
     guard::watcher::CatalogUpdate,
     kernel::{clock, thread_priority::Unpreempted},
-    probe::{ModuleProbe, ProbeLogger},
+    probe::{self, ModuleProbe, ProbeLogger, ProgramStats},
     trace::guard_display::GuardInfo,
     trace::records::{EndReason, ModuleOrigin, Stats, StatsSnapshot},
 };
@@ -379,10 +379,12 @@ impl Session {
             return Ok(());
         }
         self.anomaly_totals()?;
-        let stats = self.stats()?;
+        // One read of the programs' figures: the skipped runs and the costs.
+        let programs = self.probe.program_stats();
+        let stats = self.stats_of(&programs)?;
         if let Some(t) = &mut self.trace {
             if t.metered() {
-                t.program_costs(self.probe.program_stats());
+                t.program_costs(programs);
             }
             t.snapshot(clock::boot_ns(), &counts, stats)?;
         }
@@ -422,6 +424,11 @@ impl Session {
     }
 
     pub fn stats(&self) -> Result<StatsSnapshot> {
+        self.stats_of(&self.probe.program_stats())
+    }
+
+    /// `stats`, with the programs' figures already read.
+    fn stats_of(&self, programs: &[(String, ProgramStats)]) -> Result<StatsSnapshot> {
         let c = self.probe.counters()?;
         Ok(StatsSnapshot {
             ts_ns: clock::boot_ns(),
@@ -432,7 +439,7 @@ impl Session {
                 page_map_full: c.page_map_full,
                 call_map_full: c.call_map_full,
                 decode_errors: self.state.decode_errors(),
-                skipped_runs: self.probe.skipped_runs(),
+                skipped_runs: probe::skipped_runs(programs),
             },
         })
     }

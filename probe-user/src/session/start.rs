@@ -335,7 +335,7 @@ fn attach(
     load_check_on: bool,
 ) -> Result<Attached> {
     let attach_plan = AttachPlan::new(plan, load_check_on);
-    let start = CallAttach::from_env()?;
+    let start = plan.attach;
     let mut results = AttachResults::default();
     // Every function that counts calls gets its column before it attaches.
     let counting: Vec<u64> = plan

@@ -118,6 +118,14 @@ fn status_line(app: &App, p: &Palette) -> Line<'static> {
             Style::default()
         },
     ));
+    // Runs the kernel skipped (counted from 6.7): shown once there are any.
+    let skipped = m.stats.skipped_runs;
+    if skipped > 0 {
+        line4.push(Span::styled(
+            format!(" · skipped {skipped}"),
+            p.fg(Color::Red),
+        ));
+    }
     line4.push(Span::raw(match &m.session {
         Some(s) => format!(
             " · {} functions by {}, {} refused, {} capped",

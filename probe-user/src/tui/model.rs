@@ -330,6 +330,20 @@ impl Model {
                 format!("the kernel dropped {lost} events (ring buffer full)"),
             );
         }
+        let skipped = s
+            .counters
+            .skipped_runs
+            .saturating_sub(self.stats.skipped_runs);
+        if skipped > 0 {
+            self.log(
+                s.ts_ns,
+                LogKind::Lost,
+                format!(
+                    "the kernel skipped {skipped} probe runs (another BPF program was running \
+                     on that CPU): those calls and loads are not counted"
+                ),
+            );
+        }
         self.stats = s.counters;
     }
 

@@ -280,3 +280,27 @@ fn a_hidden_module_is_unsafe_and_unowned_calls_log_once_per_site() {
     );
     assert_eq!(m.unowned[0].count, 9);
 }
+
+#[test]
+fn skipped_probe_runs_are_logged_by_what_each_snapshot_adds() {
+    let mut m = story_model();
+    let logged = m.log.len();
+    let snapshot = |ts_ns, skipped_runs| {
+        TraceRecord::Stats(StatsSnapshot {
+            ts_ns,
+            counters: Stats {
+                skipped_runs,
+                ..m.stats
+            },
+        })
+    };
+    let (first, same, more) = (snapshot(9, 40), snapshot(10, 40), snapshot(11, 45));
+    for r in [&first, &same, &more] {
+        m.apply(r);
+    }
+    let lines: Vec<&str> = m.log.iter().skip(logged).map(|l| l.text.as_str()).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("skipped 40 probe runs"), "{lines:?}");
+    assert!(lines[1].contains("skipped 5 probe runs"), "{lines:?}");
+    assert_eq!(m.stats.skipped_runs, 45);
+}

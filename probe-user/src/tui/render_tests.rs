@@ -1,7 +1,11 @@
 use ratatui::{Terminal, backend::TestBackend, buffer::Buffer};
 
 use super::*;
-use crate::trace::{TraceRecord, samples};
+use crate::trace::{
+    TraceRecord,
+    records::{Stats, StatsSnapshot},
+    samples,
+};
 use crate::tui::{Key, Mode};
 
 fn app() -> App {
@@ -67,6 +71,25 @@ fn an_80_by_24_screen_shows_header_table_detail_log_and_footer() {
     assert!(s.contains("Events"), "{s}");
     assert!(lines[23].contains("q quit"), "{s}");
     assert_eq!(lines.len(), 24);
+}
+
+#[test]
+fn skipped_probe_runs_show_in_the_status_line_once_there_are_any() {
+    let mut a = app();
+    let status = |a: &App| screen(a, 80, 24).lines().nth(3).unwrap().to_owned();
+    assert!(!status(&a).contains("skipped"), "{}", status(&a));
+    a.apply(&TraceRecord::Stats(StatsSnapshot {
+        ts_ns: 9_000_000_000,
+        counters: Stats {
+            skipped_runs: 12,
+            ..a.model.stats
+        },
+    }));
+    assert!(
+        status(&a).contains("lost 0 · skipped 12 · 3 functions by kprobe"),
+        "{}",
+        status(&a)
+    );
 }
 
 #[test]
