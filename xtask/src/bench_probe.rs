@@ -87,7 +87,7 @@ fn bpftrace_programs(arch: Arch) -> Bpftrace {
             empty_fentry: "kfunc:kstrdup,kfunc:kfree { }",
             fentry_read: FENTRY_READ,
             read: r#"kprobe:kstrdup,kprobe:kfree { $ra = reg("r30"); if ($ra == 0) { @never = count(); } }"#,
-            attribution: r#"kprobe:kstrdup,kprobe:kfree { $ra = reg("r30"); if ($ra < kaddr("_text") && ($ra >> 47) == 0x1ffff) { @calls[$ra >> 12, func] = count(); } }"#,
+            attribution: r#"kprobe:kstrdup,kprobe:kfree { $ra = reg("r30"); if ($ra < kaddr("_stext") && ($ra >> 47) == 0x1ffff) { @calls[$ra >> 12, func] = count(); } }"#,
         },
     }
 }
@@ -151,16 +151,19 @@ timed() {{
 wait_for() {{ i=0; until grep -q "$2" "$1" 2>/dev/null; do sleep 0.2; i=$((i+1)); [ $i -gt 1500 ] && echo "BENCH-ERROR waiting for $2 in $1" && return 1; done; }}
 # bpftrace_row ROW PROGRAM [SWITCH]: the pairs under bpftrace running
 # PROGRAM. A kernel that refuses the program (fentry without trampolines:
-# arm64 before 6.4) skips the row.
+# arm64 before 6.4) skips the row: bpftrace says "Attaching", then fails
+# and exits.
 bpftrace_row() {{
   bpftrace -e "$2" > $W/bt-$1.log 2>&1 & P=$!
-  i=0; until grep -q Attaching $W/bt-$1.log 2>/dev/null; do
-    if ! kill -0 $P 2>/dev/null; then
-      wait $P; echo "BENCH-SKIP-ROW $1: bpftrace could not attach it: $(grep -v '^$' $W/bt-$1.log | tail -1)"; return
-    fi
+  i=0; until grep -q Attaching $W/bt-$1.log 2>/dev/null || ! kill -0 $P 2>/dev/null; do
     sleep 0.2; i=$((i+1)); [ $i -gt 1500 ] && echo "BENCH-ERROR bpftrace did not attach $1" && return 1
   done
-  sleep 1
+  sleep 2
+  if ! kill -0 $P 2>/dev/null || grep -q '^ERROR' $W/bt-$1.log; then
+    kill -INT $P 2>/dev/null; wait $P
+    echo "BENCH-SKIP-ROW $1: bpftrace could not attach it: $(grep -v '^$' $W/bt-$1.log | tail -1)"
+    return
+  fi
   timed $1 $3
   kill -INT $P; wait $P
 }}

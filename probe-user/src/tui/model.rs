@@ -318,31 +318,26 @@ impl Model {
         mark
     }
 
+    /// Logs what the kernel dropped or skipped since the last snapshot.
     fn apply_stats(&mut self, s: &StatsSnapshot) {
-        let lost = s
-            .counters
-            .lost_events
-            .saturating_sub(self.stats.lost_events);
-        if lost > 0 {
-            self.log(
-                s.ts_ns,
-                LogKind::Lost,
+        let (now, before) = (&s.counters, &self.stats);
+        let lost = now.lost_events.saturating_sub(before.lost_events);
+        let skipped = now.skipped_runs.saturating_sub(before.skipped_runs);
+        let news = [
+            (
+                lost,
                 format!("the kernel dropped {lost} events (ring buffer full)"),
-            );
-        }
-        let skipped = s
-            .counters
-            .skipped_runs
-            .saturating_sub(self.stats.skipped_runs);
-        if skipped > 0 {
-            self.log(
-                s.ts_ns,
-                LogKind::Lost,
+            ),
+            (
+                skipped,
                 format!(
                     "the kernel skipped {skipped} probe runs (another BPF program was running \
                      on that CPU): those calls and loads are not counted"
                 ),
-            );
+            ),
+        ];
+        for (_, text) in news.into_iter().filter(|(n, _)| *n > 0) {
+            self.log(s.ts_ns, LogKind::Lost, text);
         }
         self.stats = s.counters;
     }
