@@ -129,11 +129,30 @@ pub fn sys_module_text_bases(dir: &Path) -> BTreeSet<u64> {
         .collect()
 }
 
+/// Each listed module's text size, in list order: its /proc/modules size
+/// cut at the next text base, the other listed modules' and `other_bases`
+/// (hidden modules' sysfs bases) included. 0 where the address is hidden.
+pub fn listed_text_sizes(
+    listed: &[proc_modules::LoadedModule],
+    other_bases: impl IntoIterator<Item = u64>,
+) -> Vec<u64> {
+    let mut bases: BTreeSet<u64> = other_bases.into_iter().collect();
+    bases.extend(listed.iter().map(|m| m.address));
+    bases.remove(&0);
+    listed
+        .iter()
+        .map(|m| match m.address {
+            0 => 0,
+            base => cut_at_next_text(base, m.size, &bases),
+        })
+        .collect()
+}
+
 /// `size` cut at the first of `bases` above `base`. A module's size as
 /// /proc/modules gives it is its whole core; where the kernel allocates a
 /// module's text and data apart (6.4's `mem[]`), `[base, base + size)`
 /// runs past its text, over memory another module's text may hold.
-pub fn cut_at_next_text(base: u64, size: u64, bases: &BTreeSet<u64>) -> u64 {
+fn cut_at_next_text(base: u64, size: u64, bases: &BTreeSet<u64>) -> u64 {
     let end = base.saturating_add(size);
     bases
         .range(base.saturating_add(1)..end)
@@ -250,6 +269,33 @@ mod tests {
             "the last one"
         );
         assert_eq!(cut_at_next_text(u64::MAX - 1, 0x8000, &bases), 0x8000);
+    }
+
+    #[test]
+    fn listed_sizes_stop_at_listed_and_hidden_text_bases() {
+        let module = |name: &str, address, size| proc_modules::LoadedModule {
+            name: name.into(),
+            size,
+            state: "Live".into(),
+            address,
+            taints: 0,
+        };
+        let listed = [
+            module("kvm_amd", 0x1000, 0x8000),
+            module("unprivileged", 0, 0x4000),
+            module("e1000", 0x5000, 0x2000),
+        ];
+        // A hidden module's text at 0x3000, only sysfs shows it.
+        assert_eq!(
+            listed_text_sizes(&listed, [0x3000]),
+            [0x2000, 0, 0x2000],
+            "cut at the hidden base; a hidden address has no range"
+        );
+        assert_eq!(
+            listed_text_sizes(&listed, []),
+            [0x4000, 0, 0x2000],
+            "cut at the next listed base"
+        );
     }
 
     struct Scratch(PathBuf);

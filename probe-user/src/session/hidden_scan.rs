@@ -197,17 +197,16 @@ impl HiddenScan {
         // A listed module's size is its whole core; from 6.4 its text is
         // allocated apart, so its range stops at the next text base, a
         // hidden module's included (as the seeded present modules' do).
-        let bases: std::collections::BTreeSet<u64> = listed
+        let hidden_bases = texts.iter().map(|(_, (base, _))| *base);
+        let listed_texts: Vec<(u64, u64)> = listed
             .iter()
             .map(|m| m.address)
-            .filter(|&a| a != 0)
-            .chain(texts.iter().map(|(_, (base, _))| *base))
+            .zip(module_views::listed_text_sizes(&listed, hidden_bases))
             .collect();
         for caller in undecided {
-            let in_listed = listed.iter().any(|m| {
-                let size = module_views::cut_at_next_text(m.address, m.size, &bases);
-                m.address != 0 && (m.address..m.address + size).contains(&caller)
-            });
+            let in_listed = listed_texts
+                .iter()
+                .any(|&(base, size)| base != 0 && (base..base + size).contains(&caller));
             // A listed module's symbols say nothing here: its text is
             // `in_listed`, and a hidden module's text may follow it.
             let place = texts

@@ -433,17 +433,18 @@ fn seed_present(
 /// ids are small numbers no load time can equal.
 fn preexisting_modules(paths: &KernelPaths) -> Result<Vec<ModuleRecord>> {
     let loaded = proc_modules::read(&paths.proc_modules)?;
-    let mut bases = module_views::sys_module_text_bases(&paths.sys_module);
-    bases.extend(loaded.iter().map(|m| m.address).filter(|&a| a != 0));
+    let hidden_bases = module_views::sys_module_text_bases(&paths.sys_module);
+    let sizes = module_views::listed_text_sizes(&loaded, hidden_bases);
     Ok(loaded
         .iter()
+        .zip(sizes)
         .enumerate()
-        .map(|(i, m)| {
+        .map(|(i, (m, size))| {
             let mut r = ModuleRecord::zeroed();
             r.name = ModuleName::from_bytes(m.name.as_bytes());
             r.taints = m.taints;
             r.core_text_base = m.address;
-            r.core_text_size = module_views::cut_at_next_text(m.address, m.size, &bases);
+            r.core_text_size = size;
             r.incarnation = i as u64 + 1;
             r.flags = RecordFlags::PREEXISTING;
             r
