@@ -18,6 +18,20 @@
 //! no column is counted in the `CALLS` hash map instead: the table is the
 //! fast path, never a limit on what is counted.
 
+/// Values the loader writes into each fentry copy of the call counter
+/// (one copy per traced function, `probe-user`'s `program_copy`): the
+/// 64-bit immediates that hold these markers become the function's
+/// address and its column, so that copy neither asks for the address nor
+/// searches `COLUMNS`.
+pub mod copy_constant {
+    /// The traced function's address.
+    pub const FUNC_IP: u64 = 0x4d53_4649_5000_0001;
+    /// Its column, or [`NO_COLUMN`].
+    pub const COLUMN: u64 = 0x4d53_434f_4c00_0002;
+    /// A function without a column: its calls go to the hash map.
+    pub const NO_COLUMN: u64 = u32::MAX as u64;
+}
+
 /// Buckets `COLUMNS` looks at for one function, from its own on.
 pub const COLUMN_PROBES: u32 = 4;
 

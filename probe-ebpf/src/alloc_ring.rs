@@ -15,7 +15,7 @@ use probe_common::anomaly::{ALLOC_RING_LEN, PendingAlloc};
 
 use crate::{
     attribution::{self, Caller},
-    call_counter::{self, NOEXIST},
+    call_counter::{self, Callee, NOEXIST},
     maps::{self, ALLOC_FUNCS, ALLOC_RINGS, CALL_MAP_FULL, EMPTY_RING, PENDING_ALLOCS},
     regs,
 };
@@ -125,7 +125,7 @@ fn try_count_free(ctx: &ProbeContext) -> Result<(), u32> {
     }
     // SAFETY: the helper only reads the context it is given.
     let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
-    call_counter::count_caller(caller, func_ip)?;
+    call_counter::count_caller(caller, Callee::at(func_ip))?;
     if let Some((incarnation, _)) = caller.module() {
         forget(incarnation, ctx.arg(0).unwrap_or(0));
     }

@@ -12,7 +12,8 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext},
 };
 use probe_common::{
-    CallKey, EventHeader, EventKind, FirstUseEvent, UnownedCallKey, count_table::COLUMN_PROBES,
+    CallKey, CountTableConfig, EventHeader, EventKind, FirstUseEvent, UnownedCallKey,
+    count_table::{COLUMN_PROBES, copy_constant},
 };
 
 use crate::{
@@ -42,13 +43,14 @@ fn try_count_call(ctx: &ProbeContext) -> Result<(), u32> {
     }
     // SAFETY: the helper only reads the context it is given.
     let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
-    count_caller(caller, func_ip)
+    count_caller(caller, Callee::at(func_ip))
 }
 
 /// `count_call` for a trampoline: one copy is loaded per function, against
-/// its BTF id, by the loader shim (`probe-user`'s `probe::fentry`); the
-/// section names no function. Its failures are counted, not logged
-/// (`maps::bump`).
+/// its BTF id, by the loader shim (`probe-user`'s `probe::fentry`), which
+/// writes the function's address and column into the copy
+/// (`copy_constant`); the section names no function. Its failures are
+/// counted, not logged (`maps::bump`).
 #[fentry]
 pub fn count_call_fentry(ctx: FEntryContext) -> u32 {
     if let Err(slot) = try_count_call_fentry(&ctx) {
@@ -59,24 +61,60 @@ pub fn count_call_fentry(ctx: FEntryContext) -> u32 {
 
 #[inline(always)]
 fn try_count_call_fentry(ctx: &FEntryContext) -> Result<(), u32> {
-    // SAFETY: the helper reads the address the trampoline stored.
-    let func_ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
-    let caller = attribution::owner(regs::trampoline_caller(ctx, func_ip)?);
-    count_caller(caller, func_ip)
+    let callee = Callee {
+        ip: loader_constant::<{ copy_constant::FUNC_IP }>(),
+        column: Some(loader_constant::<{ copy_constant::COLUMN }>() as u32),
+    };
+    let caller = attribution::owner(regs::trampoline_caller(ctx, callee.ip)?);
+    count_caller(caller, callee)
+}
+
+/// A value the loader writes into this copy of the program: an `ld_imm64`
+/// of `MARKER`, which the compiler can neither fold nor fuse into other
+/// arithmetic, so the loader finds it whole.
+#[inline(always)]
+fn loader_constant<const MARKER: u64>() -> u64 {
+    let value: u64;
+    // SAFETY: loads an immediate into a register; touches nothing else.
+    unsafe {
+        core::arch::asm!(
+            "{value} = {marker} ll",
+            value = out(reg) value,
+            marker = const MARKER,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    value
+}
+
+/// The function called: its address, and its count-table column when the
+/// program knows it (an fentry copy), else it is searched in `COLUMNS`.
+#[derive(Clone, Copy)]
+pub struct Callee {
+    pub ip: u64,
+    column: Option<u32>,
+}
+
+impl Callee {
+    /// A function whose column is searched for.
+    #[inline(always)]
+    pub fn at(ip: u64) -> Self {
+        Self { ip, column: None }
+    }
 }
 
 /// Counts a call by whoever made it: a module's, or one from module memory
 /// no module owns (the evidence of a module hidden from modscope).
 #[inline(always)]
-pub fn count_caller(caller: Caller, func_ip: u64) -> Result<(), u32> {
+pub fn count_caller(caller: Caller, callee: Callee) -> Result<(), u32> {
     match caller {
         Caller::Kernel => Ok(()),
         Caller::Module {
             incarnation,
             address,
-        } => count(incarnation, address, func_ip),
+        } => count(incarnation, address, callee),
         Caller::Unowned(address) => {
-            count_unowned(address, func_ip);
+            count_unowned(address, callee.ip);
             Ok(())
         }
     }
@@ -100,12 +138,12 @@ fn count_unowned(caller: u64, func_ip: u64) {
 /// The count table's cell when the module has a row and the function a
 /// column (`probe_common::count_table`), else the hash map.
 #[inline(always)]
-pub fn count(incarnation: u64, caller: u64, func_ip: u64) -> Result<(), u32> {
+pub fn count(incarnation: u64, caller: u64, callee: Callee) -> Result<(), u32> {
     let key = CallKey {
         incarnation,
-        func_ip,
+        func_ip: callee.ip,
     };
-    if let Some(count) = table_cell(incarnation, func_ip).and_then(|c| COUNTS.get_ptr_mut(c)) {
+    if let Some(count) = table_cell(incarnation, callee).and_then(|c| COUNTS.get_ptr_mut(c)) {
         // SAFETY: this CPU's slot; kprobe programs do not nest on one CPU.
         let before = unsafe { *count };
         // SAFETY: as above.
@@ -131,17 +169,27 @@ pub fn count(incarnation: u64, caller: u64, func_ip: u64) -> Result<(), u32> {
 /// `COUNTS`' index for the call, when the incarnation owns its row and the
 /// function has a column.
 #[inline(always)]
-fn table_cell(incarnation: u64, func_ip: u64) -> Option<u32> {
+fn table_cell(incarnation: u64, callee: Callee) -> Option<u32> {
     let table = maps::count_table();
     let row = table.row(incarnation)?;
     if *ROWS.get(row)? != incarnation {
         return None;
     }
+    let column = match callee.column {
+        Some(column) => column,
+        None => find_column(&table, callee.ip)?,
+    };
+    table.cell(row, column)
+}
+
+/// The function's column in `COLUMNS`, within `COLUMN_PROBES` buckets.
+#[inline(always)]
+fn find_column(table: &CountTableConfig, func_ip: u64) -> Option<u32> {
     let mut probe = 0;
     while probe < COLUMN_PROBES {
         let bucket = COLUMNS.get(table.bucket(func_ip, probe))?;
         if bucket.func_ip == func_ip {
-            return table.cell(row, bucket.column);
+            return Some(bucket.column);
         }
         if bucket.func_ip == 0 {
             return None;

@@ -25,7 +25,7 @@ use probe_common::{
 use crate::{
     alloc_ring,
     attribution::{self, Caller},
-    call_counter::{self, NOEXIST},
+    call_counter::{self, Callee, NOEXIST},
     maps::{
         self, ANOMALIES, ANOMALIES_SEEN, CALL_MAP_FULL, EVENTS, FIELD_CHECKS, LAST_CHECKED,
         LOST_EVENTS, READ_ERRORS,
@@ -54,7 +54,7 @@ fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
         return Ok(());
     };
     if check.flags & COUNT_CALLS != 0 {
-        call_counter::count_caller(attributed, func_ip)?;
+        call_counter::count_caller(attributed, Callee::at(func_ip))?;
     }
     let Some((incarnation, caller)) = attributed.module() else {
         return Ok(());

@@ -4,6 +4,9 @@
 #![no_main]
 // `atomic_cxchg`: the one compare-and-swap (`module_registry::claim_row`).
 #![feature(core_intrinsics)]
+// `asm!` on BPF: the one constant the loader writes into each fentry copy
+// (`call_counter::loader_constant`).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 // aya-ebpf's map methods take `impl Borrow<K>`; every program passes the
 // key by reference, the form the verifier has accepted on each kernel of

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use aya::maps::{MapData, PerCpuHashMap};
 use probe_common::{
     UnownedCallKey,
+    count_table::copy_constant,
     names::{map, program},
 };
 
@@ -13,7 +14,7 @@ use super::{
     AttachOutcome, ModuleProbe, PROBE_OBJECT, ProbeError, attach_each,
     fentry::{self, FentryError},
     kprobe_multi::{self, MultiError},
-    program_copy::{CopyError, CopyKind, CopyLink, ProgramCopy},
+    program_copy::{Constant, CopyError, CopyKind, CopyLink, ProgramCopy},
     sum_cpus,
 };
 
@@ -89,7 +90,7 @@ impl ModuleProbe {
         let (mut core, others) = kprobe_multi::split_core(functions, addresses, &self.call_config);
         let mut outcome = AttachOutcome::default();
         if start <= CallAttach::Fentry && !core.is_empty() {
-            let (attached, left) = self.attach_fentry(&core, btf_ids);
+            let (attached, left) = self.attach_fentry(&core, addresses, btf_ids);
             if !attached.is_empty() {
                 self.attached
                     .push(format!("fentry/count_call x{}", attached.len()));
@@ -123,13 +124,15 @@ impl ModuleProbe {
         Ok(outcome)
     }
 
-    /// `count_call_fentry` on each of `functions`' trampolines: those
+    /// `count_call_fentry` on each of `functions`' trampolines, each copy
+    /// told its function's address and column (`fentry_constants`): those
     /// attached, and those left for another attach type (no BTF id, or
     /// refused). Three refusals before any success end the attempt: the
     /// kernel refuses the program, not a function.
     fn attach_fentry(
         &mut self,
         functions: &[String],
+        addresses: &BTreeMap<String, u64>,
         btf_ids: &HashMap<String, u32>,
     ) -> (Vec<String>, Vec<String>) {
         const REFUSALS_BEFORE_GIVING_UP: usize = 3;
@@ -143,7 +146,12 @@ impl ModuleProbe {
         let (mut attached, mut left) = (Vec::new(), Vec::new());
         let mut refusals = 0;
         for (i, function) in functions.iter().enumerate() {
-            match fentry::attach(&copy, function, btf_ids) {
+            let Some(&func_ip) = addresses.get(function) else {
+                left.push(function.clone());
+                continue;
+            };
+            let constants = fentry_constants(func_ip, self.book.column(func_ip));
+            match fentry::attach(&copy, function, btf_ids, &constants) {
                 Ok(link) => {
                     self.fentry.push(link);
                     attached.push(function.clone());
@@ -178,7 +186,7 @@ impl ModuleProbe {
     /// fprobe, or when any function cannot take it.
     fn attach_in_one_link(&mut self, functions: &[String]) -> Result<CopyLink, CallCopy> {
         let copy = self.count_call_copy(program::COUNT_CALL)?;
-        let prog = copy.load(CopyKind::KprobeMulti)?;
+        let prog = copy.load(CopyKind::KprobeMulti, &[])?;
         let link = kprobe_multi::attach(std::os::fd::AsFd::as_fd(&prog), functions)?;
         Ok(CopyLink::new(link, prog))
     }
@@ -216,6 +224,21 @@ impl ModuleProbe {
             .map(|(key, values)| (key, sum_cpus(&values)))
             .collect())
     }
+}
+
+/// What `count_call_fentry`'s copy for the function at `func_ip` is told:
+/// that address, which its trampoline also passes, and its column.
+fn fentry_constants(func_ip: u64, column: Option<u32>) -> [Constant; 2] {
+    [
+        Constant {
+            marker: copy_constant::FUNC_IP,
+            value: func_ip,
+        },
+        Constant {
+            marker: copy_constant::COLUMN,
+            value: column.map_or(copy_constant::NO_COLUMN, u64::from),
+        },
+    ]
 }
 
 /// Why a copy of `count_call` was not loaded or attached.

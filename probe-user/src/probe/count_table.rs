@@ -100,6 +100,11 @@ impl CountBook {
         Some((bucket, entry))
     }
 
+    /// The column `func_ip` was given, if any.
+    pub fn column(&self, func_ip: u64) -> Option<u32> {
+        self.columns.get(&func_ip).copied()
+    }
+
     /// The row a module loaded before the session takes, by its id.
     pub fn user_row(&self, id: u64) -> Option<u32> {
         (id < u64::from(self.config.user_rows))

@@ -42,6 +42,8 @@ pub enum CopyError {
         program: String,
         source: aya_obj::relocation::EbpfRelocationError,
     },
+    #[error("{program} holds no constant marked {marker:#x} for the loader to write")]
+    NoConstant { program: String, marker: u64 },
     #[error("loading {program} for {purpose}: {source}{log}")]
     Load {
         program: String,
@@ -140,14 +142,20 @@ impl ProgramCopy {
         })
     }
 
-    /// Loads the copy for `kind`; a refused load is tried again with the
-    /// verifier's log, whose end the error carries.
-    pub fn load(&self, kind: CopyKind) -> Result<OwnedFd, CopyError> {
+    /// Loads the copy for `kind`, each of `constants`' markers replaced by
+    /// its value (`write_constants`); a refused load is tried again with
+    /// the verifier's log, whose end the error carries.
+    pub fn load(&self, kind: CopyKind, constants: &[Constant]) -> Result<OwnedFd, CopyError> {
+        let mut insns = self.insns.clone();
+        write_constants(&mut insns, constants).map_err(|marker| CopyError::NoConstant {
+            program: self.program.clone(),
+            marker,
+        })?;
         let (prog_type, expected_attach_type, attach_btf_id) = kind.attributes();
         let mut attr = ProgLoadAttr {
             prog_type,
-            insn_cnt: u32::try_from(self.insns.len()).unwrap_or(u32::MAX),
-            insns: self.insns.as_ptr() as u64,
+            insn_cnt: u32::try_from(insns.len()).unwrap_or(u32::MAX),
+            insns: insns.as_ptr() as u64,
             license: self.license.as_ptr() as u64,
             expected_attach_type,
             attach_btf_id,
@@ -173,6 +181,46 @@ impl ProgramCopy {
             source,
             log: log_tail(&log, 6),
         })
+    }
+}
+
+/// A value for the copy's `ld_imm64` instructions that load `marker`
+/// (the program's `loader_constant`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Constant {
+    pub marker: u64,
+    pub value: u64,
+}
+
+/// `BPF_LD | BPF_IMM | BPF_DW`: a 64-bit immediate over two instructions.
+const LD_IMM64: u8 = 0x18;
+
+/// Writes each constant's value over its marker in every plain `ld_imm64`
+/// (no map or BTF reference) that loads it; the first marker no
+/// instruction loads is the error: a program built without it.
+fn write_constants(
+    insns: &mut [aya_obj::generated::bpf_insn],
+    constants: &[Constant],
+) -> Result<(), u64> {
+    let mut found = vec![false; constants.len()];
+    let mut i = 0;
+    while i + 1 < insns.len() {
+        let (first, second) = (insns[i], insns[i + 1]);
+        if first.code != LD_IMM64 || first.src_reg() != 0 {
+            i += 1;
+            continue;
+        }
+        let loaded = u64::from(first.imm as u32) | (u64::from(second.imm as u32) << 32);
+        if let Some(n) = constants.iter().position(|c| c.marker == loaded) {
+            insns[i].imm = constants[n].value as u32 as i32;
+            insns[i + 1].imm = (constants[n].value >> 32) as u32 as i32;
+            found[n] = true;
+        }
+        i += 2;
+    }
+    match found.iter().position(|f| !f) {
+        Some(n) => Err(constants[n].marker),
+        None => Ok(()),
     }
 }
 
@@ -296,7 +344,11 @@ fn log_tail(log: &[u8], lines: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{CopyError, kernel_object_name, log_tail, match_maps};
+    use aya_obj::generated::bpf_insn;
+
+    use super::{
+        Constant, CopyError, LD_IMM64, kernel_object_name, log_tail, match_maps, write_constants,
+    };
 
     #[test]
     fn kernel_names_are_the_first_fifteen_bytes() {
@@ -333,6 +385,73 @@ mod tests {
         assert!(
             matches!(none, Err(CopyError::AmbiguousMap { name, matches: 0 }) if name == "SEEN")
         );
+    }
+
+    fn insn(code: u8, src_reg: u8, imm: i32) -> bpf_insn {
+        bpf_insn {
+            code,
+            _bitfield_align_1: [],
+            _bitfield_1: bpf_insn::new_bitfield_1(1, src_reg),
+            off: 0,
+            imm,
+        }
+    }
+
+    /// `r1 = value ll`, or a map reference when `src_reg` is 1.
+    fn ld_imm64(src_reg: u8, value: u64) -> [bpf_insn; 2] {
+        [
+            insn(LD_IMM64, src_reg, value as u32 as i32),
+            insn(0, 0, (value >> 32) as u32 as i32),
+        ]
+    }
+
+    fn loaded(insns: &[bpf_insn], at: usize) -> u64 {
+        u64::from(insns[at].imm as u32) | (u64::from(insns[at + 1].imm as u32) << 32)
+    }
+
+    #[test]
+    fn each_marked_immediate_gets_its_value_and_nothing_else_changes() {
+        const MARK: u64 = 0x4d53_4649_5000_0001;
+        const COLUMN: u64 = 0x4d53_434f_4c00_0002;
+        let mov = insn(0xb7, 0, 7); // r0 = 7
+        let mut insns: Vec<bpf_insn> = [
+            &ld_imm64(0, MARK)[..],
+            &[mov],
+            &ld_imm64(1, MARK)[..], // a map reference that happens to match
+            &ld_imm64(0, COLUMN)[..],
+            &ld_imm64(0, MARK)[..], // inlined twice
+        ]
+        .concat();
+        let constants = [
+            Constant {
+                marker: MARK,
+                value: 0xffff_ffff_8123_4560,
+            },
+            Constant {
+                marker: COLUMN,
+                value: 17,
+            },
+        ];
+        write_constants(&mut insns, &constants).unwrap();
+        assert_eq!(loaded(&insns, 0), 0xffff_ffff_8123_4560);
+        assert_eq!(insns[2].imm, 7, "other instructions untouched");
+        assert_eq!(loaded(&insns, 3), MARK, "a map reference is not a constant");
+        assert_eq!(loaded(&insns, 5), 17);
+        assert_eq!(loaded(&insns, 7), 0xffff_ffff_8123_4560);
+    }
+
+    #[test]
+    fn a_marker_the_program_never_loads_is_named() {
+        let mut insns = ld_imm64(0, 5).to_vec();
+        let constants = [Constant {
+            marker: 0x4d53_434f_4c00_0002,
+            value: 1,
+        }];
+        assert_eq!(
+            write_constants(&mut insns, &constants),
+            Err(0x4d53_434f_4c00_0002)
+        );
+        assert_eq!(loaded(&insns, 0), 5);
     }
 
     #[test]
