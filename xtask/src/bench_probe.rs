@@ -107,6 +107,12 @@ fn guest_script(
 wait_for $W/baseline.log '"ready"'
 timed baseline
 kill -INT $P; wait $P
+MODSCOPE_ATTACH=fentry "{b}" record $FUNCS --json > $W/baseline-fentry.log 2>&1 & P=$!
+wait_for $W/baseline-fentry.log '"ready"'
+if grep -q '"fentry/count_call' $W/baseline-fentry.log; then
+  timed baseline_fentry /proc/sys/kernel/ftrace_enabled
+fi
+kill -INT $P; wait $P
 "#,
             b = b.display()
         )
@@ -422,6 +428,7 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
         ("modscope (kprobe_multi)", "modscope_multi"),
         ("modscope (a kprobe each)", "modscope"),
         ("baseline build", "baseline"),
+        ("baseline build (fentry)", "baseline_fentry"),
         ("modscope --no-detectors", "modscope_no_detectors"),
         ("modscope, kfree tracked", "modscope_following"),
         ("bpftrace attribution", "bpftrace"),
@@ -473,6 +480,7 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
                 "fentry's floor's (an fentry program's one kernel read)",
             ),
             ("modscope", "through a kprobe each"),
+            ("baseline_fentry", "the baseline build's by fentry"),
             ("empty_kprobe", "the empty kprobe's (goal <= 1.10)"),
             ("bpftrace", "bpftrace's attribution's (goal <= 0.40)"),
         ] {
