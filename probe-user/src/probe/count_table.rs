@@ -120,7 +120,7 @@ impl CountBook {
     /// The cell of a (module, function) pair, when both have a place.
     pub fn cell(&self, incarnation: u64, func_ip: u64) -> Option<u32> {
         let row = *self.rows.get(&incarnation)?;
-        self.config.cell(row, *self.columns.get(&func_ip)?)
+        self.config.cell(row, self.column(func_ip)?)
     }
 
     /// The module unloaded: its totals are final after the next read.

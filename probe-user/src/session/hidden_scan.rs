@@ -196,7 +196,8 @@ impl HiddenScan {
         let texts = module_views::sys_module_texts(&self.sys_module, sysfs_only);
         // A listed module's size is its whole core; from 6.4 its text is
         // allocated apart, so its range stops at the next text base, a
-        // hidden module's included (as the seeded present modules' do).
+        // hidden module's included (as the seeded present modules' do). A
+        // hidden address has size 0: an empty range.
         let hidden_bases = texts.iter().map(|(_, (base, _))| *base);
         let listed_texts: Vec<(u64, u64)> = listed
             .iter()
@@ -206,7 +207,7 @@ impl HiddenScan {
         for caller in undecided {
             let in_listed = listed_texts
                 .iter()
-                .any(|&(base, size)| base != 0 && (base..base + size).contains(&caller));
+                .any(|&(base, size)| (base..base + size).contains(&caller));
             // A listed module's symbols say nothing here: its text is
             // `in_listed`, and a hidden module's text may follow it.
             let place = texts
