@@ -12,6 +12,7 @@ pub mod calls;
 pub mod count_table;
 pub mod event;
 pub mod guard;
+pub mod kernel_view;
 pub mod layout;
 pub mod module;
 pub mod names;

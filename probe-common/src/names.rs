@@ -52,6 +52,10 @@ pub mod program {
     pub const COUNT_CALL: &str = "count_call";
     /// `count_call` for a trampoline, loaded once per function.
     pub const COUNT_CALL_FENTRY: &str = "count_call_fentry";
+    /// The two reading through `bpf_rdonly_cast`'s view (`kernel_view`);
+    /// the kprobe one is built for x86-64 only, the one that reads memory.
+    pub const COUNT_CALL_FENTRY_VIEW: &str = "count_call_fentry_view";
+    pub const COUNT_CALL_VIEW: &str = "count_call_view";
     pub const INIT_START: &str = "init_start";
     pub const INIT_DONE: &str = "init_done";
     pub const CHECK_FIELDS: &str = "check_fields";
@@ -70,11 +74,13 @@ pub mod program {
     pub const GUARD_POST_READ_FILE_KPROBE: &str = "guard_post_read_file_kprobe";
     pub const GUARD_LOAD_DATA_KPROBE: &str = "guard_load_data_kprobe";
 
-    pub const ALL: [&str; 19] = [
+    /// Every program but the x86-64-only `COUNT_CALL_VIEW`.
+    pub const ALL: [&str; 20] = [
         MODULE_LOAD,
         MODULE_FREE,
         COUNT_CALL,
         COUNT_CALL_FENTRY,
+        COUNT_CALL_FENTRY_VIEW,
         INIT_START,
         INIT_DONE,
         CHECK_FIELDS,

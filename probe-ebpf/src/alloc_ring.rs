@@ -16,6 +16,7 @@ use probe_common::anomaly::{ALLOC_RING_LEN, PendingAlloc};
 use crate::{
     attribution::{self, Caller},
     call_counter::{self, Callee, NOEXIST},
+    kernel_words::HelperRead,
     maps::{self, ALLOC_FUNCS, ALLOC_RINGS, CALL_MAP_FULL, EMPTY_RING, PENDING_ALLOCS},
     regs,
 };
@@ -33,7 +34,7 @@ pub fn alloc_entry(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn try_alloc_entry(ctx: &ProbeContext) -> Result<(), u32> {
-    let Some((incarnation, _)) = attribution::caller(ctx)?.module() else {
+    let Some((incarnation, _)) = attribution::caller::<HelperRead>(ctx)?.module() else {
         return Ok(());
     };
     // SAFETY: the helper only reads the context it is given.
@@ -119,7 +120,7 @@ pub fn count_free(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn try_count_free(ctx: &ProbeContext) -> Result<(), u32> {
-    let caller = attribution::caller(ctx)?;
+    let caller = attribution::caller::<HelperRead>(ctx)?;
     if let Caller::Kernel = caller {
         return Ok(());
     }

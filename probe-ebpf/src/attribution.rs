@@ -11,6 +11,7 @@
 use aya_ebpf::programs::ProbeContext;
 
 use crate::{
+    kernel_words::WordRead,
     maps::{self, PAGES},
     regs,
 };
@@ -40,11 +41,12 @@ impl Caller {
     }
 }
 
-/// The caller of the probed function: the core kernel costs a few
-/// comparisons, a module one array lookup.
+/// The caller of the probed function, its return address read the `R`
+/// way: the core kernel costs a few comparisons, a module one array
+/// lookup.
 #[inline(always)]
-pub fn caller(ctx: &ProbeContext) -> Result<Caller, u32> {
-    Ok(owner(regs::return_address(ctx)?))
+pub fn caller<R: WordRead>(ctx: &ProbeContext) -> Result<Caller, u32> {
+    Ok(owner(regs::return_address::<R>(ctx)?))
 }
 
 /// Who owns the code a return address points into.

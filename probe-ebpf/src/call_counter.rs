@@ -18,6 +18,8 @@ use probe_common::{
 
 use crate::{
     attribution::{self, Caller},
+    copy_patch::loader_constant,
+    kernel_words::{HelperRead, ViewRead, WordRead},
     maps::{
         self, CALL_MAP_FULL, CALLS, COLUMNS, COUNTS, EVENTS, LOST_EVENTS, ROWS, SEEN, UNOWNED_CALLS,
     },
@@ -29,15 +31,28 @@ pub const NOEXIST: u64 = 1;
 
 #[kprobe]
 pub fn count_call(ctx: ProbeContext) -> u32 {
-    if let Err(slot) = try_count_call(&ctx) {
+    if let Err(slot) = try_count_call::<HelperRead>(&ctx) {
+        maps::failed(&ctx, "count_call", slot);
+    }
+    0
+}
+
+/// `count_call` reading the return address through a view
+/// (`kernel_words::ViewRead`), for a copy the loader patched
+/// (`probe-user`'s `program_copy`): a kprobe_multi link on a kernel with
+/// `bpf_rdonly_cast`. Only x86-64 reads memory for it.
+#[cfg(bpf_target_arch = "x86_64")]
+#[kprobe]
+pub fn count_call_view(ctx: ProbeContext) -> u32 {
+    if let Err(slot) = try_count_call::<ViewRead>(&ctx) {
         maps::failed(&ctx, "count_call", slot);
     }
     0
 }
 
 #[inline(always)]
-fn try_count_call(ctx: &ProbeContext) -> Result<(), u32> {
-    let caller = attribution::caller(ctx)?;
+fn try_count_call<R: WordRead>(ctx: &ProbeContext) -> Result<(), u32> {
+    let caller = attribution::caller::<R>(ctx)?;
     if let Caller::Kernel = caller {
         return Ok(());
     }
@@ -53,38 +68,30 @@ fn try_count_call(ctx: &ProbeContext) -> Result<(), u32> {
 /// counted, not logged (`maps::bump`).
 #[fentry]
 pub fn count_call_fentry(ctx: FEntryContext) -> u32 {
-    if let Err(slot) = try_count_call_fentry(&ctx) {
+    if let Err(slot) = try_count_call_fentry::<HelperRead>(&ctx) {
+        maps::bump(slot);
+    }
+    0
+}
+
+/// `count_call_fentry` reading the trampoline's frame through a view
+/// (`kernel_words::ViewRead`), for a kernel with `bpf_rdonly_cast`.
+#[fentry]
+pub fn count_call_fentry_view(ctx: FEntryContext) -> u32 {
+    if let Err(slot) = try_count_call_fentry::<ViewRead>(&ctx) {
         maps::bump(slot);
     }
     0
 }
 
 #[inline(always)]
-fn try_count_call_fentry(ctx: &FEntryContext) -> Result<(), u32> {
+fn try_count_call_fentry<R: WordRead>(ctx: &FEntryContext) -> Result<(), u32> {
     let callee = Callee {
         ip: loader_constant::<{ copy_constant::FUNC_IP }>(),
         column: Some(loader_constant::<{ copy_constant::COLUMN }>() as u32),
     };
-    let caller = attribution::owner(regs::trampoline_caller(ctx, callee.ip)?);
+    let caller = attribution::owner(regs::trampoline_caller::<R>(ctx, callee.ip)?);
     count_caller(caller, callee)
-}
-
-/// A value the loader writes into this copy of the program: an `ld_imm64`
-/// of `MARKER`, which the compiler can neither fold nor fuse into other
-/// arithmetic, so the loader finds it whole.
-#[inline(always)]
-fn loader_constant<const MARKER: u64>() -> u64 {
-    let value: u64;
-    // SAFETY: loads an immediate into a register; touches nothing else.
-    unsafe {
-        core::arch::asm!(
-            "{value} = {marker} ll",
-            value = out(reg) value,
-            marker = const MARKER,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-    }
-    value
 }
 
 /// The function called: its address, and its count-table column when the

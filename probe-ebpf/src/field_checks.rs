@@ -26,6 +26,7 @@ use crate::{
     alloc_ring,
     attribution::{self, Caller},
     call_counter::{self, Callee, NOEXIST},
+    kernel_words::HelperRead,
     maps::{
         self, ANOMALIES, ANOMALIES_SEEN, CALL_MAP_FULL, EVENTS, FIELD_CHECKS, LAST_CHECKED,
         LOST_EVENTS, READ_ERRORS,
@@ -43,7 +44,7 @@ pub fn check_fields(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn try_check_fields(ctx: &ProbeContext) -> Result<(), u32> {
-    let attributed = attribution::caller(ctx)?;
+    let attributed = attribution::caller::<HelperRead>(ctx)?;
     if let Caller::Kernel = attributed {
         return Ok(());
     }

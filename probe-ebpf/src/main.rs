@@ -4,8 +4,7 @@
 #![no_main]
 // `atomic_cxchg`: the one compare-and-swap (`module_registry::claim_row`).
 #![feature(core_intrinsics)]
-// `asm!` on BPF: the one constant the loader writes into each fentry copy
-// (`call_counter::loader_constant`).
+// `asm!` on BPF: what the loader rewrites in a program's copy (`copy_patch`).
 #![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 // aya-ebpf's map methods take `impl Borrow<K>`; every program passes the
@@ -17,9 +16,11 @@
 mod alloc_ring;
 mod attribution;
 mod call_counter;
+mod copy_patch;
 mod field_checks;
 mod guard;
 mod init_done;
+mod kernel_words;
 mod load_check;
 mod maps;
 mod module_registry;

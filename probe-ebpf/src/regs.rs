@@ -19,11 +19,14 @@
 
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{bpf_get_func_arg_cnt, bpf_probe_read_kernel},
+    helpers::bpf_get_func_arg_cnt,
     programs::{FEntryContext, ProbeContext},
 };
 
-use crate::maps::READ_ERRORS;
+use crate::{
+    kernel_words::{HelperRead, WordRead},
+    maps::READ_ERRORS,
+};
 
 /// How far above the trampoline's saved return-into-the-function word the
 /// caller's return address lies, in words.
@@ -63,19 +66,19 @@ pub fn stack_pointer(ctx: &ProbeContext) -> u64 {
 }
 
 /// Where the probed function returns to (as the CPU holds it: on arm64 it
-/// may carry a pointer-authentication signature once a prologue signed it).
+/// may carry a pointer-authentication signature once a prologue signed it),
+/// read the `R` way.
 #[cfg(bpf_target_arch = "x86_64")]
 #[inline(always)]
-pub fn return_address(ctx: &ProbeContext) -> Result<u64, u32> {
-    let sp = stack_pointer(ctx);
-    // SAFETY: bpf_probe_read_kernel checks the address.
-    unsafe { bpf_probe_read_kernel(sp as *const u64) }.map_err(|_| READ_ERRORS)
+pub fn return_address<R: WordRead>(ctx: &ProbeContext) -> Result<u64, u32> {
+    let [address] = R::words::<1>(stack_pointer(ctx))?;
+    Ok(address)
 }
 
-/// Where the probed function returns to: the link register.
+/// Where the probed function returns to: the link register, no read.
 #[cfg(bpf_target_arch = "aarch64")]
 #[inline(always)]
-pub fn return_address(ctx: &ProbeContext) -> Result<u64, u32> {
+pub fn return_address<R: WordRead>(ctx: &ProbeContext) -> Result<u64, u32> {
     // SAFETY: regs is the kprobe's pt_regs, valid for the program's run.
     Ok(unsafe { (*ctx.regs).regs[30] })
 }
@@ -107,22 +110,19 @@ pub fn first_four_args(ctx: &ProbeContext) -> [u64; 4] {
 /// The traced function's return address, at an fentry program in the
 /// function's trampoline: the word `CALLER_ABOVE_ENTRY` above the first
 /// word past the arguments that returns into `func_ip`. The few words just
-/// past the arguments first: a wider read costs more, under emulation most
-/// of all.
+/// past the arguments first, read the `R` way: a wider read costs more,
+/// under emulation most of all. The rare wider read goes through the
+/// helper.
 #[inline(always)]
-pub fn trampoline_caller(ctx: &FEntryContext, func_ip: u64) -> Result<u64, u32> {
+pub fn trampoline_caller<R: WordRead>(ctx: &FEntryContext, func_ip: u64) -> Result<u64, u32> {
     // SAFETY: the helper reads the argument count the trampoline stored.
     let args = unsafe { bpf_get_func_arg_cnt(ctx.as_ptr()) }.clamp(0, MAX_ARGS) as usize;
     let above_args = (ctx.as_ptr() as *const u64).wrapping_add(args);
-    // SAFETY: bpf_probe_read_kernel checks the address.
-    let near = unsafe { bpf_probe_read_kernel(above_args as *const [u64; ABOVE_ARGS_WORDS]) }
-        .map_err(|_| READ_ERRORS)?;
+    let near = R::words::<ABOVE_ARGS_WORDS>(above_args as u64)?;
     if let Some(caller) = caller_above_entry(&near, 0, func_ip) {
         return Ok(caller);
     }
-    // SAFETY: as above.
-    let frame = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; TRAMPOLINE_WORDS]) }
-        .map_err(|_| READ_ERRORS)?;
+    let frame = HelperRead::words::<TRAMPOLINE_WORDS>(ctx.as_ptr() as u64)?;
     caller_above_entry(&frame, args, func_ip).ok_or(READ_ERRORS)
 }
 

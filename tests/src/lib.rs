@@ -34,6 +34,15 @@ pub fn module_file(name: &str) -> PathBuf {
     env_path("MODSCOPE_TEST_MODULES").join(format!("{name}.ko"))
 }
 
+/// The running kernel's (major, minor) version.
+pub fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut numbers = release
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+}
+
 pub fn flavour() -> String {
     std::env::var("MODSCOPE_KERNEL_FLAVOUR").unwrap_or_default()
 }

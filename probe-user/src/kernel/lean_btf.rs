@@ -68,6 +68,42 @@ pub fn function_ids(
     Ok(ids)
 }
 
+/// The BTF ids a program needs to read kernel words through a view: the
+/// kfunc `bpf_rdonly_cast` (Linux 6.2 on) and the struct it views them as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewIds {
+    pub kfunc: u32,
+    pub view_struct: u32,
+}
+
+/// The kfunc's and `view_struct`'s ids in `btf`; none when either is
+/// missing (a kernel before 6.2 has no such kfunc).
+pub fn view_ids(btf: &Btf, view_struct: &str) -> Result<Option<ViewIds>, btf_rs::Error> {
+    let kfunc = first_id_of(btf, "bpf_rdonly_cast", |t| {
+        matches!(t, btf_rs::Type::Func(_))
+    })?;
+    let view = first_id_of(btf, view_struct, |t| matches!(t, btf_rs::Type::Struct(_)))?;
+    Ok(kfunc
+        .zip(view)
+        .map(|(kfunc, view_struct)| ViewIds { kfunc, view_struct }))
+}
+
+/// The lowest id named `name` whose type `is_wanted`.
+fn first_id_of(
+    btf: &Btf,
+    name: &str,
+    is_wanted: impl Fn(&btf_rs::Type) -> bool,
+) -> Result<Option<u32>, btf_rs::Error> {
+    let mut ids = btf.resolve_ids_by_name(name)?;
+    ids.sort_unstable();
+    for id in ids {
+        if is_wanted(&btf.resolve_type_by_id(id)?) {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use modscope_analysis::{btf, struct_layout};
@@ -124,5 +160,32 @@ mod tests {
             "a struct is not a function"
         );
         assert!(!ids.contains_key("no_such_function_here"));
+    }
+
+    /// On the host's own BTF, when it has one: the view's ids name a
+    /// function and a struct; a struct that is not there gives none.
+    #[test]
+    fn the_view_ids_are_the_kfunc_and_the_struct() {
+        let path = std::path::Path::new("/sys/kernel/btf/vmlinux");
+        if !path.exists() {
+            return;
+        }
+        let btf = super::open(path).expect("BTF");
+        let Some(ids) = super::view_ids(&btf, "pt_regs").expect("lookup") else {
+            return; // a kernel before 6.2
+        };
+        let btf_rs::Type::Func(func) = btf.resolve_type_by_id(ids.kfunc).expect("type") else {
+            panic!("the kfunc's id is not a function's");
+        };
+        assert_eq!(btf.resolve_name(&func).expect("name"), "bpf_rdonly_cast");
+        let btf_rs::Type::Struct(view) = btf.resolve_type_by_id(ids.view_struct).expect("type")
+        else {
+            panic!("the view's id is not a struct's");
+        };
+        assert_eq!(btf.resolve_name(&view).expect("name"), "pt_regs");
+        assert_eq!(
+            super::view_ids(&btf, "no_such_struct_here").expect("lookup"),
+            None
+        );
     }
 }

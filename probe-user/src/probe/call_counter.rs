@@ -14,9 +14,11 @@ use super::{
     AttachOutcome, ModuleProbe, PROBE_OBJECT, ProbeError, attach_each,
     fentry::{self, FentryError},
     kprobe_multi::{self, MultiError},
-    program_copy::{Constant, CopyError, CopyKind, CopyLink, ProgramCopy},
+    program_copy::{CopyError, CopyKind, CopyLink, Patch, ProgramCopy},
     sum_cpus,
+    word_reads::WordReads,
 };
+use crate::kernel::lean_btf::ViewIds;
 
 /// Where `count_call`'s attach types start (`CallAttach::parse`) when
 /// `--attach` does not say: the setting for a whole script or service.
@@ -75,25 +77,30 @@ impl CallAttach {
 impl ModuleProbe {
     /// Loads `count_call` and attaches it to each of `functions` the
     /// cheapest way the kernel allows, starting at `start`: fentry where the
-    /// function has a BTF id in `btf_ids`, then one kprobe_multi link (for
-    /// what fentry left over, only when that is at least
+    /// function has a BTF id in `btf.functions`, then one kprobe_multi link
+    /// (for what fentry left over, only when that is at least
     /// `LINK_AFTER_FENTRY_MIN` functions), then a kprobe each; then the
     /// init pair on `do_init_module`. `addresses` holds each function's.
+    /// The copies read through `btf.view` where the kernel takes it.
     pub fn attach_calls(
         &mut self,
         functions: &[String],
         addresses: &BTreeMap<String, u64>,
-        btf_ids: &HashMap<String, u32>,
+        btf: &AttachIds,
         start: CallAttach,
     ) -> Result<AttachOutcome, ProbeError> {
         self.loaded_kprobe(program::COUNT_CALL)?;
         let (mut core, others) = kprobe_multi::split_core(functions, addresses, &self.call_config);
         let mut outcome = AttachOutcome::default();
+        let reads = WordReads::new(btf.view);
         if start <= CallAttach::Fentry && !core.is_empty() {
-            let (attached, left) = self.attach_fentry(&core, addresses, btf_ids);
+            let (attached, left, read) = self.attach_fentry(&core, addresses, btf, reads);
             if !attached.is_empty() {
-                self.attached
-                    .push(format!("fentry/count_call x{}", attached.len()));
+                self.attached.push(format!(
+                    "fentry/count_call x{}{}",
+                    attached.len(),
+                    read.label()
+                ));
             }
             outcome.attached = attached;
             core = left;
@@ -102,10 +109,13 @@ impl ModuleProbe {
         // less as kprobes than the link's own program load.
         let worth_a_link = start == CallAttach::KprobeMulti || core.len() >= LINK_AFTER_FENTRY_MIN;
         if start <= CallAttach::KprobeMulti && worth_a_link && !core.is_empty() {
-            match self.attach_in_one_link(&core) {
-                Ok(link) => {
-                    self.attached
-                        .push(format!("kprobe_multi/count_call x{}", core.len()));
+            match self.attach_in_one_link(&core, reads.on_kprobes()) {
+                Ok((link, read)) => {
+                    self.attached.push(format!(
+                        "kprobe_multi/count_call x{}{}",
+                        core.len(),
+                        read.label()
+                    ));
                     self.multi = Some(link);
                     outcome.attached.append(&mut core);
                 }
@@ -124,19 +134,41 @@ impl ModuleProbe {
         Ok(outcome)
     }
 
-    /// `count_call_fentry` on each of `functions`' trampolines, each copy
-    /// told its function's address and column (`fentry_constants`): those
-    /// attached, and those left for another attach type (no BTF id, or
-    /// refused). Three refusals before any success end the attempt: the
-    /// kernel refuses the program, not a function.
+    /// `count_call_fentry` on each of `functions`' trampolines, reading the
+    /// frame the `reads` way, or through the helper when no copy of the
+    /// view's program loads: those attached, those left for another attach
+    /// type, and the way they read.
     fn attach_fentry(
         &mut self,
         functions: &[String],
         addresses: &BTreeMap<String, u64>,
-        btf_ids: &HashMap<String, u32>,
+        btf: &AttachIds,
+        reads: WordReads,
+    ) -> (Vec<String>, Vec<String>, WordReads) {
+        let (attached, left) = self.attach_fentry_reading(functions, addresses, btf, reads);
+        if !attached.is_empty() || reads == WordReads::Helper {
+            return (attached, left, reads);
+        }
+        log::debug!("count_call: no fentry copy read through a view; through the helper");
+        let (attached, left) =
+            self.attach_fentry_reading(functions, addresses, btf, WordReads::Helper);
+        (attached, left, WordReads::Helper)
+    }
+
+    /// `reads`' fentry program on each of `functions`' trampolines, each
+    /// copy told its function's address and column (`fentry_constants`):
+    /// those attached, and those left for another attach type (no BTF id,
+    /// or refused). Three refusals before any success end the attempt: the
+    /// kernel refuses the program, not a function.
+    fn attach_fentry_reading(
+        &mut self,
+        functions: &[String],
+        addresses: &BTreeMap<String, u64>,
+        btf: &AttachIds,
+        reads: WordReads,
     ) -> (Vec<String>, Vec<String>) {
         const REFUSALS_BEFORE_GIVING_UP: usize = 3;
-        let copy = match self.count_call_copy(program::COUNT_CALL_FENTRY) {
+        let copy = match self.count_call_copy(reads.fentry_program()) {
             Ok(copy) => copy,
             Err(why) => {
                 log::debug!("count_call: no fentry ({why})");
@@ -150,8 +182,9 @@ impl ModuleProbe {
                 left.push(function.clone());
                 continue;
             };
-            let constants = fentry_constants(func_ip, self.book.column(func_ip));
-            match fentry::attach(&copy, function, btf_ids, &constants) {
+            let mut patches = fentry_constants(func_ip, self.book.column(func_ip)).to_vec();
+            patches.extend(reads.patches());
+            match fentry::attach(&copy, function, &btf.functions, &patches) {
                 Ok(link) => {
                     self.fentry.push(link);
                     attached.push(function.clone());
@@ -181,14 +214,29 @@ impl ModuleProbe {
         Ok(ProgramCopy::relocate(PROBE_OBJECT, program, &info)?)
     }
 
-    /// A copy of the loaded `count_call` attached to all of `functions` in
-    /// one kprobe_multi link; refused as a whole by a kernel without
-    /// fprobe, or when any function cannot take it.
-    fn attach_in_one_link(&mut self, functions: &[String]) -> Result<CopyLink, CallCopy> {
-        let copy = self.count_call_copy(program::COUNT_CALL)?;
-        let prog = copy.load(CopyKind::KprobeMulti, &[])?;
+    /// A copy of `count_call` attached to all of `functions` in one
+    /// kprobe_multi link, reading the `reads` way, or through the helper
+    /// when the kernel refuses that copy; refused as a whole by a kernel
+    /// without fprobe, or when any function cannot take it.
+    fn attach_in_one_link(
+        &mut self,
+        functions: &[String],
+        reads: WordReads,
+    ) -> Result<(CopyLink, WordReads), CallCopy> {
+        let loaded = self
+            .count_call_copy(reads.kprobe_program())
+            .and_then(|copy| Ok(copy.load(CopyKind::KprobeMulti, &reads.patches())?));
+        let (prog, read) = match loaded {
+            Ok(prog) => (prog, reads),
+            Err(why) if reads != WordReads::Helper => {
+                log::debug!("count_call: no kprobe_multi copy read through a view ({why})");
+                let copy = self.count_call_copy(program::COUNT_CALL)?;
+                (copy.load(CopyKind::KprobeMulti, &[])?, WordReads::Helper)
+            }
+            Err(why) => return Err(why),
+        };
         let link = kprobe_multi::attach(std::os::fd::AsFd::as_fd(&prog), functions)?;
-        Ok(CopyLink::new(link, prog))
+        Ok((CopyLink::new(link, prog), read))
     }
 
     /// Attaches the (loaded) call counter to more functions, during a session.
@@ -228,17 +276,25 @@ impl ModuleProbe {
 
 /// What `count_call_fentry`'s copy for the function at `func_ip` is told:
 /// that address, which its trampoline also passes, and its column.
-fn fentry_constants(func_ip: u64, column: Option<u32>) -> [Constant; 2] {
+fn fentry_constants(func_ip: u64, column: Option<u32>) -> [Patch; 2] {
     [
-        Constant {
+        Patch::Constant {
             marker: copy_constant::FUNC_IP,
             value: func_ip,
         },
-        Constant {
+        Patch::Constant {
             marker: copy_constant::COLUMN,
             value: column.map_or(copy_constant::NO_COLUMN, u64::from),
         },
     ]
+}
+
+/// What a session's attach takes from the running kernel's BTF: the
+/// functions' ids for fentry, and the view's for reads without the helper.
+#[derive(Debug, Default)]
+pub struct AttachIds {
+    pub functions: HashMap<String, u32>,
+    pub view: Option<ViewIds>,
 }
 
 /// Why a copy of `count_call` was not loaded or attached.

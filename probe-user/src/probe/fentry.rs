@@ -12,7 +12,7 @@ use std::{collections::HashMap, ffi::c_long, io, os::fd::AsRawFd as _};
 
 use super::{
     bpf_syscall::{bpf, owned},
-    program_copy::{Constant, CopyError, CopyKind, CopyLink, ProgramCopy},
+    program_copy::{CopyError, CopyKind, CopyLink, Patch, ProgramCopy},
 };
 
 const BPF_RAW_TRACEPOINT_OPEN: c_long = 17;
@@ -27,18 +27,18 @@ pub enum FentryError {
     Attach(#[source] io::Error),
 }
 
-/// `copy` loaded on `function`'s trampoline, with `constants` written
-/// into it, and attached.
+/// `copy` loaded on `function`'s trampoline, with `patches` written into
+/// it, and attached.
 pub fn attach(
     copy: &ProgramCopy,
     function: &str,
     ids: &HashMap<String, u32>,
-    constants: &[Constant],
+    patches: &[Patch],
 ) -> Result<CopyLink, FentryError> {
     let btf_id = *ids
         .get(function)
         .ok_or_else(|| FentryError::NoBtf(function.to_owned()))?;
-    let prog = copy.load(CopyKind::Fentry { btf_id }, constants)?;
+    let prog = copy.load(CopyKind::Fentry { btf_id }, patches)?;
     let mut attr = RawTracepointOpenAttr {
         name: 0,
         prog_fd: prog.as_raw_fd() as u32,

@@ -21,6 +21,7 @@ mod module_registry;
 mod program_copy;
 mod program_stats;
 mod text_pages;
+mod word_reads;
 
 use crate::kernel::kallsyms::NotAttached;
 use std::os::fd::AsFd as _;
@@ -36,12 +37,13 @@ use probe_common::{
     names::{global, map, program},
 };
 
-pub use call_counter::{ATTACH_ENV, CallAttach, PerFunction};
+pub use call_counter::{ATTACH_ENV, AttachIds, CallAttach, PerFunction};
 pub use count_table::shape as count_table_shape;
 pub use diagnostics::{Diagnostics, LogLevel};
 pub use guard::{GuardMode, remove_pinned};
 pub use module_registry::Counters;
 pub use program_stats::{ProgramStats, skipped_runs};
+pub use word_reads::VIEW_STRUCT;
 
 /// The eBPF object built from probe-ebpf by build.rs; empty when the build
 /// was made with AYA_BUILD_SKIP=1.
@@ -380,6 +382,7 @@ mod tests {
         let missing: Vec<&&str> = map::ALL
             .iter()
             .chain(&program::ALL)
+            .chain(cfg!(target_arch = "x86_64").then_some(&program::COUNT_CALL_VIEW))
             .chain(&global::ALL)
             .filter(|n| !symbols.contains(n))
             .collect();

@@ -42,8 +42,8 @@ pub enum CopyError {
         program: String,
         source: aya_obj::relocation::EbpfRelocationError,
     },
-    #[error("{program} holds no constant marked {marker:#x} for the loader to write")]
-    NoConstant { program: String, marker: u64 },
+    #[error("{program} holds no {patch} for the loader to write")]
+    Unpatched { program: String, patch: Patch },
     #[error("loading {program} for {purpose}: {source}{log}")]
     Load {
         program: String,
@@ -142,14 +142,14 @@ impl ProgramCopy {
         })
     }
 
-    /// Loads the copy for `kind`, each of `constants`' markers replaced by
-    /// its value (`write_constants`); a refused load is tried again with
-    /// the verifier's log, whose end the error carries.
-    pub fn load(&self, kind: CopyKind, constants: &[Constant]) -> Result<OwnedFd, CopyError> {
+    /// Loads the copy for `kind`, with `patches` written in
+    /// (`write_patches`); a refused load is tried again with the verifier's
+    /// log, whose end the error carries.
+    pub fn load(&self, kind: CopyKind, patches: &[Patch]) -> Result<OwnedFd, CopyError> {
         let mut insns = self.insns.clone();
-        write_constants(&mut insns, constants).map_err(|marker| CopyError::NoConstant {
+        write_patches(&mut insns, patches).map_err(|patch| CopyError::Unpatched {
             program: self.program.clone(),
-            marker,
+            patch,
         })?;
         let (prog_type, expected_attach_type, attach_btf_id) = kind.attributes();
         let mut attr = ProgLoadAttr {
@@ -184,43 +184,82 @@ impl ProgramCopy {
     }
 }
 
-/// A value for the copy's `ld_imm64` instructions that load `marker`
-/// (the program's `loader_constant`).
+/// What the loader writes into a copy: the eBPF side's `copy_patch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Constant {
-    pub marker: u64,
-    pub value: u64,
+pub enum Patch {
+    /// `value` over every plain `ld_imm64` (no map or BTF reference) that
+    /// loads `marker` (the program's `loader_constant`).
+    Constant { marker: u64, value: u64 },
+    /// Every call of the helper numbered `helper`, which no helper is,
+    /// made a call of the vmlinux kfunc whose BTF id is `btf_id`.
+    KfuncCall { helper: i32, btf_id: u32 },
+}
+
+impl std::fmt::Display for Patch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Constant { marker, .. } => write!(f, "constant marked {marker:#x}"),
+            Self::KfuncCall { helper, .. } => write!(f, "call of helper {helper:#x}"),
+        }
+    }
 }
 
 /// `BPF_LD | BPF_IMM | BPF_DW`: a 64-bit immediate over two instructions.
 const LD_IMM64: u8 = 0x18;
+/// `BPF_JMP | BPF_CALL`.
+const CALL: u8 = 0x85;
+/// A call's `src_reg` for a kfunc, whose `imm` is its BTF id.
+const BPF_PSEUDO_KFUNC_CALL: u8 = 2;
 
-/// Writes each constant's value over its marker in every plain `ld_imm64`
-/// (no map or BTF reference) that loads it; the first marker no
-/// instruction loads is the error: a program built without it.
-fn write_constants(
+/// Writes each patch wherever its site is; the first patch with no site
+/// is the error: a program built without it.
+fn write_patches(
     insns: &mut [aya_obj::generated::bpf_insn],
-    constants: &[Constant],
-) -> Result<(), u64> {
-    let mut found = vec![false; constants.len()];
+    patches: &[Patch],
+) -> Result<(), Patch> {
+    let mut found = vec![false; patches.len()];
     let mut i = 0;
-    while i + 1 < insns.len() {
-        let (first, second) = (insns[i], insns[i + 1]);
-        if first.code != LD_IMM64 || first.src_reg() != 0 {
-            i += 1;
-            continue;
+    let count = insns.len();
+    while i < count {
+        let width = if insns[i].code == LD_IMM64 { 2 } else { 1 };
+        let site = &mut insns[i..(i + width).min(count)];
+        for (patch, found) in patches.iter().zip(found.iter_mut()) {
+            *found |= patch.write(site);
         }
-        let loaded = u64::from(first.imm as u32) | (u64::from(second.imm as u32) << 32);
-        if let Some(n) = constants.iter().position(|c| c.marker == loaded) {
-            insns[i].imm = constants[n].value as u32 as i32;
-            insns[i + 1].imm = (constants[n].value >> 32) as u32 as i32;
-            found[n] = true;
-        }
-        i += 2;
+        i += width;
     }
     match found.iter().position(|f| !f) {
-        Some(n) => Err(constants[n].marker),
+        Some(n) => Err(patches[n]),
         None => Ok(()),
+    }
+}
+
+impl Patch {
+    /// Writes this patch into `site` (one instruction, or an `ld_imm64`'s
+    /// two) if it is this patch's; whether it was.
+    fn write(&self, site: &mut [aya_obj::generated::bpf_insn]) -> bool {
+        match (*self, site) {
+            (Self::Constant { marker, value }, [first, second])
+                if first.code == LD_IMM64 && first.src_reg() == 0 =>
+            {
+                let loaded = u64::from(first.imm as u32) | (u64::from(second.imm as u32) << 32);
+                if loaded != marker {
+                    return false;
+                }
+                first.imm = value as u32 as i32;
+                second.imm = (value >> 32) as u32 as i32;
+                true
+            }
+            (Self::KfuncCall { helper, btf_id }, [call])
+                if call.code == CALL && call.src_reg() == 0 && call.imm == helper =>
+            {
+                call.set_src_reg(BPF_PSEUDO_KFUNC_CALL);
+                call.off = 0;
+                call.imm = btf_id as i32;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -347,7 +386,8 @@ mod tests {
     use aya_obj::generated::bpf_insn;
 
     use super::{
-        Constant, CopyError, LD_IMM64, kernel_object_name, log_tail, match_maps, write_constants,
+        BPF_PSEUDO_KFUNC_CALL, CALL, CopyError, LD_IMM64, Patch, kernel_object_name, log_tail,
+        match_maps, write_patches,
     };
 
     #[test]
@@ -423,16 +463,16 @@ mod tests {
         ]
         .concat();
         let constants = [
-            Constant {
+            Patch::Constant {
                 marker: MARK,
                 value: 0xffff_ffff_8123_4560,
             },
-            Constant {
+            Patch::Constant {
                 marker: COLUMN,
                 value: 17,
             },
         ];
-        write_constants(&mut insns, &constants).unwrap();
+        write_patches(&mut insns, &constants).unwrap();
         assert_eq!(loaded(&insns, 0), 0xffff_ffff_8123_4560);
         assert_eq!(insns[2].imm, 7, "other instructions untouched");
         assert_eq!(loaded(&insns, 3), MARK, "a map reference is not a constant");
@@ -443,15 +483,59 @@ mod tests {
     #[test]
     fn a_marker_the_program_never_loads_is_named() {
         let mut insns = ld_imm64(0, 5).to_vec();
-        let constants = [Constant {
+        let constant = Patch::Constant {
             marker: 0x4d53_434f_4c00_0002,
             value: 1,
-        }];
-        assert_eq!(
-            write_constants(&mut insns, &constants),
-            Err(0x4d53_434f_4c00_0002)
-        );
+        };
+        assert_eq!(write_patches(&mut insns, &[constant]), Err(constant));
         assert_eq!(loaded(&insns, 0), 5);
+        let error = CopyError::Unpatched {
+            program: "count_call_fentry".to_owned(),
+            patch: constant,
+        };
+        assert_eq!(
+            error.to_string(),
+            "count_call_fentry holds no constant marked 0x4d53434f4c000002 for the loader to write"
+        );
+    }
+
+    /// The marked helper call becomes the kfunc's; real helper calls, and
+    /// an `ld_imm64` whose high word looks like a call, stay as they are.
+    #[test]
+    fn the_marked_helper_call_becomes_the_kfunc_call() {
+        const HELPER: i32 = 0x4d53_4b46;
+        let mut lookalike = ld_imm64(0, 7);
+        lookalike[1].code = CALL;
+        lookalike[1].imm = HELPER;
+        let mut insns: Vec<bpf_insn> = [
+            &[insn(CALL, 0, 1)][..], // bpf_map_lookup_elem
+            &[insn(CALL, 0, HELPER)],
+            &lookalike,
+            &[insn(CALL, 0, HELPER)], // inlined twice
+        ]
+        .concat();
+        let kfunc = Patch::KfuncCall {
+            helper: HELPER,
+            btf_id: 41_234,
+        };
+        write_patches(&mut insns, &[kfunc]).unwrap();
+        assert_eq!((insns[0].src_reg(), insns[0].imm), (0, 1), "a helper call");
+        for at in [1, 4] {
+            assert_eq!(insns[at].src_reg(), BPF_PSEUDO_KFUNC_CALL);
+            assert_eq!((insns[at].imm, insns[at].off), (41_234, 0));
+        }
+        assert_eq!(
+            (insns[3].src_reg(), insns[3].imm),
+            (0, HELPER),
+            "inside an ld_imm64"
+        );
+        let mut none = vec![insn(CALL, 0, 1)];
+        assert_eq!(write_patches(&mut none, &[kfunc]), Err(kfunc));
+        assert_eq!(
+            kfunc.to_string(),
+            "call of helper 0x4d534b46",
+            "how a missing call is named"
+        );
     }
 
     #[test]

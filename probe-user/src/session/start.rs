@@ -6,7 +6,7 @@
 //! kprobes in the attach plan's order, then modules already loaded.
 
 use super::error::{Result, SessionError};
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
 use modscope_analysis::feature_symbols;
@@ -45,7 +45,10 @@ use crate::{
         proc_modules,
     },
     metrics::{self, SharedMetrics},
-    probe::{self, CallAttach, Diagnostics, ModuleProbe, ProbeGlobals, ProbeLogger},
+    probe::{
+        self, AttachIds, CallAttach, Diagnostics, ModuleProbe, ProbeGlobals, ProbeLogger,
+        VIEW_STRUCT,
+    },
     trace::records::SessionStart,
 };
 
@@ -350,9 +353,9 @@ fn attach(
         match stage {
             Stage::Allocators => results.allocators = probe.attach_allocators(&plan.allocators)?,
             Stage::Calls => {
-                let btf_ids = fentry_targets(paths, &fentry_candidates(plan, &attach_plan), start);
+                let ids = attach_ids(paths, &fentry_candidates(plan, &attach_plan), start);
                 results.calls =
-                    probe.attach_calls(&attach_plan.counted, &plan.functions, &btf_ids, start)?
+                    probe.attach_calls(&attach_plan.counted, &plan.functions, &ids, start)?
             }
             Stage::FieldChecks => results.checks = probe.attach_field_checks(&plan.checks)?,
             Stage::Recount => {
@@ -383,23 +386,31 @@ fn fentry_candidates(plan: &CallPlan, attach_plan: &AttachPlan) -> Vec<String> {
         .collect()
 }
 
-/// The BTF ids of `functions`, for fentry: from the running kernel's own
-/// BTF only (a `--btf` file's ids are not the kernel's); none without it,
-/// or when `start` skips fentry.
-fn fentry_targets(
-    paths: &KernelPaths,
-    functions: &[String],
-    start: CallAttach,
-) -> HashMap<String, u32> {
-    if start > CallAttach::Fentry || paths.vmlinux_btf != KernelPaths::default().vmlinux_btf {
-        return HashMap::new();
+/// The BTF ids the call counter's attach needs: `functions`' for fentry,
+/// and the view's (`VIEW_STRUCT`) for copies that read without the helper.
+/// From the running kernel's own BTF only (a `--btf` file's ids are not
+/// the kernel's); none without it, or when `start` is a kprobe each
+/// (aya's own programs, never patched).
+fn attach_ids(paths: &KernelPaths, functions: &[String], start: CallAttach) -> AttachIds {
+    if start > CallAttach::KprobeMulti || paths.vmlinux_btf != KernelPaths::default().vmlinux_btf {
+        return AttachIds::default();
     }
     let ids = lean_btf::open(&paths.vmlinux_btf)
         .map_err(|e| e.to_string())
-        .and_then(|btf| lean_btf::function_ids(&btf, functions).map_err(|e| e.to_string()));
+        .and_then(|btf| {
+            let wanted = if start <= CallAttach::Fentry {
+                functions
+            } else {
+                &[]
+            };
+            Ok(AttachIds {
+                functions: lean_btf::function_ids(&btf, wanted).map_err(|e| e.to_string())?,
+                view: lean_btf::view_ids(&btf, VIEW_STRUCT).map_err(|e| e.to_string())?,
+            })
+        });
     ids.unwrap_or_else(|why| {
-        log::debug!("count_call: no fentry, the kernel's BTF did not answer ({why})");
-        HashMap::new()
+        log::debug!("count_call: no fentry or view, the kernel's BTF did not answer ({why})");
+        AttachIds::default()
     })
 }
 
