@@ -107,12 +107,18 @@ fn guest_script(
 wait_for $W/baseline.log '"ready"'
 timed baseline
 kill -INT $P; wait $P
-MODSCOPE_ATTACH=fentry "{b}" record $FUNCS --json > $W/baseline-fentry.log 2>&1 & P=$!
-wait_for $W/baseline-fentry.log '"ready"'
-if grep -q '"fentry/count_call' $W/baseline-fentry.log; then
-  timed baseline_fentry /proc/sys/kernel/ftrace_enabled
-fi
-kill -INT $P; wait $P
+# baseline_row ROW ATTACH_TYPE: the baseline build's session on that type,
+# its pairs where it attached so (disarmed through every ftrace site).
+baseline_row() {{
+  MODSCOPE_ATTACH=$2 "{b}" record $FUNCS --json > $W/$1.log 2>&1 & P=$!
+  wait_for $W/$1.log '"ready"'
+  if grep -q "\"$2/count_call" $W/$1.log; then
+    timed $1 /proc/sys/kernel/ftrace_enabled
+  fi
+  kill -INT $P; wait $P
+}}
+baseline_row baseline_fentry fentry
+baseline_row baseline_multi kprobe_multi
 "#,
             b = b.display()
         )
@@ -429,6 +435,7 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
         ("modscope (a kprobe each)", "modscope"),
         ("baseline build", "baseline"),
         ("baseline build (fentry)", "baseline_fentry"),
+        ("baseline build (kprobe_multi)", "baseline_multi"),
         ("modscope --no-detectors", "modscope_no_detectors"),
         ("modscope, kfree tracked", "modscope_following"),
         ("bpftrace attribution", "bpftrace"),
@@ -468,19 +475,20 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
     }
     // Per call: the fentry and kprobe_multi pairs are disarmed through
     // every ftrace site.
-    for (key, attach) in [
-        ("modscope_fentry", "fentry"),
-        ("modscope_multi", "one kprobe_multi link"),
+    for (key, attach, baseline) in [
+        ("modscope_fentry", "fentry", "baseline_fentry"),
+        ("modscope_multi", "one kprobe_multi link", "baseline_multi"),
     ] {
         let Some(ours) = all.get(key) else { continue };
         let ours_ns = ours.added_ns_per_call(calls);
+        let same_type = format!("the baseline build's by {attach}");
         for (other, label) in [
             (
                 "fentry_read",
                 "fentry's floor's (an fentry program's one kernel read)",
             ),
             ("modscope", "through a kprobe each"),
-            ("baseline_fentry", "the baseline build's by fentry"),
+            (baseline, same_type.as_str()),
             ("empty_kprobe", "the empty kprobe's (goal <= 1.10)"),
             ("bpftrace", "bpftrace's attribution's (goal <= 0.40)"),
         ] {
