@@ -135,6 +135,7 @@ fn main() -> ExitCode {
     // as it does for other command-line tools, instead of panicking in print.
     // SAFETY: restoring a default signal disposition before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    cli::allocator::return_freed_memory();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -443,7 +443,7 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
         let Some(p) = all.get(key) else { continue };
         let (lo, mid, hi) = p.quartiles();
         println!(
-            "hot-path:   {name:<26} {:>8.1} ms armed, {:>8.1} ms disarmed, +{:>5.0} ns/call, ratio {mid:.3} [{lo:.3}, {hi:.3}]",
+            "hot-path:   {name:<29} {:>8.1} ms armed, {:>8.1} ms disarmed, +{:>5.0} ns/call, ratio {mid:.3} [{lo:.3}, {hi:.3}]",
             p.median_ms(true),
             p.median_ms(false),
             p.added_ns_per_call(calls),

@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments, a call into the library, and
 //! what it prints.
 
+pub mod allocator;
 pub mod check;
 mod check_text;
 pub mod diff;
