@@ -108,16 +108,23 @@ fn first_id_of(
 mod tests {
     use modscope_analysis::{btf, struct_layout};
 
+    /// The host kernel's own BTF.
+    const HOST_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+    /// The host's BTF, mapped, when it has one.
+    fn host_btf() -> Option<btf_rs::Btf> {
+        let path = std::path::Path::new(HOST_BTF);
+        path.exists().then(|| super::open(path).expect("BTF"))
+    }
+
     /// The host kernel's own BTF, when it has one: the mapped reader finds
     /// what the indexed one finds.
     #[test]
     fn the_mapped_btf_answers_as_the_indexed_one() {
-        let path = std::path::Path::new("/sys/kernel/btf/vmlinux");
-        if !path.exists() {
+        let Some(lean) = host_btf() else {
             return;
-        }
-        let lean = super::open(path).expect("mapped BTF");
-        let indexed = btf::open(path).expect("indexed BTF");
+        };
+        let indexed = btf::open(std::path::Path::new(HOST_BTF)).expect("indexed BTF");
         for name in ["mutex", "raw_spinlock", "file", "inode", "task_struct"] {
             let layout = struct_layout::layout(&lean, name);
             assert!(layout.is_some(), "struct {name}");
@@ -134,11 +141,9 @@ mod tests {
     /// the name lookup finds, and a name that is not a function has none.
     #[test]
     fn one_walk_finds_the_ids_the_name_lookup_finds() {
-        let path = std::path::Path::new("/sys/kernel/btf/vmlinux");
-        if !path.exists() {
+        let Some(btf) = host_btf() else {
             return;
-        }
-        let btf = super::open(path).expect("BTF");
+        };
         let names: Vec<String> = ["kfree", "kstrdup", "task_struct", "no_such_function_here"]
             .into_iter()
             .map(String::from)
@@ -166,11 +171,9 @@ mod tests {
     /// function and a struct; a struct that is not there gives none.
     #[test]
     fn the_view_ids_are_the_kfunc_and_the_struct() {
-        let path = std::path::Path::new("/sys/kernel/btf/vmlinux");
-        if !path.exists() {
+        let Some(btf) = host_btf() else {
             return;
-        }
-        let btf = super::open(path).expect("BTF");
+        };
         let Some(ids) = super::view_ids(&btf, "pt_regs").expect("lookup") else {
             return; // a kernel before 6.2
         };

@@ -43,7 +43,7 @@ pub use diagnostics::{Diagnostics, LogLevel};
 pub use guard::{GuardMode, remove_pinned};
 pub use module_registry::Counters;
 pub use program_stats::{ProgramStats, skipped_runs};
-pub use word_reads::VIEW_STRUCT;
+pub use word_reads::{VIEW_STRUCT, view_can_serve};
 
 /// The eBPF object built from probe-ebpf by build.rs; empty when the build
 /// was made with AYA_BUILD_SKIP=1.

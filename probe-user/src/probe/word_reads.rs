@@ -11,7 +11,7 @@ use probe_common::{
     names::program,
 };
 
-use super::program_copy::Patch;
+use super::{CallAttach, program_copy::Patch};
 use crate::kernel::lean_btf::ViewIds;
 
 /// The struct the words are viewed as: a 64-bit scalar at each word the
@@ -20,6 +20,17 @@ use crate::kernel::lean_btf::ViewIds;
 pub const VIEW_STRUCT: &str = "pt_regs";
 #[cfg(not(target_arch = "x86_64"))]
 pub const VIEW_STRUCT: &str = "user_pt_regs";
+
+/// Whether a kprobe reads memory for the return address: x86-64's is on
+/// the stack, arm64's in a register.
+const KPROBES_READ_MEMORY: bool = cfg!(target_arch = "x86_64");
+
+/// Whether a session whose attach starts at `start` has a copy that can
+/// read through a view: fentry's, or the kprobe_multi link's where kprobes
+/// read memory (a kprobe each is aya's own program, never patched).
+pub fn view_can_serve(start: CallAttach) -> bool {
+    start <= CallAttach::Fentry || start == CallAttach::KprobeMulti && KPROBES_READ_MEMORY
+}
 
 /// The read a copy makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +56,7 @@ impl WordReads {
     /// The way a kprobe reads: only x86-64 reads memory for the return
     /// address (arm64's is a register), so only there is there a view.
     pub fn on_kprobes(self) -> Self {
-        if cfg!(target_arch = "x86_64") {
+        if KPROBES_READ_MEMORY {
             self
         } else {
             Self::Helper
@@ -93,7 +104,7 @@ mod tests {
         names::program,
     };
 
-    use super::{Patch, ViewIds, WordReads};
+    use super::{CallAttach, Patch, ViewIds, WordReads, view_can_serve};
 
     #[test]
     fn a_view_needs_its_programs_and_both_patches_the_helper_neither() {
@@ -127,5 +138,15 @@ mod tests {
         } else {
             assert_eq!(kprobes, WordReads::Helper);
         }
+    }
+
+    #[test]
+    fn a_view_serves_fentry_and_the_link_where_kprobes_read_memory() {
+        assert!(view_can_serve(CallAttach::Fentry));
+        assert_eq!(
+            view_can_serve(CallAttach::KprobeMulti),
+            cfg!(target_arch = "x86_64")
+        );
+        assert!(!view_can_serve(CallAttach::Kprobe));
     }
 }

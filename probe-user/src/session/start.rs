@@ -6,7 +6,7 @@
 //! kprobes in the attach plan's order, then modules already loaded.
 
 use super::error::{Result, SessionError};
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use modscope_analysis::feature_symbols;
@@ -389,22 +389,22 @@ fn fentry_candidates(plan: &CallPlan, attach_plan: &AttachPlan) -> Vec<String> {
 /// The BTF ids the call counter's attach needs: `functions`' for fentry,
 /// and the view's (`VIEW_STRUCT`) for copies that read without the helper.
 /// From the running kernel's own BTF only (a `--btf` file's ids are not
-/// the kernel's); none without it, or when `start` is a kprobe each
-/// (aya's own programs, never patched).
+/// the kernel's); none without it, or when no copy `start` allows could
+/// use them (`probe::view_can_serve`).
 fn attach_ids(paths: &KernelPaths, functions: &[String], start: CallAttach) -> AttachIds {
-    if start > CallAttach::KprobeMulti || paths.vmlinux_btf != KernelPaths::default().vmlinux_btf {
+    if !probe::view_can_serve(start) || paths.vmlinux_btf != KernelPaths::default().vmlinux_btf {
         return AttachIds::default();
     }
     let ids = lean_btf::open(&paths.vmlinux_btf)
         .map_err(|e| e.to_string())
         .and_then(|btf| {
-            let wanted = if start <= CallAttach::Fentry {
-                functions
+            let functions = if start <= CallAttach::Fentry {
+                lean_btf::function_ids(&btf, functions).map_err(|e| e.to_string())?
             } else {
-                &[]
+                HashMap::new()
             };
             Ok(AttachIds {
-                functions: lean_btf::function_ids(&btf, wanted).map_err(|e| e.to_string())?,
+                functions,
                 view: lean_btf::view_ids(&btf, VIEW_STRUCT).map_err(|e| e.to_string())?,
             })
         });
