@@ -11,9 +11,10 @@ use probe_common::{
 };
 
 use super::{
-    AttachOutcome, ModuleProbe, PROBE_OBJECT, ProbeError, attach_each,
+    AttachOutcome, ModuleProbe, PROBE_OBJECT, ProbeError, attach_each, attach_each_by,
     fentry::{self, FentryError},
     kprobe_multi::{self, MultiError},
+    kprobe_pmu::{self, KprobePmu, PmuError},
     program_copy::{CopyError, CopyKind, CopyLink, Patch, ProgramCopy},
     sum_cpus,
     word_reads::WordReads,
@@ -122,11 +123,13 @@ impl ModuleProbe {
                 Err(why) => log::debug!("count_call: no kprobe_multi link ({why})"),
             }
         }
+        self.each = EachCopy::load(self, reads.on_kprobes());
         let singles: Vec<String> = core.into_iter().chain(others).collect();
         if !singles.is_empty() {
             let each = self.attach_more(&singles)?;
+            let read = self.each.as_ref().map_or("", |e| e.reads.label());
             self.attached
-                .push(format!("kprobe/count_call x{}", each.attached.len()));
+                .push(format!("kprobe/count_call x{}{read}", each.attached.len()));
             outcome.attached.extend(each.attached);
             outcome.refused.extend(each.refused);
         }
@@ -239,9 +242,16 @@ impl ModuleProbe {
         Ok((CopyLink::new(link, prog), read))
     }
 
-    /// Attaches the (loaded) call counter to more functions, during a session.
-    /// Their columns in the count table come first (`place_columns`).
+    /// Attaches the (loaded) call counter to more functions, a kprobe each:
+    /// the view's copy where one loaded (`EachCopy`), aya's program
+    /// otherwise. Their columns in the count table come first
+    /// (`place_columns`).
     pub fn attach_more(&mut self, functions: &[String]) -> Result<AttachOutcome, ProbeError> {
+        if let Some(each) = &self.each {
+            let (outcome, links) = attach_each_by(functions, |f| each.attach(f));
+            self.links.keep_pmu(links);
+            return Ok(outcome);
+        }
         let prog = self.kprobe_program(program::COUNT_CALL)?;
         let (outcome, links) = attach_each(prog, functions);
         self.links.keep(links);
@@ -271,6 +281,47 @@ impl ModuleProbe {
             .filter_map(Result::ok)
             .map(|(key, values)| (key, sum_cpus(&values)))
             .collect())
+    }
+}
+
+/// The copy of `count_call` that reads through a view, loaded once for a
+/// kprobe each (aya's own program reads through the helper): attached on
+/// the kernel's kprobe PMU, since aya attaches only what it loaded.
+pub struct EachCopy {
+    prog: std::os::fd::OwnedFd,
+    pmu: KprobePmu,
+    reads: WordReads,
+}
+
+impl EachCopy {
+    /// The copy reading the `reads` way (after `WordReads::on_kprobes`); none
+    /// for the helper's way, or when the kernel refuses it (then aya's
+    /// program takes the kprobes).
+    fn load(probe: &mut ModuleProbe, reads: WordReads) -> Option<Self> {
+        if reads == WordReads::Helper {
+            return None;
+        }
+        let loaded = probe
+            .count_call_copy(reads.kprobe_program())
+            .and_then(|copy| Ok(copy.load(CopyKind::Kprobe, &reads.patches())?))
+            .and_then(|prog| Ok((prog, KprobePmu::of_kernel()?)));
+        match loaded {
+            Ok((prog, pmu)) => Some(Self { prog, pmu, reads }),
+            Err(why) => {
+                log::debug!("count_call: a kprobe each through the helper ({why})");
+                None
+            }
+        }
+    }
+
+    fn attach(&self, function: &str) -> Result<kprobe_pmu::PmuKprobe, PmuError> {
+        self.pmu
+            .attach(std::os::fd::AsFd::as_fd(&self.prog), function)
+    }
+
+    /// The program, for its statistics.
+    pub fn program(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.prog)
     }
 }
 
@@ -306,6 +357,8 @@ enum CallCopy {
     Copy(#[from] CopyError),
     #[error("the kernel refused a kprobe_multi link: {0}")]
     Refused(#[from] MultiError),
+    #[error(transparent)]
+    Pmu(#[from] PmuError),
 }
 
 #[cfg(test)]

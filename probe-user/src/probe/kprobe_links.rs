@@ -6,16 +6,30 @@
 
 use aya::programs::kprobe::KProbeLink;
 
+use super::kprobe_pmu::PmuKprobe;
+
 /// At most this many threads detach at once.
 const DETACHING_THREADS: usize = 16;
 
+/// An attached kprobe: aya's, or one of a loader copy's (`kprobe_pmu`).
+/// Held for its drop, which detaches it; never read.
+#[expect(dead_code, reason = "held for its drop, which detaches")]
+enum HeldKprobe {
+    Aya(KProbeLink),
+    Pmu(PmuKprobe),
+}
+
 /// Attached kprobes, detached when this is dropped.
 #[derive(Default)]
-pub struct KProbeLinks(Vec<KProbeLink>);
+pub struct KProbeLinks(Vec<HeldKprobe>);
 
 impl KProbeLinks {
     pub fn keep(&mut self, links: impl IntoIterator<Item = KProbeLink>) {
-        self.0.extend(links);
+        self.0.extend(links.into_iter().map(HeldKprobe::Aya));
+    }
+
+    pub fn keep_pmu(&mut self, links: impl IntoIterator<Item = PmuKprobe>) {
+        self.0.extend(links.into_iter().map(HeldKprobe::Pmu));
     }
 }
 

@@ -16,6 +16,7 @@ mod guard;
 mod init_done;
 mod kprobe_links;
 mod kprobe_multi;
+mod kprobe_pmu;
 mod load_check;
 mod module_registry;
 mod program_copy;
@@ -118,6 +119,9 @@ pub struct ModuleProbe {
     multi: Option<program_copy::CopyLink>,
     /// `count_call`'s fentry copies, one per function.
     fentry: Vec<program_copy::CopyLink>,
+    /// The copy of `count_call` that takes a kprobe each in aya's place,
+    /// where it reads through a view (`call_counter::EachCopy`).
+    each: Option<call_counter::EachCopy>,
     ebpf: Ebpf,
     attached: Vec<String>,
     call_config: CallProbeConfig,
@@ -195,6 +199,7 @@ impl ModuleProbe {
             links: KProbeLinks::default(),
             multi: None,
             fentry: Vec::new(),
+            each: None,
             pages,
             ebpf,
             attached: Vec::new(),
@@ -221,7 +226,8 @@ impl ModuleProbe {
 
     /// Each loaded program's figures so far (run time and runs while BPF
     /// statistics are enabled, `run_statistics`; skipped runs), by name;
-    /// `count_call`'s copies (kprobe_multi, fentry) count as `count_call`.
+    /// `count_call`'s copies (kprobe_multi, fentry, a kprobe each) count as
+    /// `count_call`.
     pub fn program_stats(&self) -> Vec<(String, ProgramStats)> {
         let mut all: Vec<(String, ProgramStats)> = self
             .ebpf
@@ -238,7 +244,8 @@ impl ModuleProbe {
             .multi
             .iter()
             .map(|m| m.program())
-            .chain(self.fentry.iter().map(|f| f.program()));
+            .chain(self.fentry.iter().map(|f| f.program()))
+            .chain(self.each.iter().map(|e| e.program()));
         if let Some((_, stats)) = all.iter_mut().find(|(n, _)| n == program::COUNT_CALL) {
             for copy in copies.filter_map(|fd| program_stats::read(fd).ok()) {
                 stats.run_time_ns = stats.run_time_ns.saturating_add(copy.run_time_ns);
@@ -307,10 +314,19 @@ fn attach_each<'a>(
     prog: &mut KProbe,
     functions: impl IntoIterator<Item = &'a String>,
 ) -> (AttachOutcome, Vec<KProbeLink>) {
+    attach_each_by(functions, |f| attach_one(prog, f))
+}
+
+/// `attach` on each function: those attached with their links, and the
+/// others with the kernel's reason.
+fn attach_each_by<'a, L, E: std::fmt::Display>(
+    functions: impl IntoIterator<Item = &'a String>,
+    mut attach: impl FnMut(&str) -> Result<L, E>,
+) -> (AttachOutcome, Vec<L>) {
     let mut out = AttachOutcome::default();
     let mut links = Vec::new();
     for f in functions {
-        match attach_one(prog, f) {
+        match attach(f) {
             Ok(link) => {
                 out.attached.push(f.clone());
                 links.push(link);

@@ -57,6 +57,8 @@ pub enum CopyError {
 /// of `BPF_PROG_LOAD`.
 #[derive(Clone, Copy, Debug)]
 pub enum CopyKind {
+    /// A kprobe program for kprobes opened as perf events (`kprobe_pmu`).
+    Kprobe,
     /// A kprobe program for kprobe_multi links.
     KprobeMulti,
     /// A tracing program on the entry of the vmlinux function whose BTF id
@@ -73,6 +75,7 @@ impl CopyKind {
     /// `(prog_type, expected_attach_type, attach_btf_id)`.
     fn attributes(self) -> (u32, u32, u32) {
         match self {
+            Self::Kprobe => (Self::BPF_PROG_TYPE_KPROBE, 0, 0),
             Self::KprobeMulti => (Self::BPF_PROG_TYPE_KPROBE, Self::BPF_TRACE_KPROBE_MULTI, 0),
             Self::Fentry { btf_id } => {
                 (Self::BPF_PROG_TYPE_TRACING, Self::BPF_TRACE_FENTRY, btf_id)
@@ -82,6 +85,7 @@ impl CopyKind {
 
     fn purpose(self) -> String {
         match self {
+            Self::Kprobe => "a kprobe each".to_owned(),
             Self::KprobeMulti => "kprobe_multi".to_owned(),
             Self::Fentry { btf_id } => format!("fentry on BTF id {btf_id}"),
         }

@@ -26,10 +26,11 @@ pub const VIEW_STRUCT: &str = "user_pt_regs";
 const KPROBES_READ_MEMORY: bool = cfg!(target_arch = "x86_64");
 
 /// Whether a session whose attach starts at `start` has a copy that can
-/// read through a view: fentry's, or the kprobe_multi link's where kprobes
-/// read memory (a kprobe each is aya's own program, never patched).
+/// read through a view: fentry's, or, where kprobes read memory, the
+/// kprobe_multi link's and the kprobe each's (every session may take some:
+/// a module's functions always get a kprobe each).
 pub fn view_can_serve(start: CallAttach) -> bool {
-    start <= CallAttach::Fentry || start == CallAttach::KprobeMulti && KPROBES_READ_MEMORY
+    start <= CallAttach::Fentry || KPROBES_READ_MEMORY
 }
 
 /// The read a copy makes.
@@ -141,12 +142,10 @@ mod tests {
     }
 
     #[test]
-    fn a_view_serves_fentry_and_the_link_where_kprobes_read_memory() {
+    fn a_view_serves_fentry_and_every_kprobe_where_kprobes_read_memory() {
         assert!(view_can_serve(CallAttach::Fentry));
-        assert_eq!(
-            view_can_serve(CallAttach::KprobeMulti),
-            cfg!(target_arch = "x86_64")
-        );
-        assert!(!view_can_serve(CallAttach::Kprobe));
+        for kprobes in [CallAttach::KprobeMulti, CallAttach::Kprobe] {
+            assert_eq!(view_can_serve(kprobes), cfg!(target_arch = "x86_64"));
+        }
     }
 }
