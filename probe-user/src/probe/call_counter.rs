@@ -249,8 +249,14 @@ impl ModuleProbe {
     pub fn attach_more(&mut self, functions: &[String]) -> Result<AttachOutcome, ProbeError> {
         if let Some(each) = &self.each {
             let (outcome, links) = attach_each_by(functions, |f| each.attach(f));
-            self.links.keep_pmu(links);
-            return Ok(outcome);
+            if !outcome.attached.is_empty() || functions.is_empty() {
+                self.links.keep_pmu(links);
+                return Ok(outcome);
+            }
+            // Not one function took the copy: the kernel refuses it, not
+            // them. aya's program takes these and all later ones.
+            log::debug!("count_call: no kprobe took the view's copy; aya's program from now on");
+            self.each = None;
         }
         let prog = self.kprobe_program(program::COUNT_CALL)?;
         let (outcome, links) = attach_each(prog, functions);
