@@ -180,6 +180,10 @@ bpftrace_row() {{
   kill -INT $P; wait $P
 }}
 echo 1000 > $T
+# Instructions per call need a PMU event that counts them (x86's
+# cpu/instructions, arm64's inst_retired): the event sources, then those.
+E=/sys/bus/event_source/devices
+echo "BENCH-PMU $(ls $E | tr '\n' ' ')/ $(ls -d $E/*/events/instructions $E/*/events/inst_retired 2>/dev/null | tr '\n' ' ')"
 if command -v bpftrace > /dev/null; then
   bpftrace_row empty_kprobe '{empty}'
   bpftrace_row empty_fentry '{empty_fentry}' /proc/sys/kernel/ftrace_enabled
@@ -415,6 +419,22 @@ fn pairs<'a>(lines: &[&'a str]) -> anyhow::Result<BTreeMap<&'a str, Pairs>> {
     Ok(out)
 }
 
+/// What the guest's perf event sources say about counting instructions per
+/// call (`BENCH-PMU SOURCES / EVENTS`): only an event that counts them
+/// (x86's `cpu/events/instructions`, arm64's `inst_retired`) could.
+fn pmu_finding(line: &str) -> String {
+    let (sources, events) = line.split_once('/').unwrap_or((line, ""));
+    match events.split_whitespace().next() {
+        None => format!(
+            "instructions per call: not counted, no event source of the guest counts instructions (its sources: {})",
+            sources.trim()
+        ),
+        Some(event) => format!(
+            "instructions per call: the guest has an instruction event ({event}), which this bench does not read yet"
+        ),
+    }
+}
+
 fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
     let all = pairs(lines)?;
     if let Some(skip) = lines.iter().find(|l| l.starts_with("BENCH-SKIP ")) {
@@ -422,6 +442,9 @@ fn print_hot_path(lines: &[&str]) -> anyhow::Result<()> {
             "hot-path: {} (its rows are left out)",
             &skip["BENCH-SKIP ".len()..]
         );
+    }
+    if let Some(sources) = lines.iter().find_map(|l| l.strip_prefix("BENCH-PMU ")) {
+        println!("hot-path: {}", pmu_finding(sources));
     }
     let calls = 2 * CALLS_PER_FUNCTION;
     println!(
@@ -753,6 +776,24 @@ mod tests {
             ChurnOutcome::of(&[]).lost,
             u64::MAX,
             "no registry: not zero"
+        );
+    }
+
+    #[test]
+    fn instructions_are_counted_only_where_an_event_counts_them() {
+        let tcg = pmu_finding("breakpoint kprobe msr software tracepoint uprobe / ");
+        assert!(tcg.contains("not counted"), "{tcg}");
+        assert!(tcg.ends_with("(its sources: breakpoint kprobe msr software tracepoint uprobe)"));
+        let arm = pmu_finding(
+            "armv8_pmuv3_0 kprobe / /sys/bus/event_source/devices/armv8_pmuv3_0/events/inst_retired ",
+        );
+        assert!(
+            arm.contains("(/sys/bus/event_source/devices/armv8_pmuv3_0/events/inst_retired)"),
+            "{arm}"
+        );
+        assert!(
+            pmu_finding("cpu kprobe").contains("not counted"),
+            "no event list: none"
         );
     }
 
