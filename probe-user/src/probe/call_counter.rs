@@ -248,13 +248,18 @@ impl ModuleProbe {
     /// (`place_columns`).
     pub fn attach_more(&mut self, functions: &[String]) -> Result<AttachOutcome, ProbeError> {
         if let Some(each) = &self.each {
-            let (outcome, links) = attach_each_by(functions, |f| each.attach(f));
-            if !outcome.attached.is_empty() || functions.is_empty() {
+            let mut link_refused = false;
+            let (outcome, links) = attach_each_by(functions, |f| {
+                each.attach(f)
+                    .inspect_err(|e| link_refused |= matches!(e, PmuError::Link { .. }))
+            });
+            if !outcome.attached.is_empty() || !link_refused {
                 self.links.keep_pmu(links);
                 return Ok(outcome);
             }
-            // Not one function took the copy: the kernel refuses it, not
-            // them. aya's program takes these and all later ones.
+            // Kprobes opened but not one took the copy: the kernel refuses
+            // the program, not the functions. aya's takes these and all
+            // later ones.
             log::debug!("count_call: no kprobe took the view's copy; aya's program from now on");
             self.each = None;
         }
